@@ -1,0 +1,273 @@
+"""ParallelRunConfig: the settings of a batch-scoring step, validated once."""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = [
+    "DEFAULT_APPEND_ROW_FILE_NAME",
+    "OutputAction",
+    "ParallelRunConfig",
+    "parse_file_count",
+    "parse_size",
+]
+
+DEFAULT_APPEND_ROW_FILE_NAME = "parallel_run_step.txt"
+DEFAULT_FILE_MINI_BATCH = 10
+DEFAULT_TABULAR_MINI_BATCH = 1024 * 1024
+OUTPUT_FORMATS = (".txt", ".csv", ".parquet")
+LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG][bB])?\s*$")
+_UNITS = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
+_SIZE_ALLOWED = (
+    "a positive whole number, optionally with KB, MB or GB (powers of 1024), "
+    'e.g. "5", "64KB", "1MB"'
+)
+
+
+class OutputAction(str, enum.Enum):
+    """What happens to the values ``run()`` returns."""
+
+    APPEND_ROW = "append_row"
+    SUMMARY_ONLY = "summary_only"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_size(value: int | str, field_name: str = "mini_batch_size") -> int:
+    """Parse a tabular mini-batch size ("1024", "64KB", "1MB", "1GB") into bytes."""
+    if isinstance(value, bool):
+        raise ConfigError(field_name, value, _SIZE_ALLOWED)
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigError(field_name, value, _SIZE_ALLOWED)
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ConfigError(field_name, value, _SIZE_ALLOWED)
+    number = int(match.group(1))
+    unit = (match.group(2) or "").lower()
+    size = number * _UNITS.get(unit, 1)
+    if size < 1:
+        raise ConfigError(field_name, value, _SIZE_ALLOWED)
+    return size
+
+
+def parse_file_count(value: int | str, field_name: str = "mini_batch_size") -> int:
+    """Parse a FileDataset mini-batch size: a number of files, >= 1."""
+    allowed = 'for a FileDataset, a whole number of files >= 1, e.g. "5"'
+    if isinstance(value, bool):
+        raise ConfigError(field_name, value, allowed)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(field_name, value, allowed)
+    return value
+
+
+def _check_int(name: str, value: Any, minimum: int, allowed: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, allowed)
+
+
+@dataclass(frozen=True)
+class ParallelRunConfig:
+    """Settings of a :class:`~daskscore.ParallelRunStep`.
+
+    The names and meanings follow Azure ML's ``ParallelRunConfig`` so that its
+    users recognise every field; see the README's semantics table.
+
+    Parameters
+    ----------
+    entry_script
+        Path of the script with ``init()`` and ``run(mini_batch)`` (relative to
+        ``source_directory`` when that is given).
+    source_directory
+        Folder shipped to every worker with the script; importable from it.
+    mini_batch_size
+        FileDataset: number of files per ``run()`` call (default 10). TabularDataset:
+        approximate bytes per call, an int or ``"64KB"``/``"1MB"``/``"1GB"``
+        (default 1MB).
+    error_threshold
+        Failed items (files or rows) allowed over the whole input; the job fails
+        when the count goes above it. ``-1`` ignores all failures.
+    allowed_failed_count
+        Failed mini-batches allowed; ``None`` or ``-1`` means no limit.
+    allowed_failed_percent
+        Percent (0-100) of failed mini-batches allowed; ``None`` means no limit.
+    output_action
+        ``"append_row"`` (collect what ``run()`` returns into one file) or
+        ``"summary_only"``.
+    append_row_file_name
+        Name of the collected file; its extension (.txt, .csv, .parquet) picks the
+        format. Default ``parallel_run_step.txt``.
+    node_count, process_count_per_node
+        Worker hosts and worker processes per host (``None``: number of cores).
+    run_invocation_timeout
+        Seconds one ``run()`` call may take before it is stopped.
+    run_max_try
+        Tries per mini-batch (a raised exception, a bad return or a timeout leads
+        to another try).
+    logging_level
+        Level of the entry script's logger and daskscore's logs.
+    environment_variables
+        Set before the script is imported, in every process that imports it.
+    partition_keys
+        Columns whose distinct value combinations each form one mini-batch
+        (mutually exclusive with ``mini_batch_size``).
+    """
+
+    entry_script: str
+    source_directory: str | None = None
+    mini_batch_size: int | str | None = None
+    error_threshold: int = -1
+    allowed_failed_count: int | None = None
+    allowed_failed_percent: float | None = None
+    output_action: OutputAction | str = OutputAction.APPEND_ROW
+    append_row_file_name: str | None = None
+    node_count: int = 1
+    process_count_per_node: int | None = None
+    run_invocation_timeout: float = 60
+    run_max_try: int = 3
+    logging_level: str = "INFO"
+    environment_variables: dict[str, str] | None = field(default=None)
+    partition_keys: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        if not isinstance(self.entry_script, str | os.PathLike) or not str(
+            self.entry_script
+        ):
+            raise ConfigError(
+                "entry_script", self.entry_script, "a path to a Python file"
+            )
+        set_(self, "entry_script", os.fspath(self.entry_script))
+        if not self.entry_script.endswith(".py"):
+            raise ConfigError(
+                "entry_script", self.entry_script, "a Python file ending in .py"
+            )
+        if self.source_directory is not None:
+            set_(self, "source_directory", os.fspath(self.source_directory))
+
+        if self.mini_batch_size is not None:
+            if isinstance(self.mini_batch_size, float) and float(
+                self.mini_batch_size
+            ).is_integer():
+                set_(self, "mini_batch_size", int(self.mini_batch_size))
+            parse_size(self.mini_batch_size)  # the FileDataset rule is checked by the step
+        if self.partition_keys is not None:
+            keys = self.partition_keys
+            if isinstance(keys, str):
+                keys = [keys]
+            if not keys or not all(isinstance(k, str) and k for k in keys):
+                raise ConfigError(
+                    "partition_keys", self.partition_keys, "a non-empty list of names"
+                )
+            if self.mini_batch_size is not None:
+                raise ConfigError(
+                    "partition_keys",
+                    self.partition_keys,
+                    "either partition_keys or mini_batch_size, not both",
+                )
+            set_(self, "partition_keys", list(keys))
+
+        _check_int("error_threshold", self.error_threshold, -1, "an int >= -1")
+        if self.allowed_failed_count is not None:
+            _check_int(
+                "allowed_failed_count",
+                self.allowed_failed_count,
+                -1,
+                "an int >= -1, or None",
+            )
+        if self.allowed_failed_percent is not None:
+            v = self.allowed_failed_percent
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
+                raise ConfigError(
+                    "allowed_failed_percent", v, "a number from 0 to 100, or None"
+                )
+
+        try:
+            set_(self, "output_action", OutputAction(self.output_action))
+        except ValueError:
+            raise ConfigError(
+                "output_action", self.output_action, '"append_row" or "summary_only"'
+            ) from None
+
+        name = self.append_row_file_name
+        if name is not None:
+            plain = (
+                isinstance(name, str)
+                and name not in ("", ".", "..")
+                and os.path.basename(name) == name
+                and "/" not in name
+                and "\\" not in name
+            )
+            if not plain:
+                raise ConfigError(
+                    "append_row_file_name",
+                    name,
+                    'a plain file name without folders, e.g. "results.csv"',
+                )
+            if os.path.splitext(name)[1].lower() not in OUTPUT_FORMATS:
+                raise ConfigError(
+                    "append_row_file_name",
+                    name,
+                    "a name ending in .txt, .csv or .parquet (the extension picks "
+                    "the format)",
+                )
+
+        _check_int("node_count", self.node_count, 1, "an int >= 1")
+        if self.process_count_per_node is not None:
+            _check_int(
+                "process_count_per_node",
+                self.process_count_per_node,
+                1,
+                "an int >= 1, or None for the number of cores",
+            )
+        t = self.run_invocation_timeout
+        if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0:
+            raise ConfigError(
+                "run_invocation_timeout", t, "a number of seconds greater than 0"
+            )
+        _check_int("run_max_try", self.run_max_try, 1, "an int >= 1")
+
+        level = self.logging_level
+        if not isinstance(level, str) or level.upper() not in LOGGING_LEVELS:
+            raise ConfigError("logging_level", level, ", ".join(LOGGING_LEVELS))
+        set_(self, "logging_level", level.upper())
+
+        env = self.environment_variables
+        if env is not None:
+            if not isinstance(env, dict) or not all(
+                isinstance(k, str) and k for k in env
+            ):
+                raise ConfigError(
+                    "environment_variables", env, "a dict of names to string values"
+                )
+            set_(self, "environment_variables", {k: str(v) for k, v in env.items()})
+
+    @property
+    def output_file_name(self) -> str:
+        """The collected file's name (``append_row_file_name`` or the default)."""
+        return self.append_row_file_name or DEFAULT_APPEND_ROW_FILE_NAME
+
+    @property
+    def output_format(self) -> str:
+        """``"txt"``, ``"csv"`` or ``"parquet"``, from the output file's extension."""
+        return os.path.splitext(self.output_file_name)[1].lower().lstrip(".")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values (for reports, fingerprints and YAML)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, OutputAction) else value
+        return out

@@ -1,0 +1,109 @@
+"""The daskscore error tree.
+
+::
+
+    DaskScoreError
+    ├── ConfigError (also ValueError)        bad ParallelRunConfig / ParallelRunStep field
+    ├── DatasetError (also ValueError)       an input cannot be listed or planned
+    ├── EntryScriptError                     the entry script cannot be loaded (syntax,
+    │                                        import error, missing init/run)
+    ├── ErrorThresholdExceeded               raised by StepRunResult.raise_for_status()
+    └── JobError                             the job could not run at all (cluster, sink)
+
+A threshold being exceeded is not raised by ``ParallelRunStep.run()``: the result's
+``status`` is ``"Failed"`` and ``raise_for_status()`` raises
+:class:`ErrorThresholdExceeded` on request.
+
+Every error carries an ``exit_code`` used by the command line: 2 for usage and
+configuration problems, 1 for a job that ran and failed.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DaskScoreError",
+    "DatasetError",
+    "EntryScriptError",
+    "ErrorThresholdExceeded",
+    "JobError",
+]
+
+
+class DaskScoreError(Exception):
+    """Base class of every error daskscore raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(DaskScoreError, ValueError):
+    """A configuration field has a value that is not allowed.
+
+    Parameters
+    ----------
+    field
+        The parameter name, as the user spelled it (``mini_batch_size``).
+    value
+        The offending value.
+    allowed
+        What is allowed, in words.
+    """
+
+    exit_code = 2
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(field, value, allowed)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+    def __str__(self) -> str:
+        return f"{self.field}={self.value!r} is not allowed: {self.allowed}"
+
+
+class DatasetError(DaskScoreError, ValueError):
+    """An input dataset cannot be listed, read or planned into mini-batches."""
+
+    exit_code = 2
+
+
+class EntryScriptError(DaskScoreError):
+    """The entry script cannot be used: syntax error, import error, missing function.
+
+    Parameters
+    ----------
+    script
+        Path of the entry script.
+    problem
+        What is wrong, in one sentence.
+    details
+        Optional longer text (the user's traceback).
+    """
+
+    exit_code = 2
+
+    def __init__(self, script: str, problem: str, details: str = "") -> None:
+        super().__init__(script, problem, details)
+        self.script = script
+        self.problem = problem
+        self.details = details
+
+    def __str__(self) -> str:
+        return f"entry script {self.script}: {self.problem}"
+
+
+class ErrorThresholdExceeded(DaskScoreError):
+    """A job ended with status ``Failed`` because a failure threshold was exceeded."""
+
+    def __init__(self, reason: str, output_dir: str = "") -> None:
+        super().__init__(reason, output_dir)
+        self.reason = reason
+        self.output_dir = output_dir
+
+    def __str__(self) -> str:
+        where = f" (see {self.output_dir}/logs/job_result.txt)" if self.output_dir else ""
+        return f"{self.reason}{where}"
+
+
+class JobError(DaskScoreError):
+    """The job could not be run: the cluster or the output location failed."""
