@@ -1,0 +1,418 @@
+"""The runner: a child process of each Dask worker that holds the user's script.
+
+Why a child process: a Python thread cannot be stopped, and a script may hang,
+leak or crash (``os._exit``, a segfault in a native library). Running the script
+in a child lets the worker kill it on ``run_invocation_timeout`` or notice its
+death, restart it (which re-runs ``init()``), and go on with the next try, while
+the Dask worker itself stays healthy and keeps its other work.
+
+The child reads its own mini-batches (so tables never cross a process boundary),
+calls ``run()``, and commits the output part itself. Messages with the worker go
+over a ``multiprocessing.connection.Connection`` on an inherited socket:
+
+worker -> runner: ``("run", spec, frame, try_no)``, ``("shutdown",)``
+runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
+``("init_done", seconds)``, ``("init_error", summary, tb)``,
+``("started", items)``, ``("done", outcome)``, ``("shutdown_done", error)``
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import io
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+# Status names used in processed_mini-batches.csv
+RUN_DONE = "RUN_DONE"
+RUN_EXCEPTION = "RUN_EXCEPTION"
+RUN_TIMEOUT = "RUN_TIMEOUT"
+READ_ERROR = "READ_ERROR"
+INIT_ERROR = "INIT_ERROR"
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit when the worker that started us is gone (we were re-parented)."""
+    while True:
+        if os.getppid() != parent_pid:
+            os._exit(3)
+        time.sleep(0.5)
+
+
+def user_traceback(exc: BaseException, script_path: str) -> str:
+    """The traceback of an exception, starting at the user's own frames."""
+    tb = exc.__traceback__
+    frames = traceback.extract_tb(tb)
+    # drop our own frames at the top: the user's code starts at the first frame
+    # outside this module
+    skip = 0
+    for frame in frames:
+        if frame.filename == __file__:
+            skip += 1
+        else:
+            break
+    lines = ["Traceback (most recent call last):\n"]
+    lines += traceback.format_list(frames[skip:])
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+def error_line(exc: BaseException, script_path: str) -> str:
+    """One line: the exception and where in the user's script it was raised."""
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if os.path.abspath(frame.filename) == os.path.abspath(script_path):
+            where = f" (at {os.path.basename(script_path)}:{frame.lineno})"
+            break
+    text = str(exc).strip().splitlines()
+    msg = text[0] if text else ""
+    return f"{type(exc).__name__}: {msg}{where}"[:500]
+
+
+class _Reader:
+    """Turns a MiniBatchSpec into what run() receives."""
+
+    def __init__(self, storage_options: dict[str, Any], read_options: dict[str, Any],
+                 scratch_dir: str) -> None:
+        self.storage_options = storage_options
+        self.read_options = read_options
+        self.scratch_dir = scratch_dir
+        self._headers: dict[str, bytes] = {}
+        self._table_key: tuple | None = None
+        self._table = None
+        self.downloaded: list[str] = []
+
+    def read(self, spec) -> tuple[Any, int, str | None]:
+        """Return (mini_batch, items, read_problem)."""
+        if spec.kind == "error":
+            return None, spec.items or 1, spec.error or "input could not be read"
+        if spec.kind == "files":
+            return self._files(spec)
+        if spec.kind == "parquet":
+            return self._parquet(spec)
+        return self._text(spec)
+
+    def _files(self, spec) -> tuple[list[str], int, str | None]:
+        from .storage import is_local, url_to_fs
+
+        good: list[str] = []
+        missing: list[str] = []
+        for path in spec.paths:
+            fs, fpath = url_to_fs(path, self.storage_options)
+            if is_local(fs):
+                (good if os.path.isfile(fpath) else missing).append(fpath)
+                continue
+            local = os.path.join(self.scratch_dir, "download", f"{spec.index}",
+                                 os.path.basename(fpath))
+            try:
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                fs.get_file(fpath, local)
+                self.downloaded.append(local)
+                good.append(local)
+            except Exception:  # noqa: BLE001 - a missing blob fails its mini-batch
+                missing.append(path)
+        problem = None
+        if missing:
+            shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+            problem = f"{len(missing)} file(s) cannot be read: {shown}"
+        return good, len(spec.paths), problem
+
+    def cleanup(self) -> None:
+        for path in self.downloaded:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        self.downloaded.clear()
+
+    def _parquet(self, spec):
+        import pyarrow.parquet as pq
+
+        from .storage import url_to_fs
+
+        key = (spec.paths[0], spec.row_groups)
+        try:
+            if key != self._table_key:
+                self._table, self._table_key = None, None
+                fs, fpath = url_to_fs(spec.paths[0], self.storage_options)
+                with fs.open(fpath, "rb") as f:
+                    table = pq.ParquetFile(f).read_row_groups(list(spec.row_groups))
+                self._table, self._table_key = table, key
+            table = self._table.slice(spec.start, spec.stop - spec.start)
+            frame = table.to_pandas()
+        except Exception as exc:  # noqa: BLE001 - corrupt data fails its mini-batch
+            return None, spec.items or 1, f"{type(exc).__name__}: {exc}"
+        return frame, len(frame), None
+
+    def _text(self, spec):
+        import pandas as pd
+        from fsspec.utils import read_block
+
+        from .storage import url_to_fs
+
+        path = spec.paths[0]
+        try:
+            fs, fpath = url_to_fs(path, self.storage_options)
+            whole = spec.start == 0 and spec.stop >= fs.size(fpath)
+            if whole:
+                import fsspec
+
+                with fsspec.open(path, "rb", compression="infer",
+                                 **self.storage_options) as f:
+                    data = f.read()
+            else:
+                with fs.open(fpath, "rb") as f:
+                    data = read_block(f, spec.start, spec.stop - spec.start,
+                                      delimiter=b"\n")
+            if spec.kind == "csv":
+                header = self.read_options.get("header", True)
+                sep = self.read_options.get("separator", ",")
+                if header and spec.start > 0:
+                    data = self._header(fs, fpath) + data
+                if not data.strip():
+                    return pd.DataFrame(), 0, None
+                frame = pd.read_csv(io.BytesIO(data), sep=sep,
+                                    header=0 if header else None)
+            else:
+                if not data.strip():
+                    return pd.DataFrame(), 0, None
+                frame = pd.read_json(io.BytesIO(data), lines=True)
+        except Exception as exc:  # noqa: BLE001 - unreadable data fails its mini-batch
+            return None, 1, f"{type(exc).__name__}: {exc}"
+        return frame, len(frame), None
+
+    def _header(self, fs, fpath: str) -> bytes:
+        if fpath not in self._headers:
+            with fs.open(fpath, "rb") as f:
+                self._headers[fpath] = f.readline()
+        return self._headers[fpath]
+
+
+def _takes_context(func) -> bool:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)
+
+
+def _configure_logging(setup: dict[str, Any]) -> logging.Logger:
+    level = getattr(logging, setup["logging_level"], logging.INFO)
+    fmt = logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [" + setup["agent_name"] + "] %(message)s"
+    )
+    root = logging.getLogger()
+    root.handlers.clear()
+    handler = logging.FileHandler(setup["entry_script_log"], encoding="utf-8")
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logger = logging.getLogger("daskscore.entry_script")
+    logger.setLevel(level)
+    return logger
+
+
+class Runner:
+    """State of the runner process: the imported script and how to run it."""
+
+    def __init__(self, conn: Connection, setup: dict[str, Any]) -> None:
+        self.conn = conn
+        self.setup = setup
+        self.module = None
+        self.script_path = os.path.join(setup["bundle_dir"], setup["script_name"])
+        self.reader = _Reader(setup["storage_options"], setup["read_options"],
+                              setup["working_dir"])
+        from .sinks import PartWriter
+
+        self.writer = PartWriter(setup["parts_url"], setup["output_format"],
+                                 setup["output_storage_options"],
+                                 setup["output_action"] == "append_row")
+
+    def load(self) -> bool:
+        from . import entry_script
+
+        setup = self.setup
+        entry_script._CONTEXT.update(setup["context"])
+        _configure_logging(setup)
+        sys.path.insert(0, os.path.dirname(self.script_path))
+        if setup["bundle_dir"] not in sys.path:
+            sys.path.insert(0, setup["bundle_dir"])
+        sys.argv = [self.script_path, *setup["arguments"]]
+        name = os.path.splitext(os.path.basename(self.script_path))[0]
+        try:
+            spec = importlib.util.spec_from_file_location(name, self.script_path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except BaseException as exc:  # noqa: BLE001 - the user's import failed
+            if isinstance(exc, SyntaxError):
+                problem = f"syntax error at line {exc.lineno}: {exc.msg}"
+            else:
+                problem = f"import failed: {error_line(exc, self.script_path)}"
+            self.conn.send(("import_error", problem, user_traceback(exc, self.script_path)))
+            return False
+        missing = [f for f in ("init", "run") if not callable(getattr(module, f, None))]
+        if missing:
+            self.conn.send((
+                "import_error",
+                f"defines no {' and no '.join(m + '()' for m in missing)}",
+                "",
+            ))
+            return False
+        self.module = module
+        self.conn.send(("imported",))
+        start = time.perf_counter()
+        try:
+            module.init()
+        except BaseException as exc:  # noqa: BLE001 - the user's init() failed
+            self.conn.send((
+                "init_error",
+                f"init() raised {error_line(exc, self.script_path)}",
+                user_traceback(exc, self.script_path),
+            ))
+            return False
+        self.conn.send(("init_done", time.perf_counter() - start))
+        self.takes_context = _takes_context(module.run)
+        return True
+
+    def run_one(self, spec, frame, try_no: int) -> dict[str, Any]:
+        from .entry_script import MiniBatchContext
+
+        t0 = time.perf_counter()
+        if frame is not None:
+            mini_batch, items, problem = frame, len(frame), None
+        else:
+            mini_batch, items, problem = self.reader.read(spec)
+        read_s = time.perf_counter() - t0
+        outcome: dict[str, Any] = {
+            "items": items, "succeeded": 0, "failed": items, "read_seconds": read_s,
+            "run_seconds": 0.0, "status": RUN_DONE, "error": "", "traceback": "",
+            "has_output": False, "warning": "", "read_failed": 0,
+        }
+        if problem is not None:
+            outcome.update(status=READ_ERROR, error=problem)
+            if spec.kind != "files" or not mini_batch:
+                self.conn.send(("started", items))
+                return outcome
+            # a FileDataset mini-batch still scores the files that can be read
+            outcome["read_failed"] = items - len(mini_batch)
+        self.conn.send(("started", items))
+        if items == 0:
+            outcome.update(failed=0)
+            return outcome
+        run_start = time.perf_counter()
+        try:
+            if self.takes_context:
+                context = MiniBatchContext(minibatch_index=spec.index,
+                                           partition_key_value=dict(spec_key(spec)))
+                result = self.module.run(mini_batch, context)
+            else:
+                result = self.module.run(mini_batch)
+        except BaseException as exc:  # noqa: BLE001 - the user's run() failed
+            outcome.update(
+                run_seconds=time.perf_counter() - run_start,
+                status=RUN_EXCEPTION,
+                error=error_line(exc, self.script_path),
+                traceback=user_traceback(exc, self.script_path),
+            )
+            return outcome
+        finally:
+            self.reader.cleanup()
+        outcome["run_seconds"] = time.perf_counter() - run_start
+        return self._account(spec, mini_batch, items, result, outcome, try_no)
+
+    def _account(self, spec, mini_batch, items, result, outcome, try_no):
+        import pandas as pd
+
+        if not isinstance(result, list | tuple | pd.DataFrame):
+            outcome.update(
+                status=RUN_EXCEPTION,
+                error=(
+                    f"run() returned {type(result).__name__}; it must return a list, "
+                    "tuple or pandas DataFrame with one element or row per "
+                    "successful input"
+                ),
+            )
+            return outcome
+        scored = len(mini_batch)
+        returned = len(result)
+        succeeded = min(returned, scored)
+        if returned > scored:
+            outcome["warning"] = (
+                f"run() returned {returned} results for {scored} inputs; counted "
+                f"{scored} as succeeded, wrote all {returned}"
+            )
+        try:
+            outcome["has_output"] = self.writer.commit(spec.index, result)
+        except Exception as exc:  # noqa: BLE001 - user values that cannot be written
+            outcome.update(
+                status=RUN_EXCEPTION,
+                error=f"run()'s result cannot be written: {type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+            return outcome
+        outcome["succeeded"] = succeeded
+        outcome["failed"] = items - succeeded
+        outcome["output_rows"] = returned
+        return outcome
+
+    def shutdown(self) -> str:
+        fn = getattr(self.module, "shutdown", None)
+        if not callable(fn):
+            return ""
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - the user's shutdown() failed
+            return f"shutdown() raised {error_line(exc, self.script_path)}"
+        return ""
+
+
+def spec_key(spec) -> dict[str, Any]:
+    """The partition key values of a mini-batch (partition_keys), else empty."""
+    return dict(getattr(spec, "key_values", ()) or ())
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    parent = int(sys.argv[2])
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    conn = Connection(fd)
+    setup = conn.recv()
+    runner = Runner(conn, setup)
+    if not runner.load():
+        conn.close()
+        sys.stdout.flush()
+        os._exit(1)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            break
+        if msg[0] == "run":
+            _, spec, frame, try_no = msg
+            outcome = runner.run_one(spec, frame, try_no)
+            conn.send(("done", outcome))
+        elif msg[0] == "shutdown":
+            error = runner.shutdown()
+            conn.send(("shutdown_done", error))
+            break
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    conn.close()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Scoring on a worker: tries, retries and the final record of each mini-batch.
+
+One Dask task scores a *pack* of consecutive mini-batches (packing keeps the
+scheduler cool for inputs of many small mini-batches) while every mini-batch
+keeps its own record. ``score_mini_batch`` is plain Python over a ``try_once``
+callable, so the retry and counting rules are testable without a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._runner import INIT_ERROR, READ_ERROR, RUN_DONE
+from .datasets import MiniBatchSpec
+
+__all__ = ["score_mini_batch", "score_pack"]
+
+_TRACEBACK_LIMIT = 20_000
+
+
+def score_mini_batch(
+    spec: MiniBatchSpec,
+    try_once: Callable[[int], dict[str, Any]],
+    run_max_try: int,
+    worker: str = "",
+) -> dict[str, Any]:
+    """Try one mini-batch up to ``run_max_try`` times; return its final record.
+
+    A try that returns (even short) ends the tries: a short return is recorded,
+    not retried. An exception, a bad return value, a timeout or a dead runner
+    leads to another try; after the last one all items count as failed. A read
+    error is final at once (reading the same bytes again gives the same error).
+    """
+    tries: list[dict[str, Any]] = []
+    outcome: dict[str, Any] = {}
+    for try_no in range(1, run_max_try + 1):
+        started = time.time()
+        t0 = time.perf_counter()
+        outcome = try_once(try_no)
+        outcome["try"] = try_no
+        outcome["worker"] = worker
+        outcome["started_at"] = started
+        outcome["elapsed_seconds"] = time.perf_counter() - t0
+        if outcome.get("traceback"):
+            outcome["traceback"] = outcome["traceback"][-_TRACEBACK_LIMIT:]
+        tries.append(outcome)
+        if outcome["status"] in (RUN_DONE, READ_ERROR):
+            break
+    last = tries[-1]
+    scored = last["status"] in (RUN_DONE, READ_ERROR) and not (
+        last["status"] == READ_ERROR and not last.get("read_failed")
+    )
+    items = last["items"]
+    if scored:
+        succeeded = last["succeeded"]
+        failed = items - succeeded
+    else:
+        succeeded, failed = 0, items
+    return {
+        "index": spec.index,
+        "input": spec.describe(),
+        "items": items,
+        "succeeded": succeeded,
+        "failed": failed,
+        "status": last["status"],
+        # a mini-batch fails when no try succeeded or an input could not be read
+        "failed_mini_batch": last["status"] != RUN_DONE,
+        "error": last.get("error", ""),
+        "warning": last.get("warning", ""),
+        "has_output": bool(last.get("has_output")),
+        "output_rows": last.get("output_rows", 0),
+        "worker": worker,
+        "tries": tries,
+    }
+
+
+def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -> list:
+    """The Dask task: score consecutive mini-batches on this worker's runner."""
+    from distributed import get_worker
+
+    from .sinks import read_record, write_record
+    from .storage import url_to_fs
+
+    worker = get_worker()
+    plugin = worker.plugins.get(plugin_name)
+    if plugin is None:
+        raise RuntimeError(
+            f"daskscore: worker {worker.address} has no plugin {plugin_name!r}; "
+            "was the job cancelled?"
+        )
+    job = plugin.job
+    fs, records_path = url_to_fs(job["records_url"], job["output_storage_options"])
+    records = []
+    with plugin.lock:
+        for position, spec in enumerate(specs):
+            if plugin.cancelled:
+                break
+            done = read_record(fs, records_path, spec.index)
+            if done is not None:  # committed by an earlier execution of this task
+                records.append(done)
+                continue
+            frame = frames[position] if frames else None
+
+            def try_once(try_no: int, spec=spec, frame=frame) -> dict[str, Any]:
+                return plugin.try_mini_batch(spec, frame, try_no)
+
+            record = score_mini_batch(
+                spec, try_once, job["run_max_try"], worker=plugin.agent_name
+            )
+            if record["status"] == INIT_ERROR:
+                record["error"] = f"init() failed: {record['error']}"
+            write_record(fs, records_path, spec.index, record)
+            records.append(record)
+    return records

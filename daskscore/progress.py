@@ -1,0 +1,119 @@
+"""Progress reporting: a small callback interface with a no-op default.
+
+``ParallelRunStep.run(progress=...)`` calls ``start`` once, ``update`` after every
+completed mini-batch, and ``finish`` once. ``TextProgress`` draws a live bar (on a
+terminal) or prints a line every few seconds (in a log file), with mini-batches
+and items done, failures and the ETA.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+__all__ = ["JobProgress", "NoProgress", "ProgressCallback", "TextProgress"]
+
+
+@dataclass
+class JobProgress:
+    """A snapshot of a running job."""
+
+    total_mini_batches: int
+    done_mini_batches: int = 0
+    failed_mini_batches: int = 0
+    total_items: int | None = None  # None when unknown before reading (CSV)
+    succeeded_items: int = 0
+    failed_items: int = 0
+    started: float = 0.0
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def items_per_second(self) -> float:
+        elapsed = self.elapsed_seconds
+        done = self.succeeded_items + self.failed_items
+        return done / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.done_mini_batches:
+            return None
+        rate = self.done_mini_batches / max(self.elapsed_seconds, 1e-9)
+        return (self.total_mini_batches - self.done_mini_batches) / rate
+
+    def line(self) -> str:
+        items = self.succeeded_items + self.failed_items
+        total = f"/{self.total_items}" if self.total_items is not None else ""
+        eta = self.eta_seconds
+        eta_text = f"ETA {eta:.0f}s" if eta is not None else "ETA ?"
+        return (
+            f"Processed {self.done_mini_batches} of {self.total_mini_batches} "
+            f"mini-batches, {items}{total} items ({self.failed_items} failed items, "
+            f"{self.failed_mini_batches} failed mini-batches), "
+            f"{self.items_per_second:.1f} items/s, {eta_text}"
+        )
+
+
+class ProgressCallback:
+    """Receives progress of a job; every hook is a no-op by default."""
+
+    def start(self, progress: JobProgress, dashboard_link: str | None) -> None:
+        """The job's mini-batches are planned and submitted."""
+
+    def update(self, progress: JobProgress) -> None:
+        """One more mini-batch is done."""
+
+    def finish(self, progress: JobProgress, result: Any) -> None:
+        """The job ended (``result`` is the StepRunResult)."""
+
+
+NoProgress = ProgressCallback
+
+
+class TextProgress(ProgressCallback):
+    """A live progress bar on a terminal, periodic lines elsewhere."""
+
+    def __init__(self, stream: TextIO | None = None, interval_s: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s
+        self._bar = None
+        self._last = 0.0
+
+    def start(self, progress: JobProgress, dashboard_link: str | None) -> None:
+        if dashboard_link:
+            print(f"Dask dashboard: {dashboard_link}", file=self.stream, flush=True)
+        if self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=progress.total_mini_batches, unit="mini-batch",
+                file=self.stream, dynamic_ncols=True,
+            )
+        else:
+            print(progress.line(), file=self.stream, flush=True)
+
+    def update(self, progress: JobProgress) -> None:
+        if self._bar is not None:
+            self._bar.n = progress.done_mini_batches
+            self._bar.set_postfix(
+                items=progress.succeeded_items + progress.failed_items,
+                failed=progress.failed_items, refresh=False,
+            )
+            self._bar.refresh()
+            return
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            print(progress.line(), file=self.stream, flush=True)
+
+    def finish(self, progress: JobProgress, result: Any) -> None:
+        if self._bar is not None:
+            self._bar.n = progress.done_mini_batches
+            self._bar.close()
+            self._bar = None
+        else:
+            print(progress.line(), file=self.stream, flush=True)

@@ -1,0 +1,76 @@
+"""StepRunResult: what ``ParallelRunStep.run()`` returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import ErrorThresholdExceeded
+
+__all__ = ["StepRunResult"]
+
+
+@dataclass
+class StepRunResult:
+    """The outcome of one run of a step.
+
+    A job that exceeded a failure threshold is not an exception: its ``status`` is
+    ``"Failed"`` and :meth:`raise_for_status` raises on request. Everything that
+    was scored is in ``output_dir`` either way.
+    """
+
+    status: str
+    total_items: int
+    succeeded_items: int
+    failed_items: int
+    mini_batches: int
+    failed_mini_batches: int
+    output_dir: str
+    output_file: str | None = None
+    reason: str = ""
+    tries: int = 0
+    elapsed_seconds: float = 0.0
+    resumed_mini_batches: int = 0
+    output_format: str = "txt"
+    storage_options: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def items_per_second(self) -> float:
+        done = self.succeeded_items + self.failed_items
+        return done / self.elapsed_seconds if self.elapsed_seconds > 0 else 0.0
+
+    @property
+    def log_dir(self) -> str:
+        return f"{self.output_dir.rstrip('/')}/logs"
+
+    def raise_for_status(self) -> StepRunResult:
+        """Raise :class:`ErrorThresholdExceeded` when the job Failed; else return self."""
+        if self.status != "Completed":
+            raise ErrorThresholdExceeded(self.reason or "the job failed", self.output_dir)
+        return self
+
+    def to_dask_dataframe(self):
+        """The collected output (``append_row`` file), read lazily by dask.
+
+        ``.parquet`` and ``.csv`` files keep their columns; a ``.txt`` file gives
+        one string column ``result`` with one row per line.
+        """
+        import dask.dataframe as dd
+
+        if not self.output_file:
+            raise ValueError(
+                "this step has no collected output file (output_action="
+                "'summary_only' writes none); read the files the script wrote to "
+                f"{self.output_dir}/outputs instead"
+            )
+        so = self.storage_options or None
+        if self.output_format == "parquet":
+            return dd.read_parquet(self.output_file, storage_options=so)
+        if self.output_format == "csv":
+            return dd.read_csv(self.output_file, storage_options=so)
+        import dask.bag as db
+
+        lines = db.read_text(self.output_file, storage_options=so).map(
+            lambda line: line.rstrip("\n")
+        )
+        return lines.to_dataframe(columns=["result"])

@@ -1,0 +1,272 @@
+"""Committing per-mini-batch outputs exactly once, and assembling the collected file.
+
+Layout inside a step's output folder::
+
+    <output>/
+      parallel_run_step.txt          the collected output (append_row)
+      outputs/                       EntryScript().output_dir (files the script writes)
+      logs/                          reports, see reports.py
+      .daskscore/
+        manifest.json                fingerprint of script, config, arguments, inputs
+        parts/000000042.txt          what run() returned for mini-batch 42 (committed)
+        records/000000042.json       the final record of mini-batch 42 (its tries)
+
+A part is written to a temporary name and renamed (or uploaded whole), then its
+record is written the same way. A record means "this mini-batch is done"; a part
+without a record is ignored and redone. Because a part's name is its mini-batch
+id, a mini-batch scored twice (worker death, resume) replaces its own part, so
+every item appears exactly once in the collected file, in input order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from .storage import is_local, url_to_fs
+
+__all__ = ["PartWriter", "StateStore", "assemble_output", "encode_result"]
+
+STATE_DIR = ".daskscore"
+SCRIPT_OUTPUT_DIR = "outputs"
+_COPY_CHUNK = 8 * 1024 * 1024
+
+
+def _join(base: str, *names: str) -> str:
+    return "/".join([base.rstrip("/"), *names])
+
+
+def write_atomic(fs, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
+    if is_local(fs):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)  # a blob upload is all-or-nothing
+
+
+def _table_from_list(result: list | tuple):
+    import pandas as pd
+
+    if result and all(isinstance(x, dict) for x in result):
+        return pd.DataFrame(list(result))
+    values = list(result)
+    frame = pd.DataFrame({"result": values})
+    if frame["result"].dtype == object:
+        kinds = {type(v) for v in values}
+        if len(kinds) > 1:
+            frame["result"] = [str(v) for v in values]
+    return frame
+
+
+def encode_result(result: Any, fmt: str) -> bytes:
+    """Encode what ``run()`` returned as one part of the collected output."""
+    import pandas as pd
+
+    if fmt == "txt":
+        if isinstance(result, pd.DataFrame):
+            if result.empty:
+                return b""
+            text = result.to_csv(sep=" ", header=False, index=False, lineterminator="\n")
+        else:
+            text = "".join(f"{x}\n" for x in result)
+        return text.encode("utf-8")
+    frame = result if isinstance(result, pd.DataFrame) else _table_from_list(result)
+    if fmt == "csv":
+        return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+class PartWriter:
+    """Commits what ``run()`` returned under the mini-batch's id (runner side)."""
+
+    def __init__(self, parts_url: str, fmt: str, storage_options: dict[str, Any],
+                 enabled: bool) -> None:
+        self.fmt = fmt
+        self.enabled = enabled
+        self.fs, self.parts_path = url_to_fs(parts_url, storage_options)
+
+    def commit(self, index: int, result: Any) -> bool:
+        """Write the part; return whether there is one (False for summary_only)."""
+        if not self.enabled:
+            return False
+        data = encode_result(result, self.fmt)
+        write_atomic(self.fs, _join(self.parts_path, f"{index:09d}.{self.fmt}"), data)
+        return True
+
+
+class StateStore:
+    """The ``.daskscore`` folder of a step's output: manifest, parts, records."""
+
+    def __init__(self, output_url: str, storage_options: dict[str, Any] | None = None):
+        self.output_url = output_url.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.fs, self.root = url_to_fs(self.output_url, self.storage_options)
+        self.local = is_local(self.fs)
+        self.state = _join(self.root, STATE_DIR)
+        self.parts = _join(self.state, "parts")
+        self.records = _join(self.state, "records")
+
+    # -- URLs handed to workers -------------------------------------------------
+    def url(self, path: str) -> str:
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    @property
+    def parts_url(self) -> str:
+        return self.url(self.parts)
+
+    @property
+    def records_url(self) -> str:
+        return self.url(self.records)
+
+    def path(self, *names: str) -> str:
+        return _join(self.root, *names)
+
+    # -- manifest ---------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(_join(self.state, "manifest.json")))
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_atomic(self.fs, _join(self.state, "manifest.json"),
+                     json.dumps(manifest, indent=2, sort_keys=True).encode())
+
+    def reset(self) -> None:
+        """Forget earlier parts and records (the inputs or the script changed)."""
+        for folder in (self.parts, self.records):
+            if self.fs.exists(folder):
+                self.fs.rm(folder, recursive=True)
+        self.makedirs()
+
+    def makedirs(self) -> None:
+        for folder in (self.parts, self.records):
+            self.fs.makedirs(folder, exist_ok=True)
+
+    # -- records ----------------------------------------------------------------
+    def load_records(self, known: Iterable[int] = ()) -> dict[int, dict[str, Any]]:
+        """Records on disk, by mini-batch id, skipping those in ``known``."""
+        skip = set(known)
+        out: dict[int, dict[str, Any]] = {}
+        try:
+            names = self.fs.ls(self.records, detail=False)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            base = name.rsplit("/", 1)[-1]
+            if not base.endswith(".json") or base.startswith("."):
+                continue
+            index = int(base[:-5])
+            if index in skip:
+                continue
+            try:
+                out[index] = json.loads(self.fs.cat_file(name))
+            except (ValueError, FileNotFoundError):
+                continue
+        return out
+
+    def part_path(self, index: int, fmt: str) -> str:
+        return _join(self.parts, f"{index:09d}.{fmt}")
+
+
+def write_record(fs, records_path: str, index: int, record: dict[str, Any]) -> None:
+    """Commit the final record of one mini-batch (worker side)."""
+    write_atomic(fs, _join(records_path, f"{index:09d}.json"),
+                 json.dumps(record, default=str).encode())
+
+
+def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
+    path = _join(records_path, f"{index:09d}.json")
+    try:
+        return json.loads(fs.cat_file(path))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def assemble_output(store: StateStore, indices: Iterable[int], fmt: str,
+                    file_name: str) -> tuple[str, int]:
+    """Stream the committed parts, in mini-batch order, into the collected file.
+
+    Returns the collected file's URL and the number of parts it holds. The parts
+    are read one at a time; the client never holds the whole output.
+    """
+    fs = store.fs
+    final = store.path(file_name)
+    parts = [store.part_path(i, fmt) for i in sorted(indices)]
+    parts = [p for p in parts if fs.exists(p)] if not store.local else [
+        p for p in parts if os.path.exists(p)
+    ]
+    tmp = store.path(f".{file_name}.tmp-{uuid.uuid4().hex}") if store.local else final
+    if fmt == "parquet":
+        _assemble_parquet(fs, parts, tmp)
+    else:
+        with fs.open(tmp, "wb") as out:
+            header: bytes | None = None
+            for part in parts:
+                with fs.open(part, "rb") as f:
+                    if fmt == "csv":
+                        first = f.readline()
+                        if header is None:
+                            header = first
+                            out.write(first)
+                        elif first != header:
+                            out.write(_realign_csv(f, first, header))
+                            continue
+                    while chunk := f.read(_COPY_CHUNK):
+                        out.write(chunk)
+    if store.local:
+        os.replace(tmp, final)
+    return store.url(final), len(parts)
+
+
+def _realign_csv(f, first: bytes, header: bytes) -> bytes:
+    """A part whose columns differ from the first part's: put them in that order."""
+    import pandas as pd
+
+    frame = pd.read_csv(io.BytesIO(first + f.read()))
+    columns = pd.read_csv(io.BytesIO(header)).columns
+    return frame.reindex(columns=columns).to_csv(
+        index=False, header=False, lineterminator="\n"
+    ).encode("utf-8")
+
+
+def _assemble_parquet(fs, parts: list[str], target: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schemas = []
+    for part in parts:
+        with fs.open(part, "rb") as f:
+            schemas.append(pq.read_schema(f))
+    if schemas:
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+    else:
+        schema = pa.schema([("result", pa.string())])
+    with fs.open(target, "wb") as out:
+        with pq.ParquetWriter(out, schema) as writer:
+            for part in parts:
+                with fs.open(part, "rb") as f:
+                    table = pq.read_table(f)
+                if table.num_rows == 0:
+                    continue
+                for name in schema.names:
+                    if name not in table.column_names:
+                        table = table.append_column(
+                            name, pa.nulls(table.num_rows, schema.field(name).type)
+                        )
+                writer.write_table(table.select(schema.names).cast(schema))
