@@ -38,6 +38,9 @@ READ_ERROR = "READ_ERROR"
 INIT_ERROR = "INIT_ERROR"
 
 
+_PATH_MAP = ("", "")  # (worker-local copy of the source folder, the user's folder)
+
+
 def _watch_parent(parent_pid: int) -> None:
     """Exit when the worker that started us is gone (we were re-parented)."""
     while True:
@@ -61,7 +64,10 @@ def user_traceback(exc: BaseException, script_path: str) -> str:
     lines = ["Traceback (most recent call last):\n"]
     lines += traceback.format_list(frames[skip:])
     lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
+    text = "".join(lines)
+    # show the user's own paths, not the worker-local copy of their folder
+    bundle, source = _PATH_MAP
+    return text.replace(bundle, source) if bundle else text
 
 
 def error_line(exc: BaseException, script_path: str) -> str:
@@ -243,7 +249,9 @@ class Runner:
         from . import entry_script
 
         setup = self.setup
+        global _PATH_MAP
         entry_script._CONTEXT.update(setup["context"])
+        _PATH_MAP = (setup["bundle_dir"], setup.get("source_display", ""))
         _configure_logging(setup)
         sys.path.insert(0, os.path.dirname(self.script_path))
         if setup["bundle_dir"] not in sys.path:

@@ -276,6 +276,7 @@ class ScoringPlugin(WorkerPlugin):
         }
         return {
             "bundle_dir": self.bundle_dir,
+            "source_display": job.get("source_display", ""),
             "script_name": job["script_name"],
             "arguments": list(job["arguments"]),
             "logging_level": job["logging_level"],

@@ -68,9 +68,23 @@ class StepRunResult:
             return dd.read_parquet(self.output_file, storage_options=so)
         if self.output_format == "csv":
             return dd.read_csv(self.output_file, storage_options=so)
-        import dask.bag as db
+        import pandas as pd
+        from dask import delayed
+        from dask.bytes import read_bytes
 
-        lines = db.read_text(self.output_file, storage_options=so).map(
-            lambda line: line.rstrip("\n")
-        )
-        return lines.to_dataframe(columns=["result"])
+        _, blocks = read_bytes(self.output_file, delimiter=b"\n", blocksize="64MiB",
+                               sample=False, storage_options=so)
+        meta = pd.DataFrame({"result": pd.Series([], dtype=object)})
+        parts = [delayed(_lines_frame)(b) for b in blocks[0]]
+        if not parts:
+            return dd.from_pandas(meta, npartitions=1)
+        return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+
+def _lines_frame(data: bytes):
+    import pandas as pd
+
+    lines = data.decode("utf-8").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return pd.DataFrame({"result": pd.Series(lines, dtype=object)})

@@ -9,6 +9,7 @@ the collected output from the committed parts and writes the reports.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -78,6 +79,20 @@ def _threshold_breach(cfg: ParallelRunConfig, failed_items: int, failed_mbs: int
             return (f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: "
                     f"{failed_mbs} of {total_mbs} mini-batches ({percent:.1f}%) failed")
     return None
+
+
+@contextlib.contextmanager
+def _quiet_embedded_cluster():
+    """Hide the embedded scheduler's INFO chatter (it runs in this process)."""
+    loggers = [logging.getLogger(n) for n in ("distributed", "bokeh", "tornado")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.ERROR))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _cancel_job(plugin_name: str, dask_worker=None) -> bool:
@@ -217,7 +232,11 @@ class ParallelRunStep:
         DatasetError
             An input cannot be listed.
         """
-        return _Job(self, client, progress or ProgressCallback()).run()
+        job = _Job(self, client, progress or ProgressCallback())
+        if client is not None:
+            return job.run()
+        with _quiet_embedded_cluster():
+            return job.run()
 
 
 class _Job:
@@ -339,6 +358,9 @@ class _Job:
             "bundle": bundle.zip_bytes,
             "script_name": bundle.script_name,
             "script_display": script_display,
+            "source_display": os.path.dirname(os.path.abspath(os.path.join(
+                cfg.source_directory or "", cfg.entry_script))) if not cfg.source_directory
+            else os.path.abspath(cfg.source_directory),
             "arguments": step.arguments,
             "environment_variables": dict(cfg.environment_variables or {}),
             "logging_level": cfg.logging_level,

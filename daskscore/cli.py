@@ -1,0 +1,290 @@
+"""``daskscore`` command line: a thin front end over the Python API.
+
+Exit codes: 0 the job Completed, 1 the job Failed (or could not run), 2 a usage or
+configuration error. Errors print one line saying what, where and what to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .exceptions import ConfigError, DaskScoreError
+
+__all__ = ["main"]
+
+_TABULAR_EXT = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
+                ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+
+# flag name -> (type, help); the YAML job file uses the same names with underscores
+_SETTINGS: dict[str, tuple[Any, str]] = {
+    "entry_script": (str, "the script with init() and run(mini_batch)"),
+    "source_directory": (str, "folder shipped with the script (importable from it)"),
+    "input_type": (str, "file or tabular (default: inferred from the extension; "
+                        ".csv/.tsv/.parquet/.jsonl are tabular)"),
+    "output": (str, "output folder (local path or URL)"),
+    "mini_batch_size": (str, 'files per run() call ("10"), or bytes for tables '
+                             '("64KB", "1MB")'),
+    "error_threshold": (int, "failed items allowed (-1: ignore all failures)"),
+    "allowed_failed_count": (int, "failed mini-batches allowed (-1: no limit)"),
+    "allowed_failed_percent": (float, "percent of failed mini-batches allowed"),
+    "output_action": (str, "append_row or summary_only"),
+    "append_row_file_name": (str, "collected file name; .txt, .csv or .parquet"),
+    "node_count": (int, "worker hosts to use"),
+    "process_count_per_node": (int, "worker processes per host (default: cores)"),
+    "run_invocation_timeout": (float, "seconds one run() call may take"),
+    "run_max_try": (int, "tries per mini-batch"),
+    "logging_level": (str, "DEBUG, INFO, WARNING or ERROR"),
+    "scheduler": (str, "address of an existing Dask scheduler, e.g. "
+                       "tcp://10.0.0.5:8786 (default: start an embedded cluster)"),
+    "name": (str, "step name (default: derived from the script)"),
+}
+_CONFIG_FIELDS = (
+    "entry_script", "source_directory", "mini_batch_size", "error_threshold",
+    "allowed_failed_count", "allowed_failed_percent", "output_action",
+    "append_row_file_name", "node_count", "process_count_per_node",
+    "run_invocation_timeout", "run_max_try", "logging_level",
+    "environment_variables", "partition_keys",
+)
+_YAML_ONLY = {"input", "arguments", "environment_variables", "storage_options",
+              "output_storage_options", "partition_keys"}
+
+
+class UsageError(DaskScoreError):
+    """Bad command line or job file."""
+
+    exit_code = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="daskscore", description="Batch scoring on Dask.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser(
+        "run",
+        help="run a scoring job",
+        description="Run a scoring job. Settings come from flags and/or a YAML job "
+                    "file (keys are the flag names with underscores); flags "
+                    "override the file. Everything after '--' is passed to the "
+                    "script as its arguments.",
+    )
+    run.add_argument("job_file", nargs="?", help="YAML job file")
+    run.add_argument("--input", action="append", default=None,
+                     help="input glob, folder or file (repeatable)")
+    for key, (kind, text) in _SETTINGS.items():
+        run.add_argument("--" + key.replace("_", "-"), dest=key, type=kind,
+                         default=None, help=text)
+    run.add_argument("--env", action="append", default=None, metavar="NAME=VALUE",
+                     help="environment variable for the script (repeatable)")
+    run.add_argument("--no-progress", action="store_true",
+                     help="do not show the progress bar")
+    return parser
+
+
+def _load_job_file(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise UsageError(f"job file {path} not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UsageError(f"job file {path} is not valid YAML{where}: "
+                         f"{getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"job file {path} must be a mapping of settings")
+    known = set(_SETTINGS) | _YAML_ONLY
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(
+            f"job file {path}: unknown key(s) {', '.join(unknown)}; known keys: "
+            f"{', '.join(sorted(known))}"
+        )
+    base = os.path.dirname(os.path.abspath(path))
+    # relative paths in a job file are relative to the file
+    for key in ("entry_script", "source_directory", "output"):
+        value = data.get(key)
+        if isinstance(value, str) and "://" not in value and not os.path.isabs(value):
+            if key != "entry_script" or not data.get("source_directory"):
+                data[key] = os.path.join(base, value)
+    inputs = data.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if inputs is not None:
+        data["input"] = [
+            i if "://" in str(i) or os.path.isabs(str(i)) else os.path.join(base, str(i))
+            for i in inputs
+        ]
+    return data
+
+
+def _infer_type(path: str) -> str:
+    """'csv', 'tsv', 'parquet', 'jsonl' or 'file' from an input's extension."""
+    text = path.rstrip("/")
+    for suffix in (".gz", ".bz2", ".xz", ".zst"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    ext = os.path.splitext(text)[1].lower()
+    if ext in _TABULAR_EXT:
+        return _TABULAR_EXT[ext]
+    if "://" not in path and os.path.isdir(path):
+        for _folder, _dirs, files in os.walk(path):
+            exts = {_TABULAR_EXT.get(os.path.splitext(f)[1].lower(), "file")
+                    for f in files}
+            if exts:
+                return exts.pop() if len(exts) == 1 else "file"
+    return "file"
+
+
+def _datasets(inputs: list[str], input_type: str | None,
+              storage_options: dict[str, Any]) -> list:
+    from .datasets import Dataset
+
+    if input_type not in (None, "file", "tabular"):
+        raise ConfigError("input_type", input_type, '"file" or "tabular"')
+    out = []
+    for path in inputs:
+        kind = _infer_type(path)
+        if input_type == "file":
+            kind = "file"
+        elif input_type == "tabular" and kind == "file":
+            raise UsageError(
+                f"input {path}: cannot tell the table format; use a .csv, .tsv, "
+                ".parquet or .jsonl path (or a folder of them)"
+            )
+        if kind == "file":
+            out.append(Dataset.File.from_files(path, storage_options=storage_options))
+        elif kind in ("csv", "tsv"):
+            out.append(Dataset.Tabular.from_delimited_files(
+                path, separator="\t" if kind == "tsv" else ",",
+                storage_options=storage_options))
+        elif kind == "parquet":
+            out.append(Dataset.Tabular.from_parquet_files(
+                path, storage_options=storage_options))
+        else:
+            out.append(Dataset.Tabular.from_json_lines_files(
+                path, storage_options=storage_options))
+    return out
+
+
+def _step_name(settings: dict[str, Any]) -> str:
+    import re
+
+    if settings.get("name"):
+        return settings["name"]
+    stem = os.path.splitext(os.path.basename(settings["entry_script"]))[0]
+    name = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"job-{name}"
+    name = name[:32].rstrip("-")
+    return name if len(name) >= 3 else f"{name}-job"
+
+
+def _run(args: argparse.Namespace, script_args: list[str]) -> int:
+    from .config import ParallelRunConfig
+    from .progress import TextProgress
+    from .step import ParallelRunStep
+
+    settings: dict[str, Any] = {}
+    if args.job_file:
+        settings.update(_load_job_file(args.job_file))
+    for key in _SETTINGS:
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if args.input:
+        settings["input"] = args.input
+    if args.env:
+        env = dict(settings.get("environment_variables") or {})
+        for item in args.env:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise UsageError(f"--env {item!r}: use NAME=VALUE")
+            env[name] = value
+        settings["environment_variables"] = env
+    if script_args:
+        settings["arguments"] = script_args
+    if not settings.get("entry_script"):
+        raise UsageError("no entry script: give --entry-script or entry_script in "
+                         "the job file")
+    if not settings.get("input"):
+        raise UsageError("no input: give --input (repeatable) or input in the job file")
+    config = ParallelRunConfig(**{k: settings[k] for k in _CONFIG_FIELDS
+                                  if settings.get(k) is not None})
+    datasets = _datasets(list(settings["input"]), settings.get("input_type"),
+                         dict(settings.get("storage_options") or {}))
+    step = ParallelRunStep(
+        name=_step_name(settings), parallel_run_config=config, inputs=datasets,
+        output=settings.get("output"), arguments=settings.get("arguments") or [],
+        storage_options=settings.get("output_storage_options"),
+    )
+    client = None
+    if settings.get("scheduler"):
+        from distributed import Client
+
+        try:
+            client = Client(settings["scheduler"], timeout="20s")
+        except OSError as exc:
+            raise UsageError(
+                f"cannot connect to the Dask scheduler at {settings['scheduler']}: "
+                f"{exc}; check the address and that the scheduler is running"
+            ) from None
+    progress = None if args.no_progress else TextProgress()
+    try:
+        result = step.run(client=client, progress=progress)
+    finally:
+        if client is not None:
+            client.close()
+    counts = (f"{result.succeeded_items} of {result.total_items} items succeeded, "
+              f"{result.failed_items} failed ({result.mini_batches} mini-batches, "
+              f"{result.failed_mini_batches} failed)")
+    if result.status == "Completed":
+        print(f"Completed: {counts}.")
+    else:
+        print(f"Failed: {result.reason}. {counts}.")
+    if result.output_file:
+        print(f"Output: {result.output_file}")
+    print(f"Logs: {result.log_dir}/job_result.txt")
+    return 0 if result.status == "Completed" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``daskscore`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, script_args = argv[:cut], argv[cut + 1:]
+    logging.basicConfig(level=logging.WARNING, format="daskscore: %(message)s")
+    # the embedded scheduler runs in this process; its chatter is not for users
+    for name in ("distributed", "bokeh", "tornado"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return _run(args, script_args)
+    except DaskScoreError as exc:
+        print(f"daskscore: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("daskscore: interrupted; committed mini-batches are kept, run the "
+              "same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
