@@ -58,6 +58,11 @@ def start_embedded_cluster(n_workers: int, dashboard_address: str | None,
     """Start a scheduler here and ``n_workers`` single-threaded worker processes."""
     from distributed.worker_memory import parse_memory_limit
 
+    # The scheduler's batched streams log an INFO traceback when a worker closes
+    # its connection at shutdown, after the job is over; that is not news.
+    batched = logging.getLogger("distributed.batched")
+    if batched.level == logging.NOTSET:
+        batched.setLevel(logging.WARNING)
     limit = parse_memory_limit(memory_limit, 1, n_workers, logger=logging.getLogger("daskscore"))
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
