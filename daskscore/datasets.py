@@ -62,6 +62,7 @@ class MiniBatchSpec:
     row_groups: tuple[int, ...] = ()
     items: int | None = None
     error: str | None = None
+    key_values: tuple[tuple[str, Any], ...] = ()
 
     def describe(self) -> str:
         """A short human-readable description of the input, for logs."""
@@ -80,6 +81,8 @@ class MiniBatchSpec:
             return f"{self.paths[0]} {groups} rows {self.start}-{self.stop}"
         if self.kind == "frame":
             return f"partition {self.start}"
+        if self.kind == "partition":
+            return ", ".join(f"{k}={v!r}" for k, v in self.key_values)
         return self.paths[0] if self.paths else "input"
 
 
@@ -269,14 +272,27 @@ class TabularDataset(_DatasetBase):
             paths, lines=True, storage_options=self.storage_options, blocksize=None
         )
 
+    def _plan_partitions(self, keys: list[str]):
+        return _plan_partitions_impl(self, keys)
+
     def _csv_options(self) -> dict[str, Any]:
         opts = {"sep": self.read_options.get("separator", ",")}
         if not self.read_options.get("header", True):
             opts["header"] = None
         return opts
 
-    def plan(self, mini_batch_size: int | str | None) -> tuple[list[MiniBatchSpec], str]:
-        """Split into mini-batches of about ``mini_batch_size`` bytes; also the fingerprint."""
+    def plan(
+        self,
+        mini_batch_size: int | str | None,
+        partition_keys: Sequence[str] | None = None,
+    ) -> tuple[list[MiniBatchSpec], str]:
+        """Split into mini-batches of about ``mini_batch_size`` bytes; also the fingerprint.
+
+        With ``partition_keys``, every distinct combination of those columns' values
+        is one mini-batch instead.
+        """
+        if partition_keys:
+            return self._plan_partitions(list(partition_keys))
         size = (
             DEFAULT_TABULAR_MINI_BATCH
             if mini_batch_size is None
@@ -299,6 +315,21 @@ class TabularDataset(_DatasetBase):
         return specs, _fingerprint(
             entries, self.format, size, sorted(self.read_options.items())
         )
+
+
+def _read_key_columns(fmt: str, path: str, keys: list[str],
+                      storage_options: dict[str, Any], read_options: dict[str, Any]):
+    import pandas as pd
+
+    fs, fpath = url_to_fs(path, storage_options)
+    with fs.open(fpath, "rb") as f:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(f, columns=keys).to_pandas()
+        if fmt == "csv":
+            return pd.read_csv(f, sep=read_options.get("separator", ","), usecols=keys)
+        return pd.read_json(f, lines=True)[keys]
 
 
 def _plan_text(
@@ -405,6 +436,36 @@ def _resolve_local(path: str | os.PathLike) -> str:
     """Expand ``~`` in local paths; URLs pass through."""
     text = os.fspath(path)
     return text if "://" in text else os.path.expanduser(text)
+
+
+def _plan_partitions_impl(dataset: TabularDataset, keys: list[str]):
+    import pandas as pd
+
+    if dataset.frame is not None:
+        raise DatasetError("partition_keys needs a file-based tabular dataset, not a "
+                           "dask DataFrame; group the DataFrame by the keys instead")
+    entries = _list_files(dataset.path, dataset.storage_options)
+    paths = tuple(p for p, _, _ in entries)
+    frames = []
+    for path in paths:
+        try:
+            frames.append(_read_key_columns(dataset.format, path, keys,
+                                            dataset.storage_options,
+                                            dataset.read_options))
+        except (KeyError, ValueError) as exc:
+            raise DatasetError(
+                f"partition_keys {keys}: cannot read those columns from {path}: {exc}"
+            ) from exc
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys)
+    counts = table.groupby(keys, dropna=False, sort=True).size()
+    specs = []
+    for i, (values, count) in enumerate(counts.items()):
+        values = values if isinstance(values, tuple) else (values,)
+        key_values = tuple((k, v.item() if hasattr(v, "item") else v)
+                           for k, v in zip(keys, values))
+        specs.append(MiniBatchSpec(index=i, kind="partition", paths=paths,
+                                   items=int(count), key_values=key_values))
+    return specs, _fingerprint(entries, dataset.format, "partition_keys", keys)
 
 
 class _FileFactory:

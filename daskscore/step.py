@@ -109,6 +109,58 @@ def _plugin_problem(plugin_name: str, dask_worker=None):
     return getattr(plugin, "import_problem", None)
 
 
+def _output_location(output: Any) -> tuple[Any, dict[str, Any]]:
+    """Accept a path, a URL, or an object with ``path`` (and ``storage_options``)."""
+    if output is None or isinstance(output, str | os.PathLike):
+        return (os.fspath(output) if output is not None else None), {}
+    path = getattr(output, "path", None)
+    if path is None:
+        raise ConfigError("output", output, "a folder path, a URL, or an object with "
+                          "a .path (such as PipelineData)")
+    return os.fspath(path), dict(getattr(output, "storage_options", None) or {})
+
+
+def _model_entry(model: Any) -> dict[str, Any]:
+    name = getattr(model, "name", None)
+    path = getattr(model, "path", None)
+    if not name or path is None:
+        raise ConfigError("models", model, "registered models (objects with .name, "
+                          ".version and .path), e.g. ds.Model(ws, 'mnist')")
+    entry = {"name": name, "version": getattr(model, "version", None),
+             "path": os.fspath(path)}
+    options = getattr(model, "storage_options", None)
+    if options:
+        entry["storage_options"] = dict(options)
+    return entry
+
+
+def _models_env(models: list[Any]) -> dict[str, str]:
+    if not models:
+        return {}
+    return {"DASKSCORE_MODELS": json.dumps([_model_entry(m) for m in models],
+                                           default=str)}
+
+
+def _named_inputs(inputs: list[Any], side_inputs: list[Any]) -> dict[str, Any]:
+    """What ``EntryScript().inputs[name]`` gives for named and side inputs."""
+    out: dict[str, Any] = {}
+    for dataset in inputs:
+        if getattr(dataset, "input_name", None):
+            out[dataset.input_name] = (
+                dataset.path if not isinstance(dataset.path, list)
+                else list(dataset.path)
+            )
+    for i, dataset in enumerate(side_inputs):
+        name = getattr(dataset, "input_name", None) or f"side_input_{i}"
+        if isinstance(dataset, FileDataset):
+            out[name] = dataset.to_path()
+        elif isinstance(dataset, TabularDataset) and dataset.frame is None:
+            out[name] = dataset.path
+        else:
+            out[name] = os.fspath(getattr(dataset, "path", dataset))
+    return out
+
+
 class ParallelRunStep:
     """Score inputs in parallel with a user entry script.
 
@@ -163,12 +215,16 @@ class ParallelRunStep:
                               "datasets of one type: all file datasets or all tabular")
         self.inputs = inputs
         self.input_kind = inputs[0].input_kind
+        if parallel_run_config.partition_keys and self.input_kind == "file":
+            raise ConfigError("partition_keys", parallel_run_config.partition_keys,
+                              "only with tabular inputs (Dataset.Tabular.*)")
         mbs = parallel_run_config.mini_batch_size
         if mbs is not None:
             if self.input_kind == "file":
                 parse_file_count(mbs)
             else:
                 parse_size(mbs)
+        output, output_options = _output_location(output)
         if output is None:
             if parallel_run_config.output_action != OutputAction.SUMMARY_ONLY:
                 raise ConfigError("output", output,
@@ -182,7 +238,7 @@ class ParallelRunStep:
         self.side_inputs = list(side_inputs or [])
         self.models = list(models or [])
         self.allow_reuse = allow_reuse
-        self.storage_options = dict(storage_options or {})
+        self.storage_options = dict(storage_options or output_options or {})
 
     def __repr__(self) -> str:
         return f"ParallelRunStep(name={self.name!r}, output={self.output!r})"
@@ -192,8 +248,12 @@ class ParallelRunStep:
         """The mini-batches of all inputs, numbered in input order, and a fingerprint."""
         specs: list[MiniBatchSpec] = []
         prints = []
+        keys = self.config.partition_keys
         for dataset in self.inputs:
-            part, fingerprint = dataset.plan(self.config.mini_batch_size)
+            if keys:
+                part, fingerprint = dataset.plan(None, partition_keys=keys)
+            else:
+                part, fingerprint = dataset.plan(self.config.mini_batch_size)
             offset = len(specs)
             from dataclasses import replace
 
@@ -201,13 +261,26 @@ class ParallelRunStep:
             prints.append(fingerprint)
         return specs, hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]
 
+    def fingerprint(self) -> str:
+        """A hash of everything that decides this step's output.
+
+        The script and its folder (bytes), the settings that affect results, the
+        arguments, the models (names and versions) and the inputs' content
+        fingerprints (paths, sizes, modification times). Equal fingerprints mean
+        an earlier successful output can be reused (``allow_reuse``).
+        """
+        bundle = bundle_entry_script(self.config.entry_script,
+                                     self.config.source_directory)
+        _, plan_print = self.plan()
+        return self._fingerprint(bundle.digest, plan_print)
+
     def _fingerprint(self, bundle_digest: str, plan_print: str) -> str:
         settings = {k: v for k, v in self.config.to_dict().items()
                     if k not in _NOT_FINGERPRINTED}
         blob = json.dumps({
             "script": bundle_digest, "settings": settings, "plan": plan_print,
             "arguments": self.arguments,
-            "models": [repr(m) for m in self.models],
+            "models": [_model_entry(m) for m in self.models],
         }, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -379,11 +452,10 @@ class _Job:
             "script_output_dir": store.path(SCRIPT_OUTPUT_DIR),
             "script_output_url": store.url(store.path(SCRIPT_OUTPUT_DIR)),
             "input_storage_options": dict(getattr(first, "storage_options", {}) or {}),
-            "read_options": dict(getattr(first, "read_options", {}) or {}),
-            "named_inputs": {
-                d.input_name: repr(d) for d in step.inputs if d.input_name
-            },
-            "runner_env": {},
+            "read_options": {**(getattr(first, "read_options", {}) or {}),
+                             "format": getattr(first, "format", "files")},
+            "named_inputs": _named_inputs(step.inputs, step.side_inputs),
+            "runner_env": _models_env(step.models),
         }
 
     def _register(self, client, job: dict, script_display: str,

@@ -1,22 +1,743 @@
-"""Where data lives: turning URLs and storage options into fsspec filesystems."""
+"""Where data lives: URLs and storage options turned into fsspec filesystems.
+
+Anything fsspec knows works (local paths, ``file://``, ``memory://``, ...). Azure
+Blob Storage goes through ``adlfs`` and accepts these URL forms::
+
+    abfs://container/path/to/blob          az://container/path/to/blob
+    abfss://container@account.dfs.core.windows.net/path/to/blob
+    https://account.blob.core.windows.net/container/path/to/blob   (also .dfs.)
+    http://127.0.0.1:10000/devstoreaccount1/container/path         (path-style:
+                                             Azurite, or any IP/localhost endpoint)
+
+:func:`resolve` turns each of them into ``abfs://container/path`` plus adlfs
+``storage_options`` that carry the account, the endpoint and the credential, so
+the pair can be handed as is to ``fsspec.open``, ``dask.dataframe.read_parquet``
+or a Dask worker. The credential is the first of:
+
+1. ``storage_options``: ``connection_string``; ``account_key``; ``sas_token``
+   (also taken from a ``?...&sig=...`` query in an https URL); ``anon=True`` (a
+   public container); ``credential`` (an azure-identity object); ``client_id`` +
+   ``client_secret`` + ``tenant_id``; or ``anon=False`` / nothing but an account,
+   which means ``DefaultAzureCredential`` (managed identity, ``az login``, ...);
+2. the environment: ``AZURE_STORAGE_CONNECTION_STRING``,
+   ``AZURE_STORAGE_ACCOUNT_NAME`` with ``AZURE_STORAGE_ACCOUNT_KEY`` or
+   ``AZURE_STORAGE_SAS_TOKEN``, ``AZURE_STORAGE_CLIENT_ID`` / ``_SECRET`` /
+   ``TENANT_ID``, ``AZURE_STORAGE_ANON``; used only when they are for the account
+   the URL names (if it names one). They are copied into the returned options, so
+   workers on other machines need not have them.
+
+Secrets never leave this module in clear: :func:`redact` masks them in any text,
+:func:`safe_storage_options` gives a copy fit for logs and reports, and
+:func:`describe_storage_error` turns an SDK exception into one clear line.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, quote, quote_plus, unquote, urlsplit
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-__all__ = ["is_local", "url_to_fs"]
+from .exceptions import DatasetError
+
+__all__ = [
+    "describe_storage_error",
+    "is_azure",
+    "is_local",
+    "list_files",
+    "redact",
+    "resolve",
+    "safe_storage_options",
+    "url_to_fs",
+]
+
+MASK = "***"
+
+_AZURE_PROTOCOLS = ("abfs", "az", "abfss")
+# <account>.blob.core.windows.net and the sovereign clouds' suffixes
+_AZURE_HOST = re.compile(
+    r"^(?P<account>[a-z0-9]{3,24})\.(?:blob|dfs)\.(?P<suffix>core\.[a-z0-9.]+)$"
+)
+_DEFAULT_SUFFIX = "core.windows.net"
+# The emulator's public development account; masked like any other key.
+_DEV_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+    "K1SZFPTOtr/KBHBeksoGMGw=="
+)
+_ENV = {
+    "connection_string": "AZURE_STORAGE_CONNECTION_STRING",
+    "account_name": "AZURE_STORAGE_ACCOUNT_NAME",
+    "account_key": "AZURE_STORAGE_ACCOUNT_KEY",
+    "sas_token": "AZURE_STORAGE_SAS_TOKEN",
+    "client_id": "AZURE_STORAGE_CLIENT_ID",
+    "client_secret": "AZURE_STORAGE_CLIENT_SECRET",
+    "tenant_id": "AZURE_STORAGE_TENANT_ID",
+}
+_SECRET_ENV = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_CLIENT_SECRET",
+    "AZURE_CLIENT_SECRET",
+)
+# Options that say how to authenticate; any of them given explicitly means the
+# environment's credentials are not consulted.
+_CREDENTIAL_KEYS = (
+    "connection_string",
+    "account_key",
+    "sas_token",
+    "credential",
+    "client_id",
+    "client_secret",
+    "tenant_id",
+    "anon",
+)
+_SECRET_KEY_NAME = re.compile(
+    r"(key|secret|token|password|passwd|credential|signature|sas|connection_string"
+    r"|auth)",
+    re.IGNORECASE,
+)
+_SECRET_PATTERNS = (
+    # connection-string parts
+    re.compile(
+        r"\b((?:AccountKey|SharedAccessSignature|SharedAccessKey|ClientSecret"
+        r"|Password)=)([^;\s'\"]+)",
+        re.IGNORECASE,
+    ),
+    # a SAS signature in a URL or token, raw or URL-encoded
+    re.compile(r"(\bsig(?:=|%3D))([^&;\s'\"]+)", re.IGNORECASE),
+    # request headers an SDK error might echo
+    re.compile(r"(\bAuthorization['\"]?\s*[:=]\s*['\"]?)([^'\"\n]+)", re.IGNORECASE),
+)
+# The retry policy applied to every Azure client we create. The SDK's default
+# waits 15 s, 18 s and 24 s between tries, which turns a refused connection into
+# a minute of silence. Dropped reads and throttling keep three tries.
+_RETRY = {
+    "initial_backoff": 1,
+    "increment_base": 2,
+    "random_jitter_range": 1,
+    "total_retries": 3,
+    "connect_retries": 1,
+    "read_retries": 3,
+    "status_retries": 3,
+}
+_GLOB_CHARS = ("*", "?", "[")
+
+
+# -- URLs ----------------------------------------------------------------------
+
+
+def _is_ip_or_localhost(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_azure(
+    urlpath: str, storage_options: Mapping[str, Any]
+) -> tuple[str, str, str | None, str | None, str | None] | None:
+    """Parse an Azure Blob URL, or return None for any other URL.
+
+    Returns ``(container, blob_path, account, endpoint, sas_token)``: the account
+    the URL names (or None), an explicit blob endpoint for path-style URLs (or
+    None), and a SAS token found in the URL's query (or None).
+    """
+    if "://" not in urlpath:
+        return None
+    parts = urlsplit(urlpath)
+    scheme = parts.scheme.lower()
+    query = parts.query
+    sas = query if "sig=" in query else None
+    if scheme in _AZURE_PROTOCOLS:
+        netloc = parts.netloc
+        account = None
+        if "@" in netloc:
+            container, host = netloc.split("@", 1)
+            match = _AZURE_HOST.match(host.lower())
+            if not match:
+                return None
+            account = match.group("account")
+        else:
+            container = netloc
+        path = parts.path.lstrip("/")
+        if query and not sas:
+            path = f"{path}?{query}"  # e.g. ?versionid=, which adlfs understands
+        return container, path, account, None, sas
+    if scheme not in ("http", "https"):
+        return None
+    host = (parts.hostname or "").lower()
+    segments = parts.path.lstrip("/").split("/", 1)
+    match = _AZURE_HOST.match(host)
+    if match:
+        container = segments[0]
+        path = segments[1] if len(segments) > 1 else ""
+        account = match.group("account")
+        endpoint = None
+        if match.group("suffix") != _DEFAULT_SUFFIX:
+            endpoint = f"https://{account}.blob.{match.group('suffix')}"
+        return container, path, account, endpoint, sas
+    if _is_ip_or_localhost(host) and len(segments) == 2:
+        # Path-style endpoint http://host:port/<account>/<container>/<path>; only
+        # taken as Azure when the account is the emulator's or the options are
+        # Azure's, so a plain local web server keeps working through fsspec.
+        account, rest = segments
+        azure_options = any(
+            k in storage_options
+            for k in ("account_key", "sas_token", "connection_string", "account_name")
+        )
+        if account != "devstoreaccount1" and not azure_options:
+            return None
+        container, _, path = rest.partition("/")
+        endpoint = f"{scheme}://{parts.netloc}/{account}"
+        return container, path, account, endpoint, sas
+    return None
+
+
+def is_azure(urlpath: str, storage_options: Mapping[str, Any] | None = None) -> bool:
+    """Whether ``urlpath`` is an Azure Blob Storage URL (any form listed above)."""
+    return _split_azure(str(urlpath), storage_options or {}) is not None
+
+
+def _conn_settings(connection_string: str) -> dict[str, str]:
+    settings = {}
+    for item in connection_string.strip().rstrip(";").split(";"):
+        key, sep, value = item.partition("=")
+        if sep:
+            settings[key.strip().lower()] = value.strip()
+    return settings
+
+
+def _conn_account(connection_string: str) -> str | None:
+    """The account a connection string is for, when it says."""
+    settings = _conn_settings(connection_string)
+    if settings.get("usedevelopmentstorage", "").lower() == "true":
+        return "devstoreaccount1"
+    if "accountname" in settings:
+        return settings["accountname"].lower()
+    endpoint = settings.get("blobendpoint")
+    if endpoint:
+        parts = urlsplit(endpoint)
+        match = _AZURE_HOST.match((parts.hostname or "").lower())
+        if match:
+            return match.group("account")
+        segment = parts.path.strip("/").split("/")[0]
+        return segment.lower() or None
+    return None
+
+
+def _connection_string(endpoint: str, account: str, options: dict[str, Any]) -> str:
+    """A connection string for a key, a SAS token or anonymous access."""
+    text = f"BlobEndpoint={endpoint};"
+    if options.get("account_key"):
+        text += f"AccountName={account};AccountKey={options['account_key']};"
+    elif options.get("sas_token"):
+        text += f"SharedAccessSignature={str(options['sas_token']).lstrip('?')};"
+    return text
+
+
+def _env_credentials(account: str | None) -> dict[str, Any]:
+    """The ``AZURE_STORAGE_*`` credentials, when they are for ``account``."""
+    env = {k: os.environ[v] for k, v in _ENV.items() if os.environ.get(v)}
+    out: dict[str, Any] = {}
+    conn = env.get("connection_string")
+    if conn and (account is None or _conn_account(conn) in (None, account)):
+        return {"connection_string": conn}
+    env_account = env.get("account_name", "").lower() or None
+    if account is None or env_account in (None, account):
+        for key in ("account_key", "sas_token", "client_id", "client_secret",
+                    "tenant_id"):
+            if key in env:
+                out[key] = env[key]
+        if account is None and env_account:
+            out["account_name"] = env_account
+    anon = os.environ.get("AZURE_STORAGE_ANON")
+    if anon is not None and not out:
+        out["anon"] = anon.lower() not in ("false", "0", "f", "")
+    return out
+
+
+def _azure_options(
+    container: str,
+    account: str | None,
+    endpoint: str | None,
+    url_sas: str | None,
+    storage_options: Mapping[str, Any],
+    urlpath: str,
+) -> dict[str, Any]:
+    options = dict(storage_options)
+    given = options.get("account_name")
+    if account and given and str(given).lower() != account:
+        raise ValueError(
+            f"{redact(urlpath, options)} is in storage account {account!r} but "
+            f"storage_options give account_name={given!r}; make them agree"
+        )
+    if account is None and given:
+        account = str(given).lower()
+    if url_sas and not options.get("sas_token"):
+        options["sas_token"] = url_sas
+    explicit = {k for k in _CREDENTIAL_KEYS if options.get(k) is not None}
+    if not explicit:
+        options.update(_env_credentials(account))
+        if account is None and options.get("account_name"):
+            account = str(options["account_name"]).lower()
+
+    conn = options.get("connection_string")
+    if conn:
+        conn_account = _conn_account(conn)
+        if account and conn_account and conn_account != account:
+            raise ValueError(
+                f"{redact(urlpath, options)} is in storage account {account!r} but "
+                f"the connection string is for {conn_account!r}; make them agree"
+            )
+        return _keep(options, connection_string=conn)
+    if account is None:
+        raise ValueError(
+            f"{redact(urlpath, options)}: no storage account given; pass "
+            "storage_options={'connection_string': ...} or {'account_name': ..., "
+            "'account_key' | 'sas_token' | 'anon': ...}, or set "
+            "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_NAME"
+        )
+    endpoint = endpoint or f"https://{account}.blob.{_DEFAULT_SUFFIX}"
+    if options.get("account_key") or options.get("sas_token") or options.get("anon"):
+        # A connection string is the one form adlfs never overrides from the
+        # environment, and the only one that reaches http endpoints (Azurite).
+        return _keep(
+            options, connection_string=_connection_string(endpoint, account, options)
+        )
+    # An identity: DefaultAzureCredential, a credential object or a service
+    # principal. adlfs builds https://<account_host> from the account and host.
+    if endpoint.startswith("http://"):
+        raise ValueError(
+            f"{redact(urlpath, options)}: identity-based credentials need an https "
+            "endpoint; use account_key, sas_token or connection_string with "
+            f"{endpoint}"
+        )
+    if os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
+        raise ValueError(
+            f"{redact(urlpath, options)}: storage_options ask for an Azure identity "
+            "but AZURE_STORAGE_CONNECTION_STRING is set, and adlfs would use it "
+            "instead; unset it or pass the credential explicitly"
+        )
+    out = _keep(options, account_name=account)
+    if endpoint != f"https://{account}.blob.{_DEFAULT_SUFFIX}":
+        out["account_host"] = endpoint.removeprefix("https://")
+    for key in ("credential", "client_id", "client_secret", "tenant_id"):
+        if options.get(key) is not None:
+            out[key] = options[key]
+    out["anon"] = False
+    return out
+
+
+def _keep(options: Mapping[str, Any], **credential: Any) -> dict[str, Any]:
+    """``options`` without any account/credential key, plus ``credential``."""
+    out = {
+        k: v
+        for k, v in options.items()
+        if k not in _CREDENTIAL_KEYS and k not in ("account_name", "account_host")
+    }
+    out.update(credential)
+    return out
+
+
+def resolve(
+    urlpath: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """Canonical URL and self-contained storage options for ``urlpath``.
+
+    Azure URLs become ``abfs://container/path`` with adlfs options that name the
+    account, endpoint and credential (taken from ``storage_options``, then from
+    the environment). Any other URL is returned as given, with a copy of
+    ``storage_options``. Resolving a resolved pair returns it unchanged.
+
+    Parameters
+    ----------
+    urlpath
+        A path or URL, possibly with a glob.
+    storage_options
+        Options for the filesystem (see the module docstring for Azure).
+
+    Returns
+    -------
+    (url, storage_options)
+
+    Raises
+    ------
+    ValueError
+        No account can be found, or the URL and the options name different
+        accounts. The message carries no secret.
+    """
+    text = os.fspath(urlpath)
+    options = dict(storage_options or {})
+    split = _split_azure(text, options)
+    if split is None:
+        return text, options
+    container, path, account, endpoint, url_sas = split
+    resolved = _azure_options(container, account, endpoint, url_sas, options, text)
+    url = f"abfs://{container}/{path}" if path else f"abfs://{container}"
+    return url, resolved
 
 
 def url_to_fs(
     urlpath: str, storage_options: dict[str, Any] | None = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """Return the filesystem and the path inside it for ``urlpath``."""
-    return fsspec.core.url_to_fs(str(urlpath), **(storage_options or {}))
+    """Return the filesystem and the path inside it for ``urlpath``.
+
+    Azure URLs of every supported form are resolved first (see :func:`resolve`);
+    the filesystem instance is cached by fsspec, so calling this per file is cheap.
+    """
+    url, options = resolve(urlpath, storage_options)
+    if not url.startswith("abfs://"):
+        return fsspec.core.url_to_fs(url, **options)
+    fs = fsspec.filesystem("abfs", **options)
+    _apply_retry_policy(fs)
+    return fs, fs._strip_protocol(url)
+
+
+def _apply_retry_policy(fs: Any) -> None:
+    if getattr(fs, "_daskscore_retry", False):
+        return
+    policy = getattr(getattr(fs.service_client, "_config", None), "retry_policy", None)
+    if policy is not None:
+        for name, value in _RETRY.items():
+            if hasattr(policy, name):
+                setattr(policy, name, value)
+    fs._daskscore_retry = True
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether ``fs`` is the local disk (paths can be handed to ``run()`` as is)."""
     return isinstance(fs, LocalFileSystem)
+
+
+# -- listing -------------------------------------------------------------------
+
+
+def _has_glob(path: str) -> bool:
+    return any(c in path for c in _GLOB_CHARS)
+
+
+def _glob(fs: fsspec.AbstractFileSystem, pattern: str) -> dict[str, dict]:
+    """Files matching ``pattern``, from one flat prefix listing on object stores."""
+    if is_local(fs) or not hasattr(fs, "service_client"):
+        return fs.glob(pattern, detail=True)
+    first = min(pattern.index(c) for c in _GLOB_CHARS if c in pattern)
+    root, _, literal = pattern[:first].rpartition("/")
+    found = fs.find(root, prefix=literal, detail=True)
+    regex = re.compile(fsspec.utils.glob_translate(pattern))
+    return {p: info for p, info in found.items() if regex.match(p)}
+
+
+def list_files(
+    urlpath: str | os.PathLike,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    detail: bool = False,
+) -> list[str] | list[tuple[str, int | None, Any]]:
+    """List the files under ``urlpath``, sorted.
+
+    A glob (``abfs://c/images/*.png``, ``data/**/*.csv``), a folder (searched
+    recursively, by one flat prefix listing on blob storage rather than a walk
+    per folder) or a single file.
+
+    Parameters
+    ----------
+    urlpath
+        Path or URL.
+    storage_options
+        Filesystem options (see :func:`resolve`).
+    detail
+        Return ``(url, size, last_modified)`` tuples instead of URLs.
+
+    Returns
+    -------
+    Full URLs with protocol (``abfs://container/...``) for remote files, absolute
+    paths for local ones; open them with the options :func:`resolve` returns.
+
+    Raises
+    ------
+    DatasetError
+        Nothing matches, or the storage cannot be listed; the message says which
+        URL and what to check, without secrets.
+    """
+    text = os.fspath(urlpath)
+    try:
+        url, options = resolve(text, storage_options)
+        fs, path = url_to_fs(url, options)
+    except ValueError as exc:
+        raise DatasetError(f"cannot list input: {exc}") from exc
+    local = is_local(fs)
+    try:
+        if _has_glob(path):
+            found = _glob(fs, path)
+        else:
+            info = fs.info(path)
+            if info.get("type") == "directory":
+                found = fs.find(path, detail=True)
+            else:
+                found = {path: info}
+    except FileNotFoundError:
+        found = {}
+    except Exception as exc:  # the user's storage boundary: say what and where
+        raise DatasetError(
+            "cannot list input " + describe_storage_error(exc, text, storage_options)
+        ) from exc
+    entries = [
+        (
+            p if local else fs.unstrip_protocol(p),
+            info.get("size"),
+            info.get("mtime") or info.get("last_modified"),
+        )
+        for p, info in found.items()
+        if info.get("type", "file") == "file"
+    ]
+    if not entries:
+        raise DatasetError(_nothing_found(fs, path, text, storage_options, local))
+    entries.sort(key=lambda e: e[0])
+    return entries if detail else [e[0] for e in entries]
+
+
+def _nothing_found(
+    fs: Any, path: str, text: str, storage_options: Mapping[str, Any] | None,
+    local: bool,
+) -> str:
+    shown = redact(text, storage_options)
+    if local:
+        return (
+            f"no files match input {shown!r} (looked in {os.path.abspath(text)}); "
+            "check the path or glob"
+        )
+    if hasattr(fs, "service_client"):
+        container = path.split("/", 1)[0]
+        try:
+            exists = fs.exists(container)
+        except Exception as exc:  # an error here is the better explanation
+            return "cannot list input " + describe_storage_error(
+                exc, text, storage_options
+            )
+        if not exists:
+            return (
+                f"no files match input {shown!r}: container {container!r} does not "
+                "exist in this storage account; check the container name and the "
+                "account (storage_options / AZURE_STORAGE_*)"
+            )
+    return f"no files match input {shown!r}; check the path or glob"
+
+
+# -- secrets -------------------------------------------------------------------
+
+
+def _secret_values(storage_options: Mapping[str, Any] | None) -> set[str]:
+    """Every secret string in ``storage_options`` and the environment."""
+    values: set[str] = {_DEV_ACCOUNT_KEY}
+    candidates: list[str] = [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]
+
+    def walk(options: Any) -> None:
+        if isinstance(options, Mapping):
+            for key, value in options.items():
+                if isinstance(value, Mapping | list | tuple):
+                    walk(value)
+                elif isinstance(value, str) and _SECRET_KEY_NAME.search(str(key)):
+                    candidates.append(value)
+
+    walk(storage_options or {})
+    for value in candidates:
+        if "=" in value and ";" in value or value.lower().startswith(
+            ("accountkey=", "sharedaccesssignature=")
+        ):
+            settings = _conn_settings(value)
+            for part in ("accountkey", "sharedaccesssignature", "sharedaccesskey"):
+                if settings.get(part):
+                    values.add(settings[part])
+        else:
+            values.add(value.lstrip("?"))
+        for sig in parse_qs(value.lstrip("?")).get("sig", []):
+            values.add(sig)
+    out = set()
+    for value in values:
+        if len(value) < 6:  # too short to mask without mangling ordinary text
+            continue
+        out.update({value, quote(value, safe=""), quote_plus(value), unquote(value)})
+    return {v for v in out if len(v) >= 6}
+
+
+def redact(text: str, storage_options: Mapping[str, Any] | None = None) -> str:
+    """``text`` with every secret replaced by ``***``.
+
+    Masks the secret values of ``storage_options`` and of the ``AZURE_STORAGE_*``
+    environment (raw and URL-encoded), plus anything shaped like a secret:
+    ``AccountKey=``/``SharedAccessSignature=`` parts of connection strings, SAS
+    ``sig=`` parameters and ``Authorization`` headers.
+    """
+    text = str(text)
+    for value in sorted(_secret_values(storage_options), key=len, reverse=True):
+        text = text.replace(value, MASK)
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + MASK, text)
+    return text
+
+
+def safe_storage_options(
+    storage_options: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A copy of ``storage_options`` fit for logs and reports.
+
+    Secret values (keys, SAS tokens, client secrets, credential objects) become
+    ``"***"``; a connection string keeps its endpoints and account name but its
+    key or signature is masked; nested options are handled the same way.
+    """
+    def clean(options: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in options.items():
+            if isinstance(value, Mapping):
+                out[key] = clean(value)
+            elif str(key).lower() == "connection_string" and isinstance(value, str):
+                out[key] = redact(value, storage_options)
+            elif _SECRET_KEY_NAME.search(str(key)) and value is not None and not (
+                isinstance(value, bool)
+            ):
+                out[key] = MASK
+            elif isinstance(value, str):
+                out[key] = redact(value, storage_options)
+            else:
+                out[key] = value
+        return out
+
+    return clean(storage_options or {})
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].strip()
+
+
+def _error_code(exc: BaseException) -> str:
+    code = getattr(exc, "error_code", None)
+    if code:
+        return str(code)
+    match = re.search(r"ErrorCode:(\w+)", str(exc))
+    return match.group(1) if match else ""
+
+
+def describe_storage_error(
+    exc: BaseException, url: str, storage_options: Mapping[str, Any] | None = None
+) -> str:
+    """One line for a storage failure: which URL, what happened, what to check.
+
+    Understands adlfs and Azure SDK exceptions (missing container or blob, a key
+    or SAS token that is refused, an unreachable endpoint, a missing identity)
+    and falls back to the first line of the error for anything else. The line
+    never contains a secret.
+
+    Parameters
+    ----------
+    exc
+        The exception raised by fsspec/adlfs/the Azure SDK.
+    url
+        The URL being accessed, as the user gave it.
+    storage_options
+        The options used, so that their secrets are masked too.
+    """
+    shown = redact(url, storage_options)
+    try:
+        container = resolve(url, storage_options)[0].split("/")[2]
+    except (ValueError, IndexError):
+        container = ""
+    what, check = _classify(exc, container)
+    return redact(f"{shown}: {what}; {check}", storage_options).replace("\n", " ")
+
+
+def _classify(exc: BaseException, container: str) -> tuple[str, str]:
+    chain = _chain(exc)
+    names = {type(e).__name__ for e in chain}
+    codes = {_error_code(e) for e in chain} - {""}
+    status = next(
+        (getattr(e, "status_code", None) for e in chain
+         if getattr(e, "status_code", None)), None
+    )
+    where = f"container {container!r}" if container else "the container"
+    if "ContainerNotFound" in codes:
+        return (
+            f"{where} does not exist",
+            "check the container name and the storage account, or create it",
+        )
+    if "BlobNotFound" in codes:
+        return (
+            "the blob does not exist (deleted or renamed?)",
+            "check the path, or list the input again",
+        )
+    if (
+        codes & {"AuthenticationFailed", "AuthorizationFailure",
+                 "AuthorizationPermissionMismatch", "InvalidAuthenticationInfo",
+                 "AuthorizationResourceTypeMismatch", "AuthorizationServiceMismatch"}
+        or status in (401, 403)
+    ):
+        code = sorted(codes)[0] if codes else f"HTTP {status}"
+        return (
+            f"access denied ({code})",
+            "check the account key, SAS token (expiry, permissions) or connection "
+            "string in storage_options / AZURE_STORAGE_*, and that it belongs to "
+            "this account",
+        )
+    if "CredentialUnavailableError" in names or "ClientAuthenticationError" in names:
+        return (
+            "no Azure identity could sign in (DefaultAzureCredential)",
+            "run `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+            "or give account_key, sas_token or connection_string",
+        )
+    for e in chain:
+        if isinstance(e, ConnectionError) or type(e).__name__ in (
+            "ServiceRequestError", "ClientConnectorError", "ClientConnectionError",
+            "ServerDisconnectedError", "ServiceResponseError", "gaierror",
+        ):
+            endpoint = _endpoint_in(chain)
+            return (
+                f"cannot reach the storage endpoint{endpoint} "
+                f"({_first_line(e)[:160]})",
+                "check the account name or endpoint, the network and proxy settings "
+                "(for Azurite: is it running on that port?)",
+            )
+    if "ResourceNotFoundError" in names or any(
+        isinstance(e, FileNotFoundError) for e in chain
+    ):
+        return (
+            "not found: the blob, folder or container does not exist",
+            "check the container name and the path",
+        )
+    if any(isinstance(e, ValueError) and "connect to account" in str(e)
+           for e in chain):
+        return (
+            "the storage credentials are malformed",
+            "check the connection string, account key or SAS token format",
+        )
+    return (
+        f"{type(exc).__name__}: {_first_line(exc)[:300]}",
+        "check the URL and storage_options",
+    )
+
+
+def _endpoint_in(chain: list[BaseException]) -> str:
+    for e in chain:
+        match = re.search(r"host ([\w.\-]+:\d+)", str(e))
+        if match:
+            return f" {match.group(1)}"
+    return ""

@@ -8,6 +8,7 @@ progress bar, and prints where the output is.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -48,6 +49,8 @@ def make_data(rows: int = 200_000, files: int = 4, features: int = 8) -> str:
 
 def main() -> int:
     data_dir = make_data()
+    # a fresh run every time (the same step into the same folder would resume)
+    shutil.rmtree(os.path.join(WORK, "out"), ignore_errors=True)
     table = ds.Dataset.Tabular.from_delimited_files(path=os.path.join(data_dir, "*.csv"))
     config = ds.ParallelRunConfig(
         entry_script="score.py",
