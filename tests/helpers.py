@@ -1,0 +1,180 @@
+"""Shared fixtures and helpers of the end-to-end ``test_step_*`` tests.
+
+Everything here is real: a multi-process Dask cluster, files in ``tmp_path`` and
+entry scripts written by the tests. Test modules load the fixtures with
+``pytest_plugins = ["helpers"]`` (so one cluster serves the whole session) and
+import the helpers with ``from helpers import ...``; ``tests/`` has no
+``__init__.py``, so pytest's rootdir-based import puts it on ``sys.path``.
+
+PYTEST_DONT_REWRITE: this module is imported before pytest registers it as a
+plugin, and it holds no asserts to rewrite.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import distributed
+import psutil
+import pytest
+
+import daskscore as ds
+from daskscore.cluster import start_embedded_cluster
+
+N_WORKERS = 2
+STEP_NAME = "test-step"
+
+# processed_mini-batches.csv, as docs/engine-contract.md lists it
+TRIES_COLUMNS = [
+    "mini_batch_id", "try", "worker", "items", "succeeded", "failed",
+    "elapsed_seconds", "run_seconds", "read_seconds", "status", "error", "input",
+]
+# job_report.json, as docs/engine-contract.md lists it
+REPORT_KEYS = {
+    "status", "step", "reason", "total_items", "succeeded_items", "failed_items",
+    "mini_batches", "processed_mini_batches", "failed_mini_batches", "tries",
+    "elapsed_seconds", "items_per_second", "resumed_mini_batches", "output_dir",
+    "output_file", "output_action", "warnings",
+}
+
+
+@pytest.fixture(scope="session")
+def shared_client():
+    """One embedded cluster (2 single-threaded worker processes) for the session.
+
+    Every job registers its own uniquely named plugin (and so its own runner
+    processes), so jobs of different tests do not share script state.
+    """
+    cluster = start_embedded_cluster(N_WORKERS, None)
+    client = distributed.Client(cluster)
+    client.wait_for_workers(N_WORKERS, timeout=120)
+    yield client
+    client.close()
+    cluster.close()
+
+
+# -- inputs and scripts ------------------------------------------------------------
+def write_script(folder: Path, body: str, name: str = "score.py",
+                 prelude: bool = False) -> Path:
+    """Write an entry script (dedented) into ``folder`` and return its path.
+
+    With ``prelude`` the script starts with :data:`MARKER_PRELUDE` (``mark()``).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    text = textwrap.dedent(body).lstrip()
+    path.write_text((MARKER_PRELUDE.lstrip() + "\n\n" if prelude else "") + text)
+    return path
+
+
+def make_files(folder: Path, n: int,
+               content: Callable[[int], str] = lambda i: f"{i}\n",
+               prefix: str = "item") -> list[Path]:
+    """``n`` small text files ``<prefix>-0000.txt`` ... with ``content(i)``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{prefix}-{i:04d}.txt"
+        path.write_text(content(i))
+        paths.append(path)
+    return paths
+
+
+def file_names(n: int, prefix: str = "item") -> list[str]:
+    """The base names ``make_files`` gives, in input order."""
+    return [f"{prefix}-{i:04d}.txt" for i in range(n)]
+
+
+def make_step(script: Path, inputs: Any, output: Path | None, *,
+              arguments: Sequence[str] | None = None, name: str = STEP_NAME,
+              **config: Any) -> ds.ParallelRunStep:
+    """A step over ``inputs`` (a dataset or a list of them) with ``config``."""
+    if isinstance(inputs, ds.FileDataset | ds.TabularDataset):
+        inputs = [inputs]
+    cfg = ds.ParallelRunConfig(entry_script=str(script), **config)
+    return ds.ParallelRunStep(name=name, parallel_run_config=cfg, inputs=inputs,
+                              output=None if output is None else str(output),
+                              arguments=arguments)
+
+
+# -- reading what a job left --------------------------------------------------------
+def counts(result: ds.StepRunResult) -> tuple[int, int, int]:
+    """(total, succeeded, failed) items of a result."""
+    return result.total_items, result.succeeded_items, result.failed_items
+
+
+def read_tries(output: Path) -> list[dict[str, str]]:
+    """The rows of ``logs/processed_mini-batches.csv`` (one per try)."""
+    with open(output / "logs" / "processed_mini-batches.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def tries_header(output: Path) -> list[str]:
+    with open(output / "logs" / "processed_mini-batches.csv", newline="") as f:
+        return next(csv.reader(f))
+
+
+def tries_by_mini_batch(output: Path) -> dict[int, list[dict[str, str]]]:
+    """Tries of each mini-batch id, in try order."""
+    out: dict[int, list[dict[str, str]]] = {}
+    for row in read_tries(output):
+        out.setdefault(int(row["mini_batch_id"]), []).append(row)
+    for rows in out.values():
+        rows.sort(key=lambda r: int(r["try"]))
+    return out
+
+
+def read_report(output: Path) -> dict[str, Any]:
+    return json.loads((output / "logs" / "job_report.json").read_text())
+
+
+def read_lines(path: Path | str) -> list[str]:
+    """Lines of a text file without their line ends."""
+    return Path(path).read_text().splitlines()
+
+
+def records_committed(output: Path) -> list[Path]:
+    """Committed per-mini-batch records in the output's state folder."""
+    folder = output / ".daskscore" / "records"
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+# -- processes ------------------------------------------------------------------------
+def markers(folder: Path, prefix: str) -> list[str]:
+    """The suffixes of marker files ``<prefix>-<suffix>`` in ``folder``."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[len(prefix) + 1:] for p in folder.iterdir()
+                  if p.name.startswith(prefix + "-"))
+
+
+def alive(pids: Iterable[int]) -> list[int]:
+    """The pids that still belong to a running (not zombie) process."""
+    running = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                running.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return running
+
+
+# An entry-script prelude: marker files named after the process, in a folder given
+# by the MARKER_DIR environment variable (set through environment_variables).
+MARKER_PRELUDE = """
+import os
+
+MARKER_DIR = os.environ["MARKER_DIR"]
+
+
+def mark(kind, suffix=""):
+    name = f"{kind}-{os.getpid()}" + (f"-{suffix}" if suffix else "")
+    with open(os.path.join(MARKER_DIR, name), "w") as f:
+        f.write(str(os.getppid()))
+"""

@@ -1,0 +1,389 @@
+"""Entry-script semantics end to end: counting, retries, arguments, order, resume.
+
+Real worker processes, real files in ``tmp_path``, real entry scripts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+
+import pytest
+from helpers import (
+    counts,
+    file_names,
+    make_files,
+    make_step,
+    markers,
+    read_lines,
+    read_report,
+    tries_by_mini_batch,
+    write_script,
+)
+
+import daskscore as ds
+
+pytest_plugins = ["helpers"]
+
+pytestmark = pytest.mark.timeout(180)
+
+
+# -- success counting ---------------------------------------------------------------
+def test_short_return_counts_the_rest_as_failed_and_is_not_retried(tmp_path,
+                                                                    shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            # only the first half of every mini-batch "succeeds"
+            return [os.path.basename(p) for p in mini_batch[: len(mini_batch) // 2]]
+    """)
+    make_files(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="4", run_max_try=3).run(client=shared_client)
+
+    assert result.status == "Completed"
+    assert counts(result) == (12, 6, 6)
+    tries = tries_by_mini_batch(out)
+    assert sorted(tries) == [0, 1, 2]
+    for rows in tries.values():
+        assert len(rows) == 1, "a short return must not be retried"
+        assert rows[0]["status"] == "RUN_DONE"
+        assert (rows[0]["succeeded"], rows[0]["failed"]) == ("2", "2")
+    names = file_names(12)
+    # the partial output of each mini-batch is kept, in input order
+    assert read_lines(result.output_file) == names[0:2] + names[4:6] + names[8:10]
+
+
+def test_more_results_than_inputs_are_capped_warned_and_all_written(tmp_path,
+                                                                    shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            out = []
+            for p in mini_batch:
+                name = os.path.basename(p)
+                out += [name + ":a", name + ":b"]
+            return out
+    """)
+    make_files(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="3").run(client=shared_client)
+
+    assert result.status == "Completed"
+    assert counts(result) == (6, 6, 0)
+    assert result.failed_mini_batches == 0
+    report = read_report(out)
+    assert report["succeeded_items"] == 6
+    assert report["warnings"], "capping the count must leave a warning in job_report"
+    assert any("6" in w and "3" in w for w in report["warnings"]), report["warnings"]
+    expected = [f"{n}:{s}" for n in file_names(6) for s in ("a", "b")]
+    assert read_lines(result.output_file) == expected
+
+
+@pytest.mark.parametrize("returned", ["None", "{'a': 1, 'b': 2}", "'ab'"],
+                         ids=["none", "dict", "str"])
+def test_returning_a_non_sequence_fails_every_try(tmp_path, shared_client, returned):
+    script = write_script(tmp_path / "src", f"""
+        def init():
+            pass
+
+        def run(mini_batch):
+            return {returned}
+    """)
+    make_files(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="2", run_max_try=2).run(client=shared_client)
+
+    assert result.status == "Completed"  # error_threshold defaults to -1
+    assert (result.succeeded_items, result.failed_items) == (0, 4)
+    assert result.failed_mini_batches == 2
+    tries = tries_by_mini_batch(out)
+    for rows in tries.values():
+        assert [r["try"] for r in rows] == ["1", "2"]
+        assert all(r["status"] == "RUN_EXCEPTION" for r in rows)
+        assert all(r["error"] for r in rows)
+    assert read_lines(result.output_file) == []
+
+
+# -- retries --------------------------------------------------------------------------
+def test_failed_first_try_is_retried_and_written_once(tmp_path, shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+
+        TRIED = os.environ["TRIED_DIR"]
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            first = os.path.basename(mini_batch[0])
+            marker = os.path.join(TRIED, first)
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError(f"first try of {first} fails on purpose")
+            return [os.path.basename(p) for p in mini_batch]
+    """)
+    (tmp_path / "tried").mkdir()
+    make_files(tmp_path / "in", 9)
+    out = tmp_path / "out"
+    result = make_step(
+        script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+        mini_batch_size="3", run_max_try=3,
+        environment_variables={"TRIED_DIR": str(tmp_path / "tried")},
+    ).run(client=shared_client)
+
+    assert result.status == "Completed"
+    assert (result.succeeded_items, result.failed_items) == (9, 0)
+    assert result.failed_mini_batches == 0
+    assert result.tries == 6
+    tries = tries_by_mini_batch(out)
+    assert sorted(tries) == [0, 1, 2]
+    for rows in tries.values():
+        assert [(r["try"], r["status"]) for r in rows] == [
+            ("1", "RUN_EXCEPTION"), ("2", "RUN_DONE")]
+        assert "fails on purpose" in rows[0]["error"]
+    # exactly once: no item of a retried mini-batch appears twice
+    assert read_lines(result.output_file) == file_names(9)
+
+
+def test_run_max_try_exhausted_fails_all_items_of_the_mini_batch(tmp_path,
+                                                                 shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            names = [os.path.basename(p) for p in mini_batch]
+            if "item-0003.txt" in names:
+                raise ValueError("poisoned mini-batch")
+            return names
+    """)
+    make_files(tmp_path / "in", 9)
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="3", run_max_try=2).run(client=shared_client)
+
+    assert result.status == "Completed"
+    assert (result.succeeded_items, result.failed_items) == (6, 3)
+    assert result.failed_mini_batches == 1
+    tries = tries_by_mini_batch(out)
+    assert [(r["try"], r["status"]) for r in tries[1]] == [
+        ("1", "RUN_EXCEPTION"), ("2", "RUN_EXCEPTION")]
+    assert all("poisoned mini-batch" in r["error"] for r in tries[1])
+    assert [len(tries[0]), len(tries[2])] == [1, 1]
+    names = file_names(9)
+    assert read_lines(result.output_file) == names[:3] + names[6:]
+
+
+# -- what the script sees ------------------------------------------------------------
+def test_environment_variables_are_set_at_import_and_in_init_and_run(tmp_path,
+                                                                     shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+
+        AT_IMPORT = os.environ.get("DS_TEST_VALUE")
+        AT_INIT = None
+
+        def init():
+            global AT_INIT
+            AT_INIT = os.environ.get("DS_TEST_VALUE")
+
+        def run(mini_batch):
+            now = os.environ.get("DS_TEST_VALUE")
+            return [f"{AT_IMPORT}|{AT_INIT}|{now}" for _ in mini_batch]
+    """)
+    make_files(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    value = "a value with spaces=and equals"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="1",
+                       environment_variables={"DS_TEST_VALUE": value},
+                       ).run(client=shared_client)
+
+    assert result.status == "Completed"
+    assert read_lines(result.output_file) == [f"{value}|{value}|{value}"] * 4
+    assert "DS_TEST_VALUE" not in os.environ
+
+
+def test_arguments_are_sys_argv_in_init_and_run_and_entry_script_arguments(
+        tmp_path, shared_client):
+    script = write_script(tmp_path / "src", """
+        import argparse
+        import json
+        import sys
+
+        import daskscore as ds
+
+        SEEN = {}
+
+        def _seen():
+            parser = argparse.ArgumentParser()
+            parser.add_argument("--scale", type=int, required=True)
+            args, unknown = parser.parse_known_args()
+            return {"argv": sys.argv[1:], "scale": args.scale, "unknown": unknown,
+                    "entry_script": ds.EntryScript().arguments}
+
+        def init():
+            SEEN["init"] = _seen()
+
+        def run(mini_batch):
+            line = json.dumps({"init": SEEN["init"], "run": _seen()}, sort_keys=True)
+            return [line for _ in mini_batch]
+    """)
+    make_files(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    arguments = ["--scale", "3", "--extra", "x y"]
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="1", arguments=arguments,
+                       ).run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    lines = read_lines(result.output_file)
+    assert len(lines) == 3
+    expected = {"argv": arguments, "scale": 3, "unknown": ["--extra", "x y"],
+                "entry_script": arguments}
+    for line in lines:
+        assert json.loads(line) == {"init": expected, "run": expected}
+
+
+# -- order and exactly once -----------------------------------------------------------
+def test_collected_output_is_in_input_order_when_mini_batches_finish_out_of_order(
+        tmp_path, shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+        import time
+
+        DONE = os.environ["DONE_LOG"]
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            names = [os.path.basename(p) for p in mini_batch]
+            index = int(names[0].split("-")[1].split(".")[0]) // 2
+            if index < 2:
+                time.sleep(1.5)  # the first mini-batches finish last
+            with open(DONE, "a") as f:
+                f.write(f"{index}\\n")
+            return names
+    """)
+    make_files(tmp_path / "in", 16)
+    out = tmp_path / "out"
+    done_log = tmp_path / "done.log"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="2",
+                       environment_variables={"DONE_LOG": str(done_log)},
+                       ).run(client=shared_client)
+
+    assert result.status == "Completed"
+    finished = [int(x) for x in read_lines(done_log)]
+    assert sorted(finished) == list(range(8))
+    assert finished != sorted(finished), "the test needs out-of-order completion"
+    assert read_lines(result.output_file) == file_names(16)
+
+
+RESUME_SCRIPT = """
+import os
+
+RUNS = os.environ["RUN_DIR"]
+
+def init():
+    pass
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    open(os.path.join(RUNS, f"run-{names[0]}-{os.urandom(4).hex()}"), "w").close()
+    return [f"{n}:{open(p).read().strip()}" for n, p in zip(names, mini_batch)]
+"""
+
+
+def test_rerun_into_the_same_output_resumes_and_a_changed_script_recomputes(
+        tmp_path, shared_client):
+    script = write_script(tmp_path / "src", RESUME_SCRIPT)
+    run_dir = tmp_path / "runs"
+    run_dir.mkdir()
+    make_files(tmp_path / "in", 10)
+    out = tmp_path / "out"
+
+    def run_step():
+        return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                         out, mini_batch_size="2",
+                         environment_variables={"RUN_DIR": str(run_dir)},
+                         ).run(client=shared_client)
+
+    first = run_step()
+    assert first.status == "Completed"
+    assert first.resumed_mini_batches == 0
+    expected = [f"{n}:{i}" for i, n in enumerate(file_names(10))]
+    assert read_lines(first.output_file) == expected
+    collected = (out / "parallel_run_step.txt").read_bytes()
+    assert len(markers(run_dir, "run")) == 5
+
+    second = run_step()
+    assert second.status == "Completed"
+    assert second.resumed_mini_batches == second.mini_batches == 5
+    assert (second.succeeded_items, second.failed_items) == (10, 0)
+    assert len(markers(run_dir, "run")) == 5, "a resumed job must not call run() again"
+    assert (out / "parallel_run_step.txt").read_bytes() == collected
+    assert read_report(out)["resumed_mini_batches"] == 5
+
+    script.write_text(RESUME_SCRIPT + "\n# changed\n")
+    third = run_step()
+    assert third.status == "Completed"
+    assert third.resumed_mini_batches == 0
+    assert len(markers(run_dir, "run")) == 10, "a changed script must be run again"
+    assert read_lines(third.output_file) == expected
+
+
+# -- local debugging -----------------------------------------------------------------
+def test_entry_script_helper_works_outside_a_cluster(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    script = write_script(tmp_path / "src", """
+        import os
+
+        import daskscore as ds
+
+        def init():
+            global OUT
+            helper = ds.EntryScript()
+            helper.logger.info("init outside a cluster")
+            OUT = helper.output_dir
+
+        def run(mini_batch):
+            with open(os.path.join(OUT, "seen.txt"), "w") as f:
+                f.write("\\n".join(mini_batch))
+            return list(mini_batch)
+    """)
+    helper = ds.EntryScript()
+    assert isinstance(helper.logger, logging.Logger)
+    assert isinstance(helper.agent_name, str) and helper.agent_name
+    assert helper.arguments == sys.argv[1:]
+    for folder in (helper.output_dir, helper.log_dir, helper.working_dir):
+        assert isinstance(folder, str) and folder
+    assert os.path.isdir(helper.output_dir)
+    assert helper.output_dir.startswith(str(tmp_path))
+
+    # a user's script can be imported and called locally, as on a cluster
+    spec = importlib.util.spec_from_file_location("local_score", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.init()
+    assert module.run(["a", "b"]) == ["a", "b"]
+    seen = os.path.join(helper.output_dir, "seen.txt")
+    assert read_lines(seen) == ["a", "b"]
