@@ -1,0 +1,394 @@
+"""Failures end to end: thresholds, hung and crashing run(), bad input, bad scripts.
+
+Real worker processes, real files in ``tmp_path``, real entry scripts.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import (
+    alive,
+    counts,
+    file_names,
+    make_files,
+    make_step,
+    markers,
+    read_lines,
+    read_report,
+    records_committed,
+    tries_by_mini_batch,
+    write_script,
+)
+
+import daskscore as ds
+
+pytest_plugins = ["helpers"]
+
+pytestmark = pytest.mark.timeout(180)
+
+# Fails (raises) on every file whose content is "bad"; the rest are scored.
+BAD_CONTENT_SCRIPT = """
+import os
+import time
+
+def init():
+    pass
+
+def run(mini_batch):
+    out = []
+    for path in mini_batch:
+        with open(path) as f:
+            if f.read().strip() == "bad":
+                raise ValueError(f"bad input {os.path.basename(path)}")
+        out.append(os.path.basename(path))
+    time.sleep(float(os.environ.get("SLEEP_S", "0")))
+    return out
+"""
+
+
+def bad_files(folder, n, bad):
+    """``n`` files; those whose index is in ``bad`` hold "bad"."""
+    return make_files(folder, n, lambda i: "bad\n" if i in bad else f"{i}\n")
+
+
+# -- thresholds ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_error_threshold_exceeded_fails_the_job_and_cancels_the_rest(tmp_path,
+                                                                      shared_client):
+    script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    bad_files(tmp_path / "in", 400, bad={0})
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="1", error_threshold=0, run_max_try=1,
+                       environment_variables={"SLEEP_S": "0.02"},
+                       ).run(client=shared_client)
+
+    assert result.status == "Failed"
+    assert "error_threshold" in result.reason
+    assert result.mini_batches == 400
+    tries = tries_by_mini_batch(out)
+    assert tries[0][0]["status"] == "RUN_EXCEPTION"
+    assert len(tries) < 400, "remaining mini-batches must be cancelled"
+    report = read_report(out)
+    assert report["status"] == "Failed"
+    assert report["processed_mini_batches"] == len(tries) < report["mini_batches"]
+    # what was committed before the stop stays in the collected file, in order
+    done = sorted(i for i, rows in tries.items() if rows[-1]["status"] == "RUN_DONE")
+    assert done
+    assert result.succeeded_items == len(done)
+    names = file_names(400)
+    assert read_lines(out / "parallel_run_step.txt") == [names[i] for i in done]
+    with pytest.raises(ds.ErrorThresholdExceeded):
+        result.raise_for_status()
+
+
+def test_error_threshold_counts_items_and_fails_only_above_it(tmp_path,
+                                                              shared_client):
+    script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    bad_files(tmp_path / "in", 8, bad={0, 5})
+    dataset = ds.Dataset.File.from_files(str(tmp_path / "in"))
+
+    # mini-batches of 2 files: 2 failed mini-batches = 4 failed items
+    at = make_step(script, dataset, tmp_path / "at", mini_batch_size="2",
+                   error_threshold=4, run_max_try=1).run(client=shared_client)
+    assert at.status == "Completed", at.reason
+    assert counts(at) == (8, 4, 4)
+    assert at.raise_for_status() is at
+
+    above = make_step(script, dataset, tmp_path / "above", mini_batch_size="2",
+                      error_threshold=3, run_max_try=1).run(client=shared_client)
+    assert above.status == "Failed"
+    assert "error_threshold=3" in above.reason
+    with pytest.raises(ds.ErrorThresholdExceeded):
+        above.raise_for_status()
+
+
+def test_error_threshold_minus_one_ignores_even_all_items_failing(tmp_path,
+                                                                  shared_client):
+    script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    bad_files(tmp_path / "in", 6, bad=set(range(6)))
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="2", error_threshold=-1, run_max_try=2,
+                       ).run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (6, 0, 6)
+    assert result.failed_mini_batches == result.mini_batches == 3
+    result.raise_for_status()
+    # zero successful items is not a failure of append_row either
+    assert read_lines(out / "parallel_run_step.txt") == []
+
+
+@pytest.mark.parametrize("allowed, status", [(2, "Completed"), (1, "Failed"),
+                                             (-1, "Completed")])
+def test_allowed_failed_count_limits_failed_mini_batches(tmp_path, shared_client,
+                                                         allowed, status):
+    script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    # 10 mini-batches of 2 files; the 2nd and the 7th fail (1 bad file each)
+    bad_files(tmp_path / "in", 20, bad={2, 13})
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                       tmp_path / "out", mini_batch_size="2", error_threshold=-1,
+                       allowed_failed_count=allowed, run_max_try=1,
+                       ).run(client=shared_client)
+
+    assert result.status == status, result.reason
+    if status == "Completed":
+        assert result.failed_mini_batches == 2
+        assert counts(result) == (20, 16, 4)
+    else:
+        assert f"allowed_failed_count={allowed}" in result.reason
+
+
+@pytest.mark.parametrize("percent, status", [(30, "Completed"), (25, "Failed")])
+def test_allowed_failed_percent_limits_the_share_of_failed_mini_batches(
+        tmp_path, shared_client, percent, status):
+    script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    # 10 mini-batches of 1 file, 3 failed = 30 %
+    bad_files(tmp_path / "in", 10, bad={1, 4, 8})
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                       tmp_path / "out", mini_batch_size="1", error_threshold=-1,
+                       allowed_failed_percent=percent, run_max_try=1,
+                       ).run(client=shared_client)
+
+    assert result.status == status, result.reason
+    if status == "Completed":
+        assert result.failed_mini_batches == 3
+        assert counts(result) == (10, 7, 3)
+    else:
+        assert "allowed_failed_percent=25" in result.reason
+
+
+# -- hung and crashing run() -----------------------------------------------------------
+@pytest.mark.slow
+def test_hung_run_is_stopped_retried_and_the_job_goes_on(tmp_path, shared_client):
+    script = write_script(tmp_path / "src", """
+        import time
+
+        def init():
+            mark("init")
+
+        def run(mini_batch):
+            names = [os.path.basename(p) for p in mini_batch]
+            if names == ["item-0001.txt"]:
+                mark("hung")
+                time.sleep(1000)
+            return names
+    """, prelude=True)
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="1", run_invocation_timeout=2, run_max_try=2,
+                       error_threshold=-1,
+                       environment_variables={"MARKER_DIR": str(marker_dir)},
+                       ).run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (6, 5, 1)
+    assert result.failed_mini_batches == 1
+    tries = tries_by_mini_batch(out)
+    assert [(r["try"], r["status"]) for r in tries[1]] == [
+        ("1", "RUN_TIMEOUT"), ("2", "RUN_TIMEOUT")]
+    assert all(rows[-1]["status"] == "RUN_DONE" for i, rows in tries.items() if i != 1)
+    names = file_names(6)
+    assert read_lines(result.output_file) == names[:1] + names[2:]
+    # both hung processes were really stopped, and init() ran in the restarted one
+    hung = [int(s) for s in markers(marker_dir, "hung")]
+    assert len(hung) == 2
+    assert alive(hung) == []
+    inits = [int(s) for s in markers(marker_dir, "init")]
+    assert set(hung) <= set(inits)
+    assert len(inits) >= len(shared_client.scheduler_info()["workers"]) + 1
+
+
+def test_os_exit_in_run_kills_only_its_runner_and_the_job_goes_on(tmp_path,
+                                                                  shared_client):
+    script = write_script(tmp_path / "src", """
+        def init():
+            mark("init")
+
+        def run(mini_batch):
+            names = [os.path.basename(p) for p in mini_batch]
+            crashed = os.path.join(MARKER_DIR, "crashed")
+            if names == ["item-0002.txt"] and not os.path.exists(crashed):
+                open(crashed, "w").close()
+                os._exit(7)
+            return names
+    """, prelude=True)
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    workers_before = shared_client.run(os.getpid)
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="1", run_max_try=2,
+                       environment_variables={"MARKER_DIR": str(marker_dir)},
+                       ).run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (6, 6, 0)
+    tries = tries_by_mini_batch(out)
+    assert [r["status"] for r in tries[2]] == ["RUN_EXCEPTION", "RUN_DONE"]
+    assert "7" in tries[2][0]["error"]
+    assert read_lines(result.output_file) == file_names(6)
+    # the Dask workers survived; only the runner died (and was replaced: init again)
+    assert shared_client.run(os.getpid) == workers_before
+    assert len(markers(marker_dir, "init")) == len(workers_before) + 1
+
+
+# -- unreadable input ------------------------------------------------------------------
+SCORE_ROWS_SCRIPT = """
+def init():
+    pass
+
+def run(mini_batch):
+    return mini_batch
+"""
+
+
+def test_corrupt_parquet_file_fails_its_mini_batch_only(tmp_path, shared_client):
+    script = write_script(tmp_path / "src", SCORE_ROWS_SCRIPT)
+    data = tmp_path / "in"
+    data.mkdir()
+    frames = []
+    for i in (0, 2):
+        frame = pd.DataFrame({"id": range(i * 100, i * 100 + 50)})
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False),
+                       data / f"part-{i}.parquet")
+        frames.append(frame)
+    (data / "part-1.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.Tabular.from_parquet_files(str(data)), out,
+                       append_row_file_name="rows.csv").run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (101, 100, 1)
+    assert result.failed_mini_batches == 1
+    tries = tries_by_mini_batch(out)
+    assert [r["status"] for r in tries[1]] == ["READ_ERROR"]
+    assert "part-1.parquet" in tries[1][0]["input"]
+    assert tries[1][0]["error"]
+    got = pd.read_csv(result.output_file)
+    assert got["id"].tolist() == pd.concat(frames)["id"].tolist()
+
+
+def test_missing_file_in_a_file_list_is_a_read_error_and_the_rest_is_scored(
+        tmp_path, shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            return [os.path.basename(p) for p in mini_batch]
+    """)
+    paths = [str(p) for p in make_files(tmp_path / "in", 6)]
+    missing = str(tmp_path / "in" / "item-0004-missing.txt")
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(paths + [missing]), out,
+                       mini_batch_size="3").run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (7, 6, 1)
+    assert result.failed_mini_batches == 1
+    tries = tries_by_mini_batch(out)
+    # sorted order: item-0003, item-0004, item-0004-missing | item-0005
+    assert [r["status"] for r in tries[1]] == ["READ_ERROR"]
+    assert "item-0004-missing.txt" in tries[1][0]["error"]
+    assert [r["status"] for r in tries[0]] == [r["status"] for r in tries[2]] == [
+        "RUN_DONE"]
+    assert read_lines(result.output_file) == file_names(6)
+
+
+def test_unparseable_csv_is_a_read_error_and_other_files_are_scored(tmp_path,
+                                                                    shared_client):
+    script = write_script(tmp_path / "src", SCORE_ROWS_SCRIPT)
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text("id,x\n1,10\n2,20\n")
+    (data / "b.csv").write_text("id,x\n3,30\n4,40,400,4000\n5,50\n")
+    (data / "c.csv").write_text("id,x\n6,60\n")
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.Tabular.from_delimited_files(
+        str(data / "*.csv")), out, append_row_file_name="rows.csv",
+    ).run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    assert result.mini_batches == 3
+    assert counts(result) == (4, 3, 1)
+    tries = tries_by_mini_batch(out)
+    assert [r["status"] for r in tries[1]] == ["READ_ERROR"]
+    assert "b.csv" in tries[1][0]["input"]
+    got = pd.read_csv(result.output_file)
+    assert got.to_dict("list") == {"id": [1, 2, 6], "x": [10, 20, 60]}
+
+
+# -- broken entry scripts ------------------------------------------------------------
+BROKEN_SCRIPTS = {
+    "missing-run": ("def init():\n    pass\n", "run()"),
+    "missing-init": ("def run(mini_batch):\n    return mini_batch\n", "init()"),
+    "syntax-error": ("def init():\n    pass\n\ndef run(mini_batch)\n    return []\n",
+                     "syntax error"),
+    "import-error": ("import no_such_module_xyz\n\ndef init():\n    pass\n\n"
+                     "def run(mini_batch):\n    return mini_batch\n",
+                     "no_such_module_xyz"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_SCRIPTS))
+def test_broken_entry_script_raises_before_any_data_is_processed(tmp_path,
+                                                                 shared_client, case):
+    source, problem = BROKEN_SCRIPTS[case]
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    # any run() or init() that did run would leave a marker
+    source = source.replace(
+        "    pass\n", "    open(__import__('os').environ['MARKER_DIR'] + '/i', 'w')\n"
+    ).replace(
+        "    return mini_batch\n",
+        "    open(__import__('os').environ['MARKER_DIR'] + '/r', 'w')\n"
+        "    return mini_batch\n",
+    )
+    script = write_script(tmp_path / "src", source, name="broken_score.py")
+    make_files(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    step = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                     mini_batch_size="2",
+                     environment_variables={"MARKER_DIR": str(marker_dir)})
+
+    with pytest.raises(ds.EntryScriptError) as info:
+        step.run(client=shared_client)
+
+    message = str(info.value)
+    assert "broken_score.py" in message
+    assert problem in message
+    assert "broken_score.py" in str(info.value.script)
+    assert list(marker_dir.iterdir()) == []
+    assert records_committed(out) == []
+    assert not (out / "parallel_run_step.txt").exists()
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_SCRIPTS))
+def test_broken_entry_script_is_reported_in_job_result(tmp_path, shared_client, case):
+    """docs/engine-contract.md: a broken script -> "logs/job_result.txt says so"."""
+    source, problem = BROKEN_SCRIPTS[case]
+    script = write_script(tmp_path / "src", source, name="broken_score.py")
+    make_files(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    step = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out)
+    with pytest.raises(ds.EntryScriptError):
+        step.run(client=shared_client)
+
+    job_result = out / "logs" / "job_result.txt"
+    assert job_result.is_file(), f"{case}: no logs/job_result.txt"
+    text = job_result.read_text()
+    assert "Failed" in text
+    assert "broken_score.py" in text and problem in text
