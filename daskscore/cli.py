@@ -266,8 +266,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, script_args = argv[:cut], argv[cut + 1:]
-    logging.basicConfig(level=logging.WARNING, format="daskscore: %(message)s")
-    # the embedded scheduler runs in this process; its chatter is not for users
+    # our own messages, one line each; other libraries' logs are not for users
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("daskscore: %(message)s"))
+    ours = logging.getLogger("daskscore")
+    ours.handlers[:] = [handler]
+    ours.setLevel(logging.WARNING)
+    ours.propagate = False
     for name in ("distributed", "bokeh", "tornado"):
         logging.getLogger(name).setLevel(logging.ERROR)
     parser = _build_parser()

@@ -85,7 +85,10 @@ class TextProgress(ProgressCallback):
 
     def start(self, progress: JobProgress, dashboard_link: str | None) -> None:
         if dashboard_link:
-            print(f"Dask dashboard: {dashboard_link}", file=self.stream, flush=True)
+            from .dashboard import dashboard_page_link
+
+            print(f"Dask dashboard: {dashboard_link}  (this job: "
+                  f"{dashboard_page_link(dashboard_link)})", file=self.stream, flush=True)
         if self.stream.isatty():
             from tqdm import tqdm
 

@@ -1,0 +1,635 @@
+"""One run of a step, client side: plan, submit, watch, commit, report.
+
+``Job.run()`` plans the inputs into mini-batches, starts (or joins) a Dask
+cluster, registers the :class:`~daskscore.plugin.ScoringPlugin`, submits packs of
+mini-batches, consumes their small records as they complete (progress, live
+thresholds, cancelling on breach or on request), and at the end assembles the
+collected output from the committed parts and writes the reports. While it runs,
+its state is published on the scheduler (see ``dashboard.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from .config import OutputAction, ParallelRunConfig
+from .datasets import MiniBatchSpec
+from .entry_script import bundle_entry_script
+from .exceptions import EntryScriptError, JobError
+from .progress import JobProgress, ProgressCallback
+from .reports import result_text, write_reports
+from .result import StepRunResult
+from .sinks import SCRIPT_OUTPUT_DIR, StateStore, assemble_output, write_atomic
+
+__all__ = ["Job", "cancel_job_request"]
+
+logger = logging.getLogger("daskscore")
+
+_MAX_PACK = 64
+_PROGRESS_LINES = 40
+_PUBLISH_EVERY_S = 0.5
+WORKER_WAIT_S = float(os.environ.get("DASKSCORE_WORKER_WAIT", "60"))
+
+
+def _free_dashboard_address() -> str:
+    """Dask's usual dashboard port when it is free, else any free port."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 8787))
+        except OSError:
+            return "127.0.0.1:0"
+    return "127.0.0.1:8787"
+
+
+def threshold_breach(cfg: ParallelRunConfig, failed_items: int, failed_mbs: int,
+                     total_mbs: int) -> str | None:
+    """Which failure threshold is exceeded, in words; None when none is."""
+    if cfg.error_threshold != -1 and failed_items > cfg.error_threshold:
+        return (f"error_threshold={cfg.error_threshold} exceeded: {failed_items} "
+                "items failed")
+    limit = cfg.allowed_failed_count
+    if limit not in (None, -1) and failed_mbs > limit:
+        return (f"allowed_failed_count={limit} exceeded: {failed_mbs} mini-batches "
+                "failed")
+    if cfg.allowed_failed_percent is not None and total_mbs:
+        percent = 100.0 * failed_mbs / total_mbs
+        if percent > cfg.allowed_failed_percent:
+            return (f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: "
+                    f"{failed_mbs} of {total_mbs} mini-batches ({percent:.1f}%) failed")
+    return None
+
+
+@contextlib.contextmanager
+def quiet_embedded_cluster():
+    """Hide the embedded scheduler's INFO chatter (it runs in this process)."""
+    loggers = [logging.getLogger(n) for n in ("distributed", "bokeh", "tornado")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.ERROR))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _cancel_plugin(plugin_name: str, dask_worker=None) -> bool:
+    """Runs on every worker (``client.run``): stop starting new mini-batches."""
+    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
+    if plugin is not None:
+        plugin.cancelled = True
+    return plugin is not None
+
+
+def _plugin_problem(plugin_name: str, dask_worker=None):
+    """Runs on every worker: the import problem of the entry script, if any."""
+    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
+    return getattr(plugin, "import_problem", None)
+
+
+def cancel_job_request(client: Any, job_id: str) -> None:
+    """Ask a running job (on any client) to stop, through the scheduler."""
+    client.set_metadata(["daskscore", "cancel", job_id], True)
+
+
+def node_of(address: str, info: dict[str, Any]) -> str:
+    """The node a worker belongs to: its host, or NODE for ``dask worker --name NODE``.
+
+    ``dask worker --name NODE --nworkers N`` names its workers ``NODE-0`` ..
+    ``NODE-<N-1>``; such workers form one node even when several nodes share a host
+    (as in tests on one machine).
+    """
+    name = str(info.get("name", ""))
+    prefix, sep, tail = name.rpartition("-")
+    if sep and tail.isdigit() and prefix and "://" not in prefix:
+        return prefix
+    return str(info.get("host") or address.split("://")[-1].rsplit(":", 1)[0])
+
+
+def select_workers(workers: dict[str, dict[str, Any]], node_count: int,
+                   process_count_per_node: int | None) -> list[str]:
+    """At most ``node_count`` nodes and ``process_count_per_node`` workers on each."""
+    nodes: dict[str, list[str]] = {}
+    for address in sorted(workers):
+        nodes.setdefault(node_of(address, workers[address]), []).append(address)
+    chosen: list[str] = []
+    for node in sorted(nodes)[:node_count]:
+        members = nodes[node]
+        chosen.extend(members[:process_count_per_node] if process_count_per_node
+                      else members)
+    return chosen
+
+
+class Job:
+    """One run of a :class:`~daskscore.ParallelRunStep`."""
+
+    def __init__(self, step: Any, client: Any, progress: ProgressCallback,
+                 rerun_failed: bool = False, job_id: str | None = None,
+                 bundle: Any = None) -> None:
+        self.step = step
+        self.cfg: ParallelRunConfig = step.config
+        self.client = client
+        self.progress_cb = progress
+        self.rerun_failed = rerun_failed
+        self.job_id = job_id or f"{step.name}-{uuid.uuid4().hex[:8]}"
+        self.plugin_name = f"daskscore-{self.job_id}"
+        self.bundle = bundle
+        self.cluster = None
+        self.own_client = None
+        self.records: dict[int, dict[str, Any]] = {}
+        self.progress_lines: list[str] = []
+        self.reason = ""
+        self.sys_log_dir: str | None = None
+        self.workers: list[str] | None = None
+        self._last_publish = 0.0
+        self._published = False
+        self._cancel_requested = threading.Event()
+        self._done = threading.Event()
+
+    # -- cluster -----------------------------------------------------------------
+    def _workers_wanted(self) -> int:
+        cfg = self.cfg
+        if cfg.process_count_per_node:
+            return cfg.node_count * cfg.process_count_per_node
+        return max(1, os.cpu_count() or 1)
+
+    def _connect(self):
+        if self.client is not None:
+            self.workers = self._pick_workers(self.client)
+            return self.client
+        from distributed import Client
+
+        from .cluster import start_embedded_cluster
+
+        n = self._workers_wanted()
+        logger.info("starting an embedded cluster with %d worker processes", n)
+        self.cluster = start_embedded_cluster(
+            n, _free_dashboard_address(), log_dir=self.sys_log_dir
+        )
+        self.own_client = Client(self.cluster)
+        self.own_client.wait_for_workers(n, timeout=120)
+        return self.own_client
+
+    def _pick_workers(self, client) -> list[str] | None:
+        """Workers of an existing cluster this job may use (node_count x processes)."""
+        cfg = self.cfg
+        wanted_nodes = cfg.node_count
+        deadline = time.monotonic() + WORKER_WAIT_S
+        while True:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+            chosen = select_workers(workers, cfg.node_count, cfg.process_count_per_node)
+            nodes = {node_of(a, workers[a]) for a in chosen}
+            if len(nodes) >= wanted_nodes and chosen:
+                break
+            if time.monotonic() >= deadline:
+                raise JobError(
+                    f"node_count={wanted_nodes} but the cluster at "
+                    f"{client.scheduler.address} has {len(nodes)} node(s) with "
+                    f"{len(workers)} worker(s) after waiting {WORKER_WAIT_S:g} s; "
+                    "start more workers, lower node_count, or set "
+                    "DASKSCORE_WORKER_WAIT to wait longer"
+                )
+            time.sleep(0.5)
+        extra = len(workers) - len(chosen)
+        if extra:
+            logger.info("using %d of the cluster's %d workers (node_count=%d, "
+                        "process_count_per_node=%s)", len(chosen), len(workers),
+                        cfg.node_count, cfg.process_count_per_node)
+        return chosen
+
+    def _close_cluster(self) -> None:
+        if self.own_client is not None:
+            self.own_client.close()
+            self.own_client = None
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+
+    # -- main --------------------------------------------------------------------
+    def run(self) -> StepRunResult:
+        step, cfg = self.step, self.cfg
+        started = time.perf_counter()
+        bundle = self.bundle or bundle_entry_script(cfg.entry_script,
+                                                    cfg.source_directory)
+        t_plan = time.perf_counter()
+        specs, plan_print = step.plan()
+        plan_seconds = time.perf_counter() - t_plan
+        store = StateStore(step.output, step.storage_options)
+        resumed = self._load_state(store, step._fingerprint(bundle.digest, plan_print),
+                                   len(specs))
+        if store.local:
+            self.sys_log_dir = store.path("logs", "sys")
+        script_display = os.path.join(cfg.source_directory or "", cfg.entry_script)
+        self._progress = JobProgress(total_mini_batches=len(specs),
+                                     total_items=self._known_total(specs),
+                                     started=started)
+        for record in self.records.values():
+            self._count(record)
+        try:
+            client = self._connect()
+            self._install_dashboard(client)
+            job = self._job_spec(store, bundle, script_display)
+            self._register(client, job, script_display, store)
+            todo = [s for s in specs if s.index not in self.records]
+            self.progress_lines.append(
+                f"Scheduled {len(specs)} mini-batches in {plan_seconds:.2f} s"
+                + (f" ({resumed} already committed, resuming)" if resumed else "")
+            )
+            self.progress_cb.start(self._progress,
+                                   getattr(client, "dashboard_link", None))
+            self._publish(client, "Running", force=True)
+            self.reason = self._breach() or ""
+            if not self.reason:
+                self._execute(client, todo)
+            client.unregister_worker_plugin(self.plugin_name)
+        except BaseException:
+            self._done.set()
+            self._close_cluster()
+            raise
+        self._done.set()
+        # parts committed by mini-batches still running when the job was cancelled
+        for index, record in store.load_records(known=self.records).items():
+            if index < len(specs):
+                self.records[index] = record
+                self._count(record)
+        output_file = None
+        try:
+            if cfg.output_action == OutputAction.APPEND_ROW:
+                output_file, _ = assemble_output(
+                    store,
+                    [i for i, r in self.records.items() if r.get("has_output")],
+                    cfg.output_format, cfg.output_file_name,
+                )
+            result = self._finish(store, specs, started, output_file, resumed)
+            self._publish(client, result.status, force=True, result=result)
+        finally:
+            self._close_cluster()
+        return result
+
+    def _load_state(self, store: StateStore, fingerprint: str, n_specs: int) -> int:
+        """Resume from committed records when nothing changed; return their count."""
+        manifest = store.read_manifest()
+        if manifest and manifest.get("fingerprint") == fingerprint:
+            self.records = {i: r for i, r in store.load_records().items()
+                            if i < n_specs}
+            return len(self.records)
+        if self.rerun_failed and manifest:
+            if manifest.get("mini_batches") != n_specs:
+                raise JobError(
+                    f"--rerun-failed: the inputs of {store.output_url} changed "
+                    f"({manifest.get('mini_batches')} mini-batches then, {n_specs} "
+                    "now); rerun the whole job instead"
+                )
+            kept = {}
+            for index, record in store.load_records().items():
+                if record.get("failed_mini_batch"):
+                    store.fs.rm_file(f"{store.records}/{index:09d}.json")
+                else:
+                    kept[index] = record
+            self.records = kept
+            self._write_manifest(store, fingerprint, n_specs)
+            return len(kept)
+        if self.rerun_failed:
+            raise JobError(f"--rerun-failed: {store.output_url} holds no earlier run "
+                           "of this step")
+        store.reset()
+        self._write_manifest(store, fingerprint, n_specs)
+        return 0
+
+    def _write_manifest(self, store: StateStore, fingerprint: str, n: int) -> None:
+        store.write_manifest({
+            "fingerprint": fingerprint, "step": self.step.name, "mini_batches": n,
+            "created": time.time(), "settings": self.step.settings(),
+        })
+
+    def _job_spec(self, store: StateStore, bundle, script_display: str) -> dict:
+        from .step import _models_env, _named_inputs
+
+        step, cfg = self.step, self.cfg
+        first = step.inputs[0]
+        if cfg.source_directory:
+            source_display = os.path.abspath(cfg.source_directory)
+        else:
+            source_display = os.path.dirname(os.path.abspath(cfg.entry_script))
+        return {
+            "bundle": bundle.zip_bytes,
+            "script_name": bundle.script_name,
+            "script_display": script_display,
+            "source_display": source_display,
+            "arguments": step.arguments,
+            "environment_variables": dict(cfg.environment_variables or {}),
+            "logging_level": cfg.logging_level,
+            "run_invocation_timeout": float(cfg.run_invocation_timeout),
+            "run_max_try": cfg.run_max_try,
+            "init_timeout": max(600.0, 5 * float(cfg.run_invocation_timeout)),
+            "output_action": str(cfg.output_action),
+            "output_format": cfg.output_format,
+            "output_url": store.output_url,
+            "output_storage_options": store.storage_options,
+            "parts_url": store.parts_url,
+            "records_url": store.records_url,
+            "log_dir": store.path("logs"),
+            "log_url": store.url(store.path("logs")),
+            "logs_local": store.local,
+            "script_output_dir": store.path(SCRIPT_OUTPUT_DIR),
+            "script_output_url": store.url(store.path(SCRIPT_OUTPUT_DIR)),
+            "input_storage_options": dict(getattr(first, "storage_options", {}) or {}),
+            "read_options": {**(getattr(first, "read_options", {}) or {}),
+                             "format": getattr(first, "format", "files")},
+            "named_inputs": _named_inputs(step.inputs, step.side_inputs),
+            "runner_env": _models_env(step.models),
+        }
+
+    def _register(self, client, job: dict, script_display: str,
+                  store: StateStore) -> None:
+        from .plugin import ScoringPlugin
+
+        if store.local:
+            os.makedirs(store.path("logs"), exist_ok=True)
+        client.register_plugin(ScoringPlugin(self.plugin_name, job),
+                               name=self.plugin_name)
+        problems = client.run(_plugin_problem, self.plugin_name,
+                              workers=self.workers)
+        for _worker, problem in sorted(problems.items()):
+            if problem:
+                client.unregister_worker_plugin(self.plugin_name)
+                error = EntryScriptError(script_display, problem[0], problem[1])
+                self._write_early_failure(store, str(error), problem[1])
+                raise error
+
+    def _write_early_failure(self, store: StateStore, message: str,
+                             details: str) -> None:
+        text = (f"Status: Failed\nStep: {self.step.name}\nRoot cause: {message}\n"
+                "No data was processed.\n" + (f"\n{details}\n" if details else ""))
+        write_atomic(store.fs, f"{store.path('logs')}/job_result.txt", text.encode())
+
+    @staticmethod
+    def _known_total(specs: list[MiniBatchSpec]) -> int | None:
+        if any(s.items is None for s in specs):
+            return None
+        return sum(s.items or 0 for s in specs)
+
+    def _packs(self, client, todo: list[MiniBatchSpec]) -> list[list[MiniBatchSpec]]:
+        if self.workers is not None:
+            workers = len(self.workers)
+        else:
+            workers = len(client.scheduler_info(n_workers=-1)["workers"])
+        size = max(1, min(_MAX_PACK, len(todo) // (max(1, workers) * 8)))
+        return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+    def _execute(self, client, todo: list[MiniBatchSpec]) -> None:
+        from distributed import as_completed
+
+        from .execution import score_pack
+
+        step = self.step
+        futures = []
+        pending_specs: dict[str, list[MiniBatchSpec]] = {}
+        placement = ({"workers": self.workers, "allow_other_workers": False}
+                     if self.workers else {})
+        frames = {s.index: s for s in todo if s.kind == "frame"}
+        if frames:
+            import dask
+
+            offset = 0
+            for dataset in step.inputs:
+                parts = dataset.frame.to_delayed()
+                for i, part in enumerate(parts):
+                    spec = frames.get(offset + i)
+                    if spec is None:
+                        continue
+                    task = dask.delayed(score_pack, pure=False)(
+                        self.plugin_name, [spec], part,
+                        dask_key_name=f"{step.name}-mb-{spec.index:06d}-"
+                                      f"{self.job_id[-8:]}",
+                    )
+                    future = client.compute(task, **placement)
+                    futures.append(future)
+                    pending_specs[future.key] = [spec]
+                offset += len(parts)
+        rest = [s for s in todo if s.kind != "frame"]
+        for pack in self._packs(client, rest):
+            key = (f"{step.name}-mb-{pack[0].index:06d}-{pack[-1].index:06d}-"
+                   f"{self.job_id[-8:]}")
+            future = client.submit(score_pack, self.plugin_name, pack, key=key,
+                                   pure=False, **placement)
+            futures.append(future)
+            pending_specs[future.key] = pack
+        watcher = threading.Thread(target=self._watch_cancel, args=(client, futures),
+                                   daemon=True, name="daskscore-cancel-watch")
+        watcher.start()
+        breach = None
+        for future in as_completed(futures, with_results=False):
+            if future.status == "cancelled":
+                continue
+            if future.status == "error":
+                records = self._failed_pack(pending_specs.get(future.key, []),
+                                            future.exception())
+            else:
+                records = future.result()
+            future.release()
+            for record in records:
+                if record["index"] in self.records:
+                    continue
+                self.records[record["index"]] = record
+                self._count(record)
+                self.progress_cb.update(self._progress)
+                self._maybe_progress_line()
+                breach = breach or self._breach()
+            self._publish(client, "Running")
+            if breach and not self.reason:
+                self.reason = breach
+                logger.warning("stopping the job: %s", breach)
+                self._cancel(client, futures)
+        self._done.set()
+        if self._cancel_requested.is_set() and not self.reason:
+            self.reason = "cancelled on request (daskscore cancel)"
+
+    def _cancel(self, client, futures) -> None:
+        client.run(_cancel_plugin, self.plugin_name, workers=self.workers)
+        for f in futures:
+            if not f.done():
+                f.cancel()
+
+    def _watch_cancel(self, client, futures) -> None:
+        """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
+        key = ["daskscore", "cancel", self.job_id]
+        while not self._done.wait(1.0):
+            try:
+                requested = client.get_metadata(key, default=False)
+            except Exception:  # noqa: BLE001 - the scheduler is going away
+                return
+            if requested:
+                self._cancel_requested.set()
+                self.reason = "cancelled on request (daskscore cancel)"
+                logger.warning("stopping the job: %s", self.reason)
+                self._cancel(client, futures)
+                return
+
+    def _failed_pack(self, specs: list[MiniBatchSpec], exc: BaseException) -> list:
+        from distributed import KilledWorker
+
+        if not isinstance(exc, KilledWorker):
+            raise JobError(
+                f"internal error while scoring mini-batches "
+                f"{[s.index for s in specs]}: {type(exc).__name__}: {exc} "
+                "(this is a daskscore bug; please report it with logs/)"
+            ) from exc
+        records = []
+        for spec in specs:
+            if spec.index in self.records:
+                continue
+            n = spec.items or 1
+            error = ("the worker scoring this mini-batch died repeatedly "
+                     f"({exc}); see the worker logs")
+            attempt = {"try": 1, "worker": "", "items": n, "succeeded": 0,
+                       "failed": n, "elapsed_seconds": 0.0, "run_seconds": 0.0,
+                       "read_seconds": 0.0, "status": "WORKER_DIED", "error": error,
+                       "traceback": ""}
+            records.append({
+                "index": spec.index, "input": spec.describe(), "items": n,
+                "succeeded": 0, "failed": n, "status": "WORKER_DIED",
+                "failed_mini_batch": True, "error": error, "warning": "",
+                "has_output": False, "worker": "", "tries": [attempt],
+            })
+        return records
+
+    def _count(self, record: dict[str, Any]) -> None:
+        p = self._progress
+        p.done_mini_batches += 1
+        p.succeeded_items += record["succeeded"]
+        p.failed_items += record["failed"]
+        if record.get("failed_mini_batch"):
+            p.failed_mini_batches += 1
+
+    def _breach(self) -> str | None:
+        p = self._progress
+        return threshold_breach(self.cfg, p.failed_items, p.failed_mini_batches,
+                                p.total_mini_batches)
+
+    def _maybe_progress_line(self) -> None:
+        p = self._progress
+        every = max(1, math.ceil(p.total_mini_batches / _PROGRESS_LINES))
+        done = p.done_mini_batches
+        if done % every == 0 or done == p.total_mini_batches:
+            self.progress_lines.append(p.line())
+
+    # -- live state on the scheduler ----------------------------------------------
+    def _install_dashboard(self, client) -> None:
+        from .dashboard import dashboard_page_link, install_routes
+
+        try:
+            if client.run_on_scheduler(install_routes):
+                link = dashboard_page_link(getattr(client, "dashboard_link", None))
+                if link:
+                    logger.info("daskscore job page: %s", link)
+        except Exception as exc:  # noqa: BLE001 - a scheduler without daskscore
+            logger.debug("no daskscore dashboard route on the scheduler: %s", exc)
+
+    def state(self, status: str, result: StepRunResult | None = None) -> dict:
+        p = self._progress
+        return {
+            "job_id": self.job_id,
+            "step": self.step.name,
+            "status": status,
+            "mini_batches": p.total_mini_batches,
+            "done_mini_batches": p.done_mini_batches,
+            "failed_mini_batches": p.failed_mini_batches,
+            "remaining_mini_batches": p.total_mini_batches - p.done_mini_batches,
+            "total_items": p.total_items,
+            "succeeded_items": p.succeeded_items,
+            "failed_items": p.failed_items,
+            "items_per_second": round(p.items_per_second, 3),
+            "eta_seconds": None if status != "Running" else p.eta_seconds,
+            "started_at": time.time() - p.elapsed_seconds,
+            "updated_at": time.time(),
+            "output_dir": self.step.output,
+            "output_file": result.output_file if result else None,
+            "reason": self.reason,
+        }
+
+    def _publish(self, client, status: str, force: bool = False,
+                 result: StepRunResult | None = None) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_publish < _PUBLISH_EVERY_S:
+            return
+        self._last_publish = now
+        try:
+            client.set_metadata(["daskscore", "jobs", self.job_id],
+                                self.state(status, result))
+        except Exception as exc:  # noqa: BLE001 - progress display only
+            logger.debug("cannot publish job state: %s", exc)
+
+    # -- the end -----------------------------------------------------------------
+    def _finish(self, store: StateStore, specs, started: float,
+                output_file: str | None, resumed: int) -> StepRunResult:
+        step, cfg = self.step, self.cfg
+        records = [self.records[i] for i in sorted(self.records)]
+        succeeded = sum(r["succeeded"] for r in records)
+        failed = sum(r["failed"] for r in records)
+        failed_mbs = sum(1 for r in records if r.get("failed_mini_batch"))
+        tries = sum(len(r.get("tries", [])) for r in records)
+        status = "Failed" if self.reason else "Completed"
+        not_run = len(specs) - len(records)
+        if status == "Completed" and not_run:
+            status = "Failed"
+            self.reason = f"{not_run} mini-batches were not scored"
+        elapsed = time.perf_counter() - started
+        warnings = sorted({r["warning"] for r in records if r.get("warning")})
+        for w in warnings[:5]:
+            logger.warning("%s", w)
+        summary = {
+            "status": status,
+            "step": step.name,
+            "job_id": self.job_id,
+            "reason": self.reason,
+            "total_items": succeeded + failed,
+            "succeeded_items": succeeded,
+            "failed_items": failed,
+            "mini_batches": len(specs),
+            "processed_mini_batches": len(records),
+            "failed_mini_batches": failed_mbs,
+            "tries": tries,
+            "elapsed_seconds": round(elapsed, 3),
+            "items_per_second": round((succeeded + failed) / elapsed, 3)
+            if elapsed > 0 else 0.0,
+            "resumed_mini_batches": resumed,
+            "output_dir": store.output_url,
+            "output_file": output_file,
+            "output_action": str(cfg.output_action),
+            "warnings": warnings[:20],
+            "first_errors": [
+                f"mini-batch {r['index']} ({r['input']}): {r['status']}: {r['error']}"
+                for r in records if r.get("failed_mini_batch")
+            ][:5],
+        }
+        self.progress_lines.append(self._progress.line())
+        write_reports(store.fs, store.path("logs"), summary, records,
+                      self.progress_lines)
+        result = StepRunResult(
+            status=status,
+            total_items=summary["total_items"],
+            succeeded_items=succeeded,
+            failed_items=failed,
+            mini_batches=len(specs),
+            failed_mini_batches=failed_mbs,
+            output_dir=store.output_url,
+            output_file=output_file,
+            reason=self.reason,
+            tries=tries,
+            elapsed_seconds=elapsed,
+            resumed_mini_batches=resumed,
+            output_format=cfg.output_format,
+            storage_options=step.storage_options,
+        )
+        self.progress_cb.finish(self._progress, result)
+        logger.info("%s", result_text(summary).strip())
+        return result
