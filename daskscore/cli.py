@@ -65,6 +65,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca-file", default=None,
+                        help="CA certificate of a TLS-secured cluster")
+    parser.add_argument("--tls-cert", default=None, help="client certificate (TLS)")
+    parser.add_argument("--tls-key", default=None, help="client private key (TLS)")
+
+
+def _add_job_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_file", nargs="?", help="YAML job file")
+    parser.add_argument("--input", action="append", default=None,
+                        help="input glob, folder or file (repeatable)")
+    for key, (kind, text) in _SETTINGS.items():
+        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind,
+                            default=None, help=text)
+    parser.add_argument("--env", action="append", default=None,
+                        metavar="NAME=VALUE",
+                        help="environment variable for the script (repeatable)")
+    _add_connection_flags(parser)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="daskscore", description="Batch scoring on Dask.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
@@ -74,19 +94,52 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Run a scoring job. Settings come from flags and/or a YAML job "
                     "file (keys are the flag names with underscores); flags "
                     "override the file. Everything after '--' is passed to the "
-                    "script as its arguments.",
+                    "script as its arguments. Running the same job again into the "
+                    "same output resumes it.",
     )
-    run.add_argument("job_file", nargs="?", help="YAML job file")
-    run.add_argument("--input", action="append", default=None,
-                     help="input glob, folder or file (repeatable)")
-    for key, (kind, text) in _SETTINGS.items():
-        run.add_argument("--" + key.replace("_", "-"), dest=key, type=kind,
-                         default=None, help=text)
-    run.add_argument("--env", action="append", default=None, metavar="NAME=VALUE",
-                     help="environment variable for the script (repeatable)")
+    _add_job_flags(run)
+    run.add_argument("--rerun-failed", metavar="OUTPUT_DIR", default=None,
+                     help="score again only the mini-batches recorded as failed in "
+                          "OUTPUT_DIR (e.g. after fixing the script) and rebuild "
+                          "the collected output")
     run.add_argument("--no-progress", action="store_true",
                      help="do not show the progress bar")
+    submit = sub.add_parser(
+        "submit", help="start a job on a cluster and return its id at once",
+        description="Start a job on the cluster given by --scheduler and print its "
+                    "id; the job goes on after this command exits.")
+    _add_job_flags(submit)
+    for verb, text in (("status", "show the state of a submitted job"),
+                       ("wait", "follow a submitted job until it ends"),
+                       ("cancel", "stop a submitted job (committed work is kept)")):
+        cmd = sub.add_parser(verb, help=text, description=text)
+        cmd.add_argument("job_id")
+        cmd.add_argument("--scheduler", required=True,
+                         help="address of the Dask scheduler")
+        _add_connection_flags(cmd)
     return parser
+
+
+def _connect(address: str, args: argparse.Namespace):
+    """A client of the scheduler at ``address`` (TLS when certificates are given)."""
+    from distributed import Client
+
+    security = None
+    if args.tls_ca_file or args.tls_cert or args.tls_key:
+        from distributed.security import Security
+
+        security = Security(tls_ca_file=args.tls_ca_file,
+                            tls_client_cert=args.tls_cert,
+                            tls_client_key=args.tls_key, require_encryption=True)
+        if address.startswith("tcp://"):
+            address = "tls://" + address[len("tcp://"):]
+    try:
+        return Client(address, timeout="20s", security=security)
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(
+            f"cannot connect to the Dask scheduler at {address}: {exc}; check the "
+            "address, that the scheduler is running, and the TLS certificates"
+        ) from None
 
 
 def _load_job_file(path: str) -> dict[str, Any]:
@@ -191,11 +244,7 @@ def _step_name(settings: dict[str, Any]) -> str:
     return name if len(name) >= 3 else f"{name}-job"
 
 
-def _run(args: argparse.Namespace, script_args: list[str]) -> int:
-    from .config import ParallelRunConfig
-    from .progress import TextProgress
-    from .step import ParallelRunStep
-
+def _settings(args: argparse.Namespace, script_args: list[str]) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if args.job_file:
         settings.update(_load_job_file(args.job_file))
@@ -215,6 +264,13 @@ def _run(args: argparse.Namespace, script_args: list[str]) -> int:
         settings["environment_variables"] = env
     if script_args:
         settings["arguments"] = script_args
+    return settings
+
+
+def _step_from_settings(settings: dict[str, Any]):
+    from .config import ParallelRunConfig
+    from .step import ParallelRunStep
+
     if not settings.get("entry_script"):
         raise UsageError("no entry script: give --entry-script or entry_script in "
                          "the job file")
@@ -224,28 +280,31 @@ def _run(args: argparse.Namespace, script_args: list[str]) -> int:
                                   if settings.get(k) is not None})
     datasets = _datasets(list(settings["input"]), settings.get("input_type"),
                          dict(settings.get("storage_options") or {}))
-    step = ParallelRunStep(
+    return ParallelRunStep(
         name=_step_name(settings), parallel_run_config=config, inputs=datasets,
         output=settings.get("output"), arguments=settings.get("arguments") or [],
         storage_options=settings.get("output_storage_options"),
     )
-    client = None
-    if settings.get("scheduler"):
-        from distributed import Client
 
-        try:
-            client = Client(settings["scheduler"], timeout="20s")
-        except OSError as exc:
-            raise UsageError(
-                f"cannot connect to the Dask scheduler at {settings['scheduler']}: "
-                f"{exc}; check the address and that the scheduler is running"
-            ) from None
-    progress = None if args.no_progress else TextProgress()
-    try:
-        result = step.run(client=client, progress=progress)
-    finally:
-        if client is not None:
-            client.close()
+
+def _rerun_step(output_dir: str, settings: dict[str, Any]):
+    """The step to rerun: from the flags when given, else from the output's manifest."""
+    from .sinks import StateStore
+    from .step import ParallelRunStep
+
+    if settings.get("entry_script"):
+        settings.setdefault("output", output_dir)
+        return _step_from_settings(settings)
+    store = StateStore(output_dir, settings.get("output_storage_options"))
+    manifest = store.read_manifest()
+    if not manifest or not manifest.get("settings"):
+        raise UsageError(f"--rerun-failed: {output_dir} holds no earlier daskscore "
+                         "run (no .daskscore/manifest.json)")
+    return ParallelRunStep.from_settings(
+        manifest["settings"], settings.get("storage_options"))
+
+
+def _print_result(result) -> int:
     counts = (f"{result.succeeded_items} of {result.total_items} items succeeded, "
               f"{result.failed_items} failed ({result.mini_batches} mini-batches, "
               f"{result.failed_mini_batches} failed)")
@@ -257,6 +316,69 @@ def _run(args: argparse.Namespace, script_args: list[str]) -> int:
         print(f"Output: {result.output_file}")
     print(f"Logs: {result.log_dir}/job_result.txt")
     return 0 if result.status == "Completed" else 1
+
+
+def _run(args: argparse.Namespace, script_args: list[str]) -> int:
+    from .progress import TextProgress
+
+    settings = _settings(args, script_args)
+    if args.rerun_failed:
+        step = _rerun_step(args.rerun_failed, settings)
+    else:
+        step = _step_from_settings(settings)
+    client = _connect(settings["scheduler"], args) if settings.get("scheduler") else None
+    progress = None if args.no_progress else TextProgress()
+    try:
+        result = step.run(client=client, progress=progress,
+                          rerun_failed=bool(args.rerun_failed))
+    finally:
+        if client is not None:
+            client.close()
+    return _print_result(result)
+
+
+def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
+    from . import remote
+
+    if args.command == "submit":
+        settings = _settings(args, script_args)
+        if not settings.get("scheduler"):
+            raise UsageError("submit needs --scheduler ADDRESS (or scheduler in the "
+                             "job file): the job runs on that cluster")
+        step = _step_from_settings(settings)
+        client = _connect(settings["scheduler"], args)
+    else:
+        client = _connect(args.scheduler, args)
+    try:
+        if args.command == "submit":
+            job_id = remote.submit_job(step, client)
+            print(job_id)
+            print(f"Follow it with: daskscore wait {job_id} --scheduler "
+                  f"{settings['scheduler']}", file=sys.stderr)
+            return 0
+        if args.command == "status":
+            state = remote.job_status(client, args.job_id)
+            print(remote.state_line(state))
+            return 1 if state.get("status") == "Failed" else 0
+        if args.command == "cancel":
+            remote.cancel_job(client, args.job_id)
+            print(f"{args.job_id}: cancel requested")
+            return 0
+        last = [""]
+
+        def show(state: dict[str, Any]) -> None:
+            line = remote.state_line(state)
+            if line != last[0]:
+                print(line, file=sys.stderr, flush=True)
+                last[0] = line
+
+        state = remote.wait_job(client, args.job_id, on_update=show)
+        print(f"{state['status']}: {remote.state_line(state)}")
+        if state.get("output_file"):
+            print(f"Output: {state['output_file']}")
+        return 0 if state["status"] == "Completed" else 1
+    finally:
+        client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,7 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        return _run(args, script_args)
+        if args.command == "run":
+            return _run(args, script_args)
+        return _remote(args, script_args)
     except DaskScoreError as exc:
         print(f"daskscore: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -289,6 +413,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("daskscore: interrupted; committed mini-batches are kept, run the "
               "same command again to resume", file=sys.stderr)
         return 130
+
+
+def dask_cli() -> Any:
+    """``dask score ...``: the same commands as ``daskscore ...`` (a dask CLI plugin)."""
+    import click
+
+    @click.command(
+        name="score",
+        help="Batch scoring with daskscore (same as the daskscore command).",
+        context_settings={"ignore_unknown_options": True,
+                          "allow_extra_args": True, "help_option_names": []},
+    )
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def score(args: tuple[str, ...]) -> None:
+        sys.exit(main(list(args)))
+
+    return score
+
+
+score_command = dask_cli()
 
 
 if __name__ == "__main__":
