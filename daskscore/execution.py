@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._runner import INIT_ERROR, READ_ERROR, RUN_DONE
+from ._runner import READ_ERROR, RUN_DONE
 from .datasets import MiniBatchSpec
 
 __all__ = ["score_mini_batch", "score_pack"]
@@ -109,8 +109,6 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             record = score_mini_batch(
                 spec, try_once, job["run_max_try"], worker=plugin.agent_name
             )
-            if record["status"] == INIT_ERROR:
-                record["error"] = f"init() failed: {record['error']}"
             write_record(fs, records_path, spec.index, record)
             records.append(record)
     return records

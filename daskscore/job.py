@@ -249,7 +249,10 @@ class Job:
             self.reason = self._breach() or ""
             if not self.reason:
                 self._execute(client, todo)
-            client.unregister_worker_plugin(self.plugin_name)
+            try:
+                client.unregister_worker_plugin(self.plugin_name)
+            except Exception as exc:  # noqa: BLE001 - a worker left mid-way
+                logger.warning("could not remove the job from every worker: %s", exc)
         except BaseException:
             self._done.set()
             self._close_cluster()
@@ -443,7 +446,7 @@ class Job:
                 self._count(record)
                 self.progress_cb.update(self._progress)
                 self._maybe_progress_line()
-                breach = breach or self._breach()
+                breach = breach or self._breach() or self._init_watchdog(record)
             self._publish(client, "Running")
             if breach and not self.reason:
                 self.reason = breach
@@ -514,6 +517,18 @@ class Job:
         p = self._progress
         return threshold_breach(self.cfg, p.failed_items, p.failed_mini_batches,
                                 p.total_mini_batches)
+
+    def _init_watchdog(self, record: dict[str, Any]) -> str | None:
+        """Fail the job when init() keeps failing everywhere (not a data problem)."""
+        if record.get("status") != "INIT_ERROR":
+            self._init_errors = 0
+            return None
+        self._init_errors = getattr(self, "_init_errors", 0) + 1
+        workers = len(self.workers) if self.workers else self._workers_wanted()
+        if self._init_errors >= 2 * max(1, workers):
+            return (f"init() failed on every worker ({self._init_errors} mini-batches "
+                    f"in a row): {record.get('error', '')}")
+        return None
 
     def _maybe_progress_line(self) -> None:
         p = self._progress

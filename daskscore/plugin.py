@@ -34,6 +34,7 @@ __all__ = ["RunnerHandle", "ScoringPlugin"]
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHUTDOWN_TIMEOUT_S = 120
 _READ_TIMEOUT_MIN_S = 300
+_INIT_FAILURES_MAX = 3
 
 
 def agent_name_for(worker: Any) -> str:
@@ -216,6 +217,8 @@ class ScoringPlugin(WorkerPlugin):
         self.cancelled = False
         self.runner: RunnerHandle | None = None
         self.restarts = 0
+        self.init_failures = 0
+        self.init_broken: tuple[str, str] | None = None
         self.agent_name = agent_name_for(worker)
         base = getattr(worker, "local_directory", None) or tempfile.gettempdir()
         self.workdir = tempfile.mkdtemp(prefix=f"{self.name}-", dir=base)
@@ -313,7 +316,14 @@ class ScoringPlugin(WorkerPlugin):
         return problem
 
     def ready_runner(self) -> tuple[RunnerHandle | None, tuple[str, str] | None]:
-        """The runner with ``init()`` done, (re)starting it when needed."""
+        """The runner with ``init()`` done, (re)starting it when needed.
+
+        After ``_INIT_FAILURES_MAX`` failed ``init()`` calls in a row this worker
+        stops restarting the script: every later try fails at once with the same
+        error (the job's thresholds, or its init watchdog, end the job).
+        """
+        if self.init_broken is not None:
+            return None, self.init_broken
         if self.runner is None or not self.runner.alive:
             if self.runner is not None:
                 self.runner.kill()
@@ -326,7 +336,13 @@ class ScoringPlugin(WorkerPlugin):
         error = self.runner.wait_ready(self.job["init_timeout"])
         if error is not None:
             self.runner.kill()
+            self.init_failures += 1
+            if self.init_failures >= _INIT_FAILURES_MAX:
+                self.init_broken = (
+                    f"{error[0]} (failed {self.init_failures} times in a row on "
+                    f"this worker; not retried any more)", error[1])
             return None, error
+        self.init_failures = 0
         return self.runner, None
 
     def try_mini_batch(self, spec, frame, try_no: int) -> dict[str, Any]:
