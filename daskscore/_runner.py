@@ -85,8 +85,12 @@ def error_line(exc: BaseException, script_path: str) -> str:
 class _Reader:
     """Turns a MiniBatchSpec into what run() receives."""
 
-    def __init__(self, storage_options: dict[str, Any], read_options: dict[str, Any],
-                 scratch_dir: str) -> None:
+    def __init__(
+        self,
+        storage_options: dict[str, Any],
+        read_options: dict[str, Any],
+        scratch_dir: str,
+    ) -> None:
         self.storage_options = storage_options
         self.read_options = read_options
         self.scratch_dir = scratch_dir
@@ -119,8 +123,13 @@ class _Reader:
                 frames = []
                 for path in spec.paths:
                     kind = "parquet" if fmt == "parquet" else fmt
-                    sub = type(spec)(index=spec.index, kind=kind, paths=(path,),
-                                     start=0, stop=1 << 62)
+                    sub = type(spec)(
+                        index=spec.index,
+                        kind=kind,
+                        paths=(path,),
+                        start=0,
+                        stop=1 << 62,
+                    )
                     if kind == "parquet":
                         import pyarrow.parquet as pq
 
@@ -158,8 +167,9 @@ class _Reader:
             if is_local(fs):
                 (good if os.path.isfile(fpath) else missing).append(fpath)
                 continue
-            local = os.path.join(self.scratch_dir, "download", f"{spec.index}",
-                                 os.path.basename(fpath))
+            local = os.path.join(
+                self.scratch_dir, "download", f"{spec.index}", os.path.basename(fpath)
+            )
             try:
                 os.makedirs(os.path.dirname(local), exist_ok=True)
                 fs.get_file(fpath, local)
@@ -209,18 +219,21 @@ class _Reader:
         path = spec.paths[0]
         try:
             fs, fpath = url_to_fs(path, self.storage_options)
-            whole = spec.start == 0 and (spec.stop >= (1 << 62)
-                                         or spec.stop >= fs.size(fpath))
+            whole = spec.start == 0 and (
+                spec.stop >= (1 << 62) or spec.stop >= fs.size(fpath)
+            )
             if whole:
                 import fsspec
 
-                with fsspec.open(path, "rb", compression="infer",
-                                 **self.storage_options) as f:
+                with fsspec.open(
+                    path, "rb", compression="infer", **self.storage_options
+                ) as f:
                     data = f.read()
             else:
                 with fs.open(fpath, "rb") as f:
-                    data = read_block(f, spec.start, spec.stop - spec.start,
-                                      delimiter=b"\n")
+                    data = read_block(
+                        f, spec.start, spec.stop - spec.start, delimiter=b"\n"
+                    )
             if spec.kind == "csv":
                 header = self.read_options.get("header", True)
                 sep = self.read_options.get("separator", ",")
@@ -228,8 +241,9 @@ class _Reader:
                     data = self._header(fs, fpath) + data
                 if not data.strip():
                     return pd.DataFrame(), 0, None
-                frame = pd.read_csv(io.BytesIO(data), sep=sep,
-                                    header=0 if header else None)
+                frame = pd.read_csv(
+                    io.BytesIO(data), sep=sep, header=0 if header else None
+                )
             else:
                 if not data.strip():
                     return pd.DataFrame(), 0, None
@@ -251,7 +265,8 @@ def _takes_context(func) -> bool:
     except (TypeError, ValueError):
         return False
     positional = [
-        p for p in params
+        p
+        for p in params
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
     ]
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)
@@ -281,13 +296,17 @@ class Runner:
         self.setup = setup
         self.module = None
         self.script_path = os.path.join(setup["bundle_dir"], setup["script_name"])
-        self.reader = _Reader(setup["storage_options"], setup["read_options"],
-                              setup["working_dir"])
+        self.reader = _Reader(
+            setup["storage_options"], setup["read_options"], setup["working_dir"]
+        )
         from .sinks import PartWriter
 
-        self.writer = PartWriter(setup["parts_url"], setup["output_format"],
-                                 setup["output_storage_options"],
-                                 setup["output_action"] == "append_row")
+        self.writer = PartWriter(
+            setup["parts_url"],
+            setup["output_format"],
+            setup["output_storage_options"],
+            setup["output_action"] == "append_row",
+        )
 
     def load(self) -> bool:
         from . import entry_script
@@ -312,15 +331,19 @@ class Runner:
                 problem = f"syntax error at line {exc.lineno}: {exc.msg}"
             else:
                 problem = f"import failed: {error_line(exc, self.script_path)}"
-            self.conn.send(("import_error", problem, user_traceback(exc, self.script_path)))
+            self.conn.send(
+                ("import_error", problem, user_traceback(exc, self.script_path))
+            )
             return False
         missing = [f for f in ("init", "run") if not callable(getattr(module, f, None))]
         if missing:
-            self.conn.send((
-                "import_error",
-                f"defines no {' and no '.join(m + '()' for m in missing)}",
-                "",
-            ))
+            self.conn.send(
+                (
+                    "import_error",
+                    f"defines no {' and no '.join(m + '()' for m in missing)}",
+                    "",
+                )
+            )
             return False
         self.module = module
         self.conn.send(("imported",))
@@ -328,11 +351,13 @@ class Runner:
         try:
             module.init()
         except BaseException as exc:  # noqa: BLE001 - the user's init() failed
-            self.conn.send((
-                "init_error",
-                f"init() raised {error_line(exc, self.script_path)}",
-                user_traceback(exc, self.script_path),
-            ))
+            self.conn.send(
+                (
+                    "init_error",
+                    f"init() raised {error_line(exc, self.script_path)}",
+                    user_traceback(exc, self.script_path),
+                )
+            )
             return False
         self.conn.send(("init_done", time.perf_counter() - start))
         self.takes_context = _takes_context(module.run)
@@ -348,9 +373,17 @@ class Runner:
             mini_batch, items, problem = self.reader.read(spec)
         read_s = time.perf_counter() - t0
         outcome: dict[str, Any] = {
-            "items": items, "succeeded": 0, "failed": items, "read_seconds": read_s,
-            "run_seconds": 0.0, "status": RUN_DONE, "error": "", "traceback": "",
-            "has_output": False, "warning": "", "read_failed": 0,
+            "items": items,
+            "succeeded": 0,
+            "failed": items,
+            "read_seconds": read_s,
+            "run_seconds": 0.0,
+            "status": RUN_DONE,
+            "error": "",
+            "traceback": "",
+            "has_output": False,
+            "warning": "",
+            "read_failed": 0,
         }
         if problem is not None:
             outcome.update(status=READ_ERROR, error=problem)
@@ -366,8 +399,9 @@ class Runner:
         run_start = time.perf_counter()
         try:
             if self.takes_context:
-                context = MiniBatchContext(minibatch_index=spec.index,
-                                           partition_key_value=dict(spec_key(spec)))
+                context = MiniBatchContext(
+                    minibatch_index=spec.index, partition_key_value=dict(spec_key(spec))
+                )
                 result = self.module.run(mini_batch, context)
             else:
                 result = self.module.run(mini_batch)

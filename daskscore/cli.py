@@ -17,18 +17,30 @@ from .exceptions import ConfigError, DaskScoreError
 
 __all__ = ["main"]
 
-_TABULAR_EXT = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
-                ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+_TABULAR_EXT = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+}
 
 # flag name -> (type, help); the YAML job file uses the same names with underscores
 _SETTINGS: dict[str, tuple[Any, str]] = {
     "entry_script": (str, "the script with init() and run(mini_batch)"),
     "source_directory": (str, "folder shipped with the script (importable from it)"),
-    "input_type": (str, "file or tabular (default: inferred from the extension; "
-                        ".csv/.tsv/.parquet/.jsonl are tabular)"),
+    "input_type": (
+        str,
+        "file or tabular (default: inferred from the extension; "
+        ".csv/.tsv/.parquet/.jsonl are tabular)",
+    ),
     "output": (str, "output folder (local path or URL)"),
-    "mini_batch_size": (str, 'files per run() call ("10"), or bytes for tables '
-                             '("64KB", "1MB")'),
+    "mini_batch_size": (
+        str,
+        'files per run() call ("10"), or bytes for tables ("64KB", "1MB")',
+    ),
     "error_threshold": (int, "failed items allowed (-1: ignore all failures)"),
     "allowed_failed_count": (int, "failed mini-batches allowed (-1: no limit)"),
     "allowed_failed_percent": (float, "percent of failed mini-batches allowed"),
@@ -39,19 +51,38 @@ _SETTINGS: dict[str, tuple[Any, str]] = {
     "run_invocation_timeout": (float, "seconds one run() call may take"),
     "run_max_try": (int, "tries per mini-batch"),
     "logging_level": (str, "DEBUG, INFO, WARNING or ERROR"),
-    "scheduler": (str, "address of an existing Dask scheduler, e.g. "
-                       "tcp://10.0.0.5:8786 (default: start an embedded cluster)"),
+    "scheduler": (
+        str,
+        "address of an existing Dask scheduler, e.g. "
+        "tcp://10.0.0.5:8786 (default: start an embedded cluster)",
+    ),
     "name": (str, "step name (default: derived from the script)"),
 }
 _CONFIG_FIELDS = (
-    "entry_script", "source_directory", "mini_batch_size", "error_threshold",
-    "allowed_failed_count", "allowed_failed_percent", "output_action",
-    "append_row_file_name", "node_count", "process_count_per_node",
-    "run_invocation_timeout", "run_max_try", "logging_level",
-    "environment_variables", "partition_keys",
+    "entry_script",
+    "source_directory",
+    "mini_batch_size",
+    "error_threshold",
+    "allowed_failed_count",
+    "allowed_failed_percent",
+    "output_action",
+    "append_row_file_name",
+    "node_count",
+    "process_count_per_node",
+    "run_invocation_timeout",
+    "run_max_try",
+    "logging_level",
+    "environment_variables",
+    "partition_keys",
 )
-_YAML_ONLY = {"input", "arguments", "environment_variables", "storage_options",
-              "output_storage_options", "partition_keys"}
+_YAML_ONLY = {
+    "input",
+    "arguments",
+    "environment_variables",
+    "storage_options",
+    "output_storage_options",
+    "partition_keys",
+}
 
 
 class UsageError(DaskScoreError):
@@ -66,22 +97,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tls-ca-file", default=None,
-                        help="CA certificate of a TLS-secured cluster")
+    parser.add_argument(
+        "--tls-ca-file", default=None, help="CA certificate of a TLS-secured cluster"
+    )
     parser.add_argument("--tls-cert", default=None, help="client certificate (TLS)")
     parser.add_argument("--tls-key", default=None, help="client private key (TLS)")
 
 
 def _add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_file", nargs="?", help="YAML job file")
-    parser.add_argument("--input", action="append", default=None,
-                        help="input glob, folder or file (repeatable)")
+    parser.add_argument(
+        "--input",
+        action="append",
+        default=None,
+        help="input glob, folder or file (repeatable)",
+    )
     for key, (kind, text) in _SETTINGS.items():
-        parser.add_argument("--" + key.replace("_", "-"), dest=key, type=kind,
-                            default=None, help=text)
-    parser.add_argument("--env", action="append", default=None,
-                        metavar="NAME=VALUE",
-                        help="environment variable for the script (repeatable)")
+        parser.add_argument(
+            "--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text
+        )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=None,
+        metavar="NAME=VALUE",
+        help="environment variable for the script (repeatable)",
+    )
     _add_connection_flags(parser)
 
 
@@ -92,30 +133,40 @@ def _build_parser() -> argparse.ArgumentParser:
         "run",
         help="run a scoring job",
         description="Run a scoring job. Settings come from flags and/or a YAML job "
-                    "file (keys are the flag names with underscores); flags "
-                    "override the file. Everything after '--' is passed to the "
-                    "script as its arguments. Running the same job again into the "
-                    "same output resumes it.",
+        "file (keys are the flag names with underscores); flags "
+        "override the file. Everything after '--' is passed to the "
+        "script as its arguments. Running the same job again into the "
+        "same output resumes it.",
     )
     _add_job_flags(run)
-    run.add_argument("--rerun-failed", metavar="OUTPUT_DIR", default=None,
-                     help="score again only the mini-batches recorded as failed in "
-                          "OUTPUT_DIR (e.g. after fixing the script) and rebuild "
-                          "the collected output")
-    run.add_argument("--no-progress", action="store_true",
-                     help="do not show the progress bar")
+    run.add_argument(
+        "--rerun-failed",
+        metavar="OUTPUT_DIR",
+        default=None,
+        help="score again only the mini-batches recorded as failed in "
+        "OUTPUT_DIR (e.g. after fixing the script) and rebuild "
+        "the collected output",
+    )
+    run.add_argument(
+        "--no-progress", action="store_true", help="do not show the progress bar"
+    )
     submit = sub.add_parser(
-        "submit", help="start a job on a cluster and return its id at once",
+        "submit",
+        help="start a job on a cluster and return its id at once",
         description="Start a job on the cluster given by --scheduler and print its "
-                    "id; the job goes on after this command exits.")
+        "id; the job goes on after this command exits.",
+    )
     _add_job_flags(submit)
-    for verb, text in (("status", "show the state of a submitted job"),
-                       ("wait", "follow a submitted job until it ends"),
-                       ("cancel", "stop a submitted job (committed work is kept)")):
+    for verb, text in (
+        ("status", "show the state of a submitted job"),
+        ("wait", "follow a submitted job until it ends"),
+        ("cancel", "stop a submitted job (committed work is kept)"),
+    ):
         cmd = sub.add_parser(verb, help=text, description=text)
         cmd.add_argument("job_id")
-        cmd.add_argument("--scheduler", required=True,
-                         help="address of the Dask scheduler")
+        cmd.add_argument(
+            "--scheduler", required=True, help="address of the Dask scheduler"
+        )
         _add_connection_flags(cmd)
     return parser
 
@@ -128,11 +179,14 @@ def _connect(address: str, args: argparse.Namespace):
     if args.tls_ca_file or args.tls_cert or args.tls_key:
         from distributed.security import Security
 
-        security = Security(tls_ca_file=args.tls_ca_file,
-                            tls_client_cert=args.tls_cert,
-                            tls_client_key=args.tls_key, require_encryption=True)
+        security = Security(
+            tls_ca_file=args.tls_ca_file,
+            tls_client_cert=args.tls_cert,
+            tls_client_key=args.tls_key,
+            require_encryption=True,
+        )
         if address.startswith("tcp://"):
-            address = "tls://" + address[len("tcp://"):]
+            address = "tls://" + address[len("tcp://") :]
     try:
         return Client(address, timeout="20s", security=security)
     except (OSError, TimeoutError) as exc:
@@ -153,8 +207,9 @@ def _load_job_file(path: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"job file {path} is not valid YAML{where}: "
-                         f"{getattr(exc, 'problem', exc)}") from None
+        raise UsageError(
+            f"job file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
     if not isinstance(data, dict):
         raise UsageError(f"job file {path} must be a mapping of settings")
     known = set(_SETTINGS) | _YAML_ONLY
@@ -176,7 +231,9 @@ def _load_job_file(path: str) -> dict[str, Any]:
         inputs = [inputs]
     if inputs is not None:
         data["input"] = [
-            i if "://" in str(i) or os.path.isabs(str(i)) else os.path.join(base, str(i))
+            i
+            if "://" in str(i) or os.path.isabs(str(i))
+            else os.path.join(base, str(i))
             for i in inputs
         ]
     return data
@@ -193,15 +250,17 @@ def _infer_type(path: str) -> str:
         return _TABULAR_EXT[ext]
     if "://" not in path and os.path.isdir(path):
         for _folder, _dirs, files in os.walk(path):
-            exts = {_TABULAR_EXT.get(os.path.splitext(f)[1].lower(), "file")
-                    for f in files}
+            exts = {
+                _TABULAR_EXT.get(os.path.splitext(f)[1].lower(), "file") for f in files
+            }
             if exts:
                 return exts.pop() if len(exts) == 1 else "file"
     return "file"
 
 
-def _datasets(inputs: list[str], input_type: str | None,
-              storage_options: dict[str, Any]) -> list:
+def _datasets(
+    inputs: list[str], input_type: str | None, storage_options: dict[str, Any]
+) -> list:
     from .datasets import Dataset
 
     if input_type not in (None, "file", "tabular"):
@@ -219,15 +278,25 @@ def _datasets(inputs: list[str], input_type: str | None,
         if kind == "file":
             out.append(Dataset.File.from_files(path, storage_options=storage_options))
         elif kind in ("csv", "tsv"):
-            out.append(Dataset.Tabular.from_delimited_files(
-                path, separator="\t" if kind == "tsv" else ",",
-                storage_options=storage_options))
+            out.append(
+                Dataset.Tabular.from_delimited_files(
+                    path,
+                    separator="\t" if kind == "tsv" else ",",
+                    storage_options=storage_options,
+                )
+            )
         elif kind == "parquet":
-            out.append(Dataset.Tabular.from_parquet_files(
-                path, storage_options=storage_options))
+            out.append(
+                Dataset.Tabular.from_parquet_files(
+                    path, storage_options=storage_options
+                )
+            )
         else:
-            out.append(Dataset.Tabular.from_json_lines_files(
-                path, storage_options=storage_options))
+            out.append(
+                Dataset.Tabular.from_json_lines_files(
+                    path, storage_options=storage_options
+                )
+            )
     return out
 
 
@@ -272,17 +341,25 @@ def _step_from_settings(settings: dict[str, Any]):
     from .step import ParallelRunStep
 
     if not settings.get("entry_script"):
-        raise UsageError("no entry script: give --entry-script or entry_script in "
-                         "the job file")
+        raise UsageError(
+            "no entry script: give --entry-script or entry_script in the job file"
+        )
     if not settings.get("input"):
         raise UsageError("no input: give --input (repeatable) or input in the job file")
-    config = ParallelRunConfig(**{k: settings[k] for k in _CONFIG_FIELDS
-                                  if settings.get(k) is not None})
-    datasets = _datasets(list(settings["input"]), settings.get("input_type"),
-                         dict(settings.get("storage_options") or {}))
+    config = ParallelRunConfig(
+        **{k: settings[k] for k in _CONFIG_FIELDS if settings.get(k) is not None}
+    )
+    datasets = _datasets(
+        list(settings["input"]),
+        settings.get("input_type"),
+        dict(settings.get("storage_options") or {}),
+    )
     return ParallelRunStep(
-        name=_step_name(settings), parallel_run_config=config, inputs=datasets,
-        output=settings.get("output"), arguments=settings.get("arguments") or [],
+        name=_step_name(settings),
+        parallel_run_config=config,
+        inputs=datasets,
+        output=settings.get("output"),
+        arguments=settings.get("arguments") or [],
         storage_options=settings.get("output_storage_options"),
     )
 
@@ -298,16 +375,21 @@ def _rerun_step(output_dir: str, settings: dict[str, Any]):
     store = StateStore(output_dir, settings.get("output_storage_options"))
     manifest = store.read_manifest()
     if not manifest or not manifest.get("settings"):
-        raise UsageError(f"--rerun-failed: {output_dir} holds no earlier daskscore "
-                         "run (no .daskscore/manifest.json)")
+        raise UsageError(
+            f"--rerun-failed: {output_dir} holds no earlier daskscore "
+            "run (no .daskscore/manifest.json)"
+        )
     return ParallelRunStep.from_settings(
-        manifest["settings"], settings.get("storage_options"))
+        manifest["settings"], settings.get("storage_options")
+    )
 
 
 def _print_result(result) -> int:
-    counts = (f"{result.succeeded_items} of {result.total_items} items succeeded, "
-              f"{result.failed_items} failed ({result.mini_batches} mini-batches, "
-              f"{result.failed_mini_batches} failed)")
+    counts = (
+        f"{result.succeeded_items} of {result.total_items} items succeeded, "
+        f"{result.failed_items} failed ({result.mini_batches} mini-batches, "
+        f"{result.failed_mini_batches} failed)"
+    )
     if result.status == "Completed":
         print(f"Completed: {counts}.")
     else:
@@ -326,11 +408,14 @@ def _run(args: argparse.Namespace, script_args: list[str]) -> int:
         step = _rerun_step(args.rerun_failed, settings)
     else:
         step = _step_from_settings(settings)
-    client = _connect(settings["scheduler"], args) if settings.get("scheduler") else None
+    client = (
+        _connect(settings["scheduler"], args) if settings.get("scheduler") else None
+    )
     progress = None if args.no_progress else TextProgress()
     try:
-        result = step.run(client=client, progress=progress,
-                          rerun_failed=bool(args.rerun_failed))
+        result = step.run(
+            client=client, progress=progress, rerun_failed=bool(args.rerun_failed)
+        )
     finally:
         if client is not None:
             client.close()
@@ -343,8 +428,10 @@ def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
     if args.command == "submit":
         settings = _settings(args, script_args)
         if not settings.get("scheduler"):
-            raise UsageError("submit needs --scheduler ADDRESS (or scheduler in the "
-                             "job file): the job runs on that cluster")
+            raise UsageError(
+                "submit needs --scheduler ADDRESS (or scheduler in the "
+                "job file): the job runs on that cluster"
+            )
         step = _step_from_settings(settings)
         client = _connect(settings["scheduler"], args)
     else:
@@ -353,8 +440,11 @@ def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
         if args.command == "submit":
             job_id = remote.submit_job(step, client)
             print(job_id)
-            print(f"Follow it with: daskscore wait {job_id} --scheduler "
-                  f"{settings['scheduler']}", file=sys.stderr)
+            print(
+                f"Follow it with: daskscore wait {job_id} --scheduler "
+                f"{settings['scheduler']}",
+                file=sys.stderr,
+            )
             return 0
         if args.command == "status":
             state = remote.job_status(client, args.job_id)
@@ -387,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     script_args: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, script_args = argv[:cut], argv[cut + 1:]
+        argv, script_args = argv[:cut], argv[cut + 1 :]
     # our own messages, one line each; other libraries' logs are not for users
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("daskscore: %(message)s"))
@@ -410,20 +500,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"daskscore: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("daskscore: interrupted; committed mini-batches are kept, run the "
-              "same command again to resume", file=sys.stderr)
+        print(
+            "daskscore: interrupted; committed mini-batches are kept, run the "
+            "same command again to resume",
+            file=sys.stderr,
+        )
         return 130
 
 
 def dask_cli() -> Any:
-    """``dask score ...``: the same commands as ``daskscore ...`` (a dask CLI plugin)."""
+    """``dask score ...``: the ``daskscore`` commands as a dask CLI plugin."""
     import click
 
     @click.command(
         name="score",
         help="Batch scoring with daskscore (same as the daskscore command).",
-        context_settings={"ignore_unknown_options": True,
-                          "allow_extra_args": True, "help_option_names": []},
+        context_settings={
+            "ignore_unknown_options": True,
+            "allow_extra_args": True,
+            "help_option_names": [],
+        },
     )
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def score(args: tuple[str, ...]) -> None:

@@ -26,9 +26,13 @@ __all__ = ["start_embedded_cluster"]
 class _WorkerProcess(Subprocess):
     """One ``distributed.Worker`` in its own Python process."""
 
-    def __init__(self, scheduler: str, name: str | None = None,
-                 worker_kwargs: dict[str, Any] | None = None,
-                 log_path: str | None = None) -> None:
+    def __init__(
+        self,
+        scheduler: str,
+        name: str | None = None,
+        worker_kwargs: dict[str, Any] | None = None,
+        log_path: str | None = None,
+    ) -> None:
         self.scheduler = scheduler
         self.name = name
         self.worker_kwargs = dict(worker_kwargs or {})
@@ -37,24 +41,38 @@ class _WorkerProcess(Subprocess):
 
     async def _start(self) -> None:
         opts = {**self.worker_kwargs, "name": self.name}
-        cmd = [sys.executable, "-m", "dask", "spec", self.scheduler,
-               "--spec", json.dumps({"cls": "distributed.Worker", "opts": opts})]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dask",
+            "spec",
+            self.scheduler,
+            "--spec",
+            json.dumps({"cls": "distributed.Worker", "opts": opts}),
+        ]
         env = dict(os.environ)
         env.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
         out = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL
         try:
             self.process = await asyncio.create_subprocess_exec(
-                *cmd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                stderr=out, start_new_session=True,
+                *cmd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
             )
         finally:
             if self.log_path:
                 out.close()
 
 
-def start_embedded_cluster(n_workers: int, dashboard_address: str | None,
-                           log_dir: str | None = None,
-                           memory_limit: str | int = "auto") -> SpecCluster:
+def start_embedded_cluster(
+    n_workers: int,
+    dashboard_address: str | None,
+    log_dir: str | None = None,
+    memory_limit: str | int = "auto",
+) -> SpecCluster:
     """Start a scheduler here and ``n_workers`` single-threaded worker processes."""
     from distributed.worker_memory import parse_memory_limit
 
@@ -63,7 +81,9 @@ def start_embedded_cluster(n_workers: int, dashboard_address: str | None,
     batched = logging.getLogger("distributed.batched")
     if batched.level == logging.NOTSET:
         batched.setLevel(logging.WARNING)
-    limit = parse_memory_limit(memory_limit, 1, n_workers, logger=logging.getLogger("daskscore"))
+    limit = parse_memory_limit(
+        memory_limit, 1, n_workers, logger=logging.getLogger("daskscore")
+    )
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
     workers = {
@@ -72,7 +92,9 @@ def start_embedded_cluster(n_workers: int, dashboard_address: str | None,
             "options": {
                 "name": f"worker-{i}",
                 "worker_kwargs": {"nthreads": 1, "memory_limit": limit},
-                "log_path": os.path.join(log_dir, f"worker-{i}.log") if log_dir else None,
+                "log_path": os.path.join(log_dir, f"worker-{i}.log")
+                if log_dir
+                else None,
             },
         }
         for i in range(n_workers)
@@ -81,6 +103,10 @@ def start_embedded_cluster(n_workers: int, dashboard_address: str | None,
         "cls": Scheduler,
         "options": {"host": "127.0.0.1", "dashboard_address": dashboard_address},
     }
-    cluster = SpecCluster(workers=workers, scheduler=scheduler,
-                          silence_logs=logging.CRITICAL, name="daskscore")
+    cluster = SpecCluster(
+        workers=workers,
+        scheduler=scheduler,
+        silence_logs=logging.CRITICAL,
+        name="daskscore",
+    )
     return cluster

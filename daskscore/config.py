@@ -32,7 +32,7 @@ _SIZE_ALLOWED = (
 )
 
 
-class OutputAction(str, enum.Enum):
+class OutputAction(enum.StrEnum):
     """What happens to the values ``run()`` returns."""
 
     APPEND_ROW = "append_row"
@@ -158,11 +158,14 @@ class ParallelRunConfig:
             set_(self, "source_directory", os.fspath(self.source_directory))
 
         if self.mini_batch_size is not None:
-            if isinstance(self.mini_batch_size, float) and float(
-                self.mini_batch_size
-            ).is_integer():
+            if (
+                isinstance(self.mini_batch_size, float)
+                and float(self.mini_batch_size).is_integer()
+            ):
                 set_(self, "mini_batch_size", int(self.mini_batch_size))
-            parse_size(self.mini_batch_size)  # the FileDataset rule is checked by the step
+            parse_size(
+                self.mini_batch_size
+            )  # the FileDataset rule is checked by the step
         if self.partition_keys is not None:
             keys = self.partition_keys
             if isinstance(keys, str):
@@ -189,7 +192,11 @@ class ParallelRunConfig:
             )
         if self.allowed_failed_percent is not None:
             v = self.allowed_failed_percent
-            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100:
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not 0 <= v <= 100
+            ):
                 raise ConfigError(
                     "allowed_failed_percent", v, "a number from 0 to 100, or None"
                 )

@@ -99,11 +99,14 @@ def install_routes(dask_scheduler: Any = None) -> bool:
             self.set_header("Content-Type", "text/html; charset=utf-8")
             self.write(_PAGE)
 
-    app.add_handlers(r".*", [
-        (r"/daskscore/api/jobs/?", JobsAPI),
-        (r"/daskscore/api/jobs/([^/]+)", JobsAPI),
-        (r"/daskscore/?", JobsPage),
-    ])
+    app.add_handlers(
+        r".*",
+        [
+            (r"/daskscore/api/jobs/?", JobsAPI),
+            (r"/daskscore/api/jobs/([^/]+)", JobsAPI),
+            (r"/daskscore/?", JobsPage),
+        ],
+    )
     dask_scheduler._daskscore_routes = True
     return True
 

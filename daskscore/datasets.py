@@ -146,8 +146,9 @@ def _list_files(
         local = is_local(fs)
         try:
             info = fs.info(path)
-            size, mtime = info.get("size"), info.get("mtime") or info.get(
-                "last_modified"
+            size, mtime = (
+                info.get("size"),
+                info.get("mtime") or info.get("last_modified"),
             )
         except (FileNotFoundError, OSError):
             size, mtime = None, None
@@ -179,7 +180,7 @@ class _DatasetBase:
 
 
 class FileDataset(_DatasetBase):
-    """A list of files; ``run()`` receives local paths, ``mini_batch_size`` at a time."""
+    """A list of files; ``run()`` gets local paths, ``mini_batch_size`` at a time."""
 
     input_kind = "file"
 
@@ -202,8 +203,10 @@ class FileDataset(_DatasetBase):
         """The files of this dataset, in the order mini-batches take them."""
         return [p for p, _, _ in _list_files(self.path, self.storage_options)]
 
-    def plan(self, mini_batch_size: int | str | None) -> tuple[list[MiniBatchSpec], str]:
-        """Split into mini-batches of ``mini_batch_size`` files; also the fingerprint."""
+    def plan(
+        self, mini_batch_size: int | str | None
+    ) -> tuple[list[MiniBatchSpec], str]:
+        """Split into mini-batches of ``mini_batch_size`` files, with a fingerprint."""
         size = (
             DEFAULT_FILE_MINI_BATCH
             if mini_batch_size is None
@@ -248,7 +251,9 @@ class TabularDataset(_DatasetBase):
 
     def __repr__(self) -> str:
         if self.frame is not None:
-            return f"TabularDataset(dask DataFrame, {self.frame.npartitions} partitions)"
+            return (
+                f"TabularDataset(dask DataFrame, {self.frame.npartitions} partitions)"
+            )
         return f"TabularDataset({self.format}, path={self.path!r})"
 
     def to_pandas_dataframe(self):
@@ -286,7 +291,7 @@ class TabularDataset(_DatasetBase):
         mini_batch_size: int | str | None,
         partition_keys: Sequence[str] | None = None,
     ) -> tuple[list[MiniBatchSpec], str]:
-        """Split into mini-batches of about ``mini_batch_size`` bytes; also the fingerprint.
+        """Split into mini-batches of about ``mini_batch_size`` bytes; a fingerprint.
 
         With ``partition_keys``, every distinct combination of those columns' values
         is one mini-batch instead.
@@ -317,8 +322,13 @@ class TabularDataset(_DatasetBase):
         )
 
 
-def _read_key_columns(fmt: str, path: str, keys: list[str],
-                      storage_options: dict[str, Any], read_options: dict[str, Any]):
+def _read_key_columns(
+    fmt: str,
+    path: str,
+    keys: list[str],
+    storage_options: dict[str, Any],
+    read_options: dict[str, Any],
+):
     import pandas as pd
 
     fs, fpath = url_to_fs(path, storage_options)
@@ -345,7 +355,9 @@ def _plan_text(
         return []
     if path.lower().endswith(_COMPRESSED) or file_size <= size:
         # compressed text cannot be split by byte ranges
-        return [MiniBatchSpec(index=0, kind=fmt, paths=(path,), start=0, stop=file_size)]
+        return [
+            MiniBatchSpec(index=0, kind=fmt, paths=(path,), start=0, stop=file_size)
+        ]
     count = math.ceil(file_size / size)
     step = math.ceil(file_size / count)
     return [
@@ -442,29 +454,47 @@ def _plan_partitions_impl(dataset: TabularDataset, keys: list[str]):
     import pandas as pd
 
     if dataset.frame is not None:
-        raise DatasetError("partition_keys needs a file-based tabular dataset, not a "
-                           "dask DataFrame; group the DataFrame by the keys instead")
+        raise DatasetError(
+            "partition_keys needs a file-based tabular dataset, not a "
+            "dask DataFrame; group the DataFrame by the keys instead"
+        )
     entries = _list_files(dataset.path, dataset.storage_options)
     paths = tuple(p for p, _, _ in entries)
     frames = []
     for path in paths:
         try:
-            frames.append(_read_key_columns(dataset.format, path, keys,
-                                            dataset.storage_options,
-                                            dataset.read_options))
+            frames.append(
+                _read_key_columns(
+                    dataset.format,
+                    path,
+                    keys,
+                    dataset.storage_options,
+                    dataset.read_options,
+                )
+            )
         except (KeyError, ValueError) as exc:
             raise DatasetError(
                 f"partition_keys {keys}: cannot read those columns from {path}: {exc}"
             ) from exc
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys)
+    table = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys)
+    )
     counts = table.groupby(keys, dropna=False, sort=True).size()
     specs = []
     for i, (values, count) in enumerate(counts.items()):
         values = values if isinstance(values, tuple) else (values,)
-        key_values = tuple((k, v.item() if hasattr(v, "item") else v)
-                           for k, v in zip(keys, values))
-        specs.append(MiniBatchSpec(index=i, kind="partition", paths=paths,
-                                   items=int(count), key_values=key_values))
+        key_values = tuple(
+            (k, v.item() if hasattr(v, "item") else v) for k, v in zip(keys, values)
+        )
+        specs.append(
+            MiniBatchSpec(
+                index=i,
+                kind="partition",
+                paths=paths,
+                items=int(count),
+                key_values=key_values,
+            )
+        )
     return specs, _fingerprint(entries, dataset.format, "partition_keys", keys)
 
 
@@ -519,7 +549,8 @@ class _TabularFactory:
         """An existing dask DataFrame: each partition is one mini-batch."""
         if not hasattr(ddf, "npartitions") or not hasattr(ddf, "to_delayed"):
             raise DatasetError(
-                f"from_dask_dataframe() needs a dask DataFrame, got {type(ddf).__name__}"
+                "from_dask_dataframe() needs a dask DataFrame, got "
+                f"{type(ddf).__name__}"
             )
         return TabularDataset("frame", frame=ddf)
 
@@ -538,4 +569,3 @@ class Dataset:
 
     File = _FileFactory
     Tabular = _TabularFactory
-

@@ -116,7 +116,9 @@ def _top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
-def bundle_entry_script(entry_script: str, source_directory: str | None) -> ScriptBundle:
+def bundle_entry_script(
+    entry_script: str, source_directory: str | None
+) -> ScriptBundle:
     """Zip the script (and its source_directory) so workers can run it anywhere."""
     script = check_entry_script(entry_script, source_directory)
     _, root = _script_path(entry_script, source_directory)
@@ -151,7 +153,9 @@ def bundle_entry_script(entry_script: str, source_directory: str | None) -> Scri
                 data = f.read()
             digest.update(name.encode() + b"\0" + data)
             zf.writestr(name, data)
-    return ScriptBundle(script_name=name, zip_bytes=buf.getvalue(), digest=digest.hexdigest())
+    return ScriptBundle(
+        script_name=name, zip_bytes=buf.getvalue(), digest=digest.hexdigest()
+    )
 
 
 @dataclass

@@ -49,21 +49,27 @@ def _free_dashboard_address() -> str:
     return "127.0.0.1:8787"
 
 
-def threshold_breach(cfg: ParallelRunConfig, failed_items: int, failed_mbs: int,
-                     total_mbs: int) -> str | None:
+def threshold_breach(
+    cfg: ParallelRunConfig, failed_items: int, failed_mbs: int, total_mbs: int
+) -> str | None:
     """Which failure threshold is exceeded, in words; None when none is."""
     if cfg.error_threshold != -1 and failed_items > cfg.error_threshold:
-        return (f"error_threshold={cfg.error_threshold} exceeded: {failed_items} "
-                "items failed")
+        return (
+            f"error_threshold={cfg.error_threshold} exceeded: {failed_items} "
+            "items failed"
+        )
     limit = cfg.allowed_failed_count
     if limit not in (None, -1) and failed_mbs > limit:
-        return (f"allowed_failed_count={limit} exceeded: {failed_mbs} mini-batches "
-                "failed")
+        return (
+            f"allowed_failed_count={limit} exceeded: {failed_mbs} mini-batches failed"
+        )
     if cfg.allowed_failed_percent is not None and total_mbs:
         percent = 100.0 * failed_mbs / total_mbs
         if percent > cfg.allowed_failed_percent:
-            return (f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: "
-                    f"{failed_mbs} of {total_mbs} mini-batches ({percent:.1f}%) failed")
+            return (
+                f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: "
+                f"{failed_mbs} of {total_mbs} mini-batches ({percent:.1f}%) failed"
+            )
     return None
 
 
@@ -114,8 +120,11 @@ def node_of(address: str, info: dict[str, Any]) -> str:
     return str(info.get("host") or address.split("://")[-1].rsplit(":", 1)[0])
 
 
-def select_workers(workers: dict[str, dict[str, Any]], node_count: int,
-                   process_count_per_node: int | None) -> list[str]:
+def select_workers(
+    workers: dict[str, dict[str, Any]],
+    node_count: int,
+    process_count_per_node: int | None,
+) -> list[str]:
     """At most ``node_count`` nodes and ``process_count_per_node`` workers on each."""
     nodes: dict[str, list[str]] = {}
     for address in sorted(workers):
@@ -123,17 +132,24 @@ def select_workers(workers: dict[str, dict[str, Any]], node_count: int,
     chosen: list[str] = []
     for node in sorted(nodes)[:node_count]:
         members = nodes[node]
-        chosen.extend(members[:process_count_per_node] if process_count_per_node
-                      else members)
+        chosen.extend(
+            members[:process_count_per_node] if process_count_per_node else members
+        )
     return chosen
 
 
 class Job:
     """One run of a :class:`~daskscore.ParallelRunStep`."""
 
-    def __init__(self, step: Any, client: Any, progress: ProgressCallback,
-                 rerun_failed: bool = False, job_id: str | None = None,
-                 bundle: Any = None) -> None:
+    def __init__(
+        self,
+        step: Any,
+        client: Any,
+        progress: ProgressCallback,
+        rerun_failed: bool = False,
+        job_id: str | None = None,
+        bundle: Any = None,
+    ) -> None:
         self.step = step
         self.cfg: ParallelRunConfig = step.config
         self.client = client
@@ -200,9 +216,14 @@ class Job:
             time.sleep(0.5)
         extra = len(workers) - len(chosen)
         if extra:
-            logger.info("using %d of the cluster's %d workers (node_count=%d, "
-                        "process_count_per_node=%s)", len(chosen), len(workers),
-                        cfg.node_count, cfg.process_count_per_node)
+            logger.info(
+                "using %d of the cluster's %d workers (node_count=%d, "
+                "process_count_per_node=%s)",
+                len(chosen),
+                len(workers),
+                cfg.node_count,
+                cfg.process_count_per_node,
+            )
         return chosen
 
     def _close_cluster(self) -> None:
@@ -217,20 +238,24 @@ class Job:
     def run(self) -> StepRunResult:
         step, cfg = self.step, self.cfg
         started = time.perf_counter()
-        bundle = self.bundle or bundle_entry_script(cfg.entry_script,
-                                                    cfg.source_directory)
+        bundle = self.bundle or bundle_entry_script(
+            cfg.entry_script, cfg.source_directory
+        )
         t_plan = time.perf_counter()
         specs, plan_print = step.plan()
         plan_seconds = time.perf_counter() - t_plan
         store = StateStore(step.output, step.storage_options)
-        resumed = self._load_state(store, step._fingerprint(bundle.digest, plan_print),
-                                   len(specs))
+        resumed = self._load_state(
+            store, step._fingerprint(bundle.digest, plan_print), len(specs)
+        )
         if store.local:
             self.sys_log_dir = store.path("logs", "sys")
         script_display = os.path.join(cfg.source_directory or "", cfg.entry_script)
-        self._progress = JobProgress(total_mini_batches=len(specs),
-                                     total_items=self._known_total(specs),
-                                     started=started)
+        self._progress = JobProgress(
+            total_mini_batches=len(specs),
+            total_items=self._known_total(specs),
+            started=started,
+        )
         for record in self.records.values():
             self._count(record)
         try:
@@ -243,8 +268,9 @@ class Job:
                 f"Scheduled {len(specs)} mini-batches in {plan_seconds:.2f} s"
                 + (f" ({resumed} already committed, resuming)" if resumed else "")
             )
-            self.progress_cb.start(self._progress,
-                                   getattr(client, "dashboard_link", None))
+            self.progress_cb.start(
+                self._progress, getattr(client, "dashboard_link", None)
+            )
             self._publish(client, "Running", force=True)
             self.reason = self._breach() or ""
             if not self.reason:
@@ -269,7 +295,8 @@ class Job:
                 output_file, _ = assemble_output(
                     store,
                     [i for i, r in self.records.items() if r.get("has_output")],
-                    cfg.output_format, cfg.output_file_name,
+                    cfg.output_format,
+                    cfg.output_file_name,
                 )
             result = self._finish(store, specs, started, output_file, resumed)
             self._publish(client, result.status, force=True, result=result)
@@ -281,8 +308,9 @@ class Job:
         """Resume from committed records when nothing changed; return their count."""
         manifest = store.read_manifest()
         if manifest and manifest.get("fingerprint") == fingerprint:
-            self.records = {i: r for i, r in store.load_records().items()
-                            if i < n_specs}
+            self.records = {
+                i: r for i, r in store.load_records().items() if i < n_specs
+            }
             return len(self.records)
         if self.rerun_failed and manifest:
             if manifest.get("mini_batches") != n_specs:
@@ -301,17 +329,23 @@ class Job:
             self._write_manifest(store, fingerprint, n_specs)
             return len(kept)
         if self.rerun_failed:
-            raise JobError(f"--rerun-failed: {store.output_url} holds no earlier run "
-                           "of this step")
+            raise JobError(
+                f"--rerun-failed: {store.output_url} holds no earlier run of this step"
+            )
         store.reset()
         self._write_manifest(store, fingerprint, n_specs)
         return 0
 
     def _write_manifest(self, store: StateStore, fingerprint: str, n: int) -> None:
-        store.write_manifest({
-            "fingerprint": fingerprint, "step": self.step.name, "mini_batches": n,
-            "created": time.time(), "settings": self.step.settings(),
-        })
+        store.write_manifest(
+            {
+                "fingerprint": fingerprint,
+                "step": self.step.name,
+                "mini_batches": n,
+                "created": time.time(),
+                "settings": self.step.settings(),
+            }
+        )
 
     def _job_spec(self, store: StateStore, bundle, script_display: str) -> dict:
         from .step import _models_env, _named_inputs
@@ -345,22 +379,25 @@ class Job:
             "script_output_dir": store.path(SCRIPT_OUTPUT_DIR),
             "script_output_url": store.url(store.path(SCRIPT_OUTPUT_DIR)),
             "input_storage_options": dict(getattr(first, "storage_options", {}) or {}),
-            "read_options": {**(getattr(first, "read_options", {}) or {}),
-                             "format": getattr(first, "format", "files")},
+            "read_options": {
+                **(getattr(first, "read_options", {}) or {}),
+                "format": getattr(first, "format", "files"),
+            },
             "named_inputs": _named_inputs(step.inputs, step.side_inputs),
             "runner_env": _models_env(step.models),
         }
 
-    def _register(self, client, job: dict, script_display: str,
-                  store: StateStore) -> None:
+    def _register(
+        self, client, job: dict, script_display: str, store: StateStore
+    ) -> None:
         from .plugin import ScoringPlugin
 
         if store.local:
             os.makedirs(store.path("logs"), exist_ok=True)
-        client.register_plugin(ScoringPlugin(self.plugin_name, job),
-                               name=self.plugin_name)
-        problems = client.run(_plugin_problem, self.plugin_name,
-                              workers=self.workers)
+        client.register_plugin(
+            ScoringPlugin(self.plugin_name, job), name=self.plugin_name
+        )
+        problems = client.run(_plugin_problem, self.plugin_name, workers=self.workers)
         for _worker, problem in sorted(problems.items()):
             if problem:
                 client.unregister_worker_plugin(self.plugin_name)
@@ -368,10 +405,13 @@ class Job:
                 self._write_early_failure(store, str(error), problem[1])
                 raise error
 
-    def _write_early_failure(self, store: StateStore, message: str,
-                             details: str) -> None:
-        text = (f"Status: Failed\nStep: {self.step.name}\nRoot cause: {message}\n"
-                "No data was processed.\n" + (f"\n{details}\n" if details else ""))
+    def _write_early_failure(
+        self, store: StateStore, message: str, details: str
+    ) -> None:
+        text = (
+            f"Status: Failed\nStep: {self.step.name}\nRoot cause: {message}\n"
+            "No data was processed.\n" + (f"\n{details}\n" if details else "")
+        )
         write_atomic(store.fs, f"{store.path('logs')}/job_result.txt", text.encode())
 
     @staticmethod
@@ -386,7 +426,7 @@ class Job:
         else:
             workers = len(client.scheduler_info(n_workers=-1)["workers"])
         size = max(1, min(_MAX_PACK, len(todo) // (max(1, workers) * 8)))
-        return [todo[i:i + size] for i in range(0, len(todo), size)]
+        return [todo[i : i + size] for i in range(0, len(todo), size)]
 
     def _execute(self, client, todo: list[MiniBatchSpec]) -> None:
         from distributed import as_completed
@@ -396,8 +436,11 @@ class Job:
         step = self.step
         futures = []
         pending_specs: dict[str, list[MiniBatchSpec]] = {}
-        placement = ({"workers": self.workers, "allow_other_workers": False}
-                     if self.workers else {})
+        placement = (
+            {"workers": self.workers, "allow_other_workers": False}
+            if self.workers
+            else {}
+        )
         frames = {s.index: s for s in todo if s.kind == "frame"}
         if frames:
             import dask
@@ -410,9 +453,11 @@ class Job:
                     if spec is None:
                         continue
                     task = dask.delayed(score_pack, pure=False)(
-                        self.plugin_name, [spec], part,
+                        self.plugin_name,
+                        [spec],
+                        part,
                         dask_key_name=f"{step.name}-mb-{spec.index:06d}-"
-                                      f"{self.job_id[-8:]}",
+                        f"{self.job_id[-8:]}",
                     )
                     future = client.compute(task, **placement)
                     futures.append(future)
@@ -420,22 +465,30 @@ class Job:
                 offset += len(parts)
         rest = [s for s in todo if s.kind != "frame"]
         for pack in self._packs(client, rest):
-            key = (f"{step.name}-mb-{pack[0].index:06d}-{pack[-1].index:06d}-"
-                   f"{self.job_id[-8:]}")
-            future = client.submit(score_pack, self.plugin_name, pack, key=key,
-                                   pure=False, **placement)
+            key = (
+                f"{step.name}-mb-{pack[0].index:06d}-{pack[-1].index:06d}-"
+                f"{self.job_id[-8:]}"
+            )
+            future = client.submit(
+                score_pack, self.plugin_name, pack, key=key, pure=False, **placement
+            )
             futures.append(future)
             pending_specs[future.key] = pack
-        watcher = threading.Thread(target=self._watch_cancel, args=(client, futures),
-                                   daemon=True, name="daskscore-cancel-watch")
+        watcher = threading.Thread(
+            target=self._watch_cancel,
+            args=(client, futures),
+            daemon=True,
+            name="daskscore-cancel-watch",
+        )
         watcher.start()
         breach = None
         for future in as_completed(futures, with_results=False):
             if future.status == "cancelled":
                 continue
             if future.status == "error":
-                records = self._failed_pack(pending_specs.get(future.key, []),
-                                            future.exception())
+                records = self._failed_pack(
+                    pending_specs.get(future.key, []), future.exception()
+                )
             else:
                 records = future.result()
             future.release()
@@ -491,18 +544,39 @@ class Job:
             if spec.index in self.records:
                 continue
             n = spec.items or 1
-            error = ("the worker scoring this mini-batch died repeatedly "
-                     f"({exc}); see the worker logs")
-            attempt = {"try": 1, "worker": "", "items": n, "succeeded": 0,
-                       "failed": n, "elapsed_seconds": 0.0, "run_seconds": 0.0,
-                       "read_seconds": 0.0, "status": "WORKER_DIED", "error": error,
-                       "traceback": ""}
-            records.append({
-                "index": spec.index, "input": spec.describe(), "items": n,
-                "succeeded": 0, "failed": n, "status": "WORKER_DIED",
-                "failed_mini_batch": True, "error": error, "warning": "",
-                "has_output": False, "worker": "", "tries": [attempt],
-            })
+            error = (
+                "the worker scoring this mini-batch died repeatedly "
+                f"({exc}); see the worker logs"
+            )
+            attempt = {
+                "try": 1,
+                "worker": "",
+                "items": n,
+                "succeeded": 0,
+                "failed": n,
+                "elapsed_seconds": 0.0,
+                "run_seconds": 0.0,
+                "read_seconds": 0.0,
+                "status": "WORKER_DIED",
+                "error": error,
+                "traceback": "",
+            }
+            records.append(
+                {
+                    "index": spec.index,
+                    "input": spec.describe(),
+                    "items": n,
+                    "succeeded": 0,
+                    "failed": n,
+                    "status": "WORKER_DIED",
+                    "failed_mini_batch": True,
+                    "error": error,
+                    "warning": "",
+                    "has_output": False,
+                    "worker": "",
+                    "tries": [attempt],
+                }
+            )
         return records
 
     def _count(self, record: dict[str, Any]) -> None:
@@ -515,8 +589,9 @@ class Job:
 
     def _breach(self) -> str | None:
         p = self._progress
-        return threshold_breach(self.cfg, p.failed_items, p.failed_mini_batches,
-                                p.total_mini_batches)
+        return threshold_breach(
+            self.cfg, p.failed_items, p.failed_mini_batches, p.total_mini_batches
+        )
 
     def _init_watchdog(self, record: dict[str, Any]) -> str | None:
         """Fail the job when init() keeps failing everywhere (not a data problem)."""
@@ -526,8 +601,10 @@ class Job:
         self._init_errors = getattr(self, "_init_errors", 0) + 1
         workers = len(self.workers) if self.workers else self._workers_wanted()
         if self._init_errors >= 2 * max(1, workers):
-            return (f"init() failed on every worker ({self._init_errors} mini-batches "
-                    f"in a row): {record.get('error', '')}")
+            return (
+                f"init() failed on every worker ({self._init_errors} mini-batches "
+                f"in a row): {record.get('error', '')}"
+            )
         return None
 
     def _maybe_progress_line(self) -> None:
@@ -571,21 +648,33 @@ class Job:
             "reason": self.reason,
         }
 
-    def _publish(self, client, status: str, force: bool = False,
-                 result: StepRunResult | None = None) -> None:
+    def _publish(
+        self,
+        client,
+        status: str,
+        force: bool = False,
+        result: StepRunResult | None = None,
+    ) -> None:
         now = time.monotonic()
         if not force and now - self._last_publish < _PUBLISH_EVERY_S:
             return
         self._last_publish = now
         try:
-            client.set_metadata(["daskscore", "jobs", self.job_id],
-                                self.state(status, result))
+            client.set_metadata(
+                ["daskscore", "jobs", self.job_id], self.state(status, result)
+            )
         except Exception as exc:  # noqa: BLE001 - progress display only
             logger.debug("cannot publish job state: %s", exc)
 
     # -- the end -----------------------------------------------------------------
-    def _finish(self, store: StateStore, specs, started: float,
-                output_file: str | None, resumed: int) -> StepRunResult:
+    def _finish(
+        self,
+        store: StateStore,
+        specs,
+        started: float,
+        output_file: str | None,
+        resumed: int,
+    ) -> StepRunResult:
         step, cfg = self.step, self.cfg
         records = [self.records[i] for i in sorted(self.records)]
         succeeded = sum(r["succeeded"] for r in records)
@@ -615,7 +704,8 @@ class Job:
             "tries": tries,
             "elapsed_seconds": round(elapsed, 3),
             "items_per_second": round((succeeded + failed) / elapsed, 3)
-            if elapsed > 0 else 0.0,
+            if elapsed > 0
+            else 0.0,
             "resumed_mini_batches": resumed,
             "output_dir": store.output_url,
             "output_file": output_file,
@@ -623,12 +713,14 @@ class Job:
             "warnings": warnings[:20],
             "first_errors": [
                 f"mini-batch {r['index']} ({r['input']}): {r['status']}: {r['error']}"
-                for r in records if r.get("failed_mini_batch")
+                for r in records
+                if r.get("failed_mini_batch")
             ][:5],
         }
         self.progress_lines.append(self._progress.line())
-        write_reports(store.fs, store.path("logs"), summary, records,
-                      self.progress_lines)
+        write_reports(
+            store.fs, store.path("logs"), summary, records, self.progress_lines
+        )
         result = StepRunResult(
             status=status,
             total_items=summary["total_items"],

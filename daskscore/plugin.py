@@ -63,16 +63,30 @@ def _describe_exit(code: int | None) -> str:
 class RunnerHandle:
     """The worker's side of one runner process."""
 
-    def __init__(self, setup: dict[str, Any], env: dict[str, str], workdir: str,
-                 stdout_path: str, stderr_path: str) -> None:
+    def __init__(
+        self,
+        setup: dict[str, Any],
+        env: dict[str, str],
+        workdir: str,
+        stdout_path: str,
+        stderr_path: str,
+    ) -> None:
         parent_sock, child_sock = socket.socketpair()
         with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daskscore._runner",
-                 str(child_sock.fileno()), str(os.getpid())],
+                [
+                    sys.executable,
+                    "-m",
+                    "daskscore._runner",
+                    str(child_sock.fileno()),
+                    str(os.getpid()),
+                ],
                 pass_fds=[child_sock.fileno()],
-                env=env, cwd=workdir, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=err,
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
             )
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
@@ -91,13 +105,16 @@ class RunnerHandle:
         return self.conn.recv()
 
     def wait_imported(self) -> tuple[str, str] | None:
-        """Block until the script is imported; return (problem, traceback) on failure."""
+        """Block until the script is imported; (problem, traceback) on failure."""
         try:
             msg = self._recv(None)
         except (EOFError, OSError):
             self.proc.wait()
-            return (f"the runner process {_describe_exit(self.proc.returncode)} while "
-                    "importing the script (see logs/user/<worker>/stderr.txt)", "")
+            return (
+                f"the runner process {_describe_exit(self.proc.returncode)} while "
+                "importing the script (see logs/user/<worker>/stderr.txt)",
+                "",
+            )
         if msg[0] == "import_error":
             self.state = "dead"
             return msg[1], msg[2]
@@ -116,7 +133,9 @@ class RunnerHandle:
             self.proc.wait()
             self.init_error = (
                 f"the runner process {_describe_exit(self.proc.returncode)} during "
-                "init()", "")
+                "init()",
+                "",
+            )
             self.state = "dead"
             return self.init_error
         if msg is None:
@@ -134,35 +153,52 @@ class RunnerHandle:
     def call(self, spec, frame, try_no: int, run_timeout: float) -> dict[str, Any]:
         """One try of one mini-batch in the runner; always returns an outcome."""
         start = time.perf_counter()
-        base = {"items": spec.items or 1, "succeeded": 0, "failed": spec.items or 1,
-                "read_seconds": 0.0, "run_seconds": 0.0, "traceback": "",
-                "has_output": False, "warning": "", "read_failed": 0}
+        base = {
+            "items": spec.items or 1,
+            "succeeded": 0,
+            "failed": spec.items or 1,
+            "read_seconds": 0.0,
+            "run_seconds": 0.0,
+            "traceback": "",
+            "has_output": False,
+            "warning": "",
+            "read_failed": 0,
+        }
         try:
             self.conn.send(("run", spec, frame, try_no))
             msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
             if msg is None:
                 self.kill()
-                return {**base, "status": READ_ERROR,
-                        "error": "reading the mini-batch did not finish in time"}
+                return {
+                    **base,
+                    "status": READ_ERROR,
+                    "error": "reading the mini-batch did not finish in time",
+                }
             items = msg[1]
             base.update(items=items, failed=items)
             run_start = time.perf_counter()
             msg = self._recv(run_timeout)
             if msg is None:
                 self.kill()
-                return {**base, "status": RUN_TIMEOUT,
-                        "run_seconds": time.perf_counter() - run_start,
-                        "error": f"run() did not return within run_invocation_timeout="
-                                 f"{run_timeout:g} s; its process was stopped and "
-                                 "restarted"}
+                return {
+                    **base,
+                    "status": RUN_TIMEOUT,
+                    "run_seconds": time.perf_counter() - run_start,
+                    "error": f"run() did not return within run_invocation_timeout="
+                    f"{run_timeout:g} s; its process was stopped and "
+                    "restarted",
+                }
             return msg[1]
         except (EOFError, OSError, BrokenPipeError):
             self.state = "dead"
             self.proc.wait()
-            return {**base, "status": RUN_EXCEPTION,
-                    "run_seconds": time.perf_counter() - start,
-                    "error": f"the process running run() "
-                             f"{_describe_exit(self.proc.returncode)}"}
+            return {
+                **base,
+                "status": RUN_EXCEPTION,
+                "run_seconds": time.perf_counter() - start,
+                "error": f"the process running run() "
+                f"{_describe_exit(self.proc.returncode)}",
+            }
 
     def kill(self) -> None:
         self.state = "dead"
@@ -304,7 +340,9 @@ class ScoringPlugin(WorkerPlugin):
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.job.get("runner_env", {}))
         runner = RunnerHandle(
-            self._runner_setup(), env, self.workdir,
+            self._runner_setup(),
+            env,
+            self.workdir,
             os.path.join(self.user_log_dir, "stdout.txt"),
             os.path.join(self.user_log_dir, "stderr.txt"),
         )
@@ -331,8 +369,10 @@ class ScoringPlugin(WorkerPlugin):
             self.runner = None
             problem = self._start_runner()
             if problem is not None:
-                return None, (f"the entry script could not be imported: {problem[0]}",
-                              problem[1])
+                return None, (
+                    f"the entry script could not be imported: {problem[0]}",
+                    problem[1],
+                )
         error = self.runner.wait_ready(self.job["init_timeout"])
         if error is not None:
             self.runner.kill()
@@ -340,7 +380,9 @@ class ScoringPlugin(WorkerPlugin):
             if self.init_failures >= _INIT_FAILURES_MAX:
                 self.init_broken = (
                     f"{error[0]} (failed {self.init_failures} times in a row on "
-                    f"this worker; not retried any more)", error[1])
+                    f"this worker; not retried any more)",
+                    error[1],
+                )
             return None, error
         self.init_failures = 0
         return self.runner, None
@@ -350,8 +392,17 @@ class ScoringPlugin(WorkerPlugin):
         runner, error = self.ready_runner()
         if runner is None:
             n = spec.items or 1
-            return {"items": n, "succeeded": 0, "failed": n, "read_seconds": 0.0,
-                    "run_seconds": 0.0, "status": INIT_ERROR, "error": error[0],
-                    "traceback": error[1], "has_output": False, "warning": "",
-                    "read_failed": 0}
+            return {
+                "items": n,
+                "succeeded": 0,
+                "failed": n,
+                "read_seconds": 0.0,
+                "run_seconds": 0.0,
+                "status": INIT_ERROR,
+                "error": error[0],
+                "traceback": error[1],
+                "has_output": False,
+                "warning": "",
+                "read_failed": 0,
+            }
         return runner.call(spec, frame, try_no, self.job["run_invocation_timeout"])

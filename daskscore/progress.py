@@ -87,14 +87,20 @@ class TextProgress(ProgressCallback):
         if dashboard_link:
             from .dashboard import dashboard_page_link
 
-            print(f"Dask dashboard: {dashboard_link}  (this job: "
-                  f"{dashboard_page_link(dashboard_link)})", file=self.stream, flush=True)
+            print(
+                f"Dask dashboard: {dashboard_link}  (this job: "
+                f"{dashboard_page_link(dashboard_link)})",
+                file=self.stream,
+                flush=True,
+            )
         if self.stream.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=progress.total_mini_batches, unit="mini-batch",
-                file=self.stream, dynamic_ncols=True,
+                total=progress.total_mini_batches,
+                unit="mini-batch",
+                file=self.stream,
+                dynamic_ncols=True,
             )
         else:
             print(progress.line(), file=self.stream, flush=True)
@@ -104,7 +110,8 @@ class TextProgress(ProgressCallback):
             self._bar.n = progress.done_mini_batches
             self._bar.set_postfix(
                 items=progress.succeeded_items + progress.failed_items,
-                failed=progress.failed_items, refresh=False,
+                failed=progress.failed_items,
+                refresh=False,
             )
             self._bar.refresh()
             return

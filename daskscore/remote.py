@@ -32,12 +32,14 @@ def _orchestrate(step: Any, bundle: Any, job_id: str) -> str:
 
     with worker_client(separate_thread=True) as client:
         try:
-            result = Job(step, client, ProgressCallback(), job_id=job_id,
-                         bundle=bundle).run()
+            result = Job(
+                step, client, ProgressCallback(), job_id=job_id, bundle=bundle
+            ).run()
         except Exception as exc:
             client.set_metadata(["daskscore", "jobs", job_id, "status"], "Failed")
-            client.set_metadata(["daskscore", "jobs", job_id, "reason"],
-                                f"{type(exc).__name__}: {exc}")
+            client.set_metadata(
+                ["daskscore", "jobs", job_id, "reason"], f"{type(exc).__name__}: {exc}"
+            )
             raise
     return result.status
 
@@ -51,15 +53,34 @@ def submit_job(step: Any, client: Any) -> str:
     cfg = step.config
     bundle = bundle_entry_script(cfg.entry_script, cfg.source_directory)
     job_id = f"{step.name}-{uuid.uuid4().hex[:8]}"
-    client.set_metadata(["daskscore", "jobs", job_id], {
-        "job_id": job_id, "step": step.name, "status": "Submitted",
-        "mini_batches": 0, "done_mini_batches": 0, "failed_mini_batches": 0,
-        "remaining_mini_batches": 0, "succeeded_items": 0, "failed_items": 0,
-        "items_per_second": 0.0, "eta_seconds": None, "started_at": time.time(),
-        "updated_at": time.time(), "output_dir": step.output, "reason": "",
-    })
-    future = client.submit(_orchestrate, step, bundle, job_id,
-                           key=f"daskscore-orchestrator-{job_id}", pure=False)
+    client.set_metadata(
+        ["daskscore", "jobs", job_id],
+        {
+            "job_id": job_id,
+            "step": step.name,
+            "status": "Submitted",
+            "mini_batches": 0,
+            "done_mini_batches": 0,
+            "failed_mini_batches": 0,
+            "remaining_mini_batches": 0,
+            "succeeded_items": 0,
+            "failed_items": 0,
+            "items_per_second": 0.0,
+            "eta_seconds": None,
+            "started_at": time.time(),
+            "updated_at": time.time(),
+            "output_dir": step.output,
+            "reason": "",
+        },
+    )
+    future = client.submit(
+        _orchestrate,
+        step,
+        bundle,
+        job_id,
+        key=f"daskscore-orchestrator-{job_id}",
+        pure=False,
+    )
     fire_and_forget(future)
     return job_id
 
@@ -68,14 +89,17 @@ def job_status(client: Any, job_id: str) -> dict[str, Any]:
     """The latest published state of a job."""
     state = client.get_metadata(["daskscore", "jobs", job_id], default=None)
     if state is None:
-        raise JobError(f"no job {job_id!r} on the scheduler at "
-                       f"{client.scheduler.address}; check the id (daskscore submit "
-                       "printed it) and the --scheduler address")
+        raise JobError(
+            f"no job {job_id!r} on the scheduler at "
+            f"{client.scheduler.address}; check the id (daskscore submit "
+            "printed it) and the --scheduler address"
+        )
     return dict(state)
 
 
-def wait_job(client: Any, job_id: str, poll_s: float = 1.0,
-             on_update: Any = None) -> dict[str, Any]:
+def wait_job(
+    client: Any, job_id: str, poll_s: float = 1.0, on_update: Any = None
+) -> dict[str, Any]:
     """Block until the job is Completed or Failed; return its final state."""
     while True:
         state = job_status(client, job_id)
@@ -97,12 +121,14 @@ def cancel_job(client: Any, job_id: str) -> None:
 def state_line(state: dict[str, Any]) -> str:
     """One human-readable line for a job state."""
     eta = state.get("eta_seconds")
-    line = (f"{state['job_id']}: {state['status']}, "
-            f"{state.get('done_mini_batches', 0)}/{state.get('mini_batches', 0)} "
-            f"mini-batches ({state.get('failed_mini_batches', 0)} failed), "
-            f"{state.get('succeeded_items', 0)} items succeeded, "
-            f"{state.get('failed_items', 0)} failed, "
-            f"{state.get('items_per_second', 0.0):.1f} items/s")
+    line = (
+        f"{state['job_id']}: {state['status']}, "
+        f"{state.get('done_mini_batches', 0)}/{state.get('mini_batches', 0)} "
+        f"mini-batches ({state.get('failed_mini_batches', 0)} failed), "
+        f"{state.get('succeeded_items', 0)} items succeeded, "
+        f"{state.get('failed_items', 0)} failed, "
+        f"{state.get('items_per_second', 0.0):.1f} items/s"
+    )
     if eta is not None:
         line += f", ETA {eta:.0f}s"
     if state.get("reason"):

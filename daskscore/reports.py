@@ -26,8 +26,18 @@ from .sinks import write_atomic
 __all__ = ["TRIES_COLUMNS", "write_reports"]
 
 TRIES_COLUMNS = [
-    "mini_batch_id", "try", "worker", "items", "succeeded", "failed",
-    "elapsed_seconds", "run_seconds", "read_seconds", "status", "error", "input",
+    "mini_batch_id",
+    "try",
+    "worker",
+    "items",
+    "succeeded",
+    "failed",
+    "elapsed_seconds",
+    "run_seconds",
+    "read_seconds",
+    "status",
+    "error",
+    "input",
 ]
 
 _README = """\
@@ -52,20 +62,22 @@ def tries_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for record in records:
         for t in record.get("tries", []):
-            rows.append({
-                "mini_batch_id": record["index"],
-                "try": t.get("try"),
-                "worker": t.get("worker", ""),
-                "items": t.get("items"),
-                "succeeded": t.get("succeeded"),
-                "failed": t.get("failed"),
-                "elapsed_seconds": round(t.get("elapsed_seconds", 0.0), 4),
-                "run_seconds": round(t.get("run_seconds", 0.0), 4),
-                "read_seconds": round(t.get("read_seconds", 0.0), 4),
-                "status": t.get("status"),
-                "error": t.get("error", ""),
-                "input": record.get("input", ""),
-            })
+            rows.append(
+                {
+                    "mini_batch_id": record["index"],
+                    "try": t.get("try"),
+                    "worker": t.get("worker", ""),
+                    "items": t.get("items"),
+                    "succeeded": t.get("succeeded"),
+                    "failed": t.get("failed"),
+                    "elapsed_seconds": round(t.get("elapsed_seconds", 0.0), 4),
+                    "run_seconds": round(t.get("run_seconds", 0.0), 4),
+                    "read_seconds": round(t.get("read_seconds", 0.0), 4),
+                    "status": t.get("status"),
+                    "error": t.get("error", ""),
+                    "input": record.get("input", ""),
+                }
+            )
     return rows
 
 
@@ -100,25 +112,38 @@ def result_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_reports(fs, log_dir: str, summary: dict[str, Any],
-                  records: list[dict[str, Any]], progress_lines: list[str]) -> None:
+def write_reports(
+    fs,
+    log_dir: str,
+    summary: dict[str, Any],
+    records: list[dict[str, Any]],
+    progress_lines: list[str],
+) -> None:
     """Write every report file into ``log_dir`` (local path or remote, via ``fs``)."""
     fs.makedirs(log_dir, exist_ok=True)
     write_atomic(fs, f"{log_dir}/readme.txt", _README.encode())
     write_atomic(fs, f"{log_dir}/job_result.txt", result_text(summary).encode())
     report = {k: v for k, v in summary.items() if k != "first_errors"}
-    write_atomic(fs, f"{log_dir}/job_report.json",
-                 json.dumps(report, indent=2, default=str).encode())
+    write_atomic(
+        fs,
+        f"{log_dir}/job_report.json",
+        json.dumps(report, indent=2, default=str).encode(),
+    )
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=TRIES_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(tries_rows(records))
     write_atomic(fs, f"{log_dir}/processed_mini-batches.csv", buf.getvalue().encode())
-    write_atomic(fs, f"{log_dir}/job_progress_overview.txt",
-                 "".join(f"{line}\n" for line in progress_lines).encode())
+    write_atomic(
+        fs,
+        f"{log_dir}/job_progress_overview.txt",
+        "".join(f"{line}\n" for line in progress_lines).encode(),
+    )
     for record in records:
         for t in record.get("tries", []):
-            if t.get("status") == "RUN_DONE" or not (t.get("traceback") or t.get("error")):
+            if t.get("status") == "RUN_DONE" or not (
+                t.get("traceback") or t.get("error")
+            ):
                 continue
             text = (
                 f"mini-batch {record['index']} ({record.get('input', '')}), try "

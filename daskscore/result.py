@@ -44,9 +44,11 @@ class StepRunResult:
         return f"{self.output_dir.rstrip('/')}/logs"
 
     def raise_for_status(self) -> StepRunResult:
-        """Raise :class:`ErrorThresholdExceeded` when the job Failed; else return self."""
+        """Raise :class:`ErrorThresholdExceeded` if the job Failed, else return self."""
         if self.status != "Completed":
-            raise ErrorThresholdExceeded(self.reason or "the job failed", self.output_dir)
+            raise ErrorThresholdExceeded(
+                self.reason or "the job failed", self.output_dir
+            )
         return self
 
     def to_dask_dataframe(self):
@@ -72,8 +74,13 @@ class StepRunResult:
         from dask import delayed
         from dask.bytes import read_bytes
 
-        _, blocks = read_bytes(self.output_file, delimiter=b"\n", blocksize="64MiB",
-                               sample=False, storage_options=so)
+        _, blocks = read_bytes(
+            self.output_file,
+            delimiter=b"\n",
+            blocksize="64MiB",
+            sample=False,
+            storage_options=so,
+        )
         meta = pd.DataFrame({"result": pd.Series([], dtype=object)})
         parts = [delayed(_lines_frame)(b) for b in blocks[0]]
         if not parts:

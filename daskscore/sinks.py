@@ -75,7 +75,9 @@ def encode_result(result: Any, fmt: str) -> bytes:
         if isinstance(result, pd.DataFrame):
             if result.empty:
                 return b""
-            text = result.to_csv(sep=" ", header=False, index=False, lineterminator="\n")
+            text = result.to_csv(
+                sep=" ", header=False, index=False, lineterminator="\n"
+            )
         else:
             text = "".join(f"{x}\n" for x in result)
         return text.encode("utf-8")
@@ -94,8 +96,9 @@ def encode_result(result: Any, fmt: str) -> bytes:
 class PartWriter:
     """Commits what ``run()`` returned under the mini-batch's id (runner side)."""
 
-    def __init__(self, parts_url: str, fmt: str, storage_options: dict[str, Any],
-                 enabled: bool) -> None:
+    def __init__(
+        self, parts_url: str, fmt: str, storage_options: dict[str, Any], enabled: bool
+    ) -> None:
         self.fmt = fmt
         self.enabled = enabled
         self.fs, self.parts_path = url_to_fs(parts_url, storage_options)
@@ -144,8 +147,11 @@ class StateStore:
             return None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_atomic(self.fs, _join(self.state, "manifest.json"),
-                     json.dumps(manifest, indent=2, sort_keys=True).encode())
+        write_atomic(
+            self.fs,
+            _join(self.state, "manifest.json"),
+            json.dumps(manifest, indent=2, sort_keys=True).encode(),
+        )
 
     def reset(self) -> None:
         """Forget earlier parts and records (the inputs or the script changed)."""
@@ -186,8 +192,11 @@ class StateStore:
 
 def write_record(fs, records_path: str, index: int, record: dict[str, Any]) -> None:
     """Commit the final record of one mini-batch (worker side)."""
-    write_atomic(fs, _join(records_path, f"{index:09d}.json"),
-                 json.dumps(record, default=str).encode())
+    write_atomic(
+        fs,
+        _join(records_path, f"{index:09d}.json"),
+        json.dumps(record, default=str).encode(),
+    )
 
 
 def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
@@ -198,8 +207,9 @@ def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
         return None
 
 
-def assemble_output(store: StateStore, indices: Iterable[int], fmt: str,
-                    file_name: str) -> tuple[str, int]:
+def assemble_output(
+    store: StateStore, indices: Iterable[int], fmt: str, file_name: str
+) -> tuple[str, int]:
     """Stream the committed parts, in mini-batch order, into the collected file.
 
     Returns the collected file's URL and the number of parts it holds. The parts
@@ -208,9 +218,11 @@ def assemble_output(store: StateStore, indices: Iterable[int], fmt: str,
     fs = store.fs
     final = store.path(file_name)
     parts = [store.part_path(i, fmt) for i in sorted(indices)]
-    parts = [p for p in parts if fs.exists(p)] if not store.local else [
-        p for p in parts if os.path.exists(p)
-    ]
+    parts = (
+        [p for p in parts if fs.exists(p)]
+        if not store.local
+        else [p for p in parts if os.path.exists(p)]
+    )
     tmp = store.path(f".{file_name}.tmp-{uuid.uuid4().hex}") if store.local else final
     if fmt == "parquet":
         _assemble_parquet(fs, parts, tmp)
@@ -240,9 +252,11 @@ def _realign_csv(f, first: bytes, header: bytes) -> bytes:
 
     frame = pd.read_csv(io.BytesIO(first + f.read()))
     columns = pd.read_csv(io.BytesIO(header)).columns
-    return frame.reindex(columns=columns).to_csv(
-        index=False, header=False, lineterminator="\n"
-    ).encode("utf-8")
+    return (
+        frame.reindex(columns=columns)
+        .to_csv(index=False, header=False, lineterminator="\n")
+        .encode("utf-8")
+    )
 
 
 def _assemble_parquet(fs, parts: list[str], target: str) -> None:

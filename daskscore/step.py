@@ -31,9 +31,15 @@ logger = logging.getLogger("daskscore")
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 # settings that change how fast a job runs, not what it computes: a job resumes
 # across them
-_NOT_FINGERPRINTED = {"node_count", "process_count_per_node", "logging_level",
-                      "run_invocation_timeout", "error_threshold",
-                      "allowed_failed_count", "allowed_failed_percent"}
+_NOT_FINGERPRINTED = {
+    "node_count",
+    "process_count_per_node",
+    "logging_level",
+    "run_invocation_timeout",
+    "error_threshold",
+    "allowed_failed_count",
+    "allowed_failed_percent",
+}
 
 
 def _check_name(name: Any) -> str:
@@ -41,7 +47,11 @@ def _check_name(name: Any) -> str:
         "3-32 characters: lower-case letters, digits and '-', starting with a "
         "letter and not ending with '-' (e.g. 'batch-mnist')"
     )
-    if not isinstance(name, str) or not 3 <= len(name) <= 32 or not _NAME_RE.match(name):
+    if (
+        not isinstance(name, str)
+        or not 3 <= len(name) <= 32
+        or not _NAME_RE.match(name)
+    ):
         raise ConfigError("name", name, allowed)
     return name
 
@@ -52,8 +62,11 @@ def _output_location(output: Any) -> tuple[Any, dict[str, Any]]:
         return (os.fspath(output) if output is not None else None), {}
     path = getattr(output, "path", None)
     if path is None:
-        raise ConfigError("output", output, "a folder path, a URL, or an object with "
-                          "a .path (such as PipelineData)")
+        raise ConfigError(
+            "output",
+            output,
+            "a folder path, a URL, or an object with a .path (such as PipelineData)",
+        )
     return os.fspath(path), dict(getattr(output, "storage_options", None) or {})
 
 
@@ -61,10 +74,17 @@ def _model_entry(model: Any) -> dict[str, Any]:
     name = getattr(model, "name", None)
     path = getattr(model, "path", None)
     if not name or path is None:
-        raise ConfigError("models", model, "registered models (objects with .name, "
-                          ".version and .path), e.g. ds.Model(ws, 'mnist')")
-    entry = {"name": name, "version": getattr(model, "version", None),
-             "path": os.fspath(path)}
+        raise ConfigError(
+            "models",
+            model,
+            "registered models (objects with .name, "
+            ".version and .path), e.g. ds.Model(ws, 'mnist')",
+        )
+    entry = {
+        "name": name,
+        "version": getattr(model, "version", None),
+        "path": os.fspath(path),
+    }
     options = getattr(model, "storage_options", None)
     if options:
         entry["storage_options"] = dict(options)
@@ -74,8 +94,9 @@ def _model_entry(model: Any) -> dict[str, Any]:
 def _models_env(models: list[Any]) -> dict[str, str]:
     if not models:
         return {}
-    return {"DASKSCORE_MODELS": json.dumps([_model_entry(m) for m in models],
-                                           default=str)}
+    return {
+        "DASKSCORE_MODELS": json.dumps([_model_entry(m) for m in models], default=str)
+    }
 
 
 def _named_inputs(inputs: list[Any], side_inputs: list[Any]) -> dict[str, Any]:
@@ -84,7 +105,8 @@ def _named_inputs(inputs: list[Any], side_inputs: list[Any]) -> dict[str, Any]:
     for dataset in inputs:
         if getattr(dataset, "input_name", None):
             out[dataset.input_name] = (
-                dataset.path if not isinstance(dataset.path, list)
+                dataset.path
+                if not isinstance(dataset.path, list)
                 else list(dataset.path)
             )
     for i, dataset in enumerate(side_inputs):
@@ -135,26 +157,38 @@ class ParallelRunStep:
     ) -> None:
         self.name = _check_name(name)
         if not isinstance(parallel_run_config, ParallelRunConfig):
-            raise ConfigError("parallel_run_config", parallel_run_config,
-                              "a daskscore.ParallelRunConfig")
+            raise ConfigError(
+                "parallel_run_config",
+                parallel_run_config,
+                "a daskscore.ParallelRunConfig",
+            )
         self.config = self.parallel_run_config = parallel_run_config
         if isinstance(inputs, FileDataset | TabularDataset):
             inputs = [inputs]
         inputs = list(inputs or [])
-        if not inputs or not all(isinstance(i, FileDataset | TabularDataset)
-                                 for i in inputs):
-            raise ConfigError("inputs", inputs,
-                              "a non-empty list of Dataset.File / Dataset.Tabular "
-                              "datasets")
+        if not inputs or not all(
+            isinstance(i, FileDataset | TabularDataset) for i in inputs
+        ):
+            raise ConfigError(
+                "inputs",
+                inputs,
+                "a non-empty list of Dataset.File / Dataset.Tabular datasets",
+            )
         kinds = {type(i) for i in inputs}
         if len(kinds) > 1:
-            raise ConfigError("inputs", inputs,
-                              "datasets of one type: all file datasets or all tabular")
+            raise ConfigError(
+                "inputs",
+                inputs,
+                "datasets of one type: all file datasets or all tabular",
+            )
         self.inputs = inputs
         self.input_kind = inputs[0].input_kind
         if parallel_run_config.partition_keys and self.input_kind == "file":
-            raise ConfigError("partition_keys", parallel_run_config.partition_keys,
-                              "only with tabular inputs (Dataset.Tabular.*)")
+            raise ConfigError(
+                "partition_keys",
+                parallel_run_config.partition_keys,
+                "only with tabular inputs (Dataset.Tabular.*)",
+            )
         mbs = parallel_run_config.mini_batch_size
         if mbs is not None:
             if self.input_kind == "file":
@@ -164,9 +198,11 @@ class ParallelRunStep:
         output, output_options = _output_location(output)
         if output is None:
             if parallel_run_config.output_action != OutputAction.SUMMARY_ONLY:
-                raise ConfigError("output", output,
-                                  "an output folder (required with "
-                                  "output_action='append_row')")
+                raise ConfigError(
+                    "output",
+                    output,
+                    "an output folder (required with output_action='append_row')",
+                )
             output = os.path.join("daskscore-output", self.name)
         self.output = os.fspath(output)
         if "://" not in self.output:
@@ -182,7 +218,7 @@ class ParallelRunStep:
 
     # -- planning ----------------------------------------------------------------
     def plan(self) -> tuple[list[MiniBatchSpec], str]:
-        """The mini-batches of all inputs, numbered in input order, and a fingerprint."""
+        """The mini-batches of all inputs, numbered in input order; a fingerprint."""
         specs: list[MiniBatchSpec] = []
         prints = []
         keys = self.config.partition_keys
@@ -206,19 +242,29 @@ class ParallelRunStep:
         fingerprints (paths, sizes, modification times). Equal fingerprints mean
         an earlier successful output can be reused (``allow_reuse``).
         """
-        bundle = bundle_entry_script(self.config.entry_script,
-                                     self.config.source_directory)
+        bundle = bundle_entry_script(
+            self.config.entry_script, self.config.source_directory
+        )
         _, plan_print = self.plan()
         return self._fingerprint(bundle.digest, plan_print)
 
     def _fingerprint(self, bundle_digest: str, plan_print: str) -> str:
-        settings = {k: v for k, v in self.config.to_dict().items()
-                    if k not in _NOT_FINGERPRINTED}
-        blob = json.dumps({
-            "script": bundle_digest, "settings": settings, "plan": plan_print,
-            "arguments": self.arguments,
-            "models": [_model_entry(m) for m in self.models],
-        }, sort_keys=True, default=str)
+        settings = {
+            k: v
+            for k, v in self.config.to_dict().items()
+            if k not in _NOT_FINGERPRINTED
+        }
+        blob = json.dumps(
+            {
+                "script": bundle_digest,
+                "settings": settings,
+                "plan": plan_print,
+                "arguments": self.arguments,
+                "models": [_model_entry(m) for m in self.models],
+            },
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     # -- running -----------------------------------------------------------------
@@ -233,21 +279,31 @@ class ParallelRunStep:
             if isinstance(dataset, TabularDataset) and dataset.frame is not None:
                 continue  # a dask DataFrame cannot be rebuilt from a file
             fmt = dataset.format if isinstance(dataset, TabularDataset) else "file"
-            inputs.append({"format": fmt, "path": dataset.path,
-                           "read_options": dict(getattr(dataset, "read_options", {}))})
+            inputs.append(
+                {
+                    "format": fmt,
+                    "path": dataset.path,
+                    "read_options": dict(getattr(dataset, "read_options", {})),
+                }
+            )
         cfg = self.config.to_dict()
         for key in ("entry_script", "source_directory"):
             if cfg.get(key) and key == "source_directory":
                 cfg[key] = os.path.abspath(cfg[key])
         if not cfg.get("source_directory"):
             cfg["entry_script"] = os.path.abspath(cfg["entry_script"])
-        return {"name": self.name, "config": cfg, "inputs": inputs,
-                "output": self.output, "arguments": list(self.arguments)}
+        return {
+            "name": self.name,
+            "config": cfg,
+            "inputs": inputs,
+            "output": self.output,
+            "arguments": list(self.arguments),
+        }
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any],
-                      storage_options: dict[str, Any] | None = None
-                      ) -> ParallelRunStep:
+    def from_settings(
+        cls, settings: dict[str, Any], storage_options: dict[str, Any] | None = None
+    ) -> ParallelRunStep:
         """Rebuild a step from :meth:`settings` (credentials given again)."""
         from .datasets import Dataset
 
@@ -258,22 +314,37 @@ class ParallelRunStep:
                 datasets.append(Dataset.File.from_files(path, storage_options))
             elif fmt == "csv":
                 opts = item.get("read_options") or {}
-                datasets.append(Dataset.Tabular.from_delimited_files(
-                    path, separator=opts.get("separator", ","),
-                    header=opts.get("header", True), storage_options=storage_options))
+                datasets.append(
+                    Dataset.Tabular.from_delimited_files(
+                        path,
+                        separator=opts.get("separator", ","),
+                        header=opts.get("header", True),
+                        storage_options=storage_options,
+                    )
+                )
             elif fmt == "parquet":
-                datasets.append(Dataset.Tabular.from_parquet_files(path, storage_options))
+                datasets.append(
+                    Dataset.Tabular.from_parquet_files(path, storage_options)
+                )
             else:
-                datasets.append(Dataset.Tabular.from_json_lines_files(
-                    path, storage_options))
-        return cls(name=settings["name"],
-                   parallel_run_config=ParallelRunConfig(**settings["config"]),
-                   inputs=datasets, output=settings["output"],
-                   arguments=settings.get("arguments") or [])
+                datasets.append(
+                    Dataset.Tabular.from_json_lines_files(path, storage_options)
+                )
+        return cls(
+            name=settings["name"],
+            parallel_run_config=ParallelRunConfig(**settings["config"]),
+            inputs=datasets,
+            output=settings["output"],
+            arguments=settings.get("arguments") or [],
+        )
 
     # -- running -----------------------------------------------------------------
-    def run(self, client: Any = None, progress: ProgressCallback | None = None,
-            rerun_failed: bool = False) -> StepRunResult:
+    def run(
+        self,
+        client: Any = None,
+        progress: ProgressCallback | None = None,
+        rerun_failed: bool = False,
+    ) -> StepRunResult:
         """Run the step and return its result.
 
         Parameters
@@ -298,8 +369,9 @@ class ParallelRunStep:
         """
         from .job import Job, quiet_embedded_cluster
 
-        job = Job(self, client, progress or ProgressCallback(),
-                  rerun_failed=rerun_failed)
+        job = Job(
+            self, client, progress or ProgressCallback(), rerun_failed=rerun_failed
+        )
         if client is not None:
             return job.run()
         with quiet_embedded_cluster():
