@@ -1,0 +1,456 @@
+"""The ``daskscore`` command line.
+
+Usage and configuration errors run ``daskscore.cli.main`` in-process (none of
+them may start a cluster). A few real jobs run the installed console script in a
+subprocess, each on a two-process embedded cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from daskscore.cli import main
+
+DASKSCORE = Path(sys.executable).with_name("daskscore")
+
+GOOD_SCRIPT = """\
+def init():
+    pass
+
+
+def run(mini_batch):
+    return list(mini_batch)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_loggers():
+    """main() quiets distributed's loggers for the process; undo it after each test."""
+    names = ("", "distributed", "bokeh", "tornado")
+    levels = {n: logging.getLogger(n).level for n in names}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    for n, level in levels.items():
+        logging.getLogger(n).setLevel(level)
+    logging.getLogger().handlers[:] = handlers
+
+
+@pytest.fixture
+def job(tmp_path):
+    """A folder with a good script and three input files; returns base flags."""
+    (tmp_path / "score.py").write_text(GOOD_SCRIPT)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        (data / f"img{i}.png").write_bytes(b"x")
+    return tmp_path
+
+
+def base_flags(folder: Path) -> list[str]:
+    return ["run", "--entry-script", str(folder / "score.py"),
+            "--input", str(folder / "data"), "--output", str(folder / "out"),
+            "--no-progress"]
+
+
+def run_main(capsys, argv: list[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_error_line(err: str, *fragments: str) -> str:
+    lines = err.strip("\n").splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("daskscore: error: "), line
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    return line
+
+
+def assert_no_cluster_started(folder: Path) -> None:
+    # a started job writes logs/ and the commit state under its output
+    assert not (folder / "out" / "logs").exists()
+    assert not (folder / "out" / ".daskscore" / "records").exists()
+
+
+# -- usage errors -----------------------------------------------------------------
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    code, out, _ = run_main(capsys, [])
+    assert code == 2
+    assert "usage: daskscore" in out
+    assert "run" in out
+
+
+def test_run_help_lists_the_flags(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main(["run", "--help"])
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--entry-script", "--source-directory", "--input", "--input-type",
+                 "--output", "--mini-batch-size", "--error-threshold",
+                 "--allowed-failed-count", "--allowed-failed-percent",
+                 "--output-action", "--append-row-file-name", "--node-count",
+                 "--process-count-per-node", "--run-invocation-timeout",
+                 "--run-max-try", "--logging-level", "--scheduler"):
+        assert flag in out, flag
+
+
+def test_unknown_command(capsys):
+    code, _, err = run_main(capsys, ["frobnicate"])
+    assert code == 2
+    assert_one_error_line(err, "frobnicate")
+
+
+def test_unknown_flag(capsys, job):
+    code, _, err = run_main(capsys, [*base_flags(job), "--bogus-flag", "1"])
+    assert code == 2
+    assert_one_error_line(err, "--bogus-flag", "--help")
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--error-threshold", "many"), ("--run-max-try", "2.5"),
+     ("--allowed-failed-percent", "ten"), ("--node-count", "x")],
+)
+def test_flag_with_wrong_type(capsys, job, flag, value):
+    code, _, err = run_main(capsys, [*base_flags(job), flag, value])
+    assert code == 2
+    assert_one_error_line(err, flag, repr(value))
+    assert_no_cluster_started(job)
+
+
+def test_missing_entry_script_flag(capsys, job):
+    code, _, err = run_main(capsys, ["run", "--input", str(job / "data"),
+                                     "--output", str(job / "out")])
+    assert code == 2
+    assert_one_error_line(err, "--entry-script")
+
+
+def test_missing_input_flag(capsys, job):
+    code, _, err = run_main(capsys, ["run", "--entry-script", str(job / "score.py"),
+                                     "--output", str(job / "out")])
+    assert code == 2
+    assert_one_error_line(err, "--input")
+
+
+def test_missing_output_for_append_row(capsys, job):
+    code, _, err = run_main(capsys, ["run", "--entry-script", str(job / "score.py"),
+                                     "--input", str(job / "data")])
+    assert code == 2
+    assert_one_error_line(err, "output=None")
+
+
+def test_env_flag_needs_name_and_value(capsys, job):
+    code, _, err = run_main(capsys, [*base_flags(job), "--env", "NOEQUALS"])
+    assert code == 2
+    assert_one_error_line(err, "--env", "NOEQUALS", "NAME=VALUE")
+
+
+# -- configuration errors ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--mini-batch-size", "abc"], ["mini_batch_size='abc'"]),
+        (["--mini-batch-size", "1.5MB"], ["mini_batch_size='1.5MB'"]),
+        (["--mini-batch-size", "1MB"], ["mini_batch_size='1MB'", "FileDataset"]),
+        (["--run-max-try", "0"], ["run_max_try=0", ">= 1"]),
+        (["--error-threshold", "-5"], ["error_threshold=-5", ">= -1"]),
+        (["--allowed-failed-count", "-2"], ["allowed_failed_count=-2"]),
+        (["--allowed-failed-percent", "150"], ["allowed_failed_percent=150"]),
+        (["--run-invocation-timeout", "0"], ["run_invocation_timeout=0"]),
+        (["--append-row-file-name", "out.json"], ["append_row_file_name='out.json'"]),
+        (["--append-row-file-name", "sub/out.txt"], ["append_row_file_name="]),
+        (["--output-action", "everything"], ["output_action='everything'"]),
+        (["--logging-level", "LOUD"], ["logging_level='LOUD'"]),
+        (["--process-count-per-node", "0"], ["process_count_per_node=0"]),
+        (["--name", "Bad_Name"], ["name='Bad_Name'", "3-32"]),
+        (["--input-type", "images"], ["input_type='images'"]),
+    ],
+)
+def test_config_errors_name_the_field_and_value(capsys, job, flags, fragments):
+    code, out, err = run_main(capsys, [*base_flags(job), *flags])
+    assert code == 2
+    assert_one_error_line(err, *fragments)
+    assert "Completed" not in out and "Failed" not in out
+    assert_no_cluster_started(job)
+
+
+def test_tabular_input_type_needs_a_table_format(capsys, job):
+    code, _, err = run_main(capsys, [*base_flags(job), "--input-type", "tabular"])
+    assert code == 2
+    assert_one_error_line(err, str(job / "data"), ".csv")
+
+
+def test_input_matching_nothing(capsys, job):
+    pattern = str(job / "nothing" / "*.png")
+    code, _, err = run_main(capsys, ["run", "--entry-script", str(job / "score.py"),
+                                     "--input", pattern, "--output", str(job / "out"),
+                                     "--no-progress"])
+    assert code == 2
+    assert_one_error_line(err, pattern)
+    assert_no_cluster_started(job)
+
+
+# -- entry script problems -------------------------------------------------------------
+
+
+def test_missing_entry_script_file(capsys, job):
+    missing = job / "nope.py"
+    flags = base_flags(job)
+    flags[flags.index("--entry-script") + 1] = str(missing)
+    code, _, err = run_main(capsys, flags)
+    assert code == 2
+    assert_one_error_line(err, "nope.py", "not found")
+    assert_no_cluster_started(job)
+
+
+def test_entry_script_with_syntax_error(capsys, job):
+    (job / "score.py").write_text(
+        "def init():\n    pass\n\ndef run(mb)\n    return mb\n"
+    )
+    code, _, err = run_main(capsys, base_flags(job))
+    assert code == 2
+    line = assert_one_error_line(err, "score.py", "syntax error", "line 4")
+    assert "SystemExit" not in line
+    assert_no_cluster_started(job)
+
+
+def test_entry_script_without_run(capsys, job):
+    (job / "score.py").write_text("def init():\n    pass\n")
+    code, _, err = run_main(capsys, base_flags(job))
+    assert code == 2
+    assert_one_error_line(err, "score.py", "run()")
+    assert_no_cluster_started(job)
+
+
+def test_entry_script_missing_in_source_directory(capsys, job):
+    (job / "src").mkdir()
+    code, _, err = run_main(capsys, [
+        "run", "--entry-script", "score.py", "--source-directory", str(job / "src"),
+        "--input", str(job / "data"), "--output", str(job / "out")])
+    assert code == 2
+    assert_one_error_line(err, "score.py", "source_directory")
+
+
+# -- YAML job files ------------------------------------------------------------------
+
+
+def test_job_file_with_unknown_keys(capsys, job):
+    (job / "job.yaml").write_text(
+        "entry_script: score.py\ninput: [data]\noutput: out\n"
+        "mini_batch: 5\nthreshold: 3\n"
+    )
+    code, _, err = run_main(capsys, ["run", str(job / "job.yaml")])
+    assert code == 2
+    line = assert_one_error_line(err, "job.yaml", "mini_batch", "threshold")
+    assert "mini_batch_size" in line  # the known keys are listed
+    assert_no_cluster_started(job)
+
+
+def test_job_file_with_invalid_yaml(capsys, job):
+    (job / "job.yaml").write_text(
+        "entry_script: score.py\ninput: [data\noutput: out\n"
+    )
+    code, _, err = run_main(capsys, ["run", str(job / "job.yaml")])
+    assert code == 2
+    assert_one_error_line(err, "job.yaml", "not valid YAML", "line")
+
+
+def test_job_file_that_is_not_a_mapping(capsys, job):
+    (job / "job.yaml").write_text("- entry_script\n- input\n")
+    code, _, err = run_main(capsys, ["run", str(job / "job.yaml")])
+    assert code == 2
+    assert_one_error_line(err, "job.yaml", "mapping")
+
+
+def test_job_file_not_found(capsys, job):
+    code, _, err = run_main(capsys, ["run", str(job / "missing.yaml")])
+    assert code == 2
+    assert_one_error_line(err, "missing.yaml", "not found")
+
+
+def test_job_file_bad_value_names_the_field(capsys, job):
+    (job / "job.yaml").write_text(
+        "entry_script: score.py\ninput: [data]\noutput: out\nrun_max_try: 0\n"
+    )
+    code, _, err = run_main(capsys, ["run", str(job / "job.yaml")])
+    assert code == 2
+    assert_one_error_line(err, "run_max_try=0")
+
+
+def test_job_file_paths_are_relative_to_the_file(capsys, job, tmp_path_factory,
+                                                 monkeypatch):
+    # a missing script named in the job file is looked for beside the file
+    (job / "job.yaml").write_text(
+        "entry_script: other.py\ninput: [data]\noutput: out\n"
+    )
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    code, _, err = run_main(capsys, ["run", str(job / "job.yaml")])
+    assert code == 2
+    assert_one_error_line(err, str(job / "other.py"))
+
+
+def test_flag_overrides_job_file_value(capsys, job):
+    # the file's value is fine, the flag's is not: the flag must win
+    (job / "job.yaml").write_text(
+        "entry_script: score.py\ninput: [data]\noutput: out\nrun_max_try: 2\n"
+    )
+    code, _, err = run_main(capsys, ["run", str(job / "job.yaml"),
+                                     "--run-max-try", "-1"])
+    assert code == 2
+    assert_one_error_line(err, "run_max_try=-1")
+
+
+# -- real jobs through the console script ---------------------------------------------
+
+ARGV_SCRIPT = """\
+import os
+import sys
+
+from daskscore import EntryScript
+
+
+def init():
+    global ARGS
+    ARGS = " ".join(sys.argv[1:])
+
+
+def run(mini_batch):
+    assert EntryScript().arguments == sys.argv[1:]
+    greeting = os.environ.get("GREETING", "-")
+    return [f"{os.path.basename(p)} {greeting} {ARGS} | {' '.join(sys.argv[1:])}"
+            for p in mini_batch]
+"""
+
+FAILING_SCRIPT = """\
+import os
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    if any(os.path.basename(p).startswith("bad") for p in mini_batch):
+        raise RuntimeError("cannot score a bad file")
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def daskscore_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    env.pop("GREETING", None)
+    return subprocess.run(
+        [str(DASKSCORE), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=180,
+    )
+
+
+def test_console_script_is_installed():
+    assert DASKSCORE.is_file(), f"{DASKSCORE} missing: pip install -e . first"
+
+
+def test_job_file_input_string_is_relative_to_the_file(capsys, job, tmp_path_factory,
+                                                       monkeypatch):
+    (job / "job.yaml").write_text(
+        "entry_script: score.py\ninput: nothing/*.png\noutput: out\n"
+    )
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    code, _, err = run_main(capsys, ["run", str(job / "job.yaml")])
+    assert code == 2
+    assert_one_error_line(err, str(job / "nothing" / "*.png"))
+
+
+@pytest.mark.slow
+def test_real_run_from_job_file_with_flag_overrides_and_arguments(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "score.py").write_text(ARGV_SCRIPT)
+    data = project / "data"
+    data.mkdir()
+    names = [f"img{i:02d}.png" for i in (4, 0, 3, 1, 2)]
+    for name in names:
+        (data / name).write_bytes(b"x")
+    # paths in the file are relative to the file; flags override the file
+    (project / "job.yaml").write_text(textwrap.dedent("""\
+        entry_script: score.py
+        input: [data]
+        output: yaml-out
+        mini_batch_size: 2
+        process_count_per_node: 2
+        append_row_file_name: results.txt
+        arguments: ["--from-yaml"]
+        environment_variables:
+          GREETING: hello
+    """))
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+
+    proc = daskscore_cli(
+        ["run", str(project / "job.yaml"), "--output", "flag-out",
+         "--env", "GREETING=hi", "--", "--scale", "3", "--mode=fast"],
+        cwd=cwd,
+    )
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Completed:" in proc.stdout
+    assert "5 of 5 items succeeded" in proc.stdout
+    out = cwd / "flag-out"  # the flag's output, relative to where we ran
+    assert not (project / "yaml-out").exists()
+    output_file = out / "results.txt"  # the file's setting where no flag is given
+    assert f"Output: {output_file}" in proc.stdout
+    assert f"Logs: {out / 'logs'}/job_result.txt" in proc.stdout
+    lines = output_file.read_text().splitlines()
+    # arguments after -- replace the file's; --env overrides the file's variable
+    args = "--scale 3 --mode=fast"
+    assert lines == [f"{n} hi {args} | {args}" for n in sorted(names)]
+    # progress (on stderr) starts with the dashboard link
+    assert "Dask dashboard: http" in proc.stderr
+    # the embedded scheduler runs in this process; its INFO chatter is not for users
+    chatter = [line for line in proc.stderr.splitlines()
+               if any(s in line for s in ("State start", "Scheduler at",
+                                          "Register worker", "Receive client"))]
+    assert chatter == [], "\n".join(chatter)
+
+
+@pytest.mark.slow
+def test_real_run_over_error_threshold_exits_1(tmp_path):
+    (tmp_path / "score.py").write_text(FAILING_SCRIPT)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ["a0.txt", "a1.txt", "bad2.txt", "bad3.txt", "c4.txt", "c5.txt"]:
+        (data / name).write_text(name)
+
+    proc = daskscore_cli(
+        ["run", "--entry-script", "score.py", "--input", "data", "--output", "out",
+         "--mini-batch-size", "1", "--error-threshold", "0", "--run-max-try", "1",
+         "--process-count-per-node", "2", "--no-progress"],
+        cwd=tmp_path,
+    )
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "Failed:" in proc.stdout
+    assert "error_threshold=0" in proc.stdout
+    out = tmp_path / "out"
+    assert f"Logs: {out / 'logs'}/job_result.txt" in proc.stdout
+    report = (out / "logs" / "job_result.txt").read_text()
+    assert "Failed" in report
+    # what was scored stays on disk, and only good files are in it
+    scored = (out / "parallel_run_step.txt").read_text().splitlines()
+    assert set(scored) <= {"a0.txt", "a1.txt", "c4.txt", "c5.txt"}

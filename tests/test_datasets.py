@@ -1,0 +1,611 @@
+"""Mini-batch planning of file and tabular datasets, read back with the real reader.
+
+No cluster: ``dataset.plan(size)`` gives the specs, and ``daskscore._runner._Reader``
+(the reader the runner processes use) turns each spec into what ``run()`` receives.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import daskscore as ds
+from daskscore._runner import _Reader
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def reader(tmp_path, **read_options) -> _Reader:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return _Reader({}, dict(read_options), str(scratch))
+
+
+def read_specs(tmp_path, dataset, specs):
+    """Every spec read with the real reader: list of (frame, items, problem)."""
+    r = reader(tmp_path, **getattr(dataset, "read_options", {}))
+    return [r.read(spec) for spec in specs]
+
+
+def concat(frames) -> pd.DataFrame:
+    frames = [f for f in frames if f is not None and len(f)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def touch_files(folder, names) -> list[str]:
+    out = []
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(name)
+        out.append(str(path))
+    return out
+
+
+def csv_frame(rows: int) -> pd.DataFrame:
+    """Rows of varying byte length (so block edges fall everywhere in lines)."""
+    return pd.DataFrame(
+        {
+            "id": range(rows),
+            "name": [f"item-{i}" + "x" * (i % 13) for i in range(rows)],
+            "score": [i * 7 % 101 for i in range(rows)],
+            "label": [
+                f'"quoted, {i}"' if i % 5 == 0 else f"plain{i}" for i in range(rows)
+            ],
+        }
+    )
+
+
+def assert_specs_numbered(specs) -> None:
+    assert [s.index for s in specs] == list(range(len(specs)))
+
+
+# -- FileDataset planning -----------------------------------------------------------
+
+
+def test_file_plan_sorted_order_and_last_batch_shorter(tmp_path):
+    names = [f"f{i:02d}.png" for i in (7, 3, 11, 0, 5, 9, 1, 2, 10, 4, 8, 6)]
+    touch_files(tmp_path, names)
+    dataset = ds.Dataset.File.from_files(str(tmp_path / "*.png"))
+
+    specs, fingerprint = dataset.plan("5")
+
+    assert [len(s.paths) for s in specs] == [5, 5, 2]
+    assert [s.items for s in specs] == [5, 5, 2]
+    assert all(s.kind == "files" for s in specs)
+    assert_specs_numbered(specs)
+    flat = [p for s in specs for p in s.paths]
+    assert flat == sorted(str(tmp_path / n) for n in names)
+    assert isinstance(fingerprint, str) and fingerprint
+
+
+def test_file_plan_default_size_is_ten(tmp_path):
+    touch_files(tmp_path, [f"f{i:02d}.bin" for i in range(23)])
+    specs, _ = ds.Dataset.File.from_files(str(tmp_path)).plan(None)
+    assert [s.items for s in specs] == [10, 10, 3]
+
+
+def test_file_plan_int_size_and_exact_multiple(tmp_path):
+    touch_files(tmp_path, [f"f{i}.bin" for i in range(6)])
+    specs, _ = ds.Dataset.File.from_files(str(tmp_path / "*.bin")).plan(3)
+    assert [s.items for s in specs] == [3, 3]
+
+
+def test_file_plan_rejects_byte_size(tmp_path):
+    touch_files(tmp_path, ["a.bin"])
+    with pytest.raises(ds.ConfigError) as excinfo:
+        ds.Dataset.File.from_files(str(tmp_path)).plan("1MB")
+    assert excinfo.value.field == "mini_batch_size"
+
+
+def test_file_plan_folder_is_recursive(tmp_path):
+    touch_files(tmp_path, ["b/2.txt", "a/deep/er/1.txt", "top.txt", "a/0.txt"])
+    specs, _ = ds.Dataset.File.from_files(str(tmp_path)).plan(100)
+    assert len(specs) == 1
+    assert list(specs[0].paths) == sorted(
+        str(tmp_path / n) for n in ["b/2.txt", "a/deep/er/1.txt", "top.txt", "a/0.txt"]
+    )
+
+
+def test_file_plan_folder_lists_files_not_folders(tmp_path):
+    touch_files(tmp_path, ["x/1.txt"])
+    (tmp_path / "empty-dir").mkdir()
+    specs, _ = ds.Dataset.File.from_files(str(tmp_path)).plan(10)
+    assert specs[0].paths == (str(tmp_path / "x" / "1.txt"),)
+
+
+def test_file_plan_single_file(tmp_path):
+    (path,) = touch_files(tmp_path, ["only.txt"])
+    specs, _ = ds.Dataset.File.from_files(path).plan(10)
+    assert [s.paths for s in specs] == [(path,)]
+
+
+def test_file_plan_list_input_sorted_and_missing_kept(tmp_path):
+    paths = touch_files(tmp_path, ["c.txt", "a.txt", "b.txt"])
+    missing = str(tmp_path / "0-missing.txt")
+    dataset = ds.Dataset.File.from_files([*paths, missing])
+
+    specs, _ = dataset.plan(2)
+
+    assert [list(s.paths) for s in specs] == [
+        [missing, str(tmp_path / "a.txt")],
+        [str(tmp_path / "b.txt"), str(tmp_path / "c.txt")],
+    ]
+    # the missing file fails at read time; the other file of its batch is still read
+    good, items, problem = reader(tmp_path).read(specs[0])
+    assert good == [str(tmp_path / "a.txt")]
+    assert items == 2
+    assert problem is not None and "0-missing.txt" in problem
+    good, items, problem = reader(tmp_path).read(specs[1])
+    assert (good, items, problem) == (list(specs[1].paths), 2, None)
+
+
+def test_file_plan_list_accepts_pathlike(tmp_path):
+    paths = touch_files(tmp_path, ["b.txt", "a.txt"])
+    from pathlib import Path
+
+    specs, _ = ds.Dataset.File.from_files([Path(p) for p in paths]).plan(10)
+    assert specs[0].paths == tuple(sorted(paths))
+
+
+def test_file_to_path_matches_plan_order(tmp_path):
+    touch_files(tmp_path, ["z.txt", "m.txt", "a.txt"])
+    dataset = ds.Dataset.File.from_files(str(tmp_path / "*.txt"))
+    specs, _ = dataset.plan(1)
+    assert dataset.to_path() == [s.paths[0] for s in specs]
+
+
+def test_glob_matching_nothing_raises_dataset_error(tmp_path):
+    pattern = str(tmp_path / "nothing-here" / "*.png")
+    with pytest.raises(ds.DatasetError) as excinfo:
+        ds.Dataset.File.from_files(pattern).plan(10)
+    assert isinstance(excinfo.value, ValueError)
+    assert pattern in str(excinfo.value)
+
+
+def test_empty_folder_raises_dataset_error(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    with pytest.raises(ds.DatasetError) as excinfo:
+        ds.Dataset.File.from_files(str(folder)).plan(10)
+    assert str(folder) in str(excinfo.value)
+
+
+def test_missing_path_raises_dataset_error(tmp_path):
+    path = str(tmp_path / "no-such-file.csv")
+    with pytest.raises(ds.DatasetError) as excinfo:
+        ds.Dataset.Tabular.from_delimited_files(path).plan("1MB")
+    assert path in str(excinfo.value)
+    assert "does not exist" in str(excinfo.value)
+
+
+def test_empty_list_raises_dataset_error():
+    with pytest.raises(ds.DatasetError, match="empty"):
+        ds.Dataset.File.from_files([]).plan(10)
+
+
+def test_file_dataset_rejects_non_path():
+    with pytest.raises(ds.DatasetError) as excinfo:
+        ds.FileDataset(42)
+    assert "42" in str(excinfo.value)
+
+
+def test_from_dask_dataframe_rejects_pandas():
+    with pytest.raises(ds.DatasetError, match="DataFrame"):
+        ds.Dataset.Tabular.from_dask_dataframe(pd.DataFrame({"a": [1]}))
+
+
+def test_home_is_expanded(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    touch_files(tmp_path, ["h.txt"])
+    specs, _ = ds.Dataset.File.from_files("~/h.txt").plan(10)
+    assert specs[0].paths == (str(tmp_path / "h.txt"),)
+
+
+# -- CSV split by bytes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("trailing_newline", [True, False])
+@pytest.mark.parametrize("size", [1, 5, 17, 64, 100, 333, 1000, 4096, "1MB"])
+def test_csv_byte_split_reads_every_row_once_in_order(tmp_path, size, trailing_newline):
+    # one read per spec: keep the tiny-block cases small
+    expected = csv_frame(15 if size in (1, 5) else 120)
+    path = tmp_path / "data.csv"
+    text = expected.to_csv(index=False)
+    if not trailing_newline:
+        text = text.rstrip("\n")
+    path.write_text(text)
+    file_size = os.path.getsize(path)
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+
+    specs, _ = dataset.plan(size)
+
+    nbytes = 1024**2 if size == "1MB" else size
+    assert len(specs) == math.ceil(file_size / nbytes)
+    assert_specs_numbered(specs)
+    assert all(s.kind == "csv" and s.paths == (str(path),) for s in specs)
+    # the byte ranges tile the file
+    assert specs[0].start == 0 and specs[-1].stop == file_size
+    assert all(a.stop == b.start for a, b in zip(specs, specs[1:]))
+
+    results = read_specs(tmp_path, dataset, specs)
+    assert all(problem is None for _, _, problem in results)
+    assert [items for _, items, _ in results] == [len(f) for f, _, _ in results]
+    for frame, _, _ in results:  # header re-attached: every block has the columns
+        assert list(frame.columns) == list(expected.columns)
+    got = concat(f for f, _, _ in results)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_csv_blocks_smaller_than_a_line_give_empty_mini_batches(tmp_path):
+    path = tmp_path / "wide.csv"
+    expected = pd.DataFrame({"a": ["x" * 50, "y" * 50, "z" * 50], "b": [1, 2, 3]})
+    expected.to_csv(path, index=False)
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+    specs, _ = dataset.plan(3)
+    results = read_specs(tmp_path, dataset, specs)
+    counts = [items for _, items, _ in results]
+    assert sum(counts) == 3
+    assert counts.count(0) == len(specs) - 3
+    assert max(counts) == 1
+    pd.testing.assert_frame_equal(concat(f for f, _, _ in results), expected)
+
+
+def test_csv_without_header_and_tab_separator(tmp_path):
+    path = tmp_path / "data.tsv"
+    lines = [f"{i}\tname {i}\t{i * 1.5}" for i in range(50)]
+    path.write_text("\n".join(lines) + "\n")
+    dataset = ds.Dataset.Tabular.from_delimited_files(
+        str(path), separator="\t", header=False
+    )
+    specs, _ = dataset.plan(97)
+    assert len(specs) > 3
+    got = concat(f for f, _, _ in read_specs(tmp_path, dataset, specs))
+    assert list(got.columns) == [0, 1, 2]
+    assert got[0].tolist() == list(range(50))
+    assert got[1].tolist() == [f"name {i}" for i in range(50)]
+    assert got[2].tolist() == [i * 1.5 for i in range(50)]
+
+
+def test_csv_mini_batch_never_spans_two_files(tmp_path):
+    frames = {}
+    for name, rows in [("b.csv", 40), ("a.csv", 7), ("c.csv", 1)]:
+        frames[name] = csv_frame(rows).assign(source=name)
+        frames[name].to_csv(tmp_path / name, index=False)
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(tmp_path / "*.csv"))
+
+    specs, _ = dataset.plan(200)
+
+    assert_specs_numbered(specs)
+    assert all(len(s.paths) == 1 for s in specs)
+    files_in_order = [s.paths[0] for s in specs]
+    assert files_in_order == sorted(files_in_order)
+    assert {os.path.basename(p) for p in files_in_order} == set(frames)
+    results = read_specs(tmp_path, dataset, specs)
+    for spec, (frame, _, _) in zip(specs, results):
+        if len(frame):
+            assert set(frame["source"]) == {os.path.basename(spec.paths[0])}
+    got = concat(f for f, _, _ in results)
+    expected = pd.concat([frames[n] for n in sorted(frames)], ignore_index=True)
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_small_csv_files_are_one_mini_batch_each(tmp_path):
+    for name in ("x.csv", "y.csv"):
+        csv_frame(3).to_csv(tmp_path / name, index=False)
+    specs, _ = ds.Dataset.Tabular.from_delimited_files(str(tmp_path)).plan("1MB")
+    assert [(os.path.basename(s.paths[0]), s.start) for s in specs] == [
+        ("x.csv", 0), ("y.csv", 0)
+    ]
+
+
+def test_empty_csv_file_has_no_mini_batches(tmp_path):
+    (tmp_path / "a.csv").write_text("")
+    csv_frame(2).to_csv(tmp_path / "b.csv", index=False)
+    specs, _ = ds.Dataset.Tabular.from_delimited_files(str(tmp_path)).plan(10)
+    assert {s.paths[0] for s in specs} == {str(tmp_path / "b.csv")}
+
+
+def test_compressed_csv_is_one_mini_batch_and_readable(tmp_path):
+    expected = csv_frame(200)
+    path = tmp_path / "data.csv.gz"
+    with gzip.open(path, "wt") as f:
+        expected.to_csv(f, index=False)
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+    specs, _ = dataset.plan(64)  # far smaller than the file: still not split
+    assert len(specs) == 1
+    frame, items, problem = read_specs(tmp_path, dataset, specs)[0]
+    assert problem is None and items == 200
+    pd.testing.assert_frame_equal(frame, expected)
+
+
+def test_unparseable_csv_block_is_a_read_error(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b'a,b\n1,2\n"unclosed,3\n')
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+    specs, _ = dataset.plan("1MB")
+    frame, items, problem = read_specs(tmp_path, dataset, specs)[0]
+    assert frame is None
+    assert items == 1
+    assert problem
+
+
+# -- JSON lines ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 40, 200, "1MB"])
+def test_json_lines_split_reads_every_row_once(tmp_path, size):
+    rows = 15 if size == 1 else 60
+    expected = pd.DataFrame(
+        {"id": range(rows), "text": [f"row {i} " + "." * (i % 9) for i in range(rows)]}
+    )
+    path = tmp_path / "rows.jsonl"
+    expected.to_json(path, orient="records", lines=True)
+    dataset = ds.Dataset.Tabular.from_json_lines_files(str(path))
+
+    specs, _ = dataset.plan(size)
+
+    assert all(s.kind == "jsonl" for s in specs)
+    if size != "1MB":
+        assert len(specs) == math.ceil(os.path.getsize(path) / size)
+    results = read_specs(tmp_path, dataset, specs)
+    assert all(problem is None for _, _, problem in results)
+    pd.testing.assert_frame_equal(concat(f for f, _, _ in results), expected)
+
+
+# -- Parquet ----------------------------------------------------------------------
+
+
+def write_parquet(
+    path, rows: int, row_group_size: int, offset: int = 0
+) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {
+            "id": pd.Series(range(offset, offset + rows), dtype="int64"),
+            "value": [float(i) / 3 for i in range(rows)],
+            "tag": [f"t{i % 17}" for i in range(rows)],
+        }
+    )
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        path,
+        row_group_size=row_group_size,
+    )
+    return frame
+
+
+def row_group_bytes(path) -> list[int]:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)]
+
+
+def test_parquet_small_row_groups_are_grouped(tmp_path):
+    path = tmp_path / "p.parquet"
+    expected = write_parquet(path, rows=1000, row_group_size=100)
+    sizes = row_group_bytes(path)
+    assert len(sizes) == 10
+    size = sum(sizes[:3]) + 1  # room for three row groups, not four
+    dataset = ds.Dataset.Tabular.from_parquet_files(str(path))
+
+    specs, _ = dataset.plan(size)
+
+    assert all(s.kind == "parquet" for s in specs)
+    assert [s.row_groups for s in specs][0] == (0, 1, 2)
+    groups = [g for s in specs for g in s.row_groups]
+    assert groups == list(range(10))  # every row group once, in order
+    assert all(len(s.row_groups) <= 3 for s in specs)
+    assert sum(s.items for s in specs) == 1000
+    results = read_specs(tmp_path, dataset, specs)
+    assert [items for _, items, _ in results] == [s.items for s in specs]
+    pd.testing.assert_frame_equal(concat(f for f, _, _ in results), expected)
+
+
+def test_parquet_whole_file_fits_one_mini_batch(tmp_path):
+    path = tmp_path / "p.parquet"
+    expected = write_parquet(path, rows=300, row_group_size=50)
+    dataset = ds.Dataset.Tabular.from_parquet_files(str(path))
+    specs, _ = dataset.plan("1MB")
+    assert len(specs) == 1
+    assert specs[0].row_groups == tuple(range(6))
+    frame, items, _ = read_specs(tmp_path, dataset, specs)[0]
+    assert items == 300
+    pd.testing.assert_frame_equal(frame, expected)
+
+
+@pytest.mark.parametrize("divisor", [2, 3, 7, 10_000])
+def test_parquet_big_row_group_is_sliced_by_rows(tmp_path, divisor):
+    path = tmp_path / "big.parquet"
+    expected = write_parquet(path, rows=1001, row_group_size=1001)
+    (nbytes,) = row_group_bytes(path)
+    size = max(nbytes // divisor, 1)
+    dataset = ds.Dataset.Tabular.from_parquet_files(str(path))
+
+    specs, _ = dataset.plan(size)
+
+    assert len(specs) > 1
+    assert len(specs) <= 1001  # never more pieces than rows
+    assert all(s.row_groups == (0,) for s in specs)
+    assert specs[0].start == 0 and specs[-1].stop == 1001
+    assert all(a.stop == b.start for a, b in zip(specs, specs[1:]))
+    results = read_specs(tmp_path, dataset, specs)
+    assert [items for _, items, _ in results] == [s.stop - s.start for s in specs]
+    got = concat(f for f, _, _ in results)
+    assert not got["id"].duplicated().any()
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_parquet_mixed_big_and_small_row_groups(tmp_path):
+    path = tmp_path / "mixed.parquet"
+    frame = write_parquet(tmp_path / "src.parquet", rows=700, row_group_size=700)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    with pq.ParquetWriter(path, table.schema) as writer:
+        writer.write_table(table.slice(0, 20))
+        writer.write_table(table.slice(20, 600))
+        writer.write_table(table.slice(620, 30))
+        writer.write_table(table.slice(650, 50))
+    sizes = row_group_bytes(path)
+    size = sizes[0] + sizes[2] // 2  # row group 1 is far bigger than this
+    assert sizes[1] > size
+    dataset = ds.Dataset.Tabular.from_parquet_files(str(path))
+
+    specs, _ = dataset.plan(size)
+
+    assert specs[0].row_groups == (0,)
+    assert sum(1 for s in specs if s.row_groups == (1,)) > 1
+    results = read_specs(tmp_path, dataset, specs)
+    got = concat(f for f, _, _ in results)
+    assert got["id"].is_unique
+    pd.testing.assert_frame_equal(got, frame)
+
+
+def test_parquet_mini_batch_never_spans_two_files(tmp_path):
+    a = write_parquet(tmp_path / "a.parquet", rows=30, row_group_size=10)
+    b = write_parquet(tmp_path / "b.parquet", rows=25, row_group_size=10, offset=30)
+    dataset = ds.Dataset.Tabular.from_parquet_files(str(tmp_path / "*.parquet"))
+    specs, _ = dataset.plan("1GB")
+    assert [os.path.basename(s.paths[0]) for s in specs] == ["a.parquet", "b.parquet"]
+    assert [s.items for s in specs] == [30, 25]
+    assert_specs_numbered(specs)
+    got = concat(f for f, _, _ in read_specs(tmp_path, dataset, specs))
+    pd.testing.assert_frame_equal(got, pd.concat([a, b], ignore_index=True))
+
+
+def test_corrupt_parquet_is_one_error_spec(tmp_path):
+    good = write_parquet(tmp_path / "a.parquet", rows=10, row_group_size=10)
+    (tmp_path / "b.parquet").write_bytes(b"this is not parquet at all" * 10)
+    dataset = ds.Dataset.Tabular.from_parquet_files(str(tmp_path))
+
+    specs, _ = dataset.plan("1MB")
+
+    assert [s.kind for s in specs] == ["parquet", "error"]
+    bad = specs[1]
+    assert bad.items == 1
+    assert bad.paths == (str(tmp_path / "b.parquet"),)
+    assert bad.error and "Parquet" in bad.error
+    assert bad.index == 1
+    results = read_specs(tmp_path, dataset, specs)
+    pd.testing.assert_frame_equal(results[0][0], good)
+    frame, items, problem = results[1]
+    assert frame is None and items == 1 and problem == bad.error
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_missing_file_in_a_tabular_list_is_an_error_spec(tmp_path, fmt):
+    good = tmp_path / f"a.{fmt}"
+    if fmt == "csv":
+        csv_frame(5).to_csv(good, index=False)
+        dataset = ds.Dataset.Tabular.from_delimited_files(
+            [str(tmp_path / "b.csv"), str(good)])
+    else:
+        write_parquet(good, rows=5, row_group_size=5)
+        dataset = ds.Dataset.Tabular.from_parquet_files(
+            [str(tmp_path / "b.parquet"), str(good)])
+    specs, _ = dataset.plan("1MB")
+    assert [(s.kind, os.path.basename(s.paths[0])) for s in specs] == [
+        (fmt, f"a.{fmt}"), ("error", f"b.{fmt}")
+    ]
+    frame, items, problem = read_specs(tmp_path, dataset, specs)[1]
+    assert frame is None and items == 1 and problem
+
+
+def test_truncated_parquet_is_an_error_spec(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_parquet(path, rows=100, row_group_size=10)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    specs, _ = ds.Dataset.Tabular.from_parquet_files(str(path)).plan("1MB")
+    assert [(s.kind, s.items) for s in specs] == [("error", 1)]
+
+
+def test_from_dask_dataframe_one_spec_per_partition():
+    frame = pd.DataFrame({"a": range(10)})
+    ddf = dd.from_pandas(frame, npartitions=4)
+    dataset = ds.Dataset.Tabular.from_dask_dataframe(ddf)
+    specs, fp1 = dataset.plan("1MB")
+    assert [(s.kind, s.index, s.start) for s in specs] == [
+        ("frame", i, i) for i in range(ddf.npartitions)
+    ]
+    _, fp2 = ds.Dataset.Tabular.from_dask_dataframe(ddf).plan("1MB")
+    _, fp3 = ds.Dataset.Tabular.from_dask_dataframe(ddf + 1).plan("1MB")
+    assert fp1 == fp2
+    assert fp1 != fp3
+
+
+# -- fingerprint ----------------------------------------------------------------------
+
+
+def test_file_fingerprint_stable_and_sensitive(tmp_path):
+    touch_files(tmp_path, ["a.bin", "b.bin", "c.bin"])
+    dataset = ds.Dataset.File.from_files(str(tmp_path / "*.bin"))
+    _, fp = dataset.plan(2)
+
+    assert dataset.plan(2)[1] == fp  # planning again: same
+    assert ds.Dataset.File.from_files(str(tmp_path / "*.bin")).plan("2")[1] == fp
+    assert dataset.plan(3)[1] != fp  # another mini-batch size
+
+    path = tmp_path / "b.bin"
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    _, fp_mtime = dataset.plan(2)
+    assert fp_mtime != fp
+
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert dataset.plan(2)[1] == fp  # back to the same state: same fingerprint
+
+    path.write_bytes(b"a different length")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size alone changed
+    assert dataset.plan(2)[1] not in (fp, fp_mtime)
+
+
+def test_file_fingerprint_changes_when_a_file_is_added(tmp_path):
+    touch_files(tmp_path, ["a.bin"])
+    dataset = ds.Dataset.File.from_files(str(tmp_path))
+    _, fp = dataset.plan(10)
+    touch_files(tmp_path, ["b.bin"])
+    assert dataset.plan(10)[1] != fp
+
+
+def test_tabular_fingerprint_stable_and_sensitive(tmp_path):
+    path = tmp_path / "t.csv"
+    csv_frame(20).to_csv(path, index=False)
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+    _, fp = dataset.plan("1KB")
+    assert dataset.plan(1024)[1] == fp
+    assert dataset.plan("2KB")[1] != fp
+    other_sep = ds.Dataset.Tabular.from_delimited_files(str(path), separator=";")
+    assert other_sep.plan("1KB")[1] != fp
+
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 3_000_000_000))
+    assert dataset.plan("1KB")[1] != fp
+
+
+def test_parquet_fingerprint_changes_with_content(tmp_path):
+    path = tmp_path / "p.parquet"
+    write_parquet(path, rows=10, row_group_size=10)
+    dataset = ds.Dataset.Tabular.from_parquet_files(str(path))
+    _, fp = dataset.plan("1MB")
+    assert dataset.plan("1MB")[1] == fp
+    stat = path.stat()
+    write_parquet(path, rows=11, row_group_size=10)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert dataset.plan("1MB")[1] != fp
+
+
+# -- describe() -----------------------------------------------------------------------
+
+
+def test_spec_describe_names_the_input(tmp_path):
+    paths = touch_files(tmp_path, ["a.txt", "b.txt"])
+    specs, _ = ds.Dataset.File.from_files(paths).plan(2)
+    text = specs[0].describe()
+    assert paths[0] in text and paths[1] in text and "2 files" in text
+    specs, _ = ds.Dataset.File.from_files(paths).plan(1)
+    assert specs[1].describe() == paths[1]

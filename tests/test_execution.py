@@ -1,0 +1,198 @@
+"""Retry and counting rules of one mini-batch (``score_mini_batch``), no cluster.
+
+``try_once`` is a plain Python callable standing in for the runner: it gets the
+try number and returns the outcome of that try, as the runner would.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from daskscore._runner import (
+    INIT_ERROR,
+    READ_ERROR,
+    RUN_DONE,
+    RUN_EXCEPTION,
+    RUN_TIMEOUT,
+)
+from daskscore.datasets import MiniBatchSpec
+from daskscore.execution import score_mini_batch
+
+WORKER_DIED = "WORKER_DIED"
+
+
+def spec(items: int = 4, index: int = 7) -> MiniBatchSpec:
+    paths = tuple(f"/data/f{i}.png" for i in range(items))
+    return MiniBatchSpec(index=index, kind="files", paths=paths, items=items)
+
+
+def done(items: int, succeeded: int | None = None, **extra) -> dict:
+    succeeded = items if succeeded is None else succeeded
+    return {"status": RUN_DONE, "items": items, "succeeded": succeeded,
+            "failed": items - succeeded, "error": "", "traceback": "",
+            "has_output": True, "output_rows": succeeded, "warning": "", **extra}
+
+
+def failed(status: str, items: int, error: str = "boom", **extra) -> dict:
+    return {"status": status, "items": items, "succeeded": 0, "failed": items,
+            "error": error, "traceback": f"Traceback: {error}", "has_output": False,
+            "warning": "", **extra}
+
+
+class ScriptedTries:
+    """A try_once that plays back outcomes and records the try numbers it got."""
+
+    def __init__(self, *outcomes: dict) -> None:
+        self.outcomes = list(outcomes)
+        self.calls: list[int] = []
+
+    def __call__(self, try_no: int) -> dict:
+        self.calls.append(try_no)
+        return dict(self.outcomes[len(self.calls) - 1])
+
+
+def test_first_try_succeeds():
+    tries = ScriptedTries(done(4))
+    record = score_mini_batch(spec(4), tries, run_max_try=3, worker="w-1")
+    assert tries.calls == [1]
+    assert record["index"] == 7
+    assert (record["items"], record["succeeded"], record["failed"]) == (4, 4, 0)
+    assert record["status"] == RUN_DONE
+    assert record["failed_mini_batch"] is False
+    assert record["has_output"] is True
+    assert record["output_rows"] == 4
+    assert record["worker"] == "w-1"
+    assert len(record["tries"]) == 1
+
+
+@pytest.mark.parametrize(
+    "status", [RUN_EXCEPTION, RUN_TIMEOUT, WORKER_DIED, INIT_ERROR]
+)
+def test_retried_until_success(status):
+    tries = ScriptedTries(failed(status, 4, "first"), failed(status, 4, "second"),
+                          done(4))
+    record = score_mini_batch(spec(4), tries, run_max_try=5)
+    assert tries.calls == [1, 2, 3]  # stops at the first success
+    assert record["status"] == RUN_DONE
+    assert (record["succeeded"], record["failed"]) == (4, 0)
+    assert record["failed_mini_batch"] is False
+    assert record["error"] == ""
+    assert [t["status"] for t in record["tries"]] == [status, status, RUN_DONE]
+
+
+@pytest.mark.parametrize("status", [RUN_EXCEPTION, RUN_TIMEOUT, WORKER_DIED])
+@pytest.mark.parametrize("run_max_try", [1, 2, 3])
+def test_run_max_try_exhausted_fails_all_items(status, run_max_try):
+    outcomes = [failed(status, 5, f"try {n}") for n in range(1, run_max_try + 1)]
+    tries = ScriptedTries(*outcomes, done(5))  # a success that must never be reached
+    record = score_mini_batch(spec(5), tries, run_max_try=run_max_try)
+    assert tries.calls == list(range(1, run_max_try + 1))
+    assert (record["items"], record["succeeded"], record["failed"]) == (5, 0, 5)
+    assert record["failed_mini_batch"] is True
+    assert record["status"] == status
+    assert record["error"] == f"try {run_max_try}"  # the last try's error
+    assert record["has_output"] is False
+
+
+def test_exhausted_ignores_succeeded_reported_by_a_failed_try():
+    # a failed try must never contribute successes, whatever the outcome says
+    bad = failed(RUN_EXCEPTION, 4)
+    bad["succeeded"] = 3
+    record = score_mini_batch(spec(4), ScriptedTries(bad, dict(bad)), run_max_try=2)
+    assert (record["succeeded"], record["failed"]) == (0, 4)
+
+
+def test_short_return_is_not_retried():
+    tries = ScriptedTries(done(10, succeeded=6), done(10))
+    record = score_mini_batch(spec(10), tries, run_max_try=3)
+    assert tries.calls == [1]
+    assert record["status"] == RUN_DONE
+    assert (record["items"], record["succeeded"], record["failed"]) == (10, 6, 4)
+    assert record["failed_mini_batch"] is False
+    assert len(record["tries"]) == 1
+
+
+def test_empty_return_is_not_retried_and_fails_every_item():
+    tries = ScriptedTries(done(3, succeeded=0), done(3))
+    record = score_mini_batch(spec(3), tries, run_max_try=3)
+    assert tries.calls == [1]
+    assert (record["succeeded"], record["failed"]) == (0, 3)
+
+
+def test_short_return_after_a_failed_try():
+    tries = ScriptedTries(failed(RUN_EXCEPTION, 4), done(4, succeeded=1))
+    record = score_mini_batch(spec(4), tries, run_max_try=3)
+    assert tries.calls == [1, 2]
+    assert (record["succeeded"], record["failed"]) == (1, 3)
+
+
+def test_read_error_is_not_retried():
+    tries = ScriptedTries(failed(READ_ERROR, 1, "cannot read Parquet metadata"),
+                          done(1))
+    record = score_mini_batch(spec(1), tries, run_max_try=3)
+    assert tries.calls == [1]
+    assert record["status"] == READ_ERROR
+    assert (record["items"], record["succeeded"], record["failed"]) == (1, 0, 1)
+    assert record["failed_mini_batch"] is True
+    assert record["error"] == "cannot read Parquet metadata"
+
+
+def test_partial_read_error_counts_the_scored_files():
+    # a FileDataset mini-batch with 2 unreadable files of 5: the 3 others are scored
+    outcome = done(5, succeeded=3, read_failed=2)
+    outcome.update(status=READ_ERROR, error="2 file(s) cannot be read: a, b")
+    tries = ScriptedTries(outcome, done(5))
+    record = score_mini_batch(spec(5), tries, run_max_try=3)
+    assert tries.calls == [1]
+    assert record["status"] == READ_ERROR
+    assert (record["succeeded"], record["failed"]) == (3, 2)
+    assert record["failed_mini_batch"] is True
+    assert record["has_output"] is True
+
+
+def test_tries_recorded_in_order_with_timing_and_worker():
+    tries = ScriptedTries(failed(RUN_EXCEPTION, 2, "e1"), failed(RUN_TIMEOUT, 2, "e2"),
+                          done(2))
+    record = score_mini_batch(spec(2), tries, run_max_try=3, worker="agent-3")
+    assert [t["try"] for t in record["tries"]] == [1, 2, 3]
+    assert [t["status"] for t in record["tries"]] == [RUN_EXCEPTION, RUN_TIMEOUT,
+                                                     RUN_DONE]
+    assert [t["error"] for t in record["tries"]] == ["e1", "e2", ""]
+    assert all(t["worker"] == "agent-3" for t in record["tries"])
+    assert all(t["elapsed_seconds"] >= 0 for t in record["tries"])
+    starts = [t["started_at"] for t in record["tries"]]
+    assert starts == sorted(starts)
+
+
+def test_try_numbers_passed_to_try_once_start_at_one():
+    seen = []
+
+    def try_once(try_no: int) -> dict:
+        seen.append(try_no)
+        return failed(RUN_EXCEPTION, 1) if try_no < 4 else done(1)
+
+    record = score_mini_batch(spec(1), try_once, run_max_try=4)
+    assert seen == [1, 2, 3, 4]
+    assert record["status"] == RUN_DONE
+
+
+def test_long_traceback_is_truncated_to_its_end():
+    tb = "x" * 50_000 + "THE END"
+    record = score_mini_batch(
+        spec(1), ScriptedTries(failed(RUN_EXCEPTION, 1, traceback=tb)), run_max_try=1
+    )
+    kept = record["tries"][0]["traceback"]
+    assert len(kept) == 20_000
+    assert kept.endswith("THE END")
+
+
+def test_warning_of_the_last_try_is_kept():
+    over = done(2, warning="run() returned 3 results for 2 inputs")
+    record = score_mini_batch(spec(2), ScriptedTries(over), run_max_try=1)
+    assert record["warning"] == "run() returned 3 results for 2 inputs"
+    assert (record["succeeded"], record["failed"]) == (2, 0)
+
+
+def test_record_describes_the_input():
+    record = score_mini_batch(spec(2), ScriptedTries(done(2)), run_max_try=1)
+    assert "/data/f0.png" in record["input"] and "/data/f1.png" in record["input"]

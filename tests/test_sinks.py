@@ -1,0 +1,340 @@
+"""Encoding run() results, committing parts, and assembling the collected file.
+
+Real files in ``tmp_path``: parts are committed with the runner's own
+:class:`PartWriter` and assembled with :func:`assemble_output`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from daskscore.sinks import (
+    PartWriter,
+    StateStore,
+    assemble_output,
+    encode_result,
+    read_record,
+    write_atomic,
+    write_record,
+)
+
+# -- encode_result ------------------------------------------------------------------
+
+
+def test_txt_list_one_line_per_element():
+    assert encode_result(["a", "b c", "d"], "txt") == b"a\nb c\nd\n"
+
+
+def test_txt_non_strings_use_str():
+    data = encode_result([1, 2.5, None, ("x", 1), {"k": 1}], "txt")
+    assert data.decode().splitlines() == ["1", "2.5", "None", "('x', 1)", "{'k': 1}"]
+
+
+def test_txt_tuple_and_empty_list():
+    assert encode_result(("x", "y"), "txt") == b"x\ny\n"
+    assert encode_result([], "txt") == b""
+
+
+def test_txt_dataframe_rows_space_separated_without_header_or_index():
+    frame = pd.DataFrame({"file": ["a.png", "b.png"], "label": [3, 7],
+                          "p": [0.5, 0.25]}, index=[10, 11])
+    assert encode_result(frame, "txt") == b"a.png 3 0.5\nb.png 7 0.25\n"
+
+
+def test_txt_empty_dataframe_is_empty():
+    assert encode_result(pd.DataFrame({"a": []}), "txt") == b""
+
+
+def test_csv_list_of_scalars_has_result_column():
+    assert encode_result(["x", "y"], "csv") == b"result\nx\ny\n"
+    assert encode_result([1, 2], "csv") == b"result\n1\n2\n"
+
+
+def test_csv_list_of_dicts_gives_columns():
+    data = encode_result([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}], "csv")
+    assert data == b"a,b\n1,x\n2,y\n"
+
+
+def test_csv_dataframe_has_header_no_index():
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x,1", "y"]}, index=[5, 6])
+    data = encode_result(frame, "csv")
+    assert data == b'a,b\n1,"x,1"\n2,y\n'
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(data)),
+                                  frame.reset_index(drop=True))
+
+
+def read_parquet_bytes(data: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def test_parquet_list_of_scalars_has_result_column():
+    got = read_parquet_bytes(encode_result([1.5, 2.5], "parquet"))
+    pd.testing.assert_frame_equal(got, pd.DataFrame({"result": [1.5, 2.5]}))
+
+
+def test_parquet_list_of_strings():
+    got = read_parquet_bytes(encode_result(["a", "b"], "parquet"))
+    assert got["result"].tolist() == ["a", "b"]
+
+
+def test_parquet_mixed_list_becomes_strings():
+    got = read_parquet_bytes(encode_result([1, "two", 3.0], "parquet"))
+    assert got["result"].tolist() == ["1", "two", "3.0"]
+
+
+def test_parquet_list_of_dicts_gives_columns():
+    got = read_parquet_bytes(encode_result([{"a": 1, "b": "x"}, {"a": 2, "b": "y"}],
+                                           "parquet"))
+    pd.testing.assert_frame_equal(got, pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+
+
+def test_parquet_dataframe_keeps_columns_and_drops_index():
+    frame = pd.DataFrame({"id": [1, 2, 3], "score": [0.1, 0.2, 0.3]}, index=[7, 8, 9])
+    table = pq.read_table(io.BytesIO(encode_result(frame, "parquet")))
+    assert table.column_names == ["id", "score"]
+    pd.testing.assert_frame_equal(table.to_pandas(), frame.reset_index(drop=True))
+
+
+# -- assembling -------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path) -> StateStore:
+    s = StateStore(str(tmp_path / "out"))
+    s.makedirs()
+    return s
+
+
+def commit(store: StateStore, fmt: str, index: int, result) -> None:
+    writer = PartWriter(store.parts_url, fmt, {}, enabled=True)
+    assert writer.commit(index, result) is True
+
+
+def no_temp_files(folder) -> bool:
+    return not [n for _, _, files in os.walk(folder) for n in files if ".tmp-" in n]
+
+
+def test_part_writer_disabled_writes_nothing(store):
+    writer = PartWriter(store.parts_url, "txt", {}, enabled=False)
+    assert writer.commit(0, ["x"]) is False
+    assert os.listdir(store.parts) == []
+
+
+def test_part_is_named_by_mini_batch_id(store):
+    commit(store, "csv", 42, ["x"])
+    assert os.listdir(store.parts) == ["000000042.csv"]
+    assert store.part_path(42, "csv") == os.path.join(store.parts, "000000042.csv")
+
+
+def test_txt_parts_streamed_in_index_order(store):
+    for index in (3, 0, 2, 1):  # committed out of order, as workers finish
+        commit(store, "txt", index, [f"mb{index}-a", f"mb{index}-b"])
+    url, count = assemble_output(store, [2, 0, 3, 1], "txt", "parallel_run_step.txt")
+    assert count == 4
+    assert url == os.path.join(store.root, "parallel_run_step.txt")
+    with open(url) as f:
+        assert f.read().splitlines() == [
+            f"mb{i}-{s}" for i in range(4) for s in ("a", "b")
+        ]
+    assert no_temp_files(store.root)
+
+
+def test_missing_parts_are_ignored(store):
+    commit(store, "txt", 0, ["zero"])
+    commit(store, "txt", 2, ["two"])
+    url, count = assemble_output(store, range(5), "txt", "out.txt")
+    assert count == 2
+    with open(url) as f:
+        assert f.read() == "zero\ntwo\n"
+
+
+def test_only_listed_parts_are_assembled(store):
+    for index in range(3):
+        commit(store, "txt", index, [str(index)])
+    url, count = assemble_output(store, [0, 2], "txt", "out.txt")
+    assert count == 2
+    with open(url) as f:
+        assert f.read() == "0\n2\n"
+
+
+def test_part_written_twice_appears_once(store):
+    commit(store, "txt", 0, ["a"])
+    commit(store, "txt", 1, ["first try"])
+    commit(store, "txt", 1, ["second try"])  # a retried / re-run mini-batch
+    commit(store, "txt", 2, ["c"])
+    url, count = assemble_output(store, [0, 1, 2], "txt", "out.txt")
+    assert count == 3
+    with open(url) as f:
+        assert f.read() == "a\nsecond try\nc\n"
+
+
+def test_part_written_twice_appears_once_parquet(store):
+    commit(store, "parquet", 0, pd.DataFrame({"id": [1, 2]}))
+    commit(store, "parquet", 0, pd.DataFrame({"id": [1, 2]}))
+    commit(store, "parquet", 1, pd.DataFrame({"id": [3]}))
+    url, _ = assemble_output(store, [0, 1], "parquet", "out.parquet")
+    assert pq.read_table(url).column("id").to_pylist() == [1, 2, 3]
+
+
+def test_csv_header_written_once(store):
+    for index in range(3):
+        commit(store, "csv", index, pd.DataFrame({"id": [index * 2, index * 2 + 1],
+                                                  "label": ["a", "b"]}))
+    url, count = assemble_output(store, range(3), "csv", "out.csv")
+    assert count == 3
+    with open(url) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "id,label"
+    assert lines.count("id,label") == 1
+    assert len(lines) == 7
+    got = pd.read_csv(url)
+    assert got["id"].tolist() == list(range(6))
+
+
+def test_csv_parts_with_other_column_order_are_realigned(store):
+    commit(store, "csv", 0, pd.DataFrame({"a": [1], "b": ["x"], "c": [0.5]}))
+    commit(store, "csv", 1, pd.DataFrame({"c": [1.5], "a": [2], "b": ["y"]}))
+    commit(store, "csv", 2, pd.DataFrame({"b": ["z"], "c": [2.5], "a": [3]}))
+    url, _ = assemble_output(store, range(3), "csv", "out.csv")
+    with open(url) as f:
+        assert f.readline() == "a,b,c\n"
+    got = pd.read_csv(url)
+    pd.testing.assert_frame_equal(
+        got, pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"], "c": [0.5, 1.5, 2.5]})
+    )
+
+
+def test_csv_realigned_values_are_kept_as_written(store):
+    # realigning reorders fields; it must not re-type them ("008" is an id, not 8)
+    commit(store, "csv", 0, pd.DataFrame({"id": ["007"], "v": ["1.50"], "n": ["NA"]}))
+    commit(store, "csv", 1, pd.DataFrame({"v": ["2.50"], "n": ["NA"], "id": ["008"]}))
+    url, _ = assemble_output(store, range(2), "csv", "out.csv")
+    with open(url) as f:
+        assert f.read() == "id,v,n\n007,1.50,NA\n008,2.50,NA\n"
+
+
+def test_csv_part_missing_a_column_gets_empty_values(store):
+    commit(store, "csv", 0, pd.DataFrame({"a": [1], "b": ["x"]}))
+    commit(store, "csv", 1, pd.DataFrame({"a": [2]}))
+    url, _ = assemble_output(store, range(2), "csv", "out.csv")
+    got = pd.read_csv(url)
+    assert got["a"].tolist() == [1, 2]
+    assert got["b"].iloc[0] == "x" and pd.isna(got["b"].iloc[1])
+
+
+def test_csv_from_lists_of_scalars(store):
+    commit(store, "csv", 0, ["a", "b"])
+    commit(store, "csv", 1, ["c"])
+    url, _ = assemble_output(store, range(2), "csv", "out.csv")
+    with open(url) as f:
+        assert f.read() == "result\na\nb\nc\n"
+
+
+def test_parquet_parts_in_order(store):
+    for index in (2, 0, 1):
+        commit(store, "parquet", index,
+               pd.DataFrame({"id": [index * 10, index * 10 + 1],
+                             "v": [float(index)] * 2}))
+    url, count = assemble_output(store, range(3), "parquet", "out.parquet")
+    assert count == 3
+    got = pq.read_table(url).to_pandas()
+    assert got["id"].tolist() == [0, 1, 10, 11, 20, 21]
+    assert got["v"].tolist() == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]
+    assert no_temp_files(store.root)
+
+
+def test_parquet_parts_with_compatible_schemas_are_unified(store):
+    commit(store, "parquet", 0, pd.DataFrame({"id": [1, 2], "name": ["a", "b"]}))
+    # a later batch: other column order, an extra column, an int32 id
+    commit(store, "parquet", 1, pd.DataFrame({
+        "extra": [0.5], "id": pd.Series([3], dtype="int32"), "name": ["c"]}))
+    # a batch where a column is all None (pyarrow null type)
+    commit(store, "parquet", 2, pd.DataFrame({"id": [4], "name": [None]}))
+    url, count = assemble_output(store, range(3), "parquet", "out.parquet")
+    assert count == 3
+    table = pq.read_table(url)
+    assert set(table.column_names) == {"id", "name", "extra"}
+    assert table.schema.field("id").type == pa.int64()
+    name_type = table.schema.field("name").type
+    assert pa.types.is_string(name_type) or pa.types.is_large_string(name_type)
+    got = table.to_pandas()
+    assert got["id"].tolist() == [1, 2, 3, 4]
+    assert got["name"].tolist()[:3] == ["a", "b", "c"]
+    assert pd.isna(got["name"].iloc[3])
+    extra = got["extra"].tolist()
+    assert pd.isna(extra[0]) and pd.isna(extra[1]) and extra[2] == 0.5
+    assert pd.isna(extra[3])
+
+
+def test_parquet_empty_parts_skipped(store):
+    commit(store, "parquet", 0, pd.DataFrame({"id": [1]}))
+    commit(store, "parquet", 1, pd.DataFrame({"id": pd.Series([], dtype="int64")}))
+    commit(store, "parquet", 2, pd.DataFrame({"id": [3]}))
+    url, _ = assemble_output(store, range(3), "parquet", "out.parquet")
+    assert pq.read_table(url).column("id").to_pylist() == [1, 3]
+
+
+def test_no_parts_gives_an_empty_but_valid_file(store):
+    url, count = assemble_output(store, [], "parquet", "out.parquet")
+    assert count == 0
+    assert pq.read_table(url).num_rows == 0
+    url, count = assemble_output(store, [0, 1], "txt", "out.txt")
+    assert count == 0
+    assert os.path.getsize(url) == 0
+
+
+def test_assembling_again_replaces_the_file(store):
+    commit(store, "txt", 0, ["old"])
+    assemble_output(store, [0], "txt", "out.txt")
+    commit(store, "txt", 0, ["new"])
+    url, _ = assemble_output(store, [0], "txt", "out.txt")
+    with open(url) as f:
+        assert f.read() == "new\n"
+
+
+# -- records, manifest, reset ----------------------------------------------------------
+
+
+def test_records_round_trip_and_load(store):
+    write_record(store.fs, store.records, 3, {"index": 3, "succeeded": 2})
+    write_record(store.fs, store.records, 1, {"index": 1, "succeeded": 5})
+    write_atomic(store.fs, os.path.join(store.records, ".tmp-garbage.json"), b"{}")
+    assert read_record(store.fs, store.records, 3) == {"index": 3, "succeeded": 2}
+    assert read_record(store.fs, store.records, 2) is None
+    loaded = store.load_records()
+    assert sorted(loaded) == [1, 3]
+    assert loaded[1]["succeeded"] == 5
+    assert sorted(store.load_records(known=[1])) == [3]
+
+
+def test_half_written_record_is_ignored(store):
+    with open(os.path.join(store.records, "000000004.json"), "w") as f:
+        f.write('{"index": 4, "succ')
+    assert read_record(store.fs, store.records, 4) is None
+    assert store.load_records() == {}
+
+
+def test_manifest_round_trip_and_reset(store):
+    assert store.read_manifest() is None
+    store.write_manifest({"fingerprint": "abc", "n": 3})
+    assert store.read_manifest() == {"fingerprint": "abc", "n": 3}
+    commit(store, "txt", 0, ["x"])
+    write_record(store.fs, store.records, 0, {"index": 0})
+    store.reset()
+    assert os.listdir(store.parts) == []
+    assert os.listdir(store.records) == []
+    assert store.read_manifest() == {"fingerprint": "abc", "n": 3}
+
+
+def test_state_store_layout(tmp_path):
+    s = StateStore(str(tmp_path / "out") + "/")
+    assert s.output_url == str(tmp_path / "out")
+    assert s.parts == os.path.join(str(tmp_path / "out"), ".daskscore", "parts")
+    assert s.records == os.path.join(str(tmp_path / "out"), ".daskscore", "records")
+    assert s.local
