@@ -226,19 +226,12 @@ def assemble_output(
     tmp = store.path(f".{file_name}.tmp-{uuid.uuid4().hex}") if store.local else final
     if fmt == "parquet":
         _assemble_parquet(fs, parts, tmp)
+    elif fmt == "csv":
+        _assemble_csv(fs, parts, tmp)
     else:
         with fs.open(tmp, "wb") as out:
-            header: bytes | None = None
             for part in parts:
                 with fs.open(part, "rb") as f:
-                    if fmt == "csv":
-                        first = f.readline()
-                        if header is None:
-                            header = first
-                            out.write(first)
-                        elif first != header:
-                            out.write(_realign_csv(f, first, header))
-                            continue
                     while chunk := f.read(_COPY_CHUNK):
                         out.write(chunk)
     if store.local:
@@ -246,17 +239,56 @@ def assemble_output(
     return store.url(final), len(parts)
 
 
-def _realign_csv(f, first: bytes, header: bytes) -> bytes:
-    """A part whose columns differ from the first part's: put them in that order."""
-    import pandas as pd
+def _csv_header(line: bytes) -> list[str]:
+    import csv
 
-    frame = pd.read_csv(io.BytesIO(first + f.read()))
-    columns = pd.read_csv(io.BytesIO(header)).columns
-    return (
-        frame.reindex(columns=columns)
-        .to_csv(index=False, header=False, lineterminator="\n")
-        .encode("utf-8")
-    )
+    return next(csv.reader([line.decode("utf-8").rstrip("\r\n")]), [])
+
+
+def _assemble_csv(fs, parts: list[str], target: str) -> None:
+    """Concatenate CSV parts under one header: the union of their columns.
+
+    Parts whose header is the union are copied byte for byte; the others are
+    rewritten field by field into the union's column order (values kept exactly
+    as written, missing columns empty).
+    """
+    import csv
+
+    headers: list[bytes] = []
+    for part in parts:
+        with fs.open(part, "rb") as f:
+            headers.append(f.readline())
+    columns: list[str] = []
+    for line in headers:
+        for name in _csv_header(line):
+            if name not in columns:
+                columns.append(name)
+    with fs.open(target, "wb") as out:
+        if not parts:
+            return
+        union = io.StringIO()
+        csv.writer(union, lineterminator="\n").writerow(columns)
+        union_line = union.getvalue().encode("utf-8")
+        out.write(union_line)
+        for part, line in zip(parts, headers):
+            with fs.open(part, "rb") as f:
+                f.readline()
+                if _csv_header(line) == columns:
+                    while chunk := f.read(_COPY_CHUNK):
+                        out.write(chunk)
+                    continue
+                names = _csv_header(line)
+                text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+                buf = io.StringIO()
+                writer = csv.writer(buf, lineterminator="\n")
+                for row in csv.reader(text):
+                    values = dict(zip(names, row))
+                    writer.writerow([values.get(c, "") for c in columns])
+                    if buf.tell() > _COPY_CHUNK:
+                        out.write(buf.getvalue().encode("utf-8"))
+                        buf.seek(0)
+                        buf.truncate()
+                out.write(buf.getvalue().encode("utf-8"))
 
 
 def _assemble_parquet(fs, parts: list[str], target: str) -> None:
