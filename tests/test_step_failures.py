@@ -392,3 +392,25 @@ def test_broken_entry_script_is_reported_in_job_result(tmp_path, shared_client, 
     text = job_result.read_text()
     assert "Failed" in text
     assert "broken_score.py" in text and problem in text
+
+
+def test_init_failing_in_every_process_fails_the_job_with_its_error(tmp_path,
+                                                                   shared_client):
+    """Reference semantics: repeated init() failures on all processes fail the job
+    (its status), whatever error_threshold says; the root cause names init()."""
+    script = write_script(tmp_path / "src", """
+        def init():
+            raise RuntimeError("model file missing")
+
+        def run(mini_batch):
+            return mini_batch
+    """)
+    make_files(tmp_path / "in", 6)
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="2", error_threshold=-1,
+                       ).run(client=shared_client)
+
+    assert result.succeeded_items == 0
+    assert result.status == "Failed", "init() never succeeded, yet the job Completed"
+    assert "model file missing" in result.reason

@@ -191,6 +191,98 @@ def test_run_max_try_exhausted_fails_all_items_of_the_mini_batch(tmp_path,
     assert read_lines(result.output_file) == names[:3] + names[6:]
 
 
+# -- what run() receives --------------------------------------------------------------
+BATCH_SCRIPT = """
+import json
+
+def init():
+    pass
+
+def run(mini_batch):
+    return [json.dumps(list(mini_batch))]
+"""
+
+
+def test_file_mini_batches_are_mini_batch_size_files_in_sorted_path_order(
+        tmp_path, shared_client):
+    script = write_script(tmp_path / "src", BATCH_SCRIPT)
+    data = tmp_path / "in"
+    # created out of order, in nested folders
+    paths = []
+    for i in reversed(range(25)):
+        path = data / f"d{i % 3}" / f"f{i:03d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes([i]))
+        paths.append(str(path))
+    paths.sort()
+    out = tmp_path / "out"
+    default = make_step(script, ds.Dataset.File.from_files(str(data)), out,
+                        ).run(client=shared_client)
+    assert default.status == "Completed"
+    assert [json.loads(x) for x in read_lines(default.output_file)] == [
+        paths[0:10], paths[10:20], paths[20:25]]
+
+    small = make_step(script, ds.Dataset.File.from_files(str(data / "*" / "*.bin")),
+                      tmp_path / "out4", mini_batch_size=4).run(client=shared_client)
+    batches = [json.loads(x) for x in read_lines(small.output_file)]
+    assert small.mini_batches == 7
+    assert batches == [paths[i:i + 4] for i in range(0, 25, 4)]
+    assert all(os.path.isfile(p) for p in batches[0])
+
+
+def test_several_inputs_are_scored_in_the_order_given(tmp_path, shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            return [os.path.basename(p) for p in mini_batch]
+    """)
+    make_files(tmp_path / "z", 3, prefix="z")
+    make_files(tmp_path / "a", 3, prefix="a")
+    result = make_step(script, [ds.Dataset.File.from_files(str(tmp_path / "z")),
+                                ds.Dataset.File.from_files(str(tmp_path / "a"))],
+                       tmp_path / "out", mini_batch_size="2").run(client=shared_client)
+    assert result.status == "Completed"
+    assert result.mini_batches == 4  # a mini-batch never spans two inputs
+    assert read_lines(result.output_file) == file_names(3, "z") + file_names(3, "a")
+
+
+def test_source_directory_is_shipped_and_importable(tmp_path, shared_client):
+    src = tmp_path / "scripts"
+    write_script(src / "lib", """
+        SCALE = 7
+    """, name="helper_mod.py")
+    (src / "lib" / "__init__.py").write_text("")
+    (src / "model.txt").write_text("weights-v1\n")
+    write_script(src, """
+        import os
+
+        from lib.helper_mod import SCALE
+
+        def init():
+            global MODEL
+            here = os.path.dirname(os.path.abspath(__file__))
+            with open(os.path.join(here, "model.txt")) as f:
+                MODEL = f.read().strip()
+
+        def run(mini_batch):
+            return [f"{MODEL}:{SCALE * int(open(p).read())}" for p in mini_batch]
+    """, name="score.py")
+    make_files(tmp_path / "in", 3)
+    cfg = ds.ParallelRunConfig(entry_script="score.py", source_directory=str(src),
+                               mini_batch_size="2")
+    step = ds.ParallelRunStep(name="test-step", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(tmp_path / "in"))],
+                              output=str(tmp_path / "out"))
+    result = step.run(client=shared_client)
+    assert result.status == "Completed", result.reason
+    assert read_lines(result.output_file) == ["weights-v1:0", "weights-v1:7",
+                                              "weights-v1:14"]
+
+
 # -- what the script sees ------------------------------------------------------------
 def test_environment_variables_are_set_at_import_and_in_init_and_run(tmp_path,
                                                                      shared_client):
@@ -250,7 +342,7 @@ def test_arguments_are_sys_argv_in_init_and_run_and_entry_script_arguments(
     out = tmp_path / "out"
     arguments = ["--scale", "3", "--extra", "x y"]
     result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
-                       mini_batch_size="1", arguments=arguments,
+                       mini_batch_size="1", arguments=["--scale", 3, "--extra", "x y"],
                        ).run(client=shared_client)
 
     assert result.status == "Completed", result.reason
@@ -349,6 +441,52 @@ def test_rerun_into_the_same_output_resumes_and_a_changed_script_recomputes(
     assert third.resumed_mini_batches == 0
     assert len(markers(run_dir, "run")) == 10, "a changed script must be run again"
     assert read_lines(third.output_file) == expected
+
+
+def test_rerun_after_a_cancelled_job_scores_the_rest_exactly_once(tmp_path,
+                                                                  shared_client):
+    script = write_script(tmp_path / "src", """
+        import os
+        import time
+
+        RUNS = os.environ["RUN_DIR"]
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            names = [os.path.basename(p) for p in mini_batch]
+            if names == ["item-0000.txt"]:
+                raise ValueError("the first mini-batch always fails")
+            open(os.path.join(RUNS, f"run-{names[0]}-{os.urandom(4).hex()}"),
+                 "w").close()
+            time.sleep(0.01)
+            return names
+    """)
+    run_dir = tmp_path / "runs"
+    run_dir.mkdir()
+    make_files(tmp_path / "in", 200)
+    out = tmp_path / "out"
+
+    def run_step(error_threshold):
+        return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                         out, mini_batch_size="1", run_max_try=1,
+                         error_threshold=error_threshold,
+                         environment_variables={"RUN_DIR": str(run_dir)},
+                         ).run(client=shared_client)
+
+    first = run_step(0)
+    assert first.status == "Failed"
+    scored_first = len(markers(run_dir, "run"))
+    assert 0 < scored_first < 199, "the first job must stop early"
+
+    # thresholds do not change what is computed: the second job resumes
+    second = run_step(-1)
+    assert second.status == "Completed", second.reason
+    assert second.resumed_mini_batches >= scored_first
+    names = sorted(m.rsplit("-", 1)[0] for m in markers(run_dir, "run"))
+    assert names == file_names(200)[1:], "every mini-batch scored exactly once"
+    assert read_lines(second.output_file) == file_names(200)[1:]
 
 
 # -- local debugging -----------------------------------------------------------------

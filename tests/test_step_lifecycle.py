@@ -1,0 +1,176 @@
+"""The entry script's lifecycle: init() once per worker process, shutdown() at the end.
+
+Most tests here use ``step.run()`` without a client: daskscore starts its own
+embedded cluster and must have closed it (no worker or runner process left, every
+``shutdown()`` finished) before ``run()`` returns.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from helpers import (
+    alive,
+    counts,
+    file_names,
+    make_files,
+    make_step,
+    markers,
+    read_lines,
+    write_script,
+)
+
+import daskscore as ds
+
+pytest_plugins = ["helpers"]
+
+pytestmark = pytest.mark.timeout(180)
+
+WORKERS = 2
+
+# Markers: init-<pid>, run-<pid>-<file>, shutdown-<pid> (written after a pause, so
+# its presence means shutdown() finished). Each holds the parent's pid: the worker.
+LIFECYCLE_SCRIPT = """
+import time
+
+def init():
+    mark("init")
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    mark("run", names[0])
+    time.sleep(0.05)
+    return names
+
+def shutdown():
+    time.sleep(1.0)
+    mark("shutdown")
+"""
+
+
+def pids(marker_dir, kind):
+    return sorted({int(s.split("-")[0]) for s in markers(marker_dir, kind)})
+
+
+def parent_pids(marker_dir, kind):
+    return sorted({int((marker_dir / f"{kind}-{s}").read_text())
+                   for s in markers(marker_dir, kind)})
+
+
+@pytest.fixture(scope="module")
+def embedded_job(tmp_path_factory):
+    """One job on daskscore's own embedded cluster of WORKERS worker processes."""
+    tmp = tmp_path_factory.mktemp("lifecycle")
+    script = write_script(tmp / "src", LIFECYCLE_SCRIPT, prelude=True)
+    marker_dir = tmp / "markers"
+    marker_dir.mkdir()
+    make_files(tmp / "in", 20)
+    out = tmp / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp / "in")), out,
+                       mini_batch_size="1", node_count=1,
+                       process_count_per_node=WORKERS,
+                       environment_variables={"MARKER_DIR": str(marker_dir)},
+                       ).run()
+    # taken at once: what is alive right after run() returned
+    left = alive(pids(marker_dir, "init") + parent_pids(marker_dir, "init"))
+    return result, out, marker_dir, left
+
+
+def test_embedded_job_completes(embedded_job):
+    result, out, _, _ = embedded_job
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (20, 20, 0)
+    assert read_lines(out / "parallel_run_step.txt") == file_names(20)
+
+
+def test_init_runs_once_per_worker_process_and_never_in_the_client(embedded_job):
+    _, _, marker_dir, _ = embedded_job
+    inits = markers(marker_dir, "init")
+    runners = pids(marker_dir, "init")
+    # one init() per runner process, one runner per worker process
+    assert len(inits) == len(runners) == WORKERS
+    assert len(parent_pids(marker_dir, "init")) == WORKERS
+    assert os.getpid() not in runners
+    assert os.getpid() not in parent_pids(marker_dir, "init")
+    # every run() happened in a process whose init() had run
+    assert set(pids(marker_dir, "run")) <= set(runners)
+
+
+def test_shutdown_has_finished_in_every_runner_before_run_returns(embedded_job):
+    _, _, marker_dir, _ = embedded_job
+    assert pids(marker_dir, "shutdown") == pids(marker_dir, "init")
+
+
+def test_no_worker_or_runner_process_is_left_after_run_returns(embedded_job):
+    _, _, marker_dir, left = embedded_job
+    assert pids(marker_dir, "init"), "the job recorded no processes"
+    assert left == []
+
+
+def test_embedded_cluster_keeps_worker_logs(embedded_job):
+    _, out, _, _ = embedded_job
+    logs = sorted(p.name for p in (out / "logs" / "sys").glob("worker-*.log"))
+    assert len(logs) == WORKERS
+
+
+def test_init_once_per_job_on_a_callers_cluster_and_shutdown_at_job_end(
+        tmp_path, shared_client):
+    script = write_script(tmp_path / "src", LIFECYCLE_SCRIPT, prelude=True)
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 10)
+    workers = shared_client.run(os.getpid)
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                       tmp_path / "out", mini_batch_size="1",
+                       environment_variables={"MARKER_DIR": str(marker_dir)},
+                       ).run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    # one runner per worker of the caller's cluster, children of those workers
+    assert len(markers(marker_dir, "init")) == len(workers)
+    assert parent_pids(marker_dir, "init") == sorted(workers.values())
+    # the job's end tore the plugin down: shutdown() ran, runners are gone, and
+    # the caller's workers are still there
+    assert pids(marker_dir, "shutdown") == pids(marker_dir, "init")
+    assert alive(pids(marker_dir, "init")) == []
+    assert shared_client.run(os.getpid) == workers
+
+
+@pytest.mark.slow
+def test_a_dead_worker_process_loses_no_item_and_duplicates_none(tmp_path):
+    script = write_script(tmp_path / "src", """
+        import signal
+        import time
+
+        def init():
+            mark("init")
+
+        def run(mini_batch):
+            names = [os.path.basename(p) for p in mini_batch]
+            killed = os.path.join(MARKER_DIR, "killed")
+            if names == ["item-0005.txt"] and not os.path.exists(killed):
+                open(killed, "w").close()
+                os.kill(os.getppid(), signal.SIGKILL)  # the whole Dask worker dies
+                time.sleep(60)
+            mark("run", names[0])
+            time.sleep(0.05)
+            return names
+    """, prelude=True)
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 30)
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                       mini_batch_size="1", process_count_per_node=WORKERS,
+                       environment_variables={"MARKER_DIR": str(marker_dir)},
+                       ).run()
+
+    assert (marker_dir / "killed").exists()
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (30, 30, 0)
+    assert read_lines(result.output_file) == file_names(30)
+    scored = sorted(s.split("-", 1)[1] for s in markers(marker_dir, "run"))
+    assert scored == file_names(30), "every mini-batch scored exactly once"
+    everything = pids(marker_dir, "init") + parent_pids(marker_dir, "init")
+    assert alive(everything) == []
