@@ -15,32 +15,48 @@ from .exceptions import (
     EntryScriptError,
     ErrorThresholdExceeded,
     JobError,
+    NotRegisteredError,
+    WorkspaceError,
 )
+from .model import Model
+from .pipeline import Experiment, Pipeline, PipelineData, PipelineRun, StepRun
 from .progress import JobProgress, ProgressCallback, TextProgress
 from .result import StepRunResult
 from .step import ParallelRunStep
+from .workspace import DataPath, Datastore, Workspace
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
     "DaskScoreError",
+    "DataPath",
     "Dataset",
     "DatasetError",
+    "Datastore",
     "EntryScript",
     "EntryScriptError",
     "ErrorThresholdExceeded",
+    "Experiment",
     "FileDataset",
     "JobError",
     "JobProgress",
     "MiniBatchContext",
     "MiniBatchSpec",
+    "Model",
+    "NotRegisteredError",
     "OutputAction",
     "ParallelRunConfig",
     "ParallelRunStep",
+    "Pipeline",
+    "PipelineData",
+    "PipelineRun",
     "ProgressCallback",
+    "StepRun",
     "StepRunResult",
     "TabularDataset",
     "TextProgress",
+    "Workspace",
+    "WorkspaceError",
     "__version__",
 ]

@@ -8,7 +8,11 @@
     ├── EntryScriptError                     the entry script cannot be loaded (syntax,
     │                                        import error, missing init/run)
     ├── ErrorThresholdExceeded               raised by StepRunResult.raise_for_status()
-    └── JobError                             the job could not run at all (cluster, sink)
+    ├── JobError                             the job could not run at all (cluster, sink)
+    └── WorkspaceError                       a workspace, its config or a registry entry
+        │                                    cannot be read or written
+        └── NotRegisteredError (also LookupError)  no datastore / dataset / model /
+                                             run / experiment of that name or version
 
 A threshold being exceeded is not raised by ``ParallelRunStep.run()``: the result's
 ``status`` is ``"Failed"`` and ``raise_for_status()`` raises
@@ -27,6 +31,8 @@ __all__ = [
     "EntryScriptError",
     "ErrorThresholdExceeded",
     "JobError",
+    "NotRegisteredError",
+    "WorkspaceError",
 ]
 
 
@@ -107,3 +113,54 @@ class ErrorThresholdExceeded(DaskScoreError):
 
 class JobError(DaskScoreError):
     """The job could not be run: the cluster or the output location failed."""
+
+
+class WorkspaceError(DaskScoreError):
+    """A workspace, its config file or one of its registries cannot be used."""
+
+    exit_code = 2
+
+
+class NotRegisteredError(WorkspaceError, LookupError):
+    """No datastore, dataset, model, experiment or run of that name (or version).
+
+    Parameters
+    ----------
+    kind
+        ``"datastore"``, ``"dataset"``, ``"model"``, ``"experiment"`` or ``"run"``.
+    name
+        The name (or run id) asked for.
+    version
+        The version asked for, when one was.
+    known
+        What is registered under that kind (or the versions of ``name``).
+    workspace
+        Where it was looked up.
+    hint
+        What to do next.
+    """
+
+    def __init__(self, kind: str, name: str, version: object = None,
+                 known: tuple | list = (), workspace: str = "",
+                 hint: str = "") -> None:
+        super().__init__(kind, name, version, tuple(known), workspace, hint)
+        self.kind = kind
+        self.name = name
+        self.version = version
+        self.known = tuple(known)
+        self.workspace = workspace
+        self.hint = hint
+
+    def __str__(self) -> str:
+        what = f"{self.kind} {self.name!r}"
+        if self.version is not None:
+            what += f" version {self.version}"
+            registered = "versions registered: "
+        else:
+            registered = f"{self.kind}s registered: "
+        where = f" in workspace {self.workspace}" if self.workspace else ""
+        shown = ", ".join(str(k) for k in self.known[:20]) or "none"
+        if len(self.known) > 20:
+            shown += f", ... ({len(self.known)} in all)"
+        text = f"no {what}{where} ({registered}{shown})"
+        return f"{text}; {self.hint}" if self.hint else text

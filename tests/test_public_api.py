@@ -33,10 +33,22 @@ PUBLIC_NAMES = {
     "TabularDataset",
     "TextProgress",
     "__version__",
+    # workspaces, models, pipelines (issue 3)
+    "DataPath",
+    "Datastore",
+    "Experiment",
+    "Model",
+    "NotRegisteredError",
+    "Pipeline",
+    "PipelineData",
+    "PipelineRun",
+    "StepRun",
+    "Workspace",
+    "WorkspaceError",
 }
 
 ERRORS = ["ConfigError", "DatasetError", "EntryScriptError", "ErrorThresholdExceeded",
-          "JobError"]
+          "JobError", "NotRegisteredError", "WorkspaceError"]
 
 
 def test_all_is_pinned():
