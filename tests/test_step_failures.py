@@ -394,10 +394,13 @@ def test_broken_entry_script_is_reported_in_job_result(tmp_path, shared_client, 
     assert "broken_score.py" in text and problem in text
 
 
+@pytest.mark.parametrize("files", [3, 20])
 def test_init_failing_in_every_process_fails_the_job_with_its_error(tmp_path,
-                                                                   shared_client):
+                                                                   shared_client,
+                                                                   files):
     """Reference semantics: repeated init() failures on all processes fail the job
-    (its status), whatever error_threshold says; the root cause names init()."""
+    (its status), whatever error_threshold says; the root cause names init().
+    With 3 mini-batches x 3 tries, init() fails 9 times on 2 processes."""
     script = write_script(tmp_path / "src", """
         def init():
             raise RuntimeError("model file missing")
@@ -405,12 +408,16 @@ def test_init_failing_in_every_process_fails_the_job_with_its_error(tmp_path,
         def run(mini_batch):
             return mini_batch
     """)
-    make_files(tmp_path / "in", 6)
+    make_files(tmp_path / "in", files)
     out = tmp_path / "out"
     result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
-                       mini_batch_size="2", error_threshold=-1,
+                       mini_batch_size="1", error_threshold=-1, run_max_try=3,
                        ).run(client=shared_client)
 
     assert result.succeeded_items == 0
-    assert result.status == "Failed", "init() never succeeded, yet the job Completed"
+    tries = tries_by_mini_batch(out)
+    assert {r["status"] for rows in tries.values() for r in rows} == {"INIT_ERROR"}
+    assert result.status == "Failed", (
+        f"init() failed in all {sum(map(len, tries.values()))} tries of "
+        f"{len(tries)} mini-batches, yet the job Completed")
     assert "model file missing" in result.reason

@@ -369,8 +369,8 @@ def test_collected_output_is_in_input_order_when_mini_batches_finish_out_of_orde
         def run(mini_batch):
             names = [os.path.basename(p) for p in mini_batch]
             index = int(names[0].split("-")[1].split(".")[0]) // 2
-            if index < 2:
-                time.sleep(1.5)  # the first mini-batches finish last
+            if index == 0:
+                time.sleep(2)  # the first mini-batch finishes last
             with open(DONE, "a") as f:
                 f.write(f"{index}\\n")
             return names
