@@ -40,6 +40,8 @@ def init():
     pass
 
 def run(mini_batch):
+    if os.environ.get("RUN_DIR"):  # one marker per run() call
+        open(os.path.join(os.environ["RUN_DIR"], os.urandom(8).hex()), "w").close()
     out = []
     for path in mini_batch:
         with open(path) as f:
@@ -62,10 +64,13 @@ def test_error_threshold_exceeded_fails_the_job_and_cancels_the_rest(tmp_path,
                                                                       shared_client):
     script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
     bad_files(tmp_path / "in", 400, bad={0})
+    run_dir = tmp_path / "runs"
+    run_dir.mkdir()
     out = tmp_path / "out"
     result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
                        mini_batch_size="1", error_threshold=0, run_max_try=1,
-                       environment_variables={"SLEEP_S": "0.02"},
+                       environment_variables={"SLEEP_S": "0.02",
+                                              "RUN_DIR": str(run_dir)},
                        ).run(client=shared_client)
 
     assert result.status == "Failed"
@@ -85,6 +90,8 @@ def test_error_threshold_exceeded_fails_the_job_and_cancels_the_rest(tmp_path,
     assert read_lines(out / "parallel_run_step.txt") == [names[i] for i in done]
     with pytest.raises(ds.ErrorThresholdExceeded):
         result.raise_for_status()
+    # no run() call went unrecorded: nothing kept scoring behind the job's back
+    assert len(list(run_dir.iterdir())) == sum(len(r) for r in tries.values())
 
 
 def test_error_threshold_counts_items_and_fails_only_above_it(tmp_path,

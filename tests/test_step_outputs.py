@@ -220,6 +220,8 @@ def run(mini_batch):
     helper = ds.EntryScript()
     helper.logger.info("scoring %d files starting at %s", len(mini_batch),
                        os.path.basename(mini_batch[0]))
+    helper.logger.debug("a debug line")
+    print("printed by run()", flush=True)
     names = [os.path.basename(p) for p in mini_batch]
     if "item-0004.txt" in names:
         raise ValueError("boom in item-0004")
@@ -336,3 +338,24 @@ def test_columns_only_some_mini_batches_return_are_not_lost(tmp_path, shared_cli
     assert "note" in got.columns, f"column 'note' was dropped from {file_name}"
     assert got["note"].tolist()[2:] == ["checked", "checked"]
     assert got["note"].isna().tolist()[:2] == [True, True]
+
+
+def test_stdout_of_the_script_is_kept_per_worker(failed_job):
+    _, out, _ = failed_job
+    logs = list((out / "logs" / "user").glob("*/stdout.txt"))
+    assert "printed by run()" in "".join(p.read_text() for p in logs)
+
+
+def test_logging_level_filters_the_scripts_logger(failed_job, tmp_path,
+                                                  shared_client):
+    script, out, _ = failed_job
+    default_text = "".join(p.read_text() for p in
+                           (out / "logs" / "user").glob("*/entry_script.log"))
+    assert "a debug line" not in default_text  # logging_level defaults to INFO
+
+    debug_out = tmp_path / "debug"
+    make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), debug_out,
+              mini_batch_size="2", logging_level="DEBUG").run(client=shared_client)
+    text = "".join(p.read_text() for p in
+                   (debug_out / "logs" / "user").glob("*/entry_script.log"))
+    assert "a debug line" in text and "init says hello" in text

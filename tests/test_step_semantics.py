@@ -405,7 +405,7 @@ def run(mini_batch):
 """
 
 
-def test_rerun_into_the_same_output_resumes_and_a_changed_script_recomputes(
+def test_rerun_into_the_same_output_resumes_and_any_change_recomputes(
         tmp_path, shared_client):
     script = write_script(tmp_path / "src", RESUME_SCRIPT)
     run_dir = tmp_path / "runs"
@@ -413,9 +413,9 @@ def test_rerun_into_the_same_output_resumes_and_a_changed_script_recomputes(
     make_files(tmp_path / "in", 10)
     out = tmp_path / "out"
 
-    def run_step():
+    def run_step(arguments=None):
         return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
-                         out, mini_batch_size="2",
+                         out, mini_batch_size="2", arguments=arguments,
                          environment_variables={"RUN_DIR": str(run_dir)},
                          ).run(client=shared_client)
 
@@ -441,6 +441,16 @@ def test_rerun_into_the_same_output_resumes_and_a_changed_script_recomputes(
     assert third.resumed_mini_batches == 0
     assert len(markers(run_dir, "run")) == 10, "a changed script must be run again"
     assert read_lines(third.output_file) == expected
+
+    fourth = run_step(arguments=["--new"])
+    assert fourth.resumed_mini_batches == 0, "changed arguments must recompute"
+    assert len(markers(run_dir, "run")) == 15
+
+    (tmp_path / "in" / "item-0003.txt").write_text("33\n")
+    fifth = run_step(arguments=["--new"])
+    assert fifth.resumed_mini_batches == 0, "a changed input must recompute"
+    assert len(markers(run_dir, "run")) == 20
+    assert read_lines(fifth.output_file)[3] == "item-0003.txt:33"
 
 
 def test_rerun_after_a_cancelled_job_scores_the_rest_exactly_once(tmp_path,
