@@ -405,6 +405,7 @@ def run(mini_batch):
 """
 
 
+@pytest.mark.slow
 def test_rerun_into_the_same_output_resumes_and_any_change_recomputes(
         tmp_path, shared_client):
     script = write_script(tmp_path / "src", RESUME_SCRIPT)
@@ -453,6 +454,7 @@ def test_rerun_into_the_same_output_resumes_and_any_change_recomputes(
     assert read_lines(fifth.output_file)[3] == "item-0003.txt:33"
 
 
+@pytest.mark.slow
 def test_rerun_after_a_cancelled_job_scores_the_rest_exactly_once(tmp_path,
                                                                   shared_client):
     script = write_script(tmp_path / "src", """
