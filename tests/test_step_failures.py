@@ -286,6 +286,30 @@ def test_corrupt_parquet_file_fails_its_mini_batch_only(tmp_path, shared_client)
     assert got["id"].tolist() == pd.concat(frames)["id"].tolist()
 
 
+def test_parquet_with_corrupt_pages_fails_its_rows_known_from_the_footer(
+        tmp_path, shared_client):
+    script = write_script(tmp_path / "src", SCORE_ROWS_SCRIPT)
+    data = tmp_path / "in"
+    data.mkdir()
+    pq.write_table(pa.table({"id": range(100, 150)}), data / "a.parquet")
+    pq.write_table(pa.table({"x": [i * 0.5 for i in range(4000)]}),
+                   data / "b.parquet", row_group_size=1000)
+    raw = bytearray((data / "b.parquet").read_bytes())
+    footer = int.from_bytes(raw[-8:-4], "little") + 8
+    raw[4:-footer] = b"\xab" * (len(raw) - 4 - footer)  # pages gone, footer intact
+    (data / "b.parquet").write_bytes(bytes(raw))
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.Tabular.from_parquet_files(str(data)), out,
+                       append_row_file_name="rows.csv").run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (4050, 50, 4000)
+    tries = tries_by_mini_batch(out)
+    assert {r["status"] for rows in tries.values() for r in rows if "b.parquet"
+            in r["input"]} == {"READ_ERROR"}
+    assert pd.read_csv(result.output_file)["id"].tolist() == list(range(100, 150))
+
+
 def test_missing_file_in_a_file_list_is_a_read_error_and_the_rest_is_scored(
         tmp_path, shared_client):
     script = write_script(tmp_path / "src", """
