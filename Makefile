@@ -19,8 +19,13 @@ install: $(VENV)/.installed-test
 demo: install
 	$(PY) examples/tabular/demo.py
 
-test: install
+test: install tests/node_modules/.installed
 	$(PY) -m pytest -q -ra
+
+# Azurite (the Azure Storage emulator) for the Azure tests, pinned in tests/package.json
+tests/node_modules/.installed: tests/package.json tests/package-lock.json
+	npm ci --prefix tests --no-audit --no-fund
+	touch $@
 
 lint: install
 	$(VENV)/bin/ruff check daskscore tests

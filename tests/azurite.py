@@ -1,0 +1,249 @@
+"""Azurite, the Azure Storage emulator, for the test suite.
+
+``make test`` installs the pinned ``azurite`` npm package into ``tests/node_modules``
+(see ``tests/package.json``). :func:`start_azurite` runs ``azurite-blob`` on a free
+127.0.0.1 port with its own data folder and returns an :class:`Azurite` handle;
+:meth:`Azurite.stop` kills it by pid. ``conftest.py`` wraps this in a
+session-scoped fixture (``azurite``) and a fresh-container-per-test fixture
+(``azure_container``); tests that must kill the emulator mid-job start their own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ACCOUNT_KEY",
+    "ACCOUNT_NAME",
+    "AZURITE_BIN",
+    "AzureContainer",
+    "Azurite",
+    "free_port",
+    "start_azurite",
+]
+
+# The documented, public development-storage account of the emulator. Tests treat
+# the key as a secret all the same: it must never show up in any output.
+ACCOUNT_NAME = "devstoreaccount1"
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+    "K1SZFPTOtr/KBHBeksoGMGw=="
+)
+AZURITE_BIN = Path(__file__).parent / "node_modules" / ".bin" / "azurite-blob"
+
+_LISTENING = re.compile(r"successfully listens on (http://[0-9.]+:(\d+))")
+
+
+@dataclass
+class Azurite:
+    """A running ``azurite-blob`` process and how to reach it.
+
+    Attributes
+    ----------
+    pid
+        Process id of the emulator (node).
+    port
+        The 127.0.0.1 port it listens on.
+    location
+        Its data folder (removed by :meth:`stop`).
+    """
+
+    pid: int
+    port: int
+    location: Path
+    _proc: subprocess.Popen = field(repr=False)
+    _log: Any = field(repr=False)
+    account_name: str = ACCOUNT_NAME
+    account_key: str = field(default=ACCOUNT_KEY, repr=False)
+
+    @property
+    def endpoint(self) -> str:
+        """The blob endpoint, path-style: ``http://127.0.0.1:PORT/devstoreaccount1``."""
+        return f"http://127.0.0.1:{self.port}/{self.account_name}"
+
+    @property
+    def connection_string(self) -> str:
+        """A connection string with the account key, for the Azure SDK and adlfs."""
+        return (
+            "DefaultEndpointsProtocol=http;"
+            f"AccountName={self.account_name};AccountKey={self.account_key};"
+            f"BlobEndpoint={self.endpoint};"
+        )
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """``storage_options`` for daskscore/adlfs: the connection string."""
+        return {"connection_string": self.connection_string}
+
+    def service_client(self) -> Any:
+        """A synchronous ``azure.storage.blob.BlobServiceClient`` for test setup."""
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(self.connection_string)
+
+    def log_text(self) -> str:
+        """What the emulator printed so far (for failure messages)."""
+        try:
+            return (self.location / "azurite.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        """Whether the emulator process is still running."""
+        return self._proc.poll() is None
+
+    def stop(self) -> None:
+        """Stop the emulator by pid and remove its data folder.
+
+        SIGTERM first; Azurite then closes its server but keeps running while
+        clients hold keep-alive connections, so once it reports "closed" (or after
+        a few seconds) it is killed with SIGKILL.
+        """
+        if self._proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+                deadline = time.monotonic() + 5
+                while self._proc.poll() is None and time.monotonic() < deadline:
+                    if "successfully closed" in self.log_text():
+                        break
+                    time.sleep(0.05)
+                if self._proc.poll() is None:
+                    os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._proc.wait(timeout=10)
+        self._log.close()
+        shutil.rmtree(self.location, ignore_errors=True)
+
+
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers at ``url`` (any status code counts)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # 4xx without credentials: it is up
+    except OSError:
+        return False
+
+
+def start_azurite(timeout_s: float = 60.0, in_memory: bool = False) -> Azurite:
+    """Start ``azurite-blob`` on a free 127.0.0.1 port and wait until it answers.
+
+    The port is chosen by the emulator itself (``--blobPort 0``) and read from its
+    output, so two test sessions never race for a port.
+
+    Parameters
+    ----------
+    timeout_s
+        How long to wait for the emulator to answer before giving up.
+    in_memory
+        Keep blobs in memory instead of the data folder (for benchmarks).
+
+    Raises
+    ------
+    RuntimeError
+        The emulator is not installed, exited, or did not answer in time; the
+        message says what to do and includes its output.
+    """
+    if not AZURITE_BIN.exists():
+        raise RuntimeError(
+            f"Azurite is not installed ({AZURITE_BIN} is missing); run "
+            "`make tests/node_modules/.installed` (or `npm ci --prefix tests`)"
+        )
+    location = Path(tempfile.mkdtemp(prefix="daskscore-azurite-"))
+    log = open(location / "azurite.log", "w+b")  # closed in stop()
+    args = [
+        str(AZURITE_BIN),
+        "--blobHost", "127.0.0.1",
+        "--blobPort", "0",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--silent",
+    ]
+    # The data folder holds the log either way; blobs go there unless in memory.
+    args += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a Ctrl-C in pytest must not hit it before stop()
+    )
+    azurite = Azurite(pid=proc.pid, port=0, location=location, _proc=proc, _log=log)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            match = _LISTENING.search(azurite.log_text())
+            if match:
+                azurite.port = int(match.group(2))
+                if _answers(f"{azurite.endpoint}?comp=list"):
+                    return azurite
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"azurite-blob exited with code {proc.returncode}:\n"
+                    + azurite.log_text()
+                )
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"azurite-blob did not answer within {timeout_s:.0f}s:\n"
+            + azurite.log_text()
+        )
+    except BaseException:
+        azurite.stop()
+        raise
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port nothing listens on right now (for 'unreachable' tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AzureContainer:
+    """A fresh, empty blob container on a running :class:`Azurite`.
+
+    Attributes
+    ----------
+    name
+        The container name.
+    url
+        ``abfs://<name>``; join paths with ``f"{container.url}/images/*.png"``.
+    storage_options
+        Options that reach it (a connection string with the account key).
+    """
+
+    name: str
+    azurite: Azurite
+    url: str = ""
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.url = f"abfs://{self.name}"
+        self.storage_options = self.azurite.storage_options
+
+    def fs(self) -> Any:
+        """An adlfs filesystem on the emulator's account (for test setup)."""
+        import adlfs
+
+        return adlfs.AzureBlobFileSystem(
+            connection_string=self.azurite.connection_string
+        )
+
+    def upload(self, files: dict[str, bytes]) -> None:
+        """Upload ``{relative path: bytes}`` into the container, concurrently."""
+        self.fs().pipe({f"{self.name}/{k}": v for k, v in files.items()})

@@ -1,0 +1,315 @@
+"""daskscore.storage without a server: URL forms, credentials, secrets, messages."""
+
+from __future__ import annotations
+
+import pytest
+from azurite import ACCOUNT_KEY
+
+from daskscore import storage
+from daskscore.exceptions import DatasetError
+
+KEY = "c2VjcmV0LWtleS0xMjM0NTY3ODkwLXNlY3JldC1rZXk+/Q=="
+SIG = "Zm9vYmFy%2Bc2lnbmF0dXJl%3D"
+SAS = f"sv=2023-11-03&ss=b&srt=co&sp=rl&se=2030-01-01T00%3A00%3A00Z&sig={SIG}"
+
+
+@pytest.fixture(autouse=True)
+def _no_azure_env(monkeypatch):
+    """Whatever the developer's shell has, these tests see no AZURE_* variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("AZURE_STORAGE_", "AZURE_CLIENT_")):
+            monkeypatch.delenv(name)
+
+
+# -- URL forms -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "abfs://data/images/*.png",
+        "az://data/images/*.png",
+        "abfss://data@acct.dfs.core.windows.net/images/*.png",
+        "https://acct.blob.core.windows.net/data/images/*.png",
+        "https://acct.dfs.core.windows.net/data/images/*.png",
+    ],
+)
+def test_every_azure_url_form_resolves_to_abfs_with_the_account(url):
+    options = {"account_key": KEY}
+    if url.startswith(("abfs://", "az://")):
+        options["account_name"] = "acct"
+    resolved, out = storage.resolve(url, options)
+    assert resolved == "abfs://data/images/*.png"
+    assert out == {
+        "connection_string": "BlobEndpoint=https://acct.blob.core.windows.net;"
+        f"AccountName=acct;AccountKey={KEY};"
+    }
+    assert storage.is_azure(url, options)
+
+
+def test_path_style_url_keeps_its_endpoint_for_azurite():
+    url = "http://127.0.0.1:10000/devstoreaccount1/data/table/"
+    resolved, out = storage.resolve(url, {"account_key": ACCOUNT_KEY})
+    assert resolved == "abfs://data/table/"
+    assert out["connection_string"] == (
+        "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+        f"AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
+    )
+
+
+def test_sovereign_cloud_host_keeps_its_suffix():
+    url = "https://acct.blob.core.chinacloudapi.cn/data/x.csv"
+    _, out = storage.resolve(url, {"sas_token": "?" + SAS})
+    assert out == {
+        "connection_string": "BlobEndpoint=https://acct.blob.core.chinacloudapi.cn;"
+        f"SharedAccessSignature={SAS};"
+    }
+
+
+def test_sas_token_in_the_url_query_is_used_and_dropped_from_the_path():
+    url = f"https://acct.blob.core.windows.net/data/x.csv?{SAS}"
+    resolved, out = storage.resolve(url)
+    assert resolved == "abfs://data/x.csv"
+    assert f"SharedAccessSignature={SAS};" in out["connection_string"]
+
+
+def test_anonymous_access_is_an_endpoint_without_credential():
+    _, out = storage.resolve("https://acct.blob.core.windows.net/pub/x", {"anon": True})
+    assert out == {"connection_string": "BlobEndpoint=https://acct.blob.core.windows.net;"}
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("https://acct.blob.core.windows.net/data/x", {}),
+        ("abfs://data/x", {"account_name": "acct"}),
+        ("abfs://data/x", {"account_name": "acct", "anon": False}),
+    ],
+)
+def test_an_account_without_key_means_azure_identity(url, options):
+    _, out = storage.resolve(url, options)
+    assert out == {"account_name": "acct", "anon": False}
+    fs, path = storage.url_to_fs(url, options)
+    from azure.identity.aio import DefaultAzureCredential
+
+    assert isinstance(fs.credential, DefaultAzureCredential)
+    assert path == "data/x"
+
+
+def test_identity_refuses_a_plain_http_endpoint():
+    with pytest.raises(ValueError, match="need an https endpoint"):
+        storage.resolve("http://127.0.0.1:1/devstoreaccount1/c/x", {"anon": False})
+
+
+def test_other_adlfs_options_pass_through():
+    _, out = storage.resolve(
+        "abfs://data/x", {"connection_string": "UseDevelopmentStorage=true",
+                          "blocksize": 1 << 20, "max_concurrency": 4}
+    )
+    assert out == {"connection_string": "UseDevelopmentStorage=true",
+                   "blocksize": 1 << 20, "max_concurrency": 4}
+
+
+def test_resolving_twice_changes_nothing():
+    for url, options in [
+        ("https://acct.blob.core.windows.net/data/x", {"account_key": KEY}),
+        ("https://acct.blob.core.windows.net/data/x", {}),
+        ("http://127.0.0.1:10000/devstoreaccount1/data/x", {"sas_token": SAS}),
+    ]:
+        once = storage.resolve(url, options)
+        assert storage.resolve(*once) == once
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/tmp/data/*.csv", "relative/x.parquet", "memory://bucket/x",
+     "http://localhost:8000/files/x.csv", "https://example.com/x.csv",
+     "file:///tmp/x"],
+)
+def test_other_urls_are_left_to_fsspec(url):
+    assert storage.resolve(url, {"a": 1}) == (url, {"a": 1})
+    assert not storage.is_azure(url)
+
+
+def test_local_paths_give_the_local_filesystem(tmp_path):
+    fs, path = storage.url_to_fs(str(tmp_path / "x.csv"))
+    assert storage.is_local(fs)
+    assert path == str(tmp_path / "x.csv")
+
+
+def test_no_account_anywhere_says_what_to_give():
+    with pytest.raises(ValueError, match="no storage account given.*AZURE_STORAGE_"):
+        storage.resolve("abfs://data/x")
+
+
+def test_url_and_options_naming_different_accounts_is_an_error():
+    with pytest.raises(ValueError, match="'acct' but storage_options give"):
+        storage.resolve("https://acct.blob.core.windows.net/c/x",
+                        {"account_name": "other", "account_key": KEY})
+    with pytest.raises(ValueError, match="connection string is for 'other'") as info:
+        storage.resolve(
+            "https://acct.blob.core.windows.net/c/x",
+            {"connection_string": f"AccountName=other;AccountKey={KEY}"},
+        )
+    assert KEY not in str(info.value)
+
+
+# -- credentials from the environment --------------------------------------------
+
+
+def test_environment_connection_string(monkeypatch):
+    conn = f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={KEY}"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
+    assert storage.resolve("az://c/x") == ("abfs://c/x", {"connection_string": conn})
+
+
+def test_environment_account_and_key_or_sas(monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+    _, out = storage.resolve("abfs://c/x")
+    assert f"AccountName=acct;AccountKey={KEY};" in out["connection_string"]
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_KEY")
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", SAS)
+    _, out = storage.resolve("abfs://c/x")
+    assert f"SharedAccessSignature={SAS};" in out["connection_string"]
+
+
+def test_explicit_options_win_over_the_environment(monkeypatch):
+    conn = "AccountName=env;AccountKey=x"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "envkey-should-not-be-used")
+    _, out = storage.resolve("abfs://c/x", {"account_name": "acct", "sas_token": SAS})
+    assert out == {
+        "connection_string": "BlobEndpoint=https://acct.blob.core.windows.net;"
+        f"SharedAccessSignature={SAS};"
+    }
+
+
+def test_environment_credentials_for_another_account_are_not_used(monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "other")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+    _, out = storage.resolve("https://acct.blob.core.windows.net/c/x")
+    assert out == {"account_name": "acct", "anon": False}
+    conn = "AccountName=other;AccountKey=x"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
+    with pytest.raises(ValueError, match="AZURE_STORAGE_CONNECTION_STRING is set"):
+        storage.resolve("https://acct.blob.core.windows.net/c/x")
+
+
+# -- secrets ---------------------------------------------------------------------
+
+
+def test_redact_masks_option_values_raw_and_url_encoded():
+    from urllib.parse import quote
+
+    text = f"key {KEY} quoted {quote(KEY, safe='')} sas ?{SAS} end"
+    out = storage.redact(text, {"account_key": KEY, "sas_token": SAS})
+    assert KEY not in out and quote(KEY, safe="") not in out
+    assert SIG not in out and "Zm9vYmFy" not in out
+    assert out.startswith("key *** quoted *** sas ")
+
+
+def test_redact_masks_secret_shapes_without_being_told():
+    text = (
+        f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={KEY};"
+        f" https://acct.blob.core.windows.net/c/x?{SAS}"
+        f" BlobEndpoint=x;SharedAccessSignature={SAS}"
+        " headers={'Authorization': 'SharedKey acct:abcdefgh'}"
+    )
+    out = storage.redact(text)
+    for secret in (KEY, SIG, "abcdefgh"):
+        assert secret not in out
+    assert "AccountName=acct;AccountKey=***;" in out
+    assert "sig=***" in out
+
+
+def test_redact_masks_the_environment_secrets(monkeypatch):
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
+    assert storage.redact(f"boom {KEY}") == "boom ***"
+
+
+def test_redact_masks_the_emulator_key_always():
+    assert ACCOUNT_KEY not in storage.redact(f"x {ACCOUNT_KEY} y")
+
+
+def test_safe_storage_options_masks_secrets_and_keeps_the_rest():
+    options = {
+        "account_name": "acct",
+        "account_key": KEY,
+        "sas_token": SAS,
+        "client_id": "1234-app",
+        "client_secret": "hunter2-secret",
+        "credential": object(),
+        "anon": False,
+        "connection_string": f"AccountName=acct;AccountKey={KEY};EndpointSuffix=x",
+        "blocksize": 1024,
+        "nested": {"token": "abcdef123456"},
+    }
+    safe = storage.safe_storage_options(options)
+    assert safe == {
+        "account_name": "acct",
+        "account_key": "***",
+        "sas_token": "***",
+        "client_id": "1234-app",
+        "client_secret": "***",
+        "credential": "***",
+        "anon": False,
+        "connection_string": "AccountName=acct;AccountKey=***;EndpointSuffix=x",
+        "blocksize": 1024,
+        "nested": {"token": "***"},
+    }
+    assert options["account_key"] == KEY  # a copy; the original is untouched
+
+
+def test_safe_storage_options_of_nothing():
+    assert storage.safe_storage_options(None) == {}
+
+
+# -- error messages ----------------------------------------------------------------
+
+
+def test_identity_failure_message_says_how_to_sign_in():
+    from azure.identity import CredentialUnavailableError
+
+    exc = CredentialUnavailableError("DefaultAzureCredential failed to get a token")
+    line = storage.describe_storage_error(
+        exc, "https://acct.blob.core.windows.net/data/x"
+    )
+    url = "https://acct.blob.core.windows.net/data/x"
+    assert line.startswith(f"{url}: no Azure identity")
+    assert "az login" in line
+
+
+def test_unknown_errors_keep_their_first_line_and_lose_their_secrets():
+    exc = RuntimeError(f"weird failure AccountKey={KEY}\nsecond line")
+    line = storage.describe_storage_error(exc, f"abfs://c/x?{SAS}", {"sas_token": SAS})
+    assert "\n" not in line
+    assert "weird failure AccountKey=***" in line
+    assert KEY not in line and SIG not in line
+
+
+def test_listing_a_missing_local_path_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=r"no files match input 'nothing/\*.png' "
+                       rf"\(looked in {tmp_path}/nothing/\*.png\)"):
+        storage.list_files("nothing/*.png")
+    with pytest.raises(DatasetError, match="no files match"):
+        storage.list_files(str(tmp_path / "missing.csv"))
+
+
+def test_listing_local_files_gives_sorted_absolute_paths(tmp_path, monkeypatch):
+    for name in ["b/2.png", "a/1.png", "a/0.png", "c.txt"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert storage.list_files(".") == [
+        str(tmp_path / n) for n in ["a/0.png", "a/1.png", "b/2.png", "c.txt"]
+    ]
+    assert storage.list_files("a/*.png") == [
+        str(tmp_path / "a/0.png"), str(tmp_path / "a/1.png")
+    ]
+    assert storage.list_files("c.txt") == [str(tmp_path / "c.txt")]
+    [(path, size, mtime)] = storage.list_files("c.txt", detail=True)
+    assert (path, size) == (str(tmp_path / "c.txt"), 1) and mtime
