@@ -120,9 +120,17 @@ def test_returning_a_non_sequence_fails_every_try(tmp_path, shared_client, retur
 
 
 # -- retries --------------------------------------------------------------------------
-def test_failed_first_try_is_retried_and_written_once(tmp_path, shared_client):
-    script = write_script(tmp_path / "src", """
+@pytest.mark.parametrize("failure, shown", [
+    ('raise RuntimeError(f"first try of {first} fails on purpose")',
+     "RuntimeError: first try of item-"),
+    ("sys.exit(42)", "SystemExit: 42"),
+    ("raise KeyboardInterrupt", "KeyboardInterrupt"),
+], ids=["exception", "sys-exit", "keyboard-interrupt"])
+def test_failed_first_try_is_retried_and_written_once(tmp_path, shared_client,
+                                                      failure, shown):
+    script = write_script(tmp_path / "src", f"""
         import os
+        import sys
 
         TRIED = os.environ["TRIED_DIR"]
 
@@ -134,7 +142,7 @@ def test_failed_first_try_is_retried_and_written_once(tmp_path, shared_client):
             marker = os.path.join(TRIED, first)
             if not os.path.exists(marker):
                 open(marker, "w").close()
-                raise RuntimeError(f"first try of {first} fails on purpose")
+                {failure}
             return [os.path.basename(p) for p in mini_batch]
     """)
     (tmp_path / "tried").mkdir()
@@ -152,10 +160,13 @@ def test_failed_first_try_is_retried_and_written_once(tmp_path, shared_client):
     assert result.tries == 6
     tries = tries_by_mini_batch(out)
     assert sorted(tries) == [0, 1, 2]
+    line = script.read_text().splitlines().index(f"        {failure}") + 1
     for rows in tries.values():
         assert [(r["try"], r["status"]) for r in rows] == [
             ("1", "RUN_EXCEPTION"), ("2", "RUN_DONE")]
-        assert "fails on purpose" in rows[0]["error"]
+        # the user's error and where it was raised, in one line
+        assert shown in rows[0]["error"]
+        assert f"score.py:{line}" in rows[0]["error"]
     # exactly once: no item of a retried mini-batch appears twice
     assert read_lines(result.output_file) == file_names(9)
 
