@@ -1,0 +1,343 @@
+"""File benchmark: score N small PNG files, mini-batches of 10 files.
+
+Variants, each in its own fresh process, side by side:
+
+- ``single``: a plain loop in one process: list the folder, take the sorted files 10
+  at a time, score them with the same functions as ``scripts/score_png.py`` (open
+  with PIL, 64 block-mean features, MLP), write ``name: score`` lines to one text file.
+- ``daskscore``: ``ParallelRunStep`` with 2 worker processes, ``scripts/score_png.py``,
+  ``mini_batch_size="10"``, ``append_row`` into ``parallel_run_step.txt``.
+- ``daskscore-trivial``: the same with ``scripts/trivial.py`` (``run`` returns its
+  input): what daskscore itself costs per mini-batch.
+- ``ray``: Ray Data ``from_items(paths) -> map_batches(actor class, batch_size=10,
+  concurrency=2) -> write_parquet`` on a 2-CPU local Ray (if ray imports).
+
+Per-mini-batch overhead is reported two ways: ``(daskscore wall - single wall / 2) /
+mini-batches`` (what the engine adds on top of ideal 2-way parallel work), and
+``trivial wall / mini-batches`` (the whole cost of one mini-batch when ``run()`` does
+nothing, cluster start included). From the engine's ``processed_mini-batches.csv`` it
+also reports the mean in-worker time outside ``run()`` (elapsed - run seconds).
+
+    python bench/bench_files.py
+    python bench/bench_files.py --data-dir bench/data-small --variants single,daskscore
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import _common as C
+
+MINI_BATCH = 10
+
+
+def _score_png_module():
+    sys.path.insert(0, str(C.SCRIPTS))
+    import score_png
+
+    return score_png
+
+
+def _list_pngs(folder: Path) -> list[str]:
+    return sorted(str(folder / name) for name in os.listdir(folder))
+
+
+def _check_text(path: Path) -> dict:
+    lines, total, ordered, last = 0, 0.0, True, ""
+    with open(path) as f:
+        for line in f:
+            name, _, value = line.rstrip("\n").rpartition(": ")
+            lines += 1
+            total += float(value)
+            ordered = ordered and name >= last
+            last = name
+    return {"out_items": lines, "score_sum": round(total, 3), "in_order": ordered}
+
+
+def _engine_overhead(output_dir: Path) -> dict:
+    """Mean per-try time inside the worker that is not ``run()`` (read, commit, ...)."""
+    path = output_dir / "logs" / "processed_mini-batches.csv"
+    if not path.exists():
+        return {}
+    elapsed = run = 0.0
+    n = 0
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                elapsed += float(row["elapsed_seconds"])
+                run += float(row["run_seconds"])
+            except (KeyError, ValueError):
+                continue
+            n += 1
+    if not n:
+        return {}
+    return {
+        "worker_ms_per_mb_outside_run": 1000 * (elapsed - run) / n,
+        "worker_ms_per_mb_in_run": 1000 * run / n,
+    }
+
+
+def child_single(args: argparse.Namespace) -> dict:
+    sp = _score_png_module()
+    folder = Path(args.data_dir) / "png"
+    out = Path(args.out_dir) / "single-files"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    out_file = out / "scores.txt"
+    start = time.perf_counter()
+    model = sp.load(str(Path(args.data_dir) / "mlp.npz"))
+    paths = _list_pngs(folder)
+    with open(out_file, "w") as f:
+        for i in range(0, len(paths), MINI_BATCH):
+            for line in sp.score(model, paths[i : i + MINI_BATCH]):
+                f.write(f"{line}\n")
+    wall = time.perf_counter() - start
+    return {
+        "variant": "single",
+        "items": len(paths),
+        "wall_s": round(wall, 2),
+        "items_per_s": len(paths) / wall,
+        "mini_batches": -(-len(paths) // MINI_BATCH),
+        **_check_text(out_file),
+    }
+
+
+def child_daskscore(args: argparse.Namespace) -> dict:
+    import daskscore as ds
+
+    trivial = args.variant == "daskscore-trivial"
+    folder = Path(args.data_dir) / "png"
+    out = Path(args.out_dir) / (
+        "daskscore-files-trivial" if trivial else "daskscore-files"
+    )
+    shutil.rmtree(out, ignore_errors=True)  # a repeated run would resume, not rerun
+    files = ds.Dataset.File.from_files(path=str(folder))
+    config = ds.ParallelRunConfig(
+        entry_script="trivial.py" if trivial else "score_png.py",
+        source_directory=str(C.SCRIPTS),
+        mini_batch_size=str(MINI_BATCH),
+        error_threshold=-1,
+        output_action="append_row",
+        node_count=1,
+        process_count_per_node=args.processes,
+        run_invocation_timeout=600,
+        run_max_try=1,
+    )
+    step = ds.ParallelRunStep(
+        name="bench-files",
+        parallel_run_config=config,
+        inputs=[files],
+        output=str(out),
+        arguments=["--model", str(Path(args.data_dir) / "mlp.npz")],
+    )
+    start = time.perf_counter()
+    result = step.run()
+    wall = time.perf_counter() - start
+    collected = Path(result.output_dir) / "parallel_run_step.txt"
+    if trivial:
+        with open(collected) as f:
+            check = {"out_items": sum(1 for _ in f)}
+    else:
+        check = _check_text(collected) if collected.exists() else {"out_items": 0}
+    n_mb = getattr(result, "mini_batches", None) or -(-result.total_items // MINI_BATCH)
+    return {
+        "variant": args.variant,
+        "items": result.total_items,
+        "succeeded": result.succeeded_items,
+        "status": result.status,
+        "mini_batches": n_mb,
+        "wall_s": round(wall, 2),
+        "engine_elapsed_s": getattr(result, "elapsed_seconds", None),
+        "items_per_s": result.total_items / wall,
+        **check,
+        **_engine_overhead(Path(result.output_dir)),
+    }
+
+
+def child_ray(args: argparse.Namespace) -> dict:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    import ray
+
+    folder = Path(args.data_dir) / "png"
+    out = Path(args.out_dir) / "ray-files"
+    shutil.rmtree(out, ignore_errors=True)
+    model_path = str(Path(args.data_dir) / "mlp.npz")
+    scripts = str(C.SCRIPTS)
+
+    class Scorer:
+        def __init__(self, model_path: str, scripts: str) -> None:
+            sys.path.insert(0, scripts)
+            import score_png
+
+            self.sp = score_png
+            self.model = score_png.load(model_path)
+
+        def __call__(self, batch):
+            return {"line": self.sp.score(self.model, list(batch["path"]))}
+
+    start = time.perf_counter()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    init_s = time.perf_counter() - start
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    paths = _list_pngs(folder)
+    dataset = ray.data.from_items([{"path": p} for p in paths])
+    scored = dataset.map_batches(
+        Scorer,
+        fn_constructor_args=(model_path, scripts),
+        batch_format="numpy",
+        batch_size=MINI_BATCH,
+        concurrency=2,
+        num_cpus=args.ray_actor_cpus,
+    )
+    scored.write_parquet(str(out))
+    wall = time.perf_counter() - start
+    ray.shutdown()
+    items, total = 0, 0.0
+    for part in sorted(out.glob("*.parquet")):
+        lines = pq.read_table(part)["line"]
+        items += len(lines)
+        values = pc.cast(
+            pc.utf8_slice_codeunits(lines, start=len("img-000000.png: ")), "float64"
+        )
+        total += pc.sum(values).as_py() or 0.0
+    return {
+        "variant": "ray",
+        "items": len(paths),
+        "wall_s": round(wall, 2),
+        "setup_s": round(init_s, 3),
+        "items_per_s": len(paths) / wall,
+        "mini_batches": -(-len(paths) // MINI_BATCH),
+        "out_items": items,
+        "score_sum": round(total, 3),
+    }
+
+
+COLUMNS = [
+    ("variant", "variant"),
+    ("items", "files"),
+    ("mini_batches", "mini-batches"),
+    ("wall_s", "end-to-end s"),
+    ("items_per_s", "files/s"),
+    ("vs_ideal", "x ideal (single/2)"),
+    ("overhead_ms_per_mb", "overhead ms/mini-batch"),
+    ("worker_ms_per_mb_outside_run", "in-worker ms/mb outside run()"),
+    ("peak_rss_mib", "client peak RSS MiB"),
+    ("out_items", "lines out"),
+    ("score_sum", "score sum"),
+    ("in_order", "in order"),
+]
+
+
+def summarize(rows: list[dict]) -> None:
+    singles = [
+        r["wall_s"] for r in rows if r.get("variant") == "single" and "wall_s" in r
+    ]
+    ideal = min(singles) / 2 if singles else None
+    for r in rows:
+        if "wall_s" not in r or not r.get("mini_batches"):
+            continue
+        if ideal:
+            r["vs_ideal"] = r["wall_s"] / ideal
+        if r["variant"] == "daskscore-trivial":
+            r["overhead_ms_per_mb"] = 1000 * r["wall_s"] / r["mini_batches"]
+        elif r["variant"] != "single" and ideal:
+            r["overhead_ms_per_mb"] = 1000 * (r["wall_s"] - ideal) / r["mini_batches"]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(C.DEFAULT_DATA))
+    parser.add_argument("--out-dir", default=str(C.DEFAULT_OUT))
+    parser.add_argument(
+        "--variants",
+        default="single,daskscore,daskscore-trivial,ray",
+        help="comma list of single, daskscore, daskscore-trivial, ray",
+    )
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--ray-actor-cpus",
+        type=float,
+        default=0.5,
+        help="logical CPUs per Ray actor (1.0 deadlocks on 2 CPUs)",
+    )
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.data_dir = str(Path(args.data_dir).resolve())
+    args.out_dir = str(Path(args.out_dir).resolve())
+
+    if args.child:
+        run = {
+            "single": child_single,
+            "daskscore": child_daskscore,
+            "daskscore-trivial": child_daskscore,
+            "ray": child_ray,
+        }
+        C.emit(run[args.variant](args))
+        return []
+
+    folder = Path(args.data_dir) / "png"
+    n_files = len(os.listdir(folder)) if folder.is_dir() else 0
+    if not n_files:
+        sys.exit(f"no files in {folder}: run bench/make_data.py first")
+    print(
+        f"files: {n_files:,} PNG files in {folder}, mini_batch_size={MINI_BATCH}; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    common = [
+        "--data-dir",
+        args.data_dir,
+        "--out-dir",
+        args.out_dir,
+        "--processes",
+        str(args.processes),
+        "--ray-actor-cpus",
+        str(args.ray_actor_cpus),
+    ]
+    plan = []
+    for variant in args.variants.split(","):
+        if variant == "ray" and not C.ray_available():
+            print("ray not installed", flush=True)
+            continue
+        plan.append(variant)
+    rows = []
+    log_dir = Path(args.out_dir) / "logs"
+    for rep in range(args.repeat):
+        for variant in plan:
+            result = C.run_child(
+                Path(__file__),
+                [*common, "--variant", variant],
+                f"files-{variant}-{rep + 1}",
+                log_dir,
+            )
+            result.setdefault("variant", variant)
+            result["repeat"] = rep + 1
+            print(
+                f"  {variant} (run {rep + 1}): {C.fmt(result.get('wall_s'))} s, "
+                f"{C.fmt(result.get('items_per_s'))} files/s"
+                f"{'  ERROR ' + result['error'] if 'error' in result else ''}",
+                flush=True,
+            )
+            rows.append(result)
+    summarize(rows)
+    C.print_table(rows, COLUMNS, title=f"files: {n_files:,} PNG, mini_batch_size=10")
+    print(f"results saved to {C.save_results('files', rows)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

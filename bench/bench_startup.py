@@ -1,0 +1,205 @@
+"""Start-up benchmark: cluster start + ``init()`` for a trivial entry script.
+
+``daskscore``: a ``ParallelRunStep`` on ``scripts/trivial.py`` (``init()`` does
+nothing, ``run()`` returns its input) over a tiny FileDataset (``--files`` files,
+default 20, ``mini_batch_size=10``), with ``--processes`` worker processes (default
+2; the step starts and closes its own LocalCluster). Reports:
+
+- ``first mini-batch s``: from calling ``step.run()`` to the end of the first
+  ``run()`` call (the script appends ``time.time()`` to a stamp file per call), i.e.
+  cluster start + script shipping + ``init()`` + one mini-batch;
+- ``whole run s``: ``step.run()`` from call to return (including writing the output
+  and reports and closing the cluster).
+
+``ray`` (if installed): ``ray.init()`` + ``map_batches`` with 2 actors on the same
+tiny input, until ``take_all()`` returns, for comparison.
+
+Every repeat is a fresh process (cold start as a user would see it).
+
+    python bench/bench_startup.py --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import _common as C
+
+
+def _tiny_input(args: argparse.Namespace) -> list[str]:
+    folder = Path(args.data_dir) / "png"
+    return sorted(str(folder / n) for n in os.listdir(folder))[: args.files]
+
+
+def child_daskscore(args: argparse.Namespace) -> dict:
+    import daskscore as ds
+
+    out = Path(args.out_dir) / f"daskscore-startup-{args.processes}"
+    shutil.rmtree(out, ignore_errors=True)
+    stamp = Path(args.out_dir) / f"startup-stamps-{os.getpid()}.txt"
+    stamp.unlink(missing_ok=True)
+    files = ds.Dataset.File.from_files(path=_tiny_input(args))
+    config = ds.ParallelRunConfig(
+        entry_script="trivial.py",
+        source_directory=str(C.SCRIPTS),
+        mini_batch_size="10",
+        error_threshold=-1,
+        output_action="append_row",
+        node_count=1,
+        process_count_per_node=args.processes,
+        run_invocation_timeout=60,
+        run_max_try=1,
+    )
+    step = ds.ParallelRunStep(
+        name="bench-startup",
+        parallel_run_config=config,
+        inputs=[files],
+        output=str(out),
+        arguments=["--stamp", str(stamp)],
+    )
+    wall_start = time.time()
+    start = time.perf_counter()
+    result = step.run()
+    whole = time.perf_counter() - start
+    stamps = [float(x) for x in stamp.read_text().split()] if stamp.exists() else []
+    stamp.unlink(missing_ok=True)
+    return {
+        "variant": f"daskscore {args.processes} proc",
+        "status": result.status,
+        "items": result.total_items,
+        "succeeded": result.succeeded_items,
+        "first_mb_s": round(min(stamps) - wall_start, 3) if stamps else None,
+        "whole_s": round(whole, 3),
+        "run_calls": len(stamps),
+    }
+
+
+def child_ray(args: argparse.Namespace) -> dict:
+    import ray
+
+    class Trivial:
+        def __call__(self, batch):
+            return batch
+
+    paths = _tiny_input(args)
+    start = time.perf_counter()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    init_s = time.perf_counter() - start
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    rows = (
+        ray.data.from_items([{"path": p} for p in paths])
+        .map_batches(
+            Trivial,
+            batch_size=10,
+            concurrency=args.processes,
+            num_cpus=0.5,
+        )
+        .take_all()
+    )
+    whole = time.perf_counter() - start
+    ray.shutdown()
+    return {
+        "variant": f"ray {args.processes} actors",
+        "items": len(rows),
+        "ray_init_s": round(init_s, 3),
+        "whole_s": round(whole, 3),
+    }
+
+
+COLUMNS = [
+    ("variant", "variant"),
+    ("repeat", "run"),
+    ("items", "files"),
+    ("first_mb_s", "step.run() -> first mini-batch done, s"),
+    ("whole_s", "whole run s"),
+    ("ray_init_s", "ray.init() s"),
+    ("peak_rss_mib", "client peak RSS MiB"),
+    ("status", "status"),
+]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(C.DEFAULT_DATA))
+    parser.add_argument("--out-dir", default=str(C.DEFAULT_OUT))
+    parser.add_argument("--variants", default="daskscore,ray")
+    parser.add_argument(
+        "--processes",
+        default="2",
+        help="worker processes; a comma list runs each (e.g. 1,2)",
+    )
+    parser.add_argument("--files", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.data_dir = str(Path(args.data_dir).resolve())
+    args.out_dir = str(Path(args.out_dir).resolve())
+
+    if args.child:
+        args.processes = int(args.processes)
+        run = {"daskscore": child_daskscore, "ray": child_ray}
+        C.emit(run[args.variant](args))
+        return []
+
+    if not (Path(args.data_dir) / "png").is_dir():
+        sys.exit(f"no {Path(args.data_dir) / 'png'}: run bench/make_data.py first")
+    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
+    print(
+        f"startup: trivial script, {args.files} files, mini_batch_size=10; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
+    common = [
+        "--data-dir",
+        args.data_dir,
+        "--out-dir",
+        args.out_dir,
+        "--files",
+        str(args.files),
+    ]
+    plan = []
+    for variant in args.variants.split(","):
+        if variant == "ray" and not C.ray_available():
+            print("ray not installed", flush=True)
+            continue
+        for procs in args.processes.split(","):
+            plan.append((variant, procs))
+    rows = []
+    log_dir = Path(args.out_dir) / "logs"
+    for rep in range(args.repeat):
+        for variant, procs in plan:
+            result = C.run_child(
+                Path(__file__),
+                [*common, "--variant", variant, "--processes", procs],
+                f"startup-{variant}-{procs}-{rep + 1}",
+                log_dir,
+                timeout_s=300,
+            )
+            result.setdefault("variant", f"{variant} {procs}")
+            result["repeat"] = rep + 1
+            print(
+                f"  {result['variant']} (run {rep + 1}): first mini-batch "
+                f"{C.fmt(result.get('first_mb_s'))} s, "
+                f"whole {C.fmt(result.get('whole_s'))} s"
+                f"{'  ERROR ' + result['error'] if 'error' in result else ''}",
+                flush=True,
+            )
+            rows.append(result)
+    C.print_table(rows, COLUMNS, title="start-up (trivial script)")
+    print(f"results saved to {C.save_results('startup', rows)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

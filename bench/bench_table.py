@@ -1,0 +1,332 @@
+"""Tabular benchmark: score N rows x 64 float32 features (Parquet) with a numpy MLP.
+
+Variants, each in its own fresh process, side by side:
+
+- ``single``: a plain loop in one process: read each Parquet file, score it with the
+  same functions the entry script uses, write ``id, score`` to one Parquet file.
+- ``daskscore``: ``ParallelRunStep`` with 2 worker processes (``node_count=1,
+  process_count_per_node=2``) on the entry script ``scripts/score_table.py``,
+  ``output_action="append_row"`` into ``scores.parquet``; one run per
+  ``--mini-batch-size``. Its end-to-end time runs from ``step.run()`` (the step
+  starts and closes its own LocalCluster) to its return.
+- ``ray``: Ray Data ``read_parquet -> map_batches(actor class, concurrency=2) ->
+  write_parquet`` on a 2-CPU local Ray, ``ray.init()`` included (if ray imports).
+
+Prints rows/s, end-to-end seconds and the peak RSS of each variant's client /
+driver process, and checks that every variant wrote the same number of rows and
+the same score total.
+
+    python bench/bench_table.py                          # full data in bench/data
+    python bench/bench_table.py --mini-batch-size 4MB,16MB,64MB --repeat 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import _common as C
+
+
+def _score_table_module():
+    sys.path.insert(0, str(C.SCRIPTS))
+    import score_table
+
+    return score_table
+
+
+def _check_output(paths: list[Path]) -> dict:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rows, total = 0, 0.0
+    for path in paths:
+        table = pq.read_table(path, columns=["score"])
+        rows += table.num_rows
+        total += pc.sum(table["score"].cast("float64")).as_py() or 0.0
+    return {"out_rows": rows, "score_sum": round(total, 3)}
+
+
+def _input_rows(folder: Path) -> tuple[list[Path], int]:
+    import pyarrow.parquet as pq
+
+    files = sorted(folder.glob("*.parquet"))
+    return files, sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+
+def child_single(args: argparse.Namespace) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    st = _score_table_module()
+    folder = Path(args.data_dir) / "table"
+    out = Path(args.out_dir) / "single-table"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    out_file = out / "scores.parquet"
+    start = time.perf_counter()
+    model = st.load(str(Path(args.data_dir) / "mlp.npz"))
+    rows = 0
+    writer = None
+    for path in sorted(folder.glob("*.parquet")):
+        frame = pq.read_table(path).to_pandas()
+        scored = st.score(model, frame)
+        table = pa.Table.from_pandas(scored, preserve_index=False)
+        if writer is None:
+            writer = pq.ParquetWriter(out_file, table.schema)
+        writer.write_table(table)
+        rows += len(frame)
+    writer.close()
+    wall = time.perf_counter() - start
+    return {
+        "variant": "single",
+        "rows": rows,
+        "wall_s": round(wall, 2),
+        "rows_per_s": rows / wall,
+        **_check_output([out_file]),
+    }
+
+
+def child_daskscore(args: argparse.Namespace) -> dict:
+    import daskscore as ds
+
+    folder = Path(args.data_dir) / "table"
+    out = Path(args.out_dir) / f"daskscore-table-{args.mini_batch_size}"
+    shutil.rmtree(out, ignore_errors=True)  # a repeated run would resume, not rerun
+    start = time.perf_counter()
+    table = ds.Dataset.Tabular.from_parquet_files(path=str(folder))
+    config = ds.ParallelRunConfig(
+        entry_script="score_table.py",
+        source_directory=str(C.SCRIPTS),
+        mini_batch_size=args.mini_batch_size,
+        error_threshold=-1,
+        output_action="append_row",
+        append_row_file_name="scores.parquet",
+        node_count=1,
+        process_count_per_node=args.processes,
+        run_invocation_timeout=600,
+        run_max_try=1,
+    )
+    step = ds.ParallelRunStep(
+        name="bench-table",
+        parallel_run_config=config,
+        inputs=[table],
+        output=str(out),
+        arguments=["--model", str(Path(args.data_dir) / "mlp.npz")],
+    )
+    run_start = time.perf_counter()
+    result = step.run()
+    wall = time.perf_counter() - run_start
+    setup = run_start - start
+    collected = Path(result.output_dir) / "scores.parquet"
+    check = _check_output([collected]) if collected.exists() else {"out_rows": 0}
+    return {
+        "variant": f"daskscore mbs={args.mini_batch_size}",
+        "rows": result.total_items,
+        "succeeded": result.succeeded_items,
+        "status": result.status,
+        "mini_batches": getattr(result, "mini_batches", None),
+        "wall_s": round(wall, 2),
+        "construct_s": round(setup, 3),
+        "engine_elapsed_s": getattr(result, "elapsed_seconds", None),
+        "rows_per_s": result.total_items / wall,
+        **check,
+    }
+
+
+def child_ray(args: argparse.Namespace) -> dict:
+    import ray
+
+    folder = Path(args.data_dir) / "table"
+    out = Path(args.out_dir) / "ray-table"
+    shutil.rmtree(out, ignore_errors=True)
+    model_path = str(Path(args.data_dir) / "mlp.npz")
+    scripts = str(C.SCRIPTS)
+
+    class Scorer:
+        def __init__(self, model_path: str, scripts: str) -> None:
+            sys.path.insert(0, scripts)
+            import score_table
+
+            self.st = score_table
+            self.model = score_table.load(model_path)
+
+        def __call__(self, frame):
+            return self.st.score(self.model, frame)
+
+    start = time.perf_counter()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    init_s = time.perf_counter() - start
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    batch_size = (
+        None if args.ray_batch_size in ("none", "None") else int(args.ray_batch_size)
+    )
+    dataset = ray.data.read_parquet(str(folder))
+    scored = dataset.map_batches(
+        Scorer,
+        fn_constructor_args=(model_path, scripts),
+        batch_format="pandas",
+        batch_size=batch_size,
+        concurrency=2,
+        num_cpus=args.ray_actor_cpus,
+    )
+    scored.write_parquet(str(out))
+    wall = time.perf_counter() - start
+    ray.shutdown()
+    parts = sorted(out.glob("*.parquet"))
+    check = _check_output(parts)
+    return {
+        "variant": f"ray batch_size={args.ray_batch_size}",
+        "rows": check["out_rows"],
+        "wall_s": round(wall, 2),
+        "setup_s": round(init_s, 3),
+        "rows_per_s": check["out_rows"] / wall,
+        **check,
+    }
+
+
+COLUMNS = [
+    ("variant", "variant"),
+    ("rows", "rows"),
+    ("wall_s", "end-to-end s"),
+    ("setup_s", "of which start s"),
+    ("rows_per_s", "rows/s"),
+    ("vs_ideal", "x ideal (single/2)"),
+    ("peak_rss_mib", "client peak RSS MiB"),
+    ("out_rows", "rows out"),
+    ("score_sum", "score sum"),
+]
+
+
+def summarize(rows: list[dict]) -> None:
+    singles = [
+        r["wall_s"] for r in rows if r.get("variant") == "single" and "wall_s" in r
+    ]
+    if not singles:
+        return
+    ideal = min(singles) / 2
+    for r in rows:
+        if "wall_s" in r:
+            r["vs_ideal"] = r["wall_s"] / ideal
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(C.DEFAULT_DATA))
+    parser.add_argument("--out-dir", default=str(C.DEFAULT_OUT))
+    parser.add_argument(
+        "--variants",
+        default="single,daskscore,ray",
+        help="comma list of single, daskscore, ray",
+    )
+    parser.add_argument(
+        "--mini-batch-size",
+        default="16MB",
+        help="daskscore mini_batch_size; a comma list runs each",
+    )
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument(
+        "--ray-batch-size",
+        default="65536",
+        help="rows per Ray batch ('none' = a whole block)",
+    )
+    parser.add_argument(
+        "--ray-actor-cpus",
+        type=float,
+        default=0.5,
+        help="logical CPUs per Ray actor; 1.0 deadlocks on a 2-CPU Ray "
+        "(the 2 actors hold both CPUs, the read tasks never run)",
+    )
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    # Entry scripts run in the workers' own working directories: absolute paths only.
+    args.data_dir = str(Path(args.data_dir).resolve())
+    args.out_dir = str(Path(args.out_dir).resolve())
+
+    if args.child:
+        run = {"single": child_single, "daskscore": child_daskscore, "ray": child_ray}
+        C.emit(run[args.variant](args))
+        return []
+
+    folder = Path(args.data_dir) / "table"
+    files, n_rows = _input_rows(folder)
+    if not files:
+        sys.exit(f"no Parquet files in {folder}: run bench/make_data.py first")
+    print(
+        f"table: {n_rows:,} rows in {len(files)} files ({folder}); "
+        f"{os.cpu_count()} CPUs; versions {C.versions()}",
+        flush=True,
+    )
+    common = ["--data-dir", args.data_dir, "--out-dir", args.out_dir]
+    log_dir = Path(args.out_dir) / "logs"
+    plan: list[tuple[str, list[str]]] = []
+    for variant in args.variants.split(","):
+        if variant == "daskscore":
+            for mbs in args.mini_batch_size.split(","):
+                plan.append(
+                    (
+                        f"daskscore-{mbs}",
+                        [
+                            "--variant",
+                            "daskscore",
+                            "--mini-batch-size",
+                            mbs,
+                            "--processes",
+                            str(args.processes),
+                        ],
+                    )
+                )
+        elif variant == "ray":
+            if not C.ray_available():
+                print("ray not installed", flush=True)
+                continue
+            plan.append(
+                (
+                    "ray",
+                    [
+                        "--variant",
+                        "ray",
+                        "--ray-batch-size",
+                        args.ray_batch_size,
+                        "--ray-actor-cpus",
+                        str(args.ray_actor_cpus),
+                    ],
+                )
+            )
+        else:
+            plan.append((variant, ["--variant", variant]))
+    rows = []
+    for rep in range(args.repeat):
+        for label, extra in plan:
+            result = C.run_child(
+                Path(__file__), common + extra, f"table-{label}-{rep + 1}", log_dir
+            )
+            result["repeat"] = rep + 1
+            print(
+                f"  {result.get('variant', label)} (run {rep + 1}): "
+                f"{C.fmt(result.get('wall_s'))} s, "
+                f"{C.fmt(result.get('rows_per_s'))} rows/s"
+                f"{'  ERROR ' + result['error'] if 'error' in result else ''}",
+                flush=True,
+            )
+            rows.append(result)
+    summarize(rows)
+    C.print_table(rows, COLUMNS, title=f"table: {n_rows:,} rows x 64 float32")
+    print(f"results saved to {C.save_results('table', rows)}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
