@@ -6,6 +6,8 @@ Real worker processes, real files in ``tmp_path``, real entry scripts.
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pandas as pd
 import pyarrow as pa
@@ -92,6 +94,46 @@ def test_error_threshold_exceeded_fails_the_job_and_cancels_the_rest(tmp_path,
         result.raise_for_status()
     # no run() call went unrecorded: nothing kept scoring behind the job's back
     assert len(list(run_dir.iterdir())) == sum(len(r) for r in tries.values())
+
+
+@pytest.mark.slow
+def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
+        tmp_path, shared_client):
+    """Each job has its own plugin: a job busy on the same cluster must neither
+    delay nor hide the other's early failure, nor be stopped by it."""
+    script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    bad_files(tmp_path / "in-a", 200, bad={0})
+    make_files(tmp_path / "in-b", 200)
+    runs_b = tmp_path / "runs-b"
+    runs_b.mkdir()
+    results = {}
+
+    def run_b():
+        results["b"] = make_step(
+            script, ds.Dataset.File.from_files(str(tmp_path / "in-b")),
+            tmp_path / "out-b", mini_batch_size="1", error_threshold=0,
+            environment_variables={"SLEEP_S": "0.02", "RUN_DIR": str(runs_b)},
+        ).run(client=shared_client)
+
+    other = threading.Thread(target=run_b)
+    other.start()
+    try:
+        while not any(runs_b.iterdir()) and other.is_alive():
+            time.sleep(0.05)  # job b is scoring
+        failing = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in-a")),
+                            tmp_path / "out-a", mini_batch_size="1", error_threshold=0,
+                            run_max_try=1, environment_variables={"SLEEP_S": "0.02"},
+                            ).run(client=shared_client)
+    finally:
+        other.join()
+
+    assert failing.status == "Failed"
+    processed = read_report(tmp_path / "out-a")["processed_mini_batches"]
+    assert processed < 100, (
+        f"mini-batch 0 failed, yet {processed} of 200 mini-batches were scored "
+        "before the job stopped")
+    assert results["b"].status == "Completed", results["b"].reason
+    assert counts(results["b"]) == (200, 200, 0)
 
 
 def test_error_threshold_counts_items_and_fails_only_above_it(tmp_path,
