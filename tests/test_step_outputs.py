@@ -359,3 +359,24 @@ def test_logging_level_filters_the_scripts_logger(failed_job, tmp_path,
     text = "".join(p.read_text() for p in
                    (debug_out / "logs" / "user").glob("*/entry_script.log"))
     assert "a debug line" in text and "init says hello" in text
+
+
+@pytest.mark.parametrize("file_name", ["rows.txt", "rows.csv", "rows.parquet"])
+def test_collected_output_without_any_scored_item_reads_back_empty(
+        tmp_path, shared_client, file_name):
+    script = write_script(tmp_path / "src", """
+        def init():
+            pass
+
+        def run(mini_batch):
+            raise ValueError("every mini-batch fails")
+    """)
+    make_files(tmp_path / "in", 3)
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                       tmp_path / "out", run_max_try=1, error_threshold=-1,
+                       append_row_file_name=file_name).run(client=shared_client)
+
+    assert result.status == "Completed"
+    assert result.succeeded_items == 0
+    assert (tmp_path / "out" / file_name).is_file()
+    assert len(result.to_dask_dataframe().compute()) == 0
