@@ -5,6 +5,8 @@ Real worker processes, real files in ``tmp_path``, real entry scripts.
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -380,3 +382,39 @@ def test_collected_output_without_any_scored_item_reads_back_empty(
     assert result.succeeded_items == 0
     assert (tmp_path / "out" / file_name).is_file()
     assert len(result.to_dask_dataframe().compute()) == 0
+
+
+def test_parquet_parts_with_clashing_column_types_give_a_clear_outcome(
+        tmp_path, shared_client):
+    """Mini-batches returning an int column and a str column of the same name:
+    everything scored is kept and readable, or the job says which column clashes
+    (a Failed result or a DaskScoreError), with logs written either way; never a
+    bare pyarrow error out of run() after all the scoring was done."""
+    script = write_script(tmp_path / "src", """
+        import os
+
+        import pandas as pd
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            if os.path.basename(mini_batch[0]) == "item-0000.txt":
+                return pd.DataFrame({"v": [1]})
+            return pd.DataFrame({"v": ["x"]})
+    """)
+    make_files(tmp_path / "in", 2)
+    out = tmp_path / "out"
+    step = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+                     mini_batch_size="1", append_row_file_name="rows.parquet")
+    try:
+        result = step.run(client=shared_client)
+    except ds.DaskScoreError as err:
+        assert re.search(r"\bv\b", str(err)), str(err)
+    else:
+        if result.status == "Completed":
+            got = result.to_dask_dataframe().compute()
+            assert [str(v) for v in got["v"]] == ["1", "x"]
+        else:
+            assert re.search(r"\bv\b", result.reason), result.reason
+    assert (out / "logs" / "job_result.txt").is_file()
