@@ -106,7 +106,8 @@ def run_runs_command(args: argparse.Namespace) -> int:
     if details.get("error"):
         print(f"Error:       {details['error']}")
     for step in details.get("steps", []):
-        reused = f" (reused from {step.get('reused_from')})" if step.get("reused") else ""
+        reused = (f" (reused from {step.get('reused_from')})" if step.get("reused")
+                  else "")
         print(f"Step {step['name']}: {step['status']}{reused}")
         if "succeeded_items" in step:
             print(f"  items: {step['succeeded_items']} succeeded, "

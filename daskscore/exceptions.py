@@ -3,12 +3,12 @@
 ::
 
     DaskScoreError
-    ├── ConfigError (also ValueError)        bad ParallelRunConfig / ParallelRunStep field
+    ├── ConfigError (also ValueError)        bad ParallelRunConfig/ParallelRunStep field
     ├── DatasetError (also ValueError)       an input cannot be listed or planned
     ├── EntryScriptError                     the entry script cannot be loaded (syntax,
     │                                        import error, missing init/run)
     ├── ErrorThresholdExceeded               raised by StepRunResult.raise_for_status()
-    ├── JobError                             the job could not run at all (cluster, sink)
+    ├── JobError                             the job could not run (cluster, sink)
     └── WorkspaceError                       a workspace, its config or a registry entry
         │                                    cannot be read or written
         └── NotRegisteredError (also LookupError)  no datastore / dataset / model /
@@ -107,7 +107,8 @@ class ErrorThresholdExceeded(DaskScoreError):
         self.output_dir = output_dir
 
     def __str__(self) -> str:
-        where = f" (see {self.output_dir}/logs/job_result.txt)" if self.output_dir else ""
+        where = (f" (see {self.output_dir}/logs/job_result.txt)" if self.output_dir
+                 else "")
         return f"{self.reason}{where}"
 
 

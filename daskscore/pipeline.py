@@ -493,9 +493,9 @@ class PipelineRun:
         last_status = None
         while True:
             status = self.status
-            if show_output and self._output is not None:
+            if self._output is not None:
                 text, seen = self._output.since(seen)
-                if text:
+                if text and show_output:
                     out.write(text)
                     out.flush()
             elif show_output and status != last_status:
@@ -511,8 +511,8 @@ class PipelineRun:
                 time.sleep(1.0)
         if self._thread is not None:
             self._thread.join()
-            if show_output and self._output is not None:
-                text, seen = self._output.since(seen)
+            text, seen = self._output.since(seen)
+            if show_output and text:
                 out.write(text)
                 out.flush()
         if status == FAILED and raise_on_error:

@@ -87,6 +87,10 @@ def build_images(folder: str = DEFAULT_FOLDER, limit: int | None = None,
                 break
         if limit is not None and len(rows) >= limit:
             break
+    wanted = {name for name, _ in rows}
+    for name in os.listdir(image_dir):  # left from a bigger set built here before
+        if name.endswith(".png") and name not in wanted:
+            os.remove(os.path.join(image_dir, name))
     with open(label_file, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["file", "label"])
@@ -104,7 +108,9 @@ def train_model(folder: str = DEFAULT_FOLDER, epochs: int = 8) -> str:
     model_dir = os.path.join(folder, "models")
     if os.path.exists(os.path.join(model_dir, "saved_model.pb")):
         return model_dir
+    # a quiet import: see scripts/digit_identification.py
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import keras
     import tensorflow as tf
 

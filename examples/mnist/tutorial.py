@@ -25,33 +25,37 @@ sys.path.insert(0, HERE)
 import build_data  # noqa: E402  (the stand-in for the tutorial's downloads)
 
 
-def main(folder: str) -> int:
-    # -- 0. The data and the model the original downloads -------------------------------
+def main(folder: str, limit: int | None = None) -> int:
+    """Run the tutorial in ``folder``; 0 when the accuracy is at least 0.9.
+
+    ``limit`` caps the number of images (the test suite scores a few hundred).
+    """
+    # -- 0. The data and the model the original downloads ------------------------------
     # MNIST-style PNGs (labels kept apart) and a small Keras model trained here,
     # saved as a TensorFlow SavedModel in FOLDER/models.
     print("Preparing the sample images and training the model ...", flush=True)
-    image_dir, label_file = build_data.build_images(folder)
+    build_data.build_images(folder, limit=limit)
     model_dir = build_data.train_model(folder)
 
-    # -- 1. The workspace ---------------------------------------------------------------
+    # -- 1. The workspace --------------------------------------------------------------
     # A workspace is a folder of plain files (or a URL to share one on blob storage);
     # daskscore.json points at it, as config.json does in the original.
     ds.Workspace(os.path.join(folder, ".daskscore")).write_config(folder)
     ws = ds.Workspace.from_config(folder)
 
-    # -- 2. Datastores --------------------------------------------------------------------
+    # -- 2. Datastores -----------------------------------------------------------------
     # The original registers the public blob container "sampledata" of the account
     # "pipelinedata":
-    #     ds.Datastore.register_azure_blob_container(ws, datastore_name="mnist_datastore",
-    #         container_name="sampledata", account_name="pipelinedata",
-    #         anonymous=True, overwrite=True)
+    #     ds.Datastore.register_azure_blob_container(
+    #         ws, datastore_name="mnist_datastore", container_name="sampledata",
+    #         account_name="pipelinedata", anonymous=True, overwrite=True)
     # Here the images are on the local disk, so the datastore is a local folder.
     mnist_blob = ds.Datastore.register_local(ws, datastore_name="mnist_datastore",
                                              path=folder, overwrite=True)
     # Outputs go to the workspace's default datastore.
     def_data_store = ws.get_default_datastore()
 
-    # -- 3. Inputs and outputs ----------------------------------------------------------
+    # -- 3. Inputs and outputs ---------------------------------------------------------
     mnist_ds_name = "mnist_sample_data"
     path_on_datastore = mnist_blob.path("mnist/")
     input_mnist_ds = ds.Dataset.File.from_files(path=path_on_datastore)
@@ -66,19 +70,19 @@ def main(folder: str) -> int:
     output_dir = ds.PipelineData(name="inferences", datastore=def_data_store,
                                  output_path_on_compute="mnist/results")
 
-    # -- 4. Compute -----------------------------------------------------------------------
+    # -- 4. Compute --------------------------------------------------------------------
     # No AmlCompute cluster: each step starts an embedded Dask cluster (one worker
     # process per core) unless it is given a distributed.Client of any Dask cluster.
 
-    # -- 5. The model ---------------------------------------------------------------------
+    # -- 5. The model ------------------------------------------------------------------
     model = ds.Model.register(workspace=ws, model_path=model_dir, model_name="mnist",
                               tags={"pretrained": "mnist"},
                               description="Mnist trained tensorflow model")
 
-    # -- 6. The entry script: scripts/digit_identification.py ------------------------------
+    # -- 6. The entry script: scripts/digit_identification.py --------------------------
     scripts_folder = os.path.join(HERE, "scripts")
 
-    # -- 7. The configuration -------------------------------------------------------------
+    # -- 7. The configuration ----------------------------------------------------------
     # (environment / compute_target of the original: this Python environment and the
     # Dask cluster; node_count=4 asks for 4 nodes, the embedded cluster uses the cores
     # it has.)
@@ -92,7 +96,7 @@ def main(folder: str) -> int:
         run_invocation_timeout=120,
     )
 
-    # -- 8. The step ------------------------------------------------------------------------
+    # -- 8. The step -------------------------------------------------------------------
     parallelrun_step = ds.ParallelRunStep(
         name="batch-mnist",
         models=[model],
@@ -103,14 +107,14 @@ def main(folder: str) -> int:
         allow_reuse=True,
     )
 
-    # -- 9. The pipeline, submitted ----------------------------------------------------------
+    # -- 9. The pipeline, submitted ----------------------------------------------------
     pipeline = ds.Pipeline(workspace=ws, steps=[parallelrun_step])
     pipeline_run = ds.Experiment(ws, "digit_identification").submit(pipeline)
 
-    # -- 10. Watch it -------------------------------------------------------------------------
+    # -- 10. Watch it ------------------------------------------------------------------
     pipeline_run.wait_for_completion(show_output=True)
 
-    # -- The results ----------------------------------------------------------------------------
+    # -- The results -------------------------------------------------------------------
     step_run = pipeline_run.find_step_run("batch-mnist")[0]
     score, count = build_data.accuracy(step_run.output_file, labels_ds.path)
     print()
