@@ -102,8 +102,8 @@ def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
     """Each job has its own plugin: a job busy on the same cluster must neither
     delay nor hide the other's early failure, nor be stopped by it."""
     script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
-    bad_files(tmp_path / "in-a", 200, bad={0})
-    make_files(tmp_path / "in-b", 200)
+    bad_files(tmp_path / "in-a", 120, bad={0})
+    make_files(tmp_path / "in-b", 120)
     runs_b = tmp_path / "runs-b"
     runs_b.mkdir()
     results = {}
@@ -129,11 +129,11 @@ def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
 
     assert failing.status == "Failed"
     processed = read_report(tmp_path / "out-a")["processed_mini_batches"]
-    assert processed < 100, (
-        f"mini-batch 0 failed, yet {processed} of 200 mini-batches were scored "
+    assert processed < 60, (
+        f"mini-batch 0 failed, yet {processed} of 120 mini-batches were scored "
         "before the job stopped")
     assert results["b"].status == "Completed", results["b"].reason
-    assert counts(results["b"]) == (200, 200, 0)
+    assert counts(results["b"]) == (120, 120, 0)
 
 
 def test_error_threshold_counts_items_and_fails_only_above_it(tmp_path,
