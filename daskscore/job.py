@@ -238,9 +238,14 @@ class Job:
     def run(self) -> StepRunResult:
         step, cfg = self.step, self.cfg
         started = time.perf_counter()
-        bundle = self.bundle or bundle_entry_script(
-            cfg.entry_script, cfg.source_directory
-        )
+        try:
+            bundle = self.bundle or bundle_entry_script(
+                cfg.entry_script, cfg.source_directory
+            )
+        except EntryScriptError as exc:
+            store = StateStore(step.output, step.storage_options)
+            self._write_early_failure(store, str(exc), exc.details)
+            raise
         t_plan = time.perf_counter()
         specs, plan_print = step.plan()
         plan_seconds = time.perf_counter() - t_plan
@@ -459,7 +464,7 @@ class Job:
                         dask_key_name=f"{step.name}-mb-{spec.index:06d}-"
                         f"{self.job_id[-8:]}",
                     )
-                    future = client.compute(task, **placement)
+                    future = client.compute(task, priority=-spec.index, **placement)
                     futures.append(future)
                     pending_specs[future.key] = [spec]
                 offset += len(parts)
@@ -469,8 +474,16 @@ class Job:
                 f"{step.name}-mb-{pack[0].index:06d}-{pack[-1].index:06d}-"
                 f"{self.job_id[-8:]}"
             )
+            # earlier mini-batches first: the output streams in order and an early
+            # failure is seen early
             future = client.submit(
-                score_pack, self.plugin_name, pack, key=key, pure=False, **placement
+                score_pack,
+                self.plugin_name,
+                pack,
+                key=key,
+                pure=False,
+                priority=-pack[0].index,
+                **placement,
             )
             futures.append(future)
             pending_specs[future.key] = pack
@@ -681,6 +694,9 @@ class Job:
         failed = sum(r["failed"] for r in records)
         failed_mbs = sum(1 for r in records if r.get("failed_mini_batch"))
         tries = sum(len(r.get("tries", [])) for r in records)
+        init_errors = [r for r in records if r.get("status") == "INIT_ERROR"]
+        if records and len(init_errors) == len(records) and not self.reason:
+            self.reason = f"init() failed on every worker: {init_errors[0]['error']}"
         status = "Failed" if self.reason else "Completed"
         not_run = len(specs) - len(records)
         if status == "Completed" and not_run:
@@ -688,6 +704,7 @@ class Job:
             self.reason = f"{not_run} mini-batches were not scored"
         elapsed = time.perf_counter() - started
         warnings = sorted({r["warning"] for r in records if r.get("warning")})
+        warnings += store.assembly_warnings
         for w in warnings[:5]:
             logger.warning("%s", w)
         summary = {

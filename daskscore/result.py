@@ -66,6 +66,14 @@ class StepRunResult:
                 f"{self.output_dir}/outputs instead"
             )
         so = self.storage_options or None
+        import fsspec
+
+        with fsspec.open(self.output_file, "rb", **(so or {})) as f:
+            empty = not f.read(1)
+        if empty:  # no item was scored: an empty frame, not a parser error
+            import pandas as pd
+
+            return dd.from_pandas(pd.DataFrame({"result": []}), npartitions=1)
         if self.output_format == "parquet":
             return dd.read_parquet(self.output_file, storage_options=so)
         if self.output_format == "csv":

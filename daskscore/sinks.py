@@ -123,6 +123,7 @@ class StateStore:
         self.state = _join(self.root, STATE_DIR)
         self.parts = _join(self.state, "parts")
         self.records = _join(self.state, "records")
+        self.assembly_warnings: list[str] = []
 
     # -- URLs handed to workers -------------------------------------------------
     def url(self, path: str) -> str:
@@ -224,8 +225,9 @@ def assemble_output(
         else [p for p in parts if os.path.exists(p)]
     )
     tmp = store.path(f".{file_name}.tmp-{uuid.uuid4().hex}") if store.local else final
+    store.assembly_warnings = []
     if fmt == "parquet":
-        _assemble_parquet(fs, parts, tmp)
+        store.assembly_warnings = _assemble_parquet(fs, parts, tmp)
     elif fmt == "csv":
         _assemble_csv(fs, parts, tmp)
     else:
@@ -291,7 +293,52 @@ def _assemble_csv(fs, parts: list[str], target: str) -> None:
                 out.write(buf.getvalue().encode("utf-8"))
 
 
-def _assemble_parquet(fs, parts: list[str], target: str) -> None:
+def _unified_schema(schemas: list) -> tuple[Any, list[str]]:
+    """One schema for all parts; columns whose types clash become strings."""
+    import pyarrow as pa
+
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive"), []
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    names: list[str] = []
+    types: dict[str, list] = {}
+    for schema in schemas:
+        for field in schema:
+            if field.name not in types:
+                names.append(field.name)
+                types[field.name] = []
+            types[field.name].append(field.type)
+    fields, clashes = [], []
+    for name in names:
+        try:
+            merged = pa.unify_schemas(
+                [pa.schema([(name, t)]) for t in types[name]],
+                promote_options="permissive",
+            ).field(name)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            merged = pa.field(name, pa.large_string())
+            kinds = sorted({str(t) for t in types[name]})
+            clashes.append(
+                f"column {name!r} has clashing types across mini-batches "
+                f"({' vs '.join(kinds)}); written as strings"
+            )
+        fields.append(merged)
+    return pa.schema(fields), clashes
+
+
+def _cast_column(column, target):
+    """Cast one column to the unified type (to strings when types clashed)."""
+    import pyarrow as pa
+
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        values = [None if v is None else str(v) for v in column.to_pylist()]
+        return pa.array(values, type=target)
+
+
+def _assemble_parquet(fs, parts: list[str], target: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -299,8 +346,9 @@ def _assemble_parquet(fs, parts: list[str], target: str) -> None:
     for part in parts:
         with fs.open(part, "rb") as f:
             schemas.append(pq.read_schema(f))
+    warnings: list[str] = []
     if schemas:
-        schema = pa.unify_schemas(schemas, promote_options="permissive")
+        schema, warnings = _unified_schema(schemas)
     else:
         schema = pa.schema([("result", pa.string())])
     with fs.open(target, "wb") as out:
@@ -310,9 +358,11 @@ def _assemble_parquet(fs, parts: list[str], target: str) -> None:
                     table = pq.read_table(f)
                 if table.num_rows == 0:
                     continue
-                for name in schema.names:
-                    if name not in table.column_names:
-                        table = table.append_column(
-                            name, pa.nulls(table.num_rows, schema.field(name).type)
-                        )
-                writer.write_table(table.select(schema.names).cast(schema))
+                columns = []
+                for field in schema:
+                    if field.name in table.column_names:
+                        columns.append(_cast_column(table[field.name], field.type))
+                    else:
+                        columns.append(pa.nulls(table.num_rows, field.type))
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+    return warnings
