@@ -7,6 +7,7 @@ Dask cluster. See the README for the semantics.
 
 from .config import OutputAction, ParallelRunConfig
 from .datasets import Dataset, FileDataset, MiniBatchSpec, TabularDataset
+from .datastore import DataPath, Datastore
 from .entry_script import EntryScript, MiniBatchContext
 from .exceptions import (
     ConfigError,
@@ -23,7 +24,7 @@ from .pipeline import Experiment, Pipeline, PipelineData, PipelineRun, StepRun
 from .progress import JobProgress, ProgressCallback, TextProgress
 from .result import StepRunResult
 from .step import ParallelRunStep
-from .workspace import DataPath, Datastore, Workspace
+from .workspace import Workspace
 
 __version__ = "0.1.0"
 

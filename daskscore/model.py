@@ -21,9 +21,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ._registry import check_name, utc_now
 from .exceptions import ConfigError, NotRegisteredError, WorkspaceError
 from .storage import url_to_fs
-from .workspace import Workspace, check_name, utc_now
+from .workspace import Workspace
 
 __all__ = ["Model"]
 

@@ -32,9 +32,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from ._registry import check_name, utc_now
+from .datastore import DataPath, Datastore
 from .exceptions import ConfigError, JobError, NotRegisteredError
 from .progress import TextProgress
-from .workspace import DataPath, Datastore, Workspace, check_name, utc_now
+from .workspace import Workspace
 
 __all__ = ["Experiment", "Pipeline", "PipelineData", "PipelineRun", "StepRun"]
 

@@ -13,25 +13,21 @@ can share one on blob storage. Everything in it is a human-readable file::
     <workspace>/models/<name>/<version>/...       the model's stored copy
     <workspace>/experiments/<name>/runs/<id>.json run history (see pipeline.py)
 
-Credentials of Azure datastores are kept by reference: the name of an environment
-variable, anonymous access, the environment's ``AZURE_STORAGE_*`` settings or an
-Azure identity, or -- when a key, SAS token or connection string is given as a
-value -- an entry in this machine's secret store
-(``~/.daskscore/secrets/<workspace id>.json``, mode 0600, outside the workspace;
-``DASKSCORE_SECRETS_DIR`` moves it). The workspace never holds them in clear.
+This module holds the workspace and the dataset registry; datastores (and how
+their credentials are kept by reference, never in the workspace) are in
+datastore.py, models in model.py.
 """
-
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ._registry import check_name, is_url, join, utc_now
+from .datastore import DEFAULT_DATASTORE, DataPath, Datastore  # noqa: F401 - re-exported
 from .exceptions import ConfigError, NotRegisteredError, WorkspaceError
 from .storage import is_local, safe_storage_options, url_to_fs
 
@@ -44,69 +40,8 @@ __all__ = [
 ]
 
 DEFAULT_WORKSPACE = ".daskscore"
-DEFAULT_DATASTORE = "workspacestore"
 CONFIG_FILE_NAMES = ("daskscore.json", "config.json")
 _FORMAT = 1
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-_NAME_RULE = ("1-255 characters: letters, digits, '_', '.' and '-', starting with a "
-              "letter or digit")
-_CREDENTIAL_TYPES = ("account_key", "sas_token", "connection_string")
-
-
-def check_name(field: str, name: Any) -> str:
-    """Validate a registry name (datastore, dataset, model, experiment)."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(field, name, _NAME_RULE)
-    return name
-
-
-def utc_now() -> str:
-    """The current time as an ISO 8601 UTC string (what registries record)."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def _join(base: str, *names: str) -> str:
-    return "/".join([base.rstrip("/"), *(n.strip("/") for n in names if n)])
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path
-
-
-# -- the secret store ------------------------------------------------------------
-
-
-def _secrets_file(workspace_id: str) -> str:
-    folder = os.environ.get("DASKSCORE_SECRETS_DIR") or os.path.join(
-        os.path.expanduser("~"), ".daskscore", "secrets"
-    )
-    return os.path.join(folder, f"{workspace_id}.json")
-
-
-def _read_secrets(workspace_id: str) -> dict[str, Any]:
-    try:
-        with open(_secrets_file(workspace_id), encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return {}
-
-
-def _write_secret(workspace_id: str, key: str, value: dict[str, str] | None) -> None:
-    """Store (``None``: remove) one datastore's secret, readable by the user only."""
-    path = _secrets_file(workspace_id)
-    secrets = _read_secrets(workspace_id)
-    if value is None:
-        if key not in secrets:
-            return
-        secrets.pop(key)
-    else:
-        secrets[key] = value
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(secrets, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 # -- the workspace ---------------------------------------------------------------
@@ -141,7 +76,7 @@ class Workspace:
         create: bool = True,
     ) -> None:
         url = os.fspath(path_or_url) if path_or_url is not None else DEFAULT_WORKSPACE
-        if not _is_url(url):
+        if not is_url(url):
             url = os.path.abspath(os.path.expanduser(url))
         self.url = url.rstrip("/") or url
         self.storage_options = dict(storage_options or {})
@@ -222,7 +157,7 @@ class Workspace:
             if not isinstance(config, dict) or "workspace" not in config:
                 continue
             target = os.fspath(config["workspace"])
-            if not _is_url(target):
+            if not is_url(target):
                 target = os.path.join(os.path.dirname(candidate),
                                       os.path.expanduser(target))
             try:
@@ -261,13 +196,13 @@ class Workspace:
 
     # -- files inside the workspace ---------------------------------------------------
     def _path(self, *names: str) -> str:
-        return _join(self._root, *names)
+        return join(self._root, *names)
 
     def _url(self, *names: str) -> str:
         """A path or URL inside the workspace, usable with ``storage_options``."""
         if self.local:
             return os.path.join(self.url, *names)
-        return _join(self.url, *names)
+        return join(self.url, *names)
 
     def _read_json(self, *names: str) -> Any:
         path = self._path(*names)
@@ -390,388 +325,17 @@ class Workspace:
                 for name in self._list_names("experiments")}
 
 
-# -- datastores --------------------------------------------------------------------
-
-
-class DataPath(os.PathLike):
-    """A path on a datastore: ``datastore.path("mnist/")``.
-
-    Usable wherever a path is (``Dataset.File.from_files(path=...)``,
-    ``open(...)`` for local datastores); ``storage_options`` carries the
-    datastore's credential for remote ones.
-    """
-
-    def __init__(self, datastore: Datastore, path_on_datastore: str = "") -> None:
-        self.datastore = datastore
-        self.path_on_datastore = path_on_datastore.lstrip("/")
-
-    @property
-    def url(self) -> str:
-        """The full local path or URL."""
-        return self.datastore._full(self.path_on_datastore)
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        """The datastore's fsspec options (with its credential, resolved now)."""
-        return self.datastore.storage_options
-
-    def __fspath__(self) -> str:
-        return self.url
-
-    def __str__(self) -> str:
-        return self.url
-
-    def __repr__(self) -> str:
-        return (f"DataPath(datastore={self.datastore.name!r}, "
-                f"path_on_datastore={self.path_on_datastore!r})")
-
-
-class Datastore:
-    """A named place where data lives: a local folder or an Azure Blob container.
-
-    Get one with :meth:`get`, ``ws.datastores[name]`` or
-    ``ws.get_default_datastore()``; create one with :meth:`register_local` or
-    :meth:`register_azure_blob_container`.
-
-    Attributes
-    ----------
-    name, datastore_type
-        The name and ``"local"`` or ``"azure_blob"``.
-    url
-        The root: a local folder or ``<blob endpoint>/<container>``.
-    container_name, account_name
-        For Azure Blob datastores.
-    credential_type
-        How the credential is found: ``"none"`` (local), ``"anonymous"``,
-        ``"default"`` (``AZURE_STORAGE_*`` or an Azure identity), or
-        ``"account_key"`` / ``"sas_token"`` / ``"connection_string"`` from an
-        environment variable or the secret store.
-    """
-
-    def __init__(self, workspace: Workspace, record: dict[str, Any]) -> None:
-        self.workspace = workspace
-        self._record = dict(record)
-        self.name: str = record["name"]
-        self.datastore_type: str = record["type"]
-        self.container_name: str | None = record.get("container_name")
-        self.account_name: str | None = record.get("account_name")
-        credential = record.get("credential") or {"type": "none"}
-        self.credential_type: str = credential["type"]
-        if self.datastore_type == "local":
-            self.url = record["path"]
-        else:
-            self.url = _join(record["endpoint"], record["container_name"])
-
-    def __repr__(self) -> str:
-        return (f"Datastore(name={self.name!r}, type={self.datastore_type!r}, "
-                f"url={self.url!r})")
-
-    # -- paths -------------------------------------------------------------------------
-    def path(self, path: str = "") -> DataPath:
-        """A path on this datastore, e.g. ``datastore.path("mnist/")``."""
-        return DataPath(self, path)
-
-    def _full(self, rel: str) -> str:
-        rel = rel.lstrip("/")
-        if not rel:
-            return self.url
-        if self.datastore_type == "local" and not _is_url(self.url):
-            return os.path.join(self.url, rel)
-        return _join(self.url, rel) + ("/" if rel.endswith("/") else "")
-
-    def _relative(self, path: str) -> str | None:
-        """``path`` relative to this datastore's root, or None when outside it."""
-        if self.datastore_type == "local" and not _is_url(self.url):
-            if _is_url(path):
-                return None
-            root = os.path.abspath(self.url)
-            full = os.path.abspath(path)
-            trailing = "/" if path.endswith(("/", os.sep)) and full != root else ""
-            if full == root:
-                return ""
-            if full.startswith(root.rstrip(os.sep) + os.sep):
-                return os.path.relpath(full, root).replace(os.sep, "/") + trailing
-            return None
-        root = self.url.rstrip("/")
-        if path.rstrip("/") == root:
-            return ""
-        if path.startswith(root + "/"):
-            return path[len(root) + 1:]
-        return None
-
-    @property
-    def storage_options(self) -> dict[str, Any]:
-        """fsspec options for this datastore, credential included (resolved now).
-
-        Raises
-        ------
-        WorkspaceError
-            The credential's environment variable is not set, or it is not in this
-            machine's secret store.
-        """
-        if self.datastore_type == "local":
-            return dict(self._record.get("storage_options") or {})
-        credential = self._record.get("credential") or {"type": "default"}
-        kind = credential["type"]
-        options: dict[str, Any] = {"account_name": self.account_name}
-        if kind == "anonymous":
-            options["anon"] = True
-        elif kind in _CREDENTIAL_TYPES:
-            options[kind] = self._secret(credential)
-            if kind == "connection_string":
-                options.pop("account_name")
-        return options
-
-    def _secret(self, credential: dict[str, Any]) -> str:
-        kind = credential["type"]
-        env = credential.get("env")
-        if env:
-            value = os.environ.get(env)
-            if not value:
-                raise WorkspaceError(
-                    f"datastore {self.name!r} takes its {kind} from the environment "
-                    f"variable {env}, which is not set; set it and try again"
-                )
-            return value
-        stored = _read_secrets(self.workspace.id).get(f"datastore:{self.name}", {})
-        if kind not in stored:
-            raise WorkspaceError(
-                f"the {kind} of datastore {self.name!r} is not in this machine's "
-                f"secret store ({_secrets_file(self.workspace.id)}); register the "
-                "datastore again here, or register it with "
-                f"{kind}_env='VARIABLE' so every machine reads it from the environment"
-            )
-        return stored[kind]
-
-    # -- data --------------------------------------------------------------------------
-    def upload(self, src_dir: str | os.PathLike, target_path: str | None = None,
-               overwrite: bool = False, show_progress: bool = False) -> DataPath:
-        """Copy a local folder's files to ``target_path`` on this datastore.
-
-        Existing files are kept unless ``overwrite``. Returns the target's
-        :class:`DataPath`.
-        """
-        src = os.path.abspath(os.fspath(src_dir))
-        if not os.path.isdir(src):
-            raise WorkspaceError(f"upload: {src} is not a folder")
-        target = self.path(target_path or "")
-        fs, root = url_to_fs(target.url, self.storage_options)
-        copied = 0
-        for folder, dirs, files in os.walk(src):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(folder, name)
-                rel = os.path.relpath(full, src).replace(os.sep, "/")
-                dest = _join(root, rel)
-                if not overwrite and fs.exists(dest):
-                    continue
-                parent = dest.rsplit("/", 1)[0]
-                fs.makedirs(parent, exist_ok=True)
-                fs.put_file(full, dest)
-                copied += 1
-        if show_progress:
-            print(f"Uploaded {copied} files to {target.url}")
-        return target
-
-    # -- registry ----------------------------------------------------------------------
-    @classmethod
-    def _default(cls, workspace: Workspace) -> Datastore:
-        return cls(workspace, {
-            "name": DEFAULT_DATASTORE, "type": "local", "path": workspace._url("data"),
-            "storage_options": workspace.storage_options,
-        })
-
-    @classmethod
-    def get(cls, workspace: Workspace, datastore_name: str) -> Datastore:
-        """The datastore registered as ``datastore_name``.
-
-        Raises
-        ------
-        NotRegisteredError
-            No datastore of that name (the message lists the registered ones).
-        """
-        if datastore_name == DEFAULT_DATASTORE:
-            return cls._default(workspace)
-        record = None
-        if isinstance(datastore_name, str) and _NAME_RE.match(datastore_name):
-            record = workspace._read_json("datastores", f"{datastore_name}.json")
-        if record is None:
-            known = [DEFAULT_DATASTORE, *workspace._list_names("datastores",
-                                                                suffix=".json")]
-            raise NotRegisteredError(
-                "datastore", datastore_name, known=sorted(known),
-                workspace=workspace.url,
-                hint="register it with ds.Datastore.register_local(ws, name, path) "
-                     "or ds.Datastore.register_azure_blob_container(...)",
-            )
-        return cls(workspace, record)
-
-    @classmethod
-    def get_default(cls, workspace: Workspace) -> Datastore:
-        """The workspace's default datastore."""
-        return workspace.get_default_datastore()
-
-    def set_as_default(self) -> None:
-        """Make this the workspace's default datastore."""
-        self.workspace.set_default_datastore(self.name)
-
-    def unregister(self) -> None:
-        """Remove this datastore from the workspace (its data is left alone)."""
-        if self.name == DEFAULT_DATASTORE:
-            raise WorkspaceError(f"the built-in datastore {DEFAULT_DATASTORE!r} cannot "
-                                 "be unregistered")
-        self.workspace._delete("datastores", f"{self.name}.json")
-        _write_secret(self.workspace.id, f"datastore:{self.name}", None)
-
-    @classmethod
-    def _register(cls, workspace: Workspace, record: dict[str, Any],
-                  overwrite: bool, secret: dict[str, str] | None) -> Datastore:
-        name = check_name("datastore_name", record["name"])
-        if name == DEFAULT_DATASTORE:
-            raise ConfigError("datastore_name", name,
-                              f"any name but the built-in {DEFAULT_DATASTORE!r}")
-        existing = workspace._read_json("datastores", f"{name}.json")
-        comparable = {k: v for k, v in record.items() if k != "created"}
-        if existing is not None and not overwrite:
-            same = {k: v for k, v in existing.items() if k != "created"} == comparable
-            if not same or secret:
-                raise WorkspaceError(
-                    f"datastore {name!r} is already registered (pointing at "
-                    f"{cls(workspace, existing).url}); pass overwrite=True to "
-                    "replace it"
-                )
-            return cls(workspace, existing)
-        record = {**record, "created": utc_now()}
-        _write_secret(workspace.id, f"datastore:{name}", secret)
-        workspace._write_json(record, "datastores", f"{name}.json")
-        return cls(workspace, record)
-
-    @classmethod
-    def register_local(cls, workspace: Workspace, datastore_name: str,
-                       path: str | os.PathLike, overwrite: bool = False,
-                       create_if_not_exists: bool = True) -> Datastore:
-        """Register a local (or shared-filesystem) folder as a datastore.
-
-        Parameters
-        ----------
-        workspace, datastore_name
-            Where to register it, and its name.
-        path
-            The folder; stored as an absolute path.
-        overwrite
-            Replace a datastore of the same name (else registering a different
-            definition under an existing name raises).
-        create_if_not_exists
-            Create the folder when it is missing.
-        """
-        folder = os.path.abspath(os.path.expanduser(os.fspath(path)))
-        if create_if_not_exists:
-            os.makedirs(folder, exist_ok=True)
-        elif not os.path.isdir(folder):
-            raise WorkspaceError(f"datastore {datastore_name!r}: {folder} is not a "
-                                 "folder; create it or pass create_if_not_exists=True")
-        return cls._register(workspace, {"name": datastore_name, "type": "local",
-                                         "path": folder}, overwrite, None)
-
-    @classmethod
-    def register_azure_blob_container(
-        cls,
-        workspace: Workspace,
-        datastore_name: str,
-        container_name: str,
-        account_name: str,
-        sas_token: str | None = None,
-        account_key: str | None = None,
-        protocol: str | None = None,
-        endpoint: str | None = None,
-        overwrite: bool = False,
-        create_if_not_exists: bool = False,
-        *,
-        connection_string: str | None = None,
-        anonymous: bool = False,
-        account_key_env: str | None = None,
-        sas_token_env: str | None = None,
-        connection_string_env: str | None = None,
-    ) -> Datastore:
-        """Register an Azure Blob Storage container as a datastore.
-
-        The credential is one of (at most one may be given):
-
-        - ``anonymous=True``: a public container (the tutorial's ``sampledata``);
-        - ``account_key_env`` / ``sas_token_env`` / ``connection_string_env``: the
-          name of an environment variable read when the datastore is used;
-        - ``account_key`` / ``sas_token`` / ``connection_string`` as values: kept
-          in this machine's secret store, outside the workspace;
-        - nothing: the environment's ``AZURE_STORAGE_*`` settings for this
-          account, else an Azure identity (``DefaultAzureCredential``).
-
-        Parameters
-        ----------
-        endpoint
-            The storage suffix (``"core.windows.net"``, the default) or a full blob
-            endpoint URL such as ``"http://127.0.0.1:10000/devstoreaccount1"``
-            (Azurite).
-        protocol
-            ``"https"`` (default) or ``"http"`` with a suffix ``endpoint``.
-        create_if_not_exists
-            Create the container when it does not exist.
-        """
-        for field, value in (("container_name", container_name),
-                             ("account_name", account_name)):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(field, value, "a non-empty string")
-        given = {
-            "account_key": (account_key, account_key_env),
-            "sas_token": (sas_token, sas_token_env),
-            "connection_string": (connection_string, connection_string_env),
-        }
-        chosen = [(kind, value, env) for kind, (value, env) in given.items()
-                  if value or env]
-        if len(chosen) + bool(anonymous) > 1 or any(v and e for _, v, e in chosen):
-            raise ConfigError(
-                "credential", "several",
-                "at most one of anonymous, account_key(_env), sas_token(_env), "
-                "connection_string(_env)",
-            )
-        secret = None
-        if anonymous:
-            credential: dict[str, Any] = {"type": "anonymous"}
-        elif chosen:
-            kind, value, env = chosen[0]
-            if env:
-                credential = {"type": kind, "env": env}
-            else:
-                credential = {"type": kind, "store": "secret_store"}
-                secret = {kind: value.lstrip("?") if kind == "sas_token" else value}
-        else:
-            credential = {"type": "default"}
-        if endpoint and _is_url(endpoint):
-            blob_endpoint = endpoint.rstrip("/")
-        else:
-            suffix = (endpoint or "core.windows.net").strip(".")
-            blob_endpoint = f"{protocol or 'https'}://{account_name}.blob.{suffix}"
-        record = {"name": datastore_name, "type": "azure_blob",
-                  "container_name": container_name, "account_name": account_name,
-                  "endpoint": blob_endpoint, "credential": credential}
-        datastore = cls._register(workspace, record, overwrite, secret)
-        if create_if_not_exists:
-            fs, root = url_to_fs(datastore.url, datastore.storage_options)
-            if not fs.exists(root):
-                fs.mkdir(root)
-        return datastore
-
-
 # -- the dataset registry ------------------------------------------------------------
 
 
-def _source_of(workspace: Workspace, path: str) -> dict[str, str]:
+def _source_of(datastores: list[Datastore], path: str) -> dict[str, str]:
     """How one dataset path is recorded: on a datastore when it is inside one."""
     text = os.fspath(path)
-    if not _is_url(text):
+    if not is_url(text):
         text = os.path.abspath(os.path.expanduser(text)) + (
             "/" if text.endswith(("/", os.sep)) else "")
     matches = []
-    for datastore in workspace.datastores.values():
+    for datastore in datastores:
         rel = datastore._relative(text)
         if rel is not None:
             matches.append((len(datastore.url), datastore.name, rel))
@@ -781,11 +345,16 @@ def _source_of(workspace: Workspace, path: str) -> dict[str, str]:
     return {"url": text}
 
 
-def _path_of(workspace: Workspace, source: dict[str, str]) -> tuple[str, dict]:
+def _path_of(workspace: Workspace, source: dict[str, str],
+             known: dict[str, tuple[Datastore, dict]]) -> tuple[str, dict]:
     if "url" in source:
         return source["url"], {}
-    datastore = Datastore.get(workspace, source["datastore"])
-    return datastore._full(source["path"]), datastore.storage_options
+    name = source["datastore"]
+    if name not in known:
+        datastore = Datastore.get(workspace, name)
+        known[name] = (datastore, datastore.storage_options)
+    datastore, options = known[name]
+    return datastore._full(source["path"]), options
 
 
 def _definition(workspace: Workspace, dataset: Any) -> dict[str, Any]:
@@ -806,7 +375,8 @@ def _definition(workspace: Workspace, dataset: Any) -> dict[str, Any]:
                           "a Dataset.File / Dataset.Tabular dataset")
     paths = dataset.path
     many = isinstance(paths, list | tuple)
-    sources = [_source_of(workspace, p) for p in (paths if many else [paths])]
+    datastores = list(workspace.datastores.values())
+    sources = [_source_of(datastores, p) for p in (paths if many else [paths])]
     options = dict(dataset.storage_options or {})
     on_datastore = all("datastore" in s for s in sources)
     if options and not on_datastore and safe_storage_options(options) != options:
@@ -826,7 +396,8 @@ def _definition(workspace: Workspace, dataset: Any) -> dict[str, Any]:
 def _build(workspace: Workspace, record: dict[str, Any]) -> Any:
     from .datasets import Dataset
 
-    located = [_path_of(workspace, s) for s in record["sources"]]
+    known: dict[str, tuple[Datastore, dict]] = {}
+    located = [_path_of(workspace, s, known) for s in record["sources"]]
     paths = [p for p, _ in located]
     options = dict(record.get("storage_options") or {})
     for _, datastore_options in located:

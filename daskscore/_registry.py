@@ -1,0 +1,78 @@
+"""Helpers shared by the workspace registries: names, timestamps, paths, secrets.
+
+The secret store keeps credentials given as values (a datastore's account key, SAS
+token or connection string) outside the workspace, in
+``~/.daskscore/secrets/<workspace id>.json`` (mode 0600; ``DASKSCORE_SECRETS_DIR``
+moves it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import uuid
+from typing import Any
+
+from .exceptions import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
+_NAME_RULE = ("1-255 characters: letters, digits, '_', '.' and '-', starting with a "
+              "letter or digit")
+
+
+def check_name(field: str, name: Any) -> str:
+    """Validate a registry name (datastore, dataset, model, experiment)."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ConfigError(field, name, _NAME_RULE)
+    return name
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC string (what registries record)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def join(base: str, *names: str) -> str:
+    return "/".join([base.rstrip("/"), *(n.strip("/") for n in names if n)])
+
+
+def is_url(path: str) -> bool:
+    return "://" in path
+
+
+# -- the secret store ------------------------------------------------------------
+
+
+def secrets_file(workspace_id: str) -> str:
+    folder = os.environ.get("DASKSCORE_SECRETS_DIR") or os.path.join(
+        os.path.expanduser("~"), ".daskscore", "secrets"
+    )
+    return os.path.join(folder, f"{workspace_id}.json")
+
+
+def read_secrets(workspace_id: str) -> dict[str, Any]:
+    try:
+        with open(secrets_file(workspace_id), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def write_secret(workspace_id: str, key: str, value: dict[str, str] | None) -> None:
+    """Store (``None``: remove) one datastore's secret, readable by the user only."""
+    path = secrets_file(workspace_id)
+    secrets = read_secrets(workspace_id)
+    if value is None:
+        if key not in secrets:
+            return
+        secrets.pop(key)
+    else:
+        secrets[key] = value
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(secrets, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
