@@ -157,6 +157,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "id; the job goes on after this command exits.",
     )
     _add_job_flags(submit)
+    from .cli_runs import add_runs_commands
+
+    add_runs_commands(sub)
     for verb, text in (
         ("status", "show the state of a submitted job"),
         ("wait", "follow a submitted job until it ends"),
@@ -495,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if args.command == "run":
             return _run(args, script_args)
+        if args.command == "runs":
+            from .cli_runs import run_runs_command
+
+            return run_runs_command(args)
         return _remote(args, script_args)
     except DaskScoreError as exc:
         print(f"daskscore: error: {exc}", file=sys.stderr)

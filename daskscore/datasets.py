@@ -170,6 +170,30 @@ class _DatasetBase:
 
     input_name: str | None = None
     input_kind: str = ""
+    # set on datasets that come from a workspace registry
+    name: str | None = None
+    version: int | None = None
+    description: str | None = None
+
+    def register(
+        self,
+        workspace: Any,
+        name: str,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        create_new_version: bool = False,
+    ) -> Any:
+        """Register this dataset in ``workspace`` as ``name``; returns it versioned."""
+        from .workspace import register_dataset
+
+        return register_dataset(
+            workspace,
+            self,
+            name,
+            description=description,
+            tags=tags,
+            create_new_version=create_new_version,
+        )
 
     def as_named_input(self, name: str) -> _DatasetBase:
         """This dataset under ``name`` (reachable as ``EntryScript().inputs[name]``)."""
@@ -258,7 +282,21 @@ class TabularDataset(_DatasetBase):
 
     def to_pandas_dataframe(self):
         """Read the whole dataset into one pandas DataFrame (small inputs only)."""
-        return self.to_dask_dataframe().compute()
+        import pandas as pd
+
+        if self.frame is not None:
+            return self.frame.compute()
+        frames = []
+        for path, _, _ in _list_files(self.path, self.storage_options):
+            fs, fpath = url_to_fs(path, self.storage_options)
+            with fs.open(fpath, "rb") as f:
+                if self.format == "parquet":
+                    frames.append(pd.read_parquet(f))
+                elif self.format == "csv":
+                    frames.append(pd.read_csv(f, **self._csv_options()))
+                else:
+                    frames.append(pd.read_json(f, lines=True))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def to_dask_dataframe(self):
         """The dataset as a dask DataFrame."""
@@ -444,6 +482,20 @@ def _plan_parquet(
     return specs
 
 
+def _options_of(path: Any, storage_options: dict[str, Any] | None):
+    """Storage options given, else those a path object carries (datastore paths)."""
+    if storage_options is not None:
+        return storage_options
+    if isinstance(path, list | tuple):
+        for item in path:
+            found = getattr(item, "storage_options", None)
+            if found:
+                return dict(found)
+        return None
+    found = getattr(path, "storage_options", None)
+    return dict(found) if found else None
+
+
 def _resolve_local(path: str | os.PathLike) -> str:
     """Expand ``~`` in local paths; URLs pass through."""
     text = os.fspath(path)
@@ -507,6 +559,7 @@ class _FileFactory:
         storage_options: dict[str, Any] | None = None,
     ) -> FileDataset:
         """A FileDataset from a glob, a folder (recursive), a file or a list of them."""
+        storage_options = _options_of(path, storage_options)
         if isinstance(path, list | tuple):
             return FileDataset([_resolve_local(p) for p in path], storage_options)
         return FileDataset(_resolve_local(path), storage_options)
@@ -523,6 +576,7 @@ class _TabularFactory:
         storage_options: dict[str, Any] | None = None,
     ) -> TabularDataset:
         """Rows of CSV/TSV files; big files are split by byte ranges at line ends."""
+        storage_options = _options_of(path, storage_options)
         return TabularDataset(
             "csv",
             _norm(path),
@@ -535,6 +589,7 @@ class _TabularFactory:
         path: Any, storage_options: dict[str, Any] | None = None
     ) -> TabularDataset:
         """Rows of Parquet files; big files are split by row groups (and rows)."""
+        storage_options = _options_of(path, storage_options)
         return TabularDataset("parquet", _norm(path), storage_options)
 
     @staticmethod
@@ -542,6 +597,7 @@ class _TabularFactory:
         path: Any, storage_options: dict[str, Any] | None = None
     ) -> TabularDataset:
         """Rows of JSON-lines files; big files are split by byte ranges at line ends."""
+        storage_options = _options_of(path, storage_options)
         return TabularDataset("jsonl", _norm(path), storage_options)
 
     @staticmethod
@@ -569,3 +625,10 @@ class Dataset:
 
     File = _FileFactory
     Tabular = _TabularFactory
+
+    @staticmethod
+    def get_by_name(workspace: Any, name: str, version: int | str = "latest") -> Any:
+        """The dataset registered as ``name`` in ``workspace`` (a version or latest)."""
+        from .workspace import get_dataset
+
+        return get_dataset(workspace, name, version)

@@ -76,6 +76,8 @@ def threshold_breach(
 @contextlib.contextmanager
 def quiet_embedded_cluster():
     """Hide the embedded scheduler's INFO chatter (it runs in this process)."""
+    import distributed  # noqa: F401 - importing it resets its log levels
+
     loggers = [logging.getLogger(n) for n in ("distributed", "bokeh", "tornado")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

@@ -58,8 +58,11 @@ def _check_name(name: Any) -> str:
 
 def _output_location(output: Any) -> tuple[Any, dict[str, Any]]:
     """Accept a path, a URL, or an object with ``path`` (and ``storage_options``)."""
-    if output is None or isinstance(output, str | os.PathLike):
-        return (os.fspath(output) if output is not None else None), {}
+    if output is None or isinstance(output, str):
+        return output, {}
+    options = dict(getattr(output, "storage_options", None) or {})
+    if isinstance(output, os.PathLike):
+        return os.fspath(output), options
     path = getattr(output, "path", None)
     if path is None:
         raise ConfigError(
@@ -67,7 +70,7 @@ def _output_location(output: Any) -> tuple[Any, dict[str, Any]]:
             output,
             "a folder path, a URL, or an object with a .path (such as PipelineData)",
         )
-    return os.fspath(path), dict(getattr(output, "storage_options", None) or {})
+    return os.fspath(path), options
 
 
 def _model_entry(model: Any) -> dict[str, Any]:

@@ -613,7 +613,8 @@ def _nothing_found(
     if local:
         where = os.path.abspath(text)
         looked = f" (looked in {where})" if where != text else ""
-        return f"no files match input {shown!r}{looked}; check the path or glob"
+    else:
+        looked = ""
     if _is_blob_store(fs):
         container = path.split("/", 1)[0]
         try:
@@ -624,11 +625,16 @@ def _nothing_found(
             )
         if not exists:
             return (
-                f"no files match input {shown!r}: container {container!r} does not "
-                "exist in this storage account; check the container name and the "
-                "account (storage_options / AZURE_STORAGE_*)"
+                f"input {shown!r}: container {container!r} does not exist in this "
+                "storage account; check the container name and the account "
+                "(storage_options / AZURE_STORAGE_*)"
             )
-    return f"no files match input {shown!r}; check the path or glob"
+    if _has_glob(path):
+        return f"no files match input {shown!r}{looked}; check the path or glob"
+    return (
+        f"input {shown!r} does not exist{looked}; give an existing file, a folder "
+        "or a glob such as 'data/*.csv'"
+    )
 
 
 # -- downloading ---------------------------------------------------------------

@@ -491,36 +491,3 @@ def get_dataset(workspace: Workspace, name: str, version: int | str = "latest") 
     return _build(workspace, workspace._read_json("datasets", name, f"{number}.json"))
 
 
-def _register_method(self: Any, workspace: Workspace, name: str,
-                     description: str | None = None,
-                     tags: Mapping[str, str] | None = None,
-                     create_new_version: bool = False) -> Any:
-    """Register this dataset in ``workspace`` under ``name`` (see register_dataset)."""
-    return register_dataset(workspace, self, name, description=description, tags=tags,
-                            create_new_version=create_new_version)
-
-
-def _get_by_name(workspace: Workspace, name: str, version: int | str = "latest") -> Any:
-    """The dataset registered as ``name`` in ``workspace`` (see get_dataset)."""
-    return get_dataset(workspace, name, version)
-
-
-def _install_dataset_methods() -> None:
-    """Give the dataset classes ``register`` and ``Dataset.get_by_name``.
-
-    Only where datasets.py does not define them itself; it is meant to delegate
-    to :func:`register_dataset` / :func:`get_dataset`.
-    """
-    from . import datasets
-
-    base = datasets._DatasetBase
-    if not hasattr(base, "register"):
-        base.register = _register_method
-    if not hasattr(datasets.Dataset, "get_by_name"):
-        datasets.Dataset.get_by_name = staticmethod(_get_by_name)
-    for attr in ("name", "version", "description"):
-        if not hasattr(base, attr):
-            setattr(base, attr, None)
-
-
-_install_dataset_methods()

@@ -77,9 +77,13 @@ def assert_one_error_line(err: str, *fragments: str) -> str:
 
 
 def assert_no_cluster_started(folder: Path) -> None:
-    # a started job writes logs/ and the commit state under its output
-    assert not (folder / "out" / "logs").exists()
+    # a started cluster writes worker logs (logs/sys) and the commit state; a job
+    # stopped before that may only explain itself in logs/job_result.txt
+    assert not (folder / "out" / "logs" / "sys").exists()
     assert not (folder / "out" / ".daskscore" / "records").exists()
+    result = folder / "out" / "logs" / "job_result.txt"
+    if result.exists():
+        assert "No data was processed" in result.read_text()
 
 
 # -- usage errors -----------------------------------------------------------------
