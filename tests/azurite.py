@@ -65,6 +65,7 @@ class Azurite:
     location: Path
     _proc: subprocess.Popen = field(repr=False)
     _log: Any = field(repr=False)
+    _keep: bool = field(default=False, repr=False)
     account_name: str = ACCOUNT_NAME
     account_key: str = field(default=ACCOUNT_KEY, repr=False)
 
@@ -105,7 +106,7 @@ class Azurite:
         return self._proc.poll() is None
 
     def stop(self) -> None:
-        """Stop the emulator by pid and remove its data folder.
+        """Stop the emulator by pid and remove its data folder (unless given).
 
         SIGTERM first; Azurite then closes its server but keeps running while
         clients hold keep-alive connections, so once it reports "closed" (or after
@@ -125,7 +126,8 @@ class Azurite:
                 pass
             self._proc.wait(timeout=10)
         self._log.close()
-        shutil.rmtree(self.location, ignore_errors=True)
+        if not self._keep:
+            shutil.rmtree(self.location, ignore_errors=True)
 
 
 def _answers(url: str) -> bool:
@@ -139,11 +141,13 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_azurite(timeout_s: float = 60.0, in_memory: bool = False) -> Azurite:
+def start_azurite(
+    timeout_s: float = 60.0,
+    in_memory: bool = False,
+    location: Path | None = None,
+    port: int = 0,
+) -> Azurite:
     """Start ``azurite-blob`` on a free 127.0.0.1 port and wait until it answers.
-
-    The port is chosen by the emulator itself (``--blobPort 0``) and read from its
-    output, so two test sessions never race for a port.
 
     Parameters
     ----------
@@ -151,6 +155,12 @@ def start_azurite(timeout_s: float = 60.0, in_memory: bool = False) -> Azurite:
         How long to wait for the emulator to answer before giving up.
     in_memory
         Keep blobs in memory instead of the data folder (for benchmarks).
+    location
+        A data folder to use (and keep) instead of a fresh temporary one, so that
+        blobs survive a restart (benchmarks, restart tests).
+    port
+        The port to listen on; 0 (the default) lets the emulator pick a free one,
+        which is read from its output, so two test sessions never race for a port.
 
     Raises
     ------
@@ -163,12 +173,15 @@ def start_azurite(timeout_s: float = 60.0, in_memory: bool = False) -> Azurite:
             f"Azurite is not installed ({AZURITE_BIN} is missing); run "
             "`make tests/node_modules/.installed` (or `npm ci --prefix tests`)"
         )
-    location = Path(tempfile.mkdtemp(prefix="daskscore-azurite-"))
+    keep = location is not None
+    if location is None:
+        location = Path(tempfile.mkdtemp(prefix="daskscore-azurite-"))
+    location.mkdir(parents=True, exist_ok=True)
     log = open(location / "azurite.log", "w+b")  # closed in stop()
     args = [
         str(AZURITE_BIN),
         "--blobHost", "127.0.0.1",
-        "--blobPort", "0",
+        "--blobPort", str(port),
         "--skipApiVersionCheck",
         "--loose",
         "--silent",
@@ -182,7 +195,9 @@ def start_azurite(timeout_s: float = 60.0, in_memory: bool = False) -> Azurite:
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a Ctrl-C in pytest must not hit it before stop()
     )
-    azurite = Azurite(pid=proc.pid, port=0, location=location, _proc=proc, _log=log)
+    azurite = Azurite(
+        pid=proc.pid, port=0, location=location, _proc=proc, _log=log, _keep=keep
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

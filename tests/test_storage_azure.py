@@ -175,7 +175,7 @@ def test_single_blob_and_empty_matches(images):
     ]
     with pytest.raises(DatasetError, match=r"no files match input .*/\*\.jpg'; check"):
         storage.list_files(f"{images.url}/images/*.jpg", so)
-    with pytest.raises(DatasetError, match="no files match input"):
+    with pytest.raises(DatasetError, match="/nothing-here' does not exist; give"):
         storage.list_files(f"{images.url}/nothing-here", so)
 
 

@@ -295,7 +295,8 @@ def test_listing_a_missing_local_path_says_where_it_looked(tmp_path, monkeypatch
     with pytest.raises(DatasetError, match=r"no files match input 'nothing/\*.png' "
                        rf"\(looked in {tmp_path}/nothing/\*.png\)"):
         storage.list_files("nothing/*.png")
-    with pytest.raises(DatasetError, match="no files match"):
+    with pytest.raises(DatasetError, match=r"input '.*/missing.csv' does not exist; "
+                       "give an existing file, a folder or a glob"):
         storage.list_files(str(tmp_path / "missing.csv"))
 
 
