@@ -1,0 +1,231 @@
+"""Worker and client failures on a real ``dask scheduler`` / ``dask worker`` cluster.
+
+This module starts its own cluster (node ``nf``: two worker processes under the
+``dask worker`` nannies), since it kills workers and clients. Jobs are held in
+the middle by a gate (see ``cluster_procs.GATE_SCRIPT``), so what is killed is
+busy for sure, without relying on timing.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from cluster_procs import (
+    DASKSCORE,
+    GATE_SCRIPT,
+    cli,
+    cluster_session,
+    expected_gate_lines,
+    gate_env,
+    make_files,
+    open_gate,
+    read_report,
+    records,
+    wait_until,
+    write_script,
+)
+
+import daskscore as ds
+
+pytest_plugins = ["cluster_procs"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fail_cluster(tmp_path_factory):
+    with cluster_session(tmp_path_factory.mktemp("fail-cluster"), {"nf": 2}) as cluster:
+        yield cluster
+
+
+def _init_markers(folder: Path) -> dict[int, int]:
+    """runner pid -> pid of the worker that started it, for every init() call."""
+    return {int(p.name.split("-", 1)[1]): int(p.read_text().split()[0])
+            for p in folder.iterdir() if p.name.startswith("init-")}
+
+
+def _tries(output: Path) -> list[dict[str, str]]:
+    with open(output / "logs" / "processed_mini-batches.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# -- a worker process is SIGKILLed in the middle of a job ------------------------------
+N_KILL = 16
+
+
+@pytest.fixture(scope="module")
+def worker_killed(fail_cluster, tmp_path_factory):
+    """Run a job, SIGKILL one busy worker process, let the job finish."""
+    tmp = tmp_path_factory.mktemp("worker-kill")
+    script = write_script(tmp / "src", GATE_SCRIPT)
+    make_files(tmp / "in", N_KILL)
+    markers = tmp / "markers"
+    markers.mkdir()
+    env = {**gate_env(tmp, 4), "MARKER_DIR": str(markers)}
+    cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1",
+                               process_count_per_node=2, environment_variables=env)
+    step = ds.ParallelRunStep(name="kill-worker", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(tmp / "in"))],
+                              output=str(tmp / "out"))
+    client = fail_cluster.client()
+    box: dict = {}
+
+    def go():
+        try:
+            box["result"] = step.run(client=client)
+        except BaseException as exc:  # noqa: BLE001 - asserted by the tests
+            box["error"] = exc
+
+    thread = threading.Thread(target=go, daemon=True)
+    try:
+        before = client.run(os.getpid)  # worker address -> pid
+        thread.start()
+        # both workers hold a mini-batch at the gate
+        wait_until(lambda: len(os.listdir(env["TOKEN_DIR"])) >= 4, 120,
+                   "4 items to be scored")
+        wait_until(lambda: len(_init_markers(markers)) >= 2, 60, "init() on 2 workers")
+        victim_address = sorted(before)[0]
+        victim = before[victim_address]
+        os.kill(victim, signal.SIGKILL)
+        # the nanny starts a replacement worker, which loads the script again
+
+        def replaced():
+            now = {a: p for a, p in client.run(os.getpid, on_error="return").items()
+                   if isinstance(p, int)}
+            return len(now) == 2 and victim not in now.values() and now
+        after = wait_until(replaced, 120, "a replacement worker")
+        replacement = (set(after.values()) - set(before.values())).pop()
+        wait_until(lambda: replacement in _init_markers(markers).values(), 120,
+                   "init() on the replacement worker")
+        open_gate(env)
+        thread.join(timeout=240)
+        assert not thread.is_alive(), "the job did not finish"
+    finally:
+        open_gate(env)
+        thread.join(timeout=60)
+        client.close()
+    return {"box": box, "out": tmp / "out", "markers": markers, "before": before,
+            "victim": victim, "replacement": replacement}
+
+
+def test_worker_killed_mid_job_every_item_exactly_once(worker_killed):
+    assert "error" not in worker_killed["box"], worker_killed["box"].get("error")
+    result = worker_killed["box"]["result"]
+    assert result.status == "Completed", result.reason
+    assert (result.total_items, result.succeeded_items, result.failed_items) == (
+        N_KILL, N_KILL, 0)
+    lines = Path(result.output_file).read_text().splitlines()
+    assert lines == expected_gate_lines(N_KILL)  # each item once, in input order
+    final = {}
+    for row in _tries(worker_killed["out"]):
+        final[int(row["mini_batch_id"])] = row["status"]
+    assert final == dict.fromkeys(range(N_KILL), "RUN_DONE")
+
+
+def test_worker_killed_mid_job_init_runs_on_the_replacement(worker_killed):
+    inits = _init_markers(worker_killed["markers"])
+    parents = set(inits.values())
+    assert set(worker_killed["before"].values()) <= parents
+    assert worker_killed["replacement"] in parents
+    # no runner of the killed worker outlives it
+    victim_runners = [pid for pid, parent in inits.items()
+                      if parent == worker_killed["victim"]]
+    assert victim_runners
+    for pid in victim_runners:
+        wait_until(lambda pid=pid: not _alive(pid), 30, f"runner {pid} to exit")
+
+
+def test_worker_killed_mid_job_report_shows_the_restart(worker_killed):
+    """The job's report says that a worker was lost and its work re-run."""
+    out = worker_killed["out"]
+    text = ((out / "logs" / "job_result.txt").read_text()
+            + (out / "logs" / "job_report.json").read_text()
+            + (out / "logs" / "processed_mini-batches.csv").read_text()).lower()
+    assert any(word in text for word in ("worker lost", "worker died", "restart",
+                                         "workers lost", "lost worker")), text[:3000]
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# -- the client (daskscore run) is SIGKILLed, then run again ---------------------------
+N_RESUME = 16
+
+
+@pytest.fixture(scope="module")
+def client_killed(fail_cluster, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("client-kill")
+    script = write_script(tmp / "src", GATE_SCRIPT)
+    make_files(tmp / "in", N_RESUME)
+    env = gate_env(tmp, 5)
+    args = ["run", "--entry-script", str(script), "--input", str(tmp / "in"),
+            "--mini-batch-size", "1", "--process-count-per-node", "2",
+            "--scheduler", fail_cluster.address, "--no-progress",
+            *[x for k, v in env.items() for x in ("--env", f"{k}={v}")]]
+    tracker = fail_cluster.tracker
+    proc = tracker.popen([DASKSCORE, *args, "--output", str(tmp / "out")],
+                         log_name="killed-client.log")
+    try:
+        wait_until(lambda: len(records(tmp / "out")) >= 3, 120,
+                   "3 committed mini-batches")
+        runners_of_killed_job = tracker.runner_pids()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        committed_at_kill = len(records(tmp / "out"))
+    finally:
+        open_gate(env)
+    again = cli(tracker, *args, "--output", str(tmp / "out"))
+    # the same job, uninterrupted, into another folder (through the Python API)
+    cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1",
+                               process_count_per_node=2, environment_variables=env)
+    step = ds.ParallelRunStep(name="score", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(tmp / "in"))],
+                              output=str(tmp / "reference"))
+    with fail_cluster.client() as client:
+        reference = step.run(client=client)
+    return {"tmp": tmp, "again": again, "reference": reference,
+            "committed_at_kill": committed_at_kill,
+            "runners_of_killed_job": runners_of_killed_job, "tracker": tracker}
+
+
+def test_client_killed_mid_job_resumes_to_a_byte_identical_output(client_killed):
+    again, reference = client_killed["again"], client_killed["reference"]
+    assert again.returncode == 0, (again.stdout, again.stderr)
+    assert reference.status == "Completed", reference.reason
+    tmp = client_killed["tmp"]
+    report = read_report(tmp / "out")
+    assert report["status"] == "Completed"
+    assert report["resumed_mini_batches"] >= client_killed["committed_at_kill"] > 0
+    assert read_report(tmp / "reference")["resumed_mini_batches"] == 0
+    resumed = (tmp / "out" / "parallel_run_step.txt").read_bytes()
+    assert resumed == (tmp / "reference" / "parallel_run_step.txt").read_bytes()
+    assert resumed.decode().splitlines() == expected_gate_lines(N_RESUME)
+
+
+def test_client_killed_mid_job_leaves_no_runner_on_the_workers(client_killed):
+    """The killed client's job holds the script (and its model) in a runner process
+    on every worker; once that job can never finish, they must go away."""
+    assert client_killed["runners_of_killed_job"]
+    tracker = client_killed["tracker"]
+
+    def gone():
+        return not set(client_killed["runners_of_killed_job"]) & set(
+            tracker.runner_pids())
+    try:
+        wait_until(gone, 15, "the killed job's runner processes to exit")
+    except AssertionError:
+        left = set(client_killed["runners_of_killed_job"]) & set(tracker.runner_pids())
+        raise AssertionError(
+            f"runner processes {sorted(left)} of the killed client's job are still "
+            "running on the workers after the job was resumed and completed") from None

@@ -1,0 +1,178 @@
+"""A TLS-secured cluster (``dask scheduler/worker --tls-ca-file --tls-cert --tls-key``).
+
+The certificates are made here with ``cryptography``: one CA signs the scheduler's
+and workers' certificate and a client certificate; a second CA signs a stranger's.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+import pytest
+from cluster_procs import (
+    GATE_SCRIPT,
+    cli,
+    cluster_session,
+    expected_gate_lines,
+    make_files,
+    write_script,
+)
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+import daskscore as ds
+
+pytest_plugins = ["cluster_procs"]
+
+pytestmark = pytest.mark.slow
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)))
+
+
+def _write(folder: Path, stem: str, cert: x509.Certificate, key=None) -> dict[str, str]:
+    paths = {"cert": str(folder / f"{stem}.pem")}
+    Path(paths["cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if key is not None:
+        paths["key"] = str(folder / f"{stem}.key")
+        Path(paths["key"]).write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    return paths
+
+
+def make_ca(folder: Path, cn: str):
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_builder(cn, _name(cn), key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None),
+                           critical=True)
+            .sign(key, hashes.SHA256()))
+    return key, cert, _write(folder, cn, cert)["cert"]
+
+
+def issue(folder: Path, stem: str, ca_key, ca_cert) -> dict[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (_builder(stem, ca_cert.subject, key.public_key())
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None),
+                           critical=True)
+            .sign(ca_key, hashes.SHA256()))
+    return _write(folder, stem, cert, key)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tls")
+    ca_key, ca_cert, ca_path = make_ca(folder, "daskscore-test-ca")
+    other_key, other_cert, other_ca_path = make_ca(folder, "stranger-ca")
+    certs = {
+        "ca": ca_path,
+        "node": issue(folder, "node", ca_key, ca_cert),
+        "client": issue(folder, "client", ca_key, ca_cert),
+        "stranger": issue(folder, "stranger", other_key, other_cert),
+        "stranger_ca": other_ca_path,
+    }
+    with cluster_session(folder, {"nt": 1},
+                         tls={"ca": ca_path, **certs["node"]}) as cluster:
+        yield cluster, certs, folder
+
+
+def _job_args(folder: Path, name: str) -> list[str]:
+    src = write_script(folder / "src", GATE_SCRIPT)
+    if not (folder / "in").exists():
+        make_files(folder / "in", 4)
+    return ["run", "--entry-script", str(src), "--input", str(folder / "in"),
+            "--mini-batch-size", "2", "--no-progress", "--output", str(folder / name)]
+
+
+def _one_error_line(proc) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("daskscore: error: "), lines[0]
+    return lines[0]
+
+
+def test_tls_cluster_address_is_tls(tls):
+    cluster, _, _ = tls
+    assert cluster.address.startswith("tls://")
+
+
+def test_cli_runs_a_job_over_tls_with_certificates(tls):
+    cluster, certs, folder = tls
+    proc = cli(cluster.tracker, *_job_args(folder, "out-cli"),
+               "--scheduler", cluster.address, "--tls-ca-file", certs["ca"],
+               "--tls-cert", certs["client"]["cert"],
+               "--tls-key", certs["client"]["key"])
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "Completed: 4 of 4 items succeeded" in proc.stdout
+    lines = (folder / "out-cli" / "parallel_run_step.txt").read_text().splitlines()
+    assert lines == expected_gate_lines(4)
+
+
+def test_python_client_with_security_runs_a_job(tls):
+    from distributed import Client
+    from distributed.security import Security
+
+    cluster, certs, folder = tls
+    _job_args(folder, "unused")  # writes the script and the inputs
+    security = Security(tls_ca_file=certs["ca"],
+                        tls_client_cert=certs["client"]["cert"],
+                        tls_client_key=certs["client"]["key"],
+                        require_encryption=True)
+    cfg = ds.ParallelRunConfig(entry_script=str(folder / "src" / "score.py"),
+                               mini_batch_size="2")
+    step = ds.ParallelRunStep(name="tls-job", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(folder / "in"))],
+                              output=str(folder / "out-api"))
+    with Client(cluster.address, security=security, timeout="30s") as client:
+        result = step.run(client=client)
+    assert result.status == "Completed", result.reason
+    assert Path(result.output_file).read_text().splitlines() == expected_gate_lines(4)
+
+
+def test_cli_without_a_certificate_is_refused_with_a_clear_error(tls):
+    cluster, _, folder = tls
+    proc = cli(cluster.tracker, *_job_args(folder, "out-none"),
+               "--scheduler", cluster.address, timeout=120)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    line = _one_error_line(proc)
+    assert cluster.address in line
+    assert not (folder / "out-none" / ".daskscore" / "records").exists()
+
+
+def test_cli_with_a_certificate_of_another_ca_is_refused(tls):
+    cluster, certs, folder = tls
+    proc = cli(cluster.tracker, *_job_args(folder, "out-stranger"),
+               "--scheduler", cluster.address,
+               "--tls-ca-file", certs["stranger_ca"],
+               "--tls-cert", certs["stranger"]["cert"],
+               "--tls-key", certs["stranger"]["key"], timeout=120)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    line = _one_error_line(proc)
+    assert "cannot connect" in line and cluster.address in line
+    assert not (folder / "out-stranger" / ".daskscore" / "records").exists()
+
+
+def test_python_client_without_security_is_refused(tls):
+    from distributed import Client
+
+    cluster, _, _ = tls
+    with pytest.raises((OSError, TypeError, TimeoutError)):
+        Client(cluster.address, timeout="5s")
