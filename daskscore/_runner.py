@@ -416,6 +416,8 @@ class Runner:
         finally:
             self.reader.cleanup()
         outcome["run_seconds"] = time.perf_counter() - run_start
+        # the timeout covers run() only, not writing what it returned
+        self.conn.send(("returned",))
         return self._account(spec, mini_batch, items, result, outcome, try_no)
 
     def _account(self, spec, mini_batch, items, result, outcome, try_no):

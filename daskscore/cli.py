@@ -192,9 +192,10 @@ def _connect(address: str, args: argparse.Namespace):
             address = "tls://" + address[len("tcp://") :]
     try:
         return Client(address, timeout="20s", security=security)
-    except (OSError, TimeoutError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is one line
         raise UsageError(
-            f"cannot connect to the Dask scheduler at {address}: {exc}; check the "
+            f"cannot connect to the Dask scheduler at {address}: "
+            f"{type(exc).__name__}: {exc}; check the "
             "address, that the scheduler is running, and the TLS certificates"
         ) from None
 

@@ -76,6 +76,45 @@ def score_mini_batch(
     }
 
 
+def _lost_try(fs, records_path: str, index: int, worker: str) -> dict | None:
+    """Mark this mini-batch as started; return the try a dead worker lost, if any.
+
+    The marker is written before scoring and is replaced by the record; finding
+    one without a record means an earlier execution of the task died with its
+    worker mid-way (Dask then runs the task again, here).
+    """
+    import json
+
+    from .sinks import write_atomic
+
+    marker = f"{records_path}/{index:09d}.json.started"
+    lost = None
+    try:
+        earlier = json.loads(fs.cat_file(marker))
+    except (FileNotFoundError, ValueError):
+        earlier = None
+    if earlier is not None:
+        lost = {
+            "try": 0,
+            "worker": earlier.get("worker", ""),
+            "items": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "elapsed_seconds": 0.0,
+            "run_seconds": 0.0,
+            "read_seconds": 0.0,
+            "status": "WORKER_DIED",
+            "error": f"the worker {earlier.get('worker', '')} died while scoring "
+            f"this mini-batch; scored again on {worker}",
+            "traceback": "",
+            "started_at": earlier.get("started_at"),
+        }
+    write_atomic(
+        fs, marker, json.dumps({"worker": worker, "started_at": time.time()}).encode()
+    )
+    return lost
+
+
 def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -> list:
     """The Dask task: score consecutive mini-batches on this worker's runner."""
     from distributed import get_worker
@@ -101,6 +140,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             if done is not None:  # committed by an earlier execution of this task
                 records.append(done)
                 continue
+            lost = _lost_try(fs, records_path, spec.index, plugin.agent_name)
             frame = frames[position] if frames else None
 
             def try_once(try_no: int, spec=spec, frame=frame) -> dict[str, Any]:
@@ -109,6 +149,12 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             record = score_mini_batch(
                 spec, try_once, job["run_max_try"], worker=plugin.agent_name
             )
+            if lost is not None:
+                record["tries"].insert(0, lost)
             write_record(fs, records_path, spec.index, record)
+            try:
+                fs.rm_file(f"{records_path}/{spec.index:09d}.json.started")
+            except FileNotFoundError:
+                pass
             records.append(record)
     return records

@@ -103,23 +103,43 @@ def _plugin_problem(plugin_name: str, dask_worker=None):
     return getattr(plugin, "import_problem", None)
 
 
+def stale_jobs(dask_scheduler=None) -> list[str]:
+    """Runs on the scheduler: running jobs whose client is no longer connected."""
+    from .dashboard import jobs_state
+
+    out = []
+    for job_id, state in jobs_state(dask_scheduler).items():
+        owner = state.get("client_id") if isinstance(state, dict) else None
+        if (
+            state.get("status") == "Running"
+            and owner
+            and (owner not in dask_scheduler.clients)
+        ):
+            out.append(job_id)
+    return out
+
+
 def cancel_job_request(client: Any, job_id: str) -> None:
     """Ask a running job (on any client) to stop, through the scheduler."""
     client.set_metadata(["daskscore", "cancel", job_id], True)
 
 
 def node_of(address: str, info: dict[str, Any]) -> str:
-    """The node a worker belongs to: its host, or NODE for ``dask worker --name NODE``.
+    """The node a worker belongs to.
 
     ``dask worker --name NODE --nworkers N`` names its workers ``NODE-0`` ..
-    ``NODE-<N-1>``; such workers form one node even when several nodes share a host
-    (as in tests on one machine).
+    ``NODE-<N-1>`` (and ``NODE`` when N is 1): those form node NODE, even when
+    several nodes share a host (as in tests on one machine). Workers without a
+    name of their own (named by their address) belong to their host.
     """
     name = str(info.get("name", ""))
+    host = str(info.get("host") or address.split("://")[-1].rsplit(":", 1)[0])
+    if not name or "://" in name or name == address or name.startswith(host + ":"):
+        return host
     prefix, sep, tail = name.rpartition("-")
-    if sep and tail.isdigit() and prefix and "://" not in prefix:
+    if sep and tail.isdigit() and prefix:
         return prefix
-    return str(info.get("host") or address.split("://")[-1].rsplit(":", 1)[0])
+    return name
 
 
 def select_workers(
@@ -159,6 +179,8 @@ class Job:
         self.rerun_failed = rerun_failed
         self.job_id = job_id or f"{step.name}-{uuid.uuid4().hex[:8]}"
         self.plugin_name = f"daskscore-{self.job_id}"
+        self.resource = f"daskscore-{self.job_id}"
+        self.allowed_names: list[str] | None = None
         self.bundle = bundle
         self.cluster = None
         self.own_client = None
@@ -216,6 +238,7 @@ class Job:
                     "DASKSCORE_WORKER_WAIT to wait longer"
                 )
             time.sleep(0.5)
+        self.allowed_names = [str(workers[a].get("name", a)) for a in chosen]
         extra = len(workers) - len(chosen)
         if extra:
             logger.info(
@@ -267,6 +290,8 @@ class Job:
             self._count(record)
         try:
             client = self._connect()
+            self._client_id = getattr(client, "id", None)
+            self._reap_stale_jobs(client)
             self._install_dashboard(client)
             job = self._job_spec(store, bundle, script_display)
             self._register(client, job, script_display, store)
@@ -312,14 +337,19 @@ class Job:
         return result
 
     def _load_state(self, store: StateStore, fingerprint: str, n_specs: int) -> int:
-        """Resume from committed records when nothing changed; return their count."""
+        """Resume from committed records when nothing changed; return their count.
+
+        With ``rerun_failed`` the records of failed mini-batches are dropped (so
+        they are scored again) and the others kept, whatever changed.
+        """
         manifest = store.read_manifest()
-        if manifest and manifest.get("fingerprint") == fingerprint:
-            self.records = {
-                i: r for i, r in store.load_records().items() if i < n_specs
-            }
-            return len(self.records)
-        if self.rerun_failed and manifest:
+        same = bool(manifest) and manifest.get("fingerprint") == fingerprint
+        if self.rerun_failed:
+            if not manifest:
+                raise JobError(
+                    f"--rerun-failed: {store.output_url} holds no earlier run of "
+                    "this step"
+                )
             if manifest.get("mini_batches") != n_specs:
                 raise JobError(
                     f"--rerun-failed: the inputs of {store.output_url} changed "
@@ -330,15 +360,17 @@ class Job:
             for index, record in store.load_records().items():
                 if record.get("failed_mini_batch"):
                     store.fs.rm_file(f"{store.records}/{index:09d}.json")
-                else:
+                elif index < n_specs:
                     kept[index] = record
             self.records = kept
-            self._write_manifest(store, fingerprint, n_specs)
+            if not same:
+                self._write_manifest(store, fingerprint, n_specs)
             return len(kept)
-        if self.rerun_failed:
-            raise JobError(
-                f"--rerun-failed: {store.output_url} holds no earlier run of this step"
-            )
+        if same:
+            self.records = {
+                i: r for i, r in store.load_records().items() if i < n_specs
+            }
+            return len(self.records)
         store.reset()
         self._write_manifest(store, fingerprint, n_specs)
         return 0
@@ -392,6 +424,8 @@ class Job:
             },
             "named_inputs": _named_inputs(step.inputs, step.side_inputs),
             "runner_env": _models_env(step.models),
+            "allowed_names": self.allowed_names,
+            "resource": self.resource if self.allowed_names is not None else None,
         }
 
     def _register(
@@ -443,11 +477,7 @@ class Job:
         step = self.step
         futures = []
         pending_specs: dict[str, list[MiniBatchSpec]] = {}
-        placement = (
-            {"workers": self.workers, "allow_other_workers": False}
-            if self.workers
-            else {}
-        )
+        placement = {"resources": {self.resource: 1}} if self.workers else {}
         frames = {s.index: s for s in todo if s.kind == "frame"}
         if frames:
             import dask
@@ -534,6 +564,7 @@ class Job:
         """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
         key = ["daskscore", "cancel", self.job_id]
         while not self._done.wait(1.0):
+            self._publish(client, "Running", force=True)
             try:
                 requested = client.get_metadata(key, default=False)
             except Exception:  # noqa: BLE001 - the scheduler is going away
@@ -630,6 +661,25 @@ class Job:
             self.progress_lines.append(p.line())
 
     # -- live state on the scheduler ----------------------------------------------
+    def _reap_stale_jobs(self, client) -> None:
+        """Remove jobs whose client died (their runners would stay forever)."""
+        try:
+            stale = client.run_on_scheduler(stale_jobs)
+        except Exception as exc:  # noqa: BLE001 - a scheduler without daskscore
+            logger.debug("cannot look for stale jobs: %s", exc)
+            return
+        for job_id in stale:
+            logger.info("removing job %s: its client is gone", job_id)
+            try:
+                client.unregister_worker_plugin(f"daskscore-{job_id}")
+            except Exception as exc:  # noqa: BLE001 - already gone
+                logger.debug("%s: %s", job_id, exc)
+            client.set_metadata(["daskscore", "jobs", job_id, "status"], "Failed")
+            client.set_metadata(
+                ["daskscore", "jobs", job_id, "reason"],
+                "its client disconnected before the job ended",
+            )
+
     def _install_dashboard(self, client) -> None:
         from .dashboard import dashboard_page_link, install_routes
 
@@ -661,6 +711,7 @@ class Job:
             "output_dir": self.step.output,
             "output_file": result.output_file if result else None,
             "reason": self.reason,
+            "client_id": getattr(self, "_client_id", None),
         }
 
     def _publish(
@@ -705,6 +756,12 @@ class Job:
             status = "Failed"
             self.reason = f"{not_run} mini-batches were not scored"
         elapsed = time.perf_counter() - started
+        lost = sum(
+            1
+            for r in records
+            for t in r.get("tries", [])
+            if t.get("status") == "WORKER_DIED" and r.get("status") != "WORKER_DIED"
+        )
         warnings = sorted({r["warning"] for r in records if r.get("warning")})
         warnings += store.assembly_warnings
         for w in warnings[:5]:
@@ -726,6 +783,7 @@ class Job:
             if elapsed > 0
             else 0.0,
             "resumed_mini_batches": resumed,
+            "lost_tries": lost,
             "output_dir": store.output_url,
             "output_file": output_file,
             "output_action": str(cfg.output_action),

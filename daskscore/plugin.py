@@ -185,9 +185,17 @@ class RunnerHandle:
                     "status": RUN_TIMEOUT,
                     "run_seconds": time.perf_counter() - run_start,
                     "error": f"run() did not return within run_invocation_timeout="
-                    f"{run_timeout:g} s; its process was stopped and "
-                    "restarted",
+                    f"{run_timeout:g} s; its process was stopped and restarted",
                 }
+            if msg[0] == "returned":  # run() returned; now its output is committed
+                msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
+                if msg is None:
+                    self.kill()
+                    return {
+                        **base,
+                        "status": RUN_EXCEPTION,
+                        "error": "writing run()'s output did not finish in time",
+                    }
             return msg[1]
         except (EOFError, OSError, BrokenPipeError):
             self.state = "dead"
@@ -271,10 +279,21 @@ class ScoringPlugin(WorkerPlugin):
             self.output_dir = os.path.join(self.workdir, "outputs")
         os.makedirs(self.user_log_dir, exist_ok=True)
         os.makedirs(self.output_dir, exist_ok=True)
+        # Only the workers the job uses load the script (node_count and
+        # process_count_per_node on an existing cluster); they advertise a
+        # resource of the job's name, which its tasks require. Names survive a
+        # nanny's restart of a worker, so a replacement worker takes over.
+        allowed = job.get("allowed_names")
+        self.allowed = allowed is None or str(worker.name) in allowed
+        self.import_problem = None
+        if not self.allowed:
+            return
         # An import problem is kept, not raised: the client asks every worker for
         # it and raises one EntryScriptError (a raise here would only log a
         # traceback on the worker).
         self.import_problem = await asyncio.to_thread(self._start_runner)
+        if job.get("resource") and self.import_problem is None:
+            await worker.set_resources(**{job["resource"]: 1})
 
     async def teardown(self, worker) -> None:
         await asyncio.to_thread(self._close)

@@ -97,6 +97,12 @@ def result_text(summary: dict[str, Any]) -> str:
             f"Resumed: {summary['resumed_mini_batches']} mini-batches were already "
             "committed by an earlier run and were not scored again"
         )
+    if summary.get("lost_tries"):
+        lines.append(
+            f"Worker restarts: {summary['lost_tries']} tries were lost when their "
+            "worker died; those mini-batches were scored again elsewhere (status "
+            "WORKER_DIED in processed_mini-batches.csv)"
+        )
     if summary.get("output_file"):
         lines.append(f"Output: {summary['output_file']}")
     if summary["status"] != "Completed":
