@@ -103,6 +103,10 @@ def _list_files(
         text = os.fspath(urlpath)
         fs, path = url_to_fs(text, storage_options)
         local = is_local(fs)
+        if not local:  # one flat prefix listing, clear storage errors
+            from .storage import list_files
+
+            return list_files(text, storage_options, detail=True)
 
         def full(p: str) -> str:
             return p if local else fs.unstrip_protocol(p)
@@ -217,8 +221,9 @@ class FileDataset(_DatasetBase):
             raise DatasetError(
                 f"path={path!r} must be a glob, a folder, a file or a list of paths"
             )
-        self.path = path
-        self.storage_options = dict(storage_options or {})
+        # as given (what a workspace registers) and as resolved (what runs)
+        self.given_path, self.given_storage_options = path, dict(storage_options or {})
+        self.path, self.storage_options = _resolved(path, storage_options)
 
     def __repr__(self) -> str:
         return f"FileDataset(path={self.path!r})"
@@ -268,8 +273,9 @@ class TabularDataset(_DatasetBase):
         frame: Any = None,
     ) -> None:
         self.format = fmt
-        self.path = path
-        self.storage_options = dict(storage_options or {})
+        # as given (what a workspace registers) and as resolved (what runs)
+        self.given_path, self.given_storage_options = path, dict(storage_options or {})
+        self.path, self.storage_options = _resolved(path, storage_options)
         self.read_options = dict(read_options or {})
         self.frame = frame
 
@@ -480,6 +486,27 @@ def _plan_parquet(
         group_bytes += nbytes
     flush()
     return specs
+
+
+def _resolved(path: Any, storage_options: dict[str, Any] | None):
+    """Canonical URLs and self-contained storage options, resolved once here.
+
+    Azure URLs (``az://``, ``abfss://``, ``https://<account>.blob...``) become
+    ``abfs://`` with options naming the account and credential (environment
+    variables folded in), so every worker reaches the same place.
+    """
+    from .storage import resolve
+
+    options = dict(storage_options or {})
+    if path is None:
+        return None, options
+    try:
+        if isinstance(path, list | tuple):
+            pairs = [resolve(os.fspath(p), options) for p in path]
+            return [u for u, _ in pairs], (pairs[0][1] if pairs else options)
+        return resolve(os.fspath(path), options)
+    except ValueError as exc:
+        raise DatasetError(f"input {path!r}: {exc}") from exc
 
 
 def _options_of(path: Any, storage_options: dict[str, Any] | None):

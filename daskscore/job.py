@@ -23,7 +23,7 @@ from typing import Any
 from .config import OutputAction, ParallelRunConfig
 from .datasets import MiniBatchSpec
 from .entry_script import bundle_entry_script
-from .exceptions import EntryScriptError, JobError
+from .exceptions import DaskScoreError, EntryScriptError, JobError
 from .progress import JobProgress, ProgressCallback
 from .reports import result_text, write_reports
 from .result import StepRunResult
@@ -274,10 +274,20 @@ class Job:
         t_plan = time.perf_counter()
         specs, plan_print = step.plan()
         plan_seconds = time.perf_counter() - t_plan
-        store = StateStore(step.output, step.storage_options)
-        resumed = self._load_state(
-            store, step._fingerprint(bundle.digest, plan_print), len(specs)
-        )
+        try:
+            store = StateStore(step.output, step.storage_options)
+            resumed = self._load_state(
+                store, step._fingerprint(bundle.digest, plan_print), len(specs)
+            )
+        except (DaskScoreError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the output location is the user's storage
+            from .storage import describe_storage_error
+
+            raise JobError(
+                "cannot use the output folder "
+                + describe_storage_error(exc, step.output, step.storage_options)
+            ) from exc
         if store.local:
             self.sys_log_dir = store.path("logs", "sys")
         script_display = os.path.join(cfg.source_directory or "", cfg.entry_script)

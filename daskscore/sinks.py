@@ -116,8 +116,11 @@ class StateStore:
     """The ``.daskscore`` folder of a step's output: manifest, parts, records."""
 
     def __init__(self, output_url: str, storage_options: dict[str, Any] | None = None):
-        self.output_url = output_url.rstrip("/")
-        self.storage_options = dict(storage_options or {})
+        from .storage import resolve
+
+        url, options = resolve(output_url.rstrip("/"), storage_options)
+        self.output_url = url.rstrip("/")
+        self.storage_options = options
         self.fs, self.root = url_to_fs(self.output_url, self.storage_options)
         self.local = is_local(self.fs)
         self.state = _join(self.root, STATE_DIR)

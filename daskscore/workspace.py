@@ -373,11 +373,12 @@ def _definition(workspace: Workspace, dataset: Any) -> dict[str, Any]:
     else:
         raise ConfigError("dataset", dataset,
                           "a Dataset.File / Dataset.Tabular dataset")
-    paths = dataset.path
+    paths = getattr(dataset, "given_path", dataset.path)
     many = isinstance(paths, list | tuple)
     datastores = list(workspace.datastores.values())
     sources = [_source_of(datastores, p) for p in (paths if many else [paths])]
-    options = dict(dataset.storage_options or {})
+    options = dict(getattr(dataset, "given_storage_options", None)
+                   or dataset.storage_options or {})
     on_datastore = all("datastore" in s for s in sources)
     if options and not on_datastore and safe_storage_options(options) != options:
         raise WorkspaceError(

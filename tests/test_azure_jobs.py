@@ -201,9 +201,7 @@ def test_blob_deleted_after_listing_fails_only_its_item(
     assert f"{azure_container.url}/in/item-0004.txt" in line
 
 
-# -- what the engine does not do yet -------------------------------------------------
-# Each test below is the acceptance test of one engine change listed in
-# docs/azure.md ("For daskscore developers"); remove its xfail with the change.
+# -- credentials resolved once on the client; storage errors in one line -------------
 
 ENGINE_RESOLVE = (
     "engine: datasets/StateStore keep the user's raw storage_options; they must call "
@@ -229,7 +227,6 @@ def _file_step(tmp_path, container, url, storage_options, output, output_options
     )
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_RESOLVE)
 @pytest.mark.parametrize("form", ["path-style url with account_key", "environment"])
 def test_credential_forms_that_need_resolving_on_the_client(
     tmp_path, azure_container, azurite, shared_client, monkeypatch, form
@@ -249,7 +246,7 @@ def test_credential_forms_that_need_resolving_on_the_client(
 WRONG_KEY = "A" * 86 + "=="
 
 
-@pytest.mark.xfail(strict=True, reason=ENGINE_ERRORS)
+
 @pytest.mark.parametrize("case", ["input container", "input key", "input endpoint",
                                   "output container", "output key"])
 def test_storage_failures_are_one_clear_line(
