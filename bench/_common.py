@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +27,8 @@ RESULT_PREFIX = "BENCH-RESULT "
 
 # One BLAS thread per process everywhere: the single-process loop is then really one
 # core, and the 2-process variants do not oversubscribe the 2 cores. (Dask's nanny and
-# Ray set the same variables in their workers.)
+# Ray set the same variables in their workers; daskscore's embedded cluster starts its
+# workers without a nanny and does not.) BENCH_BLAS_THREADS=default turns this off.
 THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
@@ -72,25 +74,41 @@ def run_child(
 
     The child's stdout/stderr go to ``log_dir/<label>.log``; on failure the tail is
     printed and a result with ``error`` is returned so the other variants still run.
+    Besides the child's own figures the result holds ``cpu_s``: the CPU seconds
+    (user + sys) of the child and all its descendants (workers, nannies, runner
+    processes, Ray's daemons and actors), which unlike wall time barely moves with
+    the load other users put on the machine.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{label}.log"
-    env = {**os.environ, **THREAD_ENV, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if os.environ.get("BENCH_BLAS_THREADS", "1") != "default":
+        env.update(THREAD_ENV)
     cmd = [sys.executable, str(script), "--child", *args]
+    load_before = os.getloadavg()[0]
+    reaped_before = _children_cpu_s()
     start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=timeout_s
-        )
-        out, err, code = proc.stdout, proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout or ""
-        err = (exc.stderr or "") + f"\n[bench] timed out after {timeout_s} s"
-        out, err = (
-            (out if isinstance(out, str) else out.decode()),
-            (err if isinstance(err, str) else err.decode()),
-        )
-        code = -1
+    with (
+        open(log_dir / f"{label}.stdout", "w+") as out_f,
+        open(log_dir / f"{label}.stderr", "w+") as err_f,
+    ):
+        proc = subprocess.Popen(cmd, env=env, stdout=out_f, stderr=err_f, text=True)
+        tree = _TreeCpu(proc.pid)
+        code = None
+        while code is None:
+            tree.sample()
+            try:
+                code = proc.wait(timeout=0.25)
+            except subprocess.TimeoutExpired:
+                if time.perf_counter() - start > timeout_s:
+                    proc.kill()
+                    code = proc.wait()
+                    err_f.write(f"\n[bench] killed after {timeout_s} s\n")
+        out_f.seek(0)
+        err_f.seek(0)
+        out, err = out_f.read(), err_f.read()
+    for suffix in (".stdout", ".stderr"):
+        (log_dir / f"{label}{suffix}").unlink()
     log_path.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{out}\n--- stderr\n{err}\n")
     results = [
         line[len(RESULT_PREFIX) :]
@@ -109,7 +127,50 @@ def run_child(
         }
     result = json.loads(results[-1])
     result["process_s"] = round(time.perf_counter() - start, 2)
+    # Two views of the process tree's CPU time: what the kernel reports for reaped
+    # descendants (exact, but misses processes re-parented away, e.g. Ray's) and
+    # what the sampler saw of every descendant (misses the last <0.25 s of each).
+    reaped = _children_cpu_s() - reaped_before
+    result["cpu_reaped_s"] = round(reaped, 2)
+    result["cpu_sampled_s"] = round(tree.total(), 2)
+    result["cpu_s"] = round(max(reaped, tree.total()), 2)
+    result["load_1m"] = round(max(load_before, os.getloadavg()[0]), 1)
     return result
+
+
+class _TreeCpu:
+    """CPU seconds of a process and all its descendants, by polling with psutil."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[tuple[int, float], float] = {}
+
+    def sample(self) -> None:
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - psutil comes with distributed
+            return
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        for p in procs:
+            try:
+                with p.oneshot():
+                    t = p.cpu_times()
+                    key = (p.pid, p.create_time())
+                self.seen[key] = max(self.seen.get(key, 0.0), t.user + t.system)
+            except psutil.Error:
+                continue
+
+    def total(self) -> float:
+        return sum(self.seen.values())
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def fmt(value: Any) -> str:
@@ -179,3 +240,31 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[name] = "absent"
     return found
+
+
+def best_of(rows: list[dict[str, Any]], fields: list[str]) -> list[dict[str, Any]]:
+    """One row per variant: run count, and min / median of each field over the runs.
+
+    On a shared, loaded machine the minimum is the least disturbed run; the median
+    shows how far a typical run was from it.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if "error" not in row:
+            groups.setdefault(row["variant"], []).append(row)
+    out = []
+    for variant, runs in groups.items():
+        summary: dict[str, Any] = {"variant": variant, "runs": len(runs)}
+        for key in ("items", "rows", "mini_batches"):
+            if key in runs[0]:
+                summary[key] = runs[0][key]
+        for field in fields:
+            values = sorted(r[field] for r in runs if r.get(field) is not None)
+            if values:
+                summary[f"{field}_min"] = values[0]
+                summary[f"{field}_median"] = statistics.median(values)
+        loads = [r["load_1m"] for r in runs if "load_1m" in r]
+        if loads:
+            summary["load"] = f"{min(loads):.1f}-{max(loads):.1f}"
+        out.append(summary)
+    return out

@@ -233,6 +233,10 @@ COLUMNS = [
     ("vs_ideal", "x ideal (single/2)"),
     ("overhead_ms_per_mb", "overhead ms/mini-batch"),
     ("worker_ms_per_mb_outside_run", "in-worker ms/mb outside run()"),
+    ("cpu_s", "CPU s (all procs)"),
+    ("cpu_vs_single", "CPU x single"),
+    ("overhead_cpu_ms_per_mb", "overhead CPU ms/mini-batch"),
+    ("load_1m", "load avg"),
     ("peak_rss_mib", "client peak RSS MiB"),
     ("out_items", "lines out"),
     ("score_sum", "score sum"),
@@ -245,15 +249,27 @@ def summarize(rows: list[dict]) -> None:
         r["wall_s"] for r in rows if r.get("variant") == "single" and "wall_s" in r
     ]
     ideal = min(singles) / 2 if singles else None
+    single_cpu = min(
+        (r["cpu_s"] for r in rows if r.get("variant") == "single" and "cpu_s" in r),
+        default=None,
+    )
     for r in rows:
         if "wall_s" not in r or not r.get("mini_batches"):
             continue
+        n_mb = r["mini_batches"]
         if ideal:
             r["vs_ideal"] = r["wall_s"] / ideal
+        if single_cpu and "cpu_s" in r:
+            r["cpu_vs_single"] = r["cpu_s"] / single_cpu
         if r["variant"] == "daskscore-trivial":
-            r["overhead_ms_per_mb"] = 1000 * r["wall_s"] / r["mini_batches"]
-        elif r["variant"] != "single" and ideal:
-            r["overhead_ms_per_mb"] = 1000 * (r["wall_s"] - ideal) / r["mini_batches"]
+            r["overhead_ms_per_mb"] = 1000 * r["wall_s"] / n_mb
+            if "cpu_s" in r:
+                r["overhead_cpu_ms_per_mb"] = 1000 * r["cpu_s"] / n_mb
+        elif r["variant"] != "single":
+            if ideal:
+                r["overhead_ms_per_mb"] = 1000 * (r["wall_s"] - ideal) / n_mb
+            if single_cpu and "cpu_s" in r:
+                r["overhead_cpu_ms_per_mb"] = 1000 * (r["cpu_s"] - single_cpu) / n_mb
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -334,9 +350,62 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
             rows.append(result)
     summarize(rows)
-    C.print_table(rows, COLUMNS, title=f"files: {n_files:,} PNG, mini_batch_size=10")
-    print(f"results saved to {C.save_results('files', rows)}")
+    C.print_table(
+        rows, COLUMNS, title=f"files: {n_files:,} PNG, mini_batch_size=10, every run"
+    )
+    best = best_rows(rows)
+    C.print_table(
+        best,
+        BEST_COLUMNS,
+        title=f"files: {n_files:,} PNG, mini_batch_size=10, "
+        f"best (median) of {args.repeat}",
+    )
+    print(f"results saved to {C.save_results('files', rows, {'best': best})}")
     return rows
+
+
+BEST_COLUMNS = [
+    ("variant", "variant"),
+    ("runs", "runs"),
+    ("mini_batches", "mini-batches"),
+    ("wall", "end-to-end s"),
+    ("rate", "files/s (best)"),
+    ("vs_ideal", "x ideal (single/2)"),
+    ("overhead_ms_per_mb", "overhead ms/mini-batch"),
+    ("cpu", "CPU s (all procs)"),
+    ("cpu_vs_single", "CPU x single"),
+    ("overhead_cpu_ms_per_mb", "overhead CPU ms/mini-batch"),
+    ("rss", "client peak RSS MiB"),
+    ("load", "load avg"),
+]
+
+
+def best_rows(rows: list[dict]) -> list[dict]:
+    """Min (median) per variant; ratios and overheads are computed from minimums."""
+    best = C.best_of(rows, ["wall_s", "cpu_s", "peak_rss_mib"])
+    single = next((b for b in best if b["variant"] == "single"), None)
+    for b in best:
+        if "wall_s_min" not in b or not b.get("mini_batches"):
+            continue
+        n_mb = b["mini_batches"]
+        b["wall"] = f"{b['wall_s_min']:.2f} ({b['wall_s_median']:.2f})"
+        b["cpu"] = f"{b['cpu_s_min']:.1f} ({b['cpu_s_median']:.1f})"
+        b["rss"] = b.get("peak_rss_mib_median")
+        b["rate"] = b["items"] / b["wall_s_min"] if b.get("items") else None
+        if b["variant"] == "daskscore-trivial":
+            b["overhead_ms_per_mb"] = 1000 * b["wall_s_min"] / n_mb
+            b["overhead_cpu_ms_per_mb"] = 1000 * b["cpu_s_min"] / n_mb
+        if not single:
+            continue
+        ideal = single["wall_s_min"] / 2
+        b["vs_ideal"] = b["wall_s_min"] / ideal
+        b["cpu_vs_single"] = b["cpu_s_min"] / single["cpu_s_min"]
+        if b["variant"] not in ("single", "daskscore-trivial"):
+            b["overhead_ms_per_mb"] = 1000 * (b["wall_s_min"] - ideal) / n_mb
+            b["overhead_cpu_ms_per_mb"] = (
+                1000 * (b["cpu_s_min"] - single["cpu_s_min"]) / n_mb
+            )
+    return best
 
 
 if __name__ == "__main__":
