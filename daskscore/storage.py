@@ -432,10 +432,16 @@ def _is_blob_store(fs: fsspec.AbstractFileSystem) -> bool:
     return hasattr(fs, "service_client") and hasattr(fs, "split_path")
 
 
-def _blob_entry(blob: Any) -> tuple[str, dict[str, Any]] | None:
-    """``(name, info)`` from one ``<Blob>`` element of a List Blobs page."""
+@functools.lru_cache(maxsize=4096)
+def _http_date(text: str) -> Any:
+    """``Last-Modified`` as a datetime; blobs written together share the string."""
     from email.utils import parsedate_to_datetime
 
+    return parsedate_to_datetime(text)
+
+
+def _blob_entry(blob: Any) -> tuple[str, dict[str, Any]] | None:
+    """``(name, info)`` from one ``<Blob>`` element of a List Blobs page."""
     node = blob.find("Name")
     name = node.text or ""
     if node.get("Encoded") == "true":
@@ -457,7 +463,7 @@ def _blob_entry(blob: Any) -> tuple[str, dict[str, Any]] | None:
     return name, {
         "type": "file",
         "size": int(size) if size else None,
-        "last_modified": parsedate_to_datetime(modified) if modified else None,
+        "last_modified": _http_date(modified) if modified else None,
         "etag": props.findtext("Etag") if props is not None else None,
     }
 
