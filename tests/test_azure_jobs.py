@@ -201,6 +201,32 @@ def test_blob_deleted_after_listing_fails_only_its_item(
     assert f"{azure_container.url}/in/item-0004.txt" in line
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "engine: _runner._Reader._files downloads each blob to download/<mini-batch>/"
+    "<base name>, so a/0.txt and b/0.txt land on one local file; use "
+    "daskscore.storage.download (keeps the relative path, concurrent)"
+))
+def test_blobs_with_the_same_name_in_different_folders_stay_apart(
+    tmp_path, azure_container, shared_client
+):
+    script = write_script(tmp_path / "src", """
+        def init():
+            pass
+
+        def run(mini_batch):
+            return [open(p).read().strip() for p in mini_batch]
+    """)
+    azure_container.upload({"in/a/0.txt": b"from a", "in/b/0.txt": b"from b"})
+    files = ds.Dataset.File.from_files(
+        f"{azure_container.url}/in/", storage_options=azure_container.storage_options
+    )
+    out = tmp_path / "out"
+    make_step(script, files, out, mini_batch_size="2").run(client=shared_client)
+    assert (out / "parallel_run_step.txt").read_text().split("\n")[:2] == [
+        "from a", "from b"
+    ]
+
+
 # -- credentials resolved once on the client; storage errors in one line -------------
 
 ENGINE_RESOLVE = (
@@ -316,9 +342,8 @@ def test_azurite_killed_mid_job_then_rerun_failed(tmp_path, shared_client):
     """The emulator dies while a job reads from it; a re-run completes the rest.
 
     Failed mini-batches are reported as READ_ERROR naming their blobs; after the
-    emulator is back, ``rerun_failed=True`` (with the script changed, as after a
-    fix) scores only those, and every item is in the collected output exactly
-    once, in input order.
+    emulator is back, ``rerun_failed=True`` (same script, same inputs) scores only
+    those, and every item is in the collected output exactly once, in input order.
     """
     data = tmp_path / "azurite-data"
     emulator = start_azurite(location=data)
@@ -357,8 +382,6 @@ def test_azurite_killed_mid_job_then_rerun_failed(tmp_path, shared_client):
 
         emulator.stop()
         emulator = start_azurite(location=data, port=port)
-        settings = settings.replace("item-0006.txt", "no-such-item")
-        write_script(tmp_path / "src", settings + KILLER_SCRIPT)
         second = step.run(client=shared_client, rerun_failed=True)
         assert (second.status, second.failed_items) == ("Completed", 0)
         assert (out / "parallel_run_step.txt").read_text().split() == [
