@@ -692,7 +692,7 @@ def download(
         return [], {}
     fs, _ = url_to_fs(urls[0], resolve(urls[0], storage_options)[1])
     targets = []
-    for url in urls:
+    for url in dict.fromkeys(urls):  # a URL given twice is fetched once
         path = url_to_fs(url, resolve(url, storage_options)[1])[1]
         targets.append((url, path, _local_name(dest_dir, path)))
     errors: dict[str, str] = {}
@@ -728,16 +728,16 @@ def download(
                 outcomes.append(None)
             except Exception as exc:  # noqa: BLE001 - reported per file below
                 outcomes.append(exc)
-    local_paths: list[str | None] = []
+    local_of: dict[str, str | None] = {}
     for (url, _, local), outcome in zip(targets, outcomes):
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome  # KeyboardInterrupt, CancelledError: not a file's fault
             failed(url, local, outcome)
-            local_paths.append(None)
+            local_of[url] = None
         else:
-            local_paths.append(local)
-    return local_paths, errors
+            local_of[url] = local
+    return [local_of[url] for url in urls], errors
 
 
 # -- secrets -------------------------------------------------------------------

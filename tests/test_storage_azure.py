@@ -295,6 +295,13 @@ def test_download_keeps_paths_apart_and_reports_each_missing_blob(images, tmp_pa
     assert not (tmp_path / images.name / "images" / "gone.png").exists()
 
 
+def test_download_fetches_a_url_given_twice_once(images, tmp_path):
+    url = f"{images.url}/images/0.png"
+    local, errors = storage.download([url, url], str(tmp_path), images.storage_options)
+    assert local == [str(tmp_path / images.name / "images" / "0.png")] * 2
+    assert errors == {} and open(local[0], "rb").read() == b"zero"
+
+
 def test_download_from_an_unreachable_endpoint_reports_every_file(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/{ACCOUNT_NAME}/data/x.png"
     local, errors = storage.download([url], str(tmp_path), {"account_key": ACCOUNT_KEY})
