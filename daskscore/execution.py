@@ -152,9 +152,14 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             if lost is not None:
                 record["tries"].insert(0, lost)
             write_record(fs, records_path, spec.index, record)
+            stop = job.get("stop_on_failure") and (
+                record["failed"] or record.get("failed_mini_batch")
+            )
             try:
                 fs.rm_file(f"{records_path}/{spec.index:09d}.json.started")
             except FileNotFoundError:
                 pass
             records.append(record)
+            if stop:  # let the client count it now; it requeues the rest
+                break
     return records

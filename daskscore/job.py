@@ -435,6 +435,10 @@ class Job:
             "named_inputs": _named_inputs(step.inputs, step.side_inputs),
             "runner_env": _models_env(step.models),
             "allowed_names": self.allowed_names,
+            # with a failure budget, every failure must reach the client at once
+            "stop_on_failure": cfg.error_threshold != -1
+            or cfg.allowed_failed_count not in (None, -1)
+            or cfg.allowed_failed_percent is not None,
             "resource": self.resource if self.allowed_names is not None else None,
         }
 
@@ -537,7 +541,8 @@ class Job:
         )
         watcher.start()
         breach = None
-        for future in as_completed(futures, with_results=False):
+        stream = as_completed(futures, with_results=False)
+        for future in stream:
             if future.status == "cancelled":
                 continue
             if future.status == "error":
@@ -556,6 +561,27 @@ class Job:
                 self._maybe_progress_line()
                 breach = breach or self._breach() or self._init_watchdog(record)
             self._publish(client, "Running")
+            # a pack returns early after a failure so that the failure is counted
+            # at once; the rest of the pack goes back into the queue
+            done = {r["index"] for r in records}
+            rest = [p for p in pending_specs.pop(future.key, []) if p.index not in done]
+            if rest and not breach and not self.reason:
+                key = (
+                    f"{step.name}-mb-{rest[0].index:06d}-{rest[-1].index:06d}-"
+                    f"{self.job_id[-8:]}-r{len(futures)}"
+                )
+                retry = client.submit(
+                    score_pack,
+                    self.plugin_name,
+                    rest,
+                    key=key,
+                    pure=False,
+                    priority=-rest[0].index,
+                    **placement,
+                )
+                futures.append(retry)
+                pending_specs[retry.key] = rest
+                stream.add(retry)
             if breach and not self.reason:
                 self.reason = breach
                 logger.warning("stopping the job: %s", breach)
