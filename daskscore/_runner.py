@@ -98,6 +98,7 @@ class _Reader:
         self._table_key: tuple | None = None
         self._table = None
         self.downloaded: list[str] = []
+        self.read_details = ""
 
     def read(self, spec) -> tuple[Any, int, str | None]:
         """Return (mini_batch, items, read_problem)."""
@@ -158,25 +159,30 @@ class _Reader:
         return frame, len(frame), None
 
     def _files(self, spec) -> tuple[list[str], int, str | None]:
-        from .storage import is_local, url_to_fs
+        from .storage import download, is_local, url_to_fs
 
         good: list[str] = []
         missing: list[str] = []
+        remote: list[str] = []
         for path in spec.paths:
             fs, fpath = url_to_fs(path, self.storage_options)
             if is_local(fs):
                 (good if os.path.isfile(fpath) else missing).append(fpath)
-                continue
-            local = os.path.join(
-                self.scratch_dir, "download", f"{spec.index}", os.path.basename(fpath)
-            )
-            try:
-                os.makedirs(os.path.dirname(local), exist_ok=True)
-                fs.get_file(fpath, local)
-                self.downloaded.append(local)
-                good.append(local)
-            except Exception:  # noqa: BLE001 - a missing blob fails its mini-batch
-                missing.append(path)
+            else:
+                remote.append(path)
+        if remote:
+            # blobs keep their relative paths below the mini-batch's folder, so
+            # a/0.png and b/0.png stay apart; several download at once
+            folder = os.path.join(self.scratch_dir, "download", str(spec.index))
+            local, errors = download(remote, folder, self.storage_options)
+            for url, target in zip(remote, local):
+                if target is None:
+                    missing.append(url)
+                else:
+                    self.downloaded.append(target)
+                    good.append(target)
+            # why each blob failed, for logs/user/error/
+            self.read_details = "\n".join(errors.values())
         problem = None
         if missing:
             shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
@@ -386,7 +392,8 @@ class Runner:
             "read_failed": 0,
         }
         if problem is not None:
-            outcome.update(status=READ_ERROR, error=problem)
+            details, self.reader.read_details = self.reader.read_details, ""
+            outcome.update(status=READ_ERROR, error=problem, traceback=details)
             if spec.kind != "files" or not mini_batch:
                 self.conn.send(("started", items))
                 return outcome

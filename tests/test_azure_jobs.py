@@ -201,11 +201,6 @@ def test_blob_deleted_after_listing_fails_only_its_item(
     assert f"{azure_container.url}/in/item-0004.txt" in line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine: _runner._Reader._files downloads each blob to download/<mini-batch>/"
-    "<base name>, so a/0.txt and b/0.txt land on one local file; use "
-    "daskscore.storage.download (keeps the relative path, concurrent)"
-))
 def test_blobs_with_the_same_name_in_different_folders_stay_apart(
     tmp_path, azure_container, shared_client
 ):
