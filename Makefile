@@ -30,7 +30,7 @@ tests/node_modules/.installed: tests/package.json tests/package-lock.json
 # headless Chromium for the dashboard page test (tests/test_cluster_dashboard.py);
 # installed only when missing, and a failed install only skips that one test
 chromium:
-	@test -x /usr/bin/chromium || apt-get install -y chromium chromium-driver || true
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || true
 
 lint: install
 	$(VENV)/bin/ruff check daskscore tests
