@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
 import re
 import shutil
@@ -307,7 +308,17 @@ class ScoringPlugin(WorkerPlugin):
                         f.write(f"daskscore: {error}\n")
                 self.runner = None
         if not self.job["logs_local"]:
-            self._upload_worker_files()
+            try:
+                self._upload_worker_files()
+            except Exception as exc:  # noqa: BLE001 - the user's storage boundary
+                from .storage import describe_storage_error
+
+                logging.getLogger("daskscore").warning(
+                    "could not upload this worker's logs: %s",
+                    describe_storage_error(
+                        exc, self.job["log_url"], self.job["output_storage_options"]
+                    ),
+                )
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _upload_worker_files(self) -> None:
