@@ -515,13 +515,14 @@ class Job:
                     pending_specs[future.key] = [spec]
                 offset += len(parts)
         rest = [s for s in todo if s.kind != "frame"]
-        for pack in self._packs(client, rest):
-            key = (
-                f"{step.name}-mb-{pack[0].index:06d}-{pack[-1].index:06d}-"
-                f"{self.job_id[-8:]}"
-            )
+
+        def submit(pack: list[MiniBatchSpec], suffix: str = ""):
             # earlier mini-batches first: the output streams in order and an early
             # failure is seen early
+            key = (
+                f"{step.name}-mb-{pack[0].index:06d}-{pack[-1].index:06d}-"
+                f"{self.job_id[-8:]}{suffix}"
+            )
             future = client.submit(
                 score_pack,
                 self.plugin_name,
@@ -533,6 +534,10 @@ class Job:
             )
             futures.append(future)
             pending_specs[future.key] = pack
+            return future
+
+        for pack in self._packs(client, rest):
+            submit(pack)
         watcher = threading.Thread(
             target=self._watch_cancel,
             args=(client, futures),
@@ -566,22 +571,7 @@ class Job:
             done = {r["index"] for r in records}
             rest = [p for p in pending_specs.pop(future.key, []) if p.index not in done]
             if rest and not breach and not self.reason:
-                key = (
-                    f"{step.name}-mb-{rest[0].index:06d}-{rest[-1].index:06d}-"
-                    f"{self.job_id[-8:]}-r{len(futures)}"
-                )
-                retry = client.submit(
-                    score_pack,
-                    self.plugin_name,
-                    rest,
-                    key=key,
-                    pure=False,
-                    priority=-rest[0].index,
-                    **placement,
-                )
-                futures.append(retry)
-                pending_specs[retry.key] = rest
-                stream.add(retry)
+                stream.add(submit(rest, suffix=f"-r{len(futures)}"))
             if breach and not self.reason:
                 self.reason = breach
                 logger.warning("stopping the job: %s", breach)
