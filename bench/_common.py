@@ -64,6 +64,10 @@ def ray_available() -> bool:
 def emit(result: dict[str, Any]) -> None:
     """Child side: report one result to the parent (last line of stdout)."""
     result.setdefault("peak_rss_mib", round(peak_rss_mib(), 1))
+    # CPU of this process alone: for daskscore the client *and* the scheduler (the
+    # embedded cluster's scheduler runs in the client process); for Ray the driver.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result.setdefault("client_cpu_s", round(usage.ru_utime + usage.ru_stime, 2))
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 

@@ -204,6 +204,7 @@ COLUMNS = [
     ("vs_ideal", "x ideal (single/2)"),
     ("cpu_s", "CPU s (all procs)"),
     ("cpu_vs_single", "CPU x single"),
+    ("client_cpu_s", "client+scheduler CPU s"),
     ("load_1m", "load avg"),
     ("peak_rss_mib", "client peak RSS MiB"),
     ("out_rows", "rows out"),
