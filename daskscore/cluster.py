@@ -20,7 +20,14 @@ from typing import Any
 from distributed import Scheduler, SpecCluster
 from distributed.deploy.subprocess import Subprocess
 
-__all__ = ["start_embedded_cluster"]
+__all__ = ["SINGLE_THREADED_ENV", "start_embedded_cluster"]
+
+SINGLE_THREADED_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MALLOC_TRIM_THRESHOLD_": "65536",
+}
 
 
 class _WorkerProcess(Subprocess):
@@ -52,6 +59,9 @@ class _WorkerProcess(Subprocess):
         ]
         env = dict(os.environ)
         env.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        # one process per core: one BLAS/OpenMP thread each (as Dask's nanny does)
+        for name, value in SINGLE_THREADED_ENV.items():
+            env.setdefault(name, value)
         out = open(self.log_path, "ab") if self.log_path else asyncio.subprocess.DEVNULL
         try:
             self.process = await asyncio.create_subprocess_exec(

@@ -90,9 +90,19 @@ def _has_glob(path: str) -> bool:
     return any(c in path for c in _GLOB_CHARS)
 
 
+def _hidden(found: str, root: str, skip_private: bool) -> bool:
+    """Files a folder or glob listing leaves out: dot files, and for tables also
+    ``_``-files (``_SUCCESS``, ``_metadata``), as Spark, dask and pyarrow do."""
+    if found == root:  # a file named explicitly is always taken
+        return False
+    name = found.rstrip("/").rsplit("/", 1)[-1]
+    return name.startswith(".") or (skip_private and name.startswith("_"))
+
+
 def _list_files(
     urlpath: str | os.PathLike | Sequence[str | os.PathLike],
     storage_options: dict[str, Any] | None,
+    skip_private: bool = False,
 ) -> list[tuple[str, int | None, Any]]:
     """List the input files as ``(path, size, mtime)`` in sorted path order.
 
@@ -106,7 +116,11 @@ def _list_files(
         if not local:  # one flat prefix listing, clear storage errors
             from .storage import list_files
 
-            return list_files(text, storage_options, detail=True)
+            return [
+                e
+                for e in list_files(text, storage_options, detail=True)
+                if not _hidden(e[0], text, skip_private)
+            ]
 
         def full(p: str) -> str:
             return p if local else fs.unstrip_protocol(p)
@@ -130,7 +144,7 @@ def _list_files(
         entries = [
             (full(p), info.get("size"), info.get("mtime") or info.get("last_modified"))
             for p, info in found.items()
-            if info.get("type", "file") == "file"
+            if info.get("type", "file") == "file" and not _hidden(p, path, skip_private)
         ]
         if not entries:
             raise DatasetError(
@@ -293,7 +307,7 @@ class TabularDataset(_DatasetBase):
         if self.frame is not None:
             return self.frame.compute()
         frames = []
-        for path, _, _ in _list_files(self.path, self.storage_options):
+        for path, _, _ in _list_files(self.path, self.storage_options, True):
             fs, fpath = url_to_fs(path, self.storage_options)
             with fs.open(fpath, "rb") as f:
                 if self.format == "parquet":
@@ -310,7 +324,7 @@ class TabularDataset(_DatasetBase):
 
         if self.frame is not None:
             return self.frame
-        paths = [p for p, _, _ in _list_files(self.path, self.storage_options)]
+        paths = [p for p, _, _ in _list_files(self.path, self.storage_options, True)]
         if self.format == "parquet":
             return dd.read_parquet(paths, storage_options=self.storage_options)
         if self.format == "csv":
@@ -353,7 +367,7 @@ class TabularDataset(_DatasetBase):
                 for i in range(self.frame.npartitions)
             ]
             return specs, _fingerprint([], "frame", self.frame._name)
-        entries = _list_files(self.path, self.storage_options)
+        entries = _list_files(self.path, self.storage_options, skip_private=True)
         specs: list[MiniBatchSpec] = []
         for path, file_size, _ in entries:
             if self.format == "parquet":
@@ -537,7 +551,7 @@ def _plan_partitions_impl(dataset: TabularDataset, keys: list[str]):
             "partition_keys needs a file-based tabular dataset, not a "
             "dask DataFrame; group the DataFrame by the keys instead"
         )
-    entries = _list_files(dataset.path, dataset.storage_options)
+    entries = _list_files(dataset.path, dataset.storage_options, skip_private=True)
     paths = tuple(p for p, _, _ in entries)
     frames = []
     for path in paths:

@@ -363,6 +363,10 @@ class ScoringPlugin(WorkerPlugin):
 
     def _start_runner(self) -> tuple[str, str] | None:
         env = dict(os.environ)
+        # a worker runs one run() at a time: one BLAS/OpenMP thread, unless the
+        # worker's environment or the job says otherwise
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env.setdefault(name, "1")
         env.update(self.job["environment_variables"])
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p

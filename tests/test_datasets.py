@@ -609,3 +609,22 @@ def test_spec_describe_names_the_input(tmp_path):
     assert paths[0] in text and paths[1] in text and "2 files" in text
     specs, _ = ds.Dataset.File.from_files(paths).plan(1)
     assert specs[1].describe() == paths[1]
+
+
+def test_folder_listing_leaves_out_dot_files_and_table_marker_files(tmp_path):
+    """A folder written by Spark or dask holds _SUCCESS / .crc files: not data."""
+    table = tmp_path / "table"
+    table.mkdir()
+    pd.DataFrame({"x": range(5)}).to_parquet(table / "part-0.parquet")
+    (table / "_SUCCESS").write_text("")
+    (table / ".part-0.parquet.crc").write_bytes(b"\x00\x01")
+    specs, _ = ds.Dataset.Tabular.from_parquet_files(str(table)).plan("1MB")
+    assert [s.kind for s in specs] == ["parquet"]
+    assert sum(s.items for s in specs) == 5
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("_0.png", "a.png", ".DS_Store"):
+        (images / name).write_bytes(b"png")
+    files = ds.Dataset.File.from_files(str(images)).to_path()
+    assert [os.path.basename(p) for p in files] == ["_0.png", "a.png"]
