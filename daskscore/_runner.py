@@ -99,6 +99,8 @@ class _Reader:
         self._table = None
         self.downloaded: list[str] = []
         self.read_details = ""
+        self._prefetched: dict[int, Any] = {}
+        self._pool = None
 
     def read(self, spec) -> tuple[Any, int, str | None]:
         """Return (mini_batch, items, read_problem)."""
@@ -158,8 +160,37 @@ class _Reader:
             return None, spec.items or 1, f"{type(exc).__name__}: {exc}"
         return frame, len(frame), None
 
+    def prefetch(self, spec) -> None:
+        """Start downloading a FileDataset mini-batch's blobs in the background.
+
+        Called with the next mini-batch while the current one is scored, so that
+        ``run()`` seldom waits for blob storage. Local files need nothing.
+        """
+        from .storage import is_local, url_to_fs
+
+        if spec.kind != "files" or spec.index in self._prefetched:
+            return
+        remote = [
+            p for p in spec.paths if not is_local(url_to_fs(p, self.storage_options)[0])
+        ]
+        if not remote:
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="daskscore-prefetch")
+        self._prefetched[spec.index] = self._pool.submit(
+            self._download, spec.index, remote
+        )
+
+    def _download(self, index: int, remote: list[str]):
+        from .storage import download
+
+        folder = os.path.join(self.scratch_dir, "download", str(index))
+        return download(remote, folder, self.storage_options)
+
     def _files(self, spec) -> tuple[list[str], int, str | None]:
-        from .storage import download, is_local, url_to_fs
+        from .storage import is_local, url_to_fs
 
         good: list[str] = []
         missing: list[str] = []
@@ -173,8 +204,11 @@ class _Reader:
         if remote:
             # blobs keep their relative paths below the mini-batch's folder, so
             # a/0.png and b/0.png stay apart; several download at once
-            folder = os.path.join(self.scratch_dir, "download", str(spec.index))
-            local, errors = download(remote, folder, self.storage_options)
+            ahead = self._prefetched.pop(spec.index, None)
+            if ahead is not None:
+                local, errors = ahead.result()
+            else:
+                local, errors = self._download(spec.index, remote)
             for url, target in zip(remote, local):
                 if target is None:
                     missing.append(url)
@@ -498,6 +532,8 @@ def main() -> None:
             _, spec, frame, try_no = msg
             outcome = runner.run_one(spec, frame, try_no)
             conn.send(("done", outcome))
+        elif msg[0] == "prefetch":  # no answer: the next mini-batch, fetched ahead
+            runner.reader.prefetch(msg[1])
         elif msg[0] == "shutdown":
             error = runner.shutdown()
             conn.send(("shutdown_done", error))

@@ -142,6 +142,8 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
                 continue
             lost = _lost_try(fs, records_path, spec.index, plugin.agent_name)
             frame = frames[position] if frames else None
+            if position + 1 < len(specs):
+                plugin.prefetch(specs[position + 1])
 
             def try_once(try_no: int, spec=spec, frame=frame) -> dict[str, Any]:
                 return plugin.try_mini_batch(spec, frame, try_no)

@@ -435,6 +435,7 @@ class Job:
             "named_inputs": _named_inputs(step.inputs, step.side_inputs),
             "runner_env": _models_env(step.models),
             "allowed_names": self.allowed_names,
+            "prefetch": os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
             # with a failure budget, every failure must reach the client at once
             "stop_on_failure": cfg.error_threshold != -1
             or cfg.allowed_failed_count not in (None, -1)
@@ -480,7 +481,9 @@ class Job:
             workers = len(self.workers)
         else:
             workers = len(client.scheduler_info(n_workers=-1)["workers"])
-        size = max(1, min(_MAX_PACK, len(todo) // (max(1, workers) * 8)))
+        # a few packs per worker: little scheduler work, good balance, and the
+        # runner can prefetch the next mini-batch of a pack while scoring one
+        size = max(1, min(_MAX_PACK, len(todo) // (max(1, workers) * 4)))
         return [todo[i : i + size] for i in range(0, len(todo), size)]
 
     def _execute(self, client, todo: list[MiniBatchSpec]) -> None:

@@ -440,3 +440,13 @@ class ScoringPlugin(WorkerPlugin):
                 "read_failed": 0,
             }
         return runner.call(spec, frame, try_no, self.job["run_invocation_timeout"])
+
+    def prefetch(self, spec) -> None:
+        """Hint the runner to fetch ``spec``'s inputs while it scores another."""
+        runner = self.runner
+        if runner is None or runner.state != "ready" or not self.job.get("prefetch"):
+            return
+        try:
+            runner.conn.send(("prefetch", spec))
+        except OSError:
+            pass
