@@ -89,7 +89,8 @@ def encode_result(result: Any, fmt: str) -> bytes:
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
     buf = io.BytesIO()
-    pq.write_table(table, buf)
+    # parts are rewritten into the collected file: no compression to undo twice
+    pq.write_table(table, buf, compression="none")
     return buf.getvalue()
 
 
