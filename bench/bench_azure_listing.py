@@ -46,8 +46,11 @@ def _timed(label: str, func) -> float:
     result = func()
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
-    print(f"{label:<40} {elapsed:8.2f} s wall {cpu:8.2f} s client CPU "
-          f"{len(result):>9,} files", flush=True)
+    print(
+        f"{label:<40} {elapsed:8.2f} s wall {cpu:8.2f} s client CPU "
+        f"{len(result):>9,} files",
+        flush=True,
+    )
     return elapsed
 
 
@@ -55,10 +58,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blobs", type=int, default=100_000)
     parser.add_argument("--folders", type=int, default=100)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="emulator data folder, kept (default: in memory)")
-    parser.add_argument("--skip-slow", action="store_true",
-                        help="skip the adlfs find and fsspec walk comparisons")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="emulator data folder, kept (default: in memory)",
+    )
+    parser.add_argument(
+        "--skip-slow",
+        action="store_true",
+        help="skip the adlfs find and fsspec walk comparisons",
+    )
     args = parser.parse_args()
 
     azurite = start_azurite(in_memory=args.data_dir is None, location=args.data_dir)
@@ -76,22 +86,34 @@ def main() -> None:
         if todo:
             started = time.perf_counter()
             for at in range(0, len(todo), 5_000):
-                container.upload({n: b"x" for n in todo[at:at + 5_000]})
+                container.upload({n: b"x" for n in todo[at : at + 5_000]})
             upload_s = time.perf_counter() - started
-            print(f"uploaded {len(todo):,} blobs in {upload_s:.1f} s "
-                  f"({len(todo) / upload_s:,.0f}/s)", flush=True)
-        print(f"{os.cpu_count()} CPUs, load average "
-              f"{os.getloadavg()[0]:.1f} before timing", flush=True)
+            print(
+                f"uploaded {len(todo):,} blobs in {upload_s:.1f} s "
+                f"({len(todo) / upload_s:,.0f}/s)",
+                flush=True,
+            )
+        print(
+            f"{os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.1f} before timing",
+            flush=True,
+        )
 
         so = container.storage_options
         folder = "abfs://bench/images"
         _timed("daskscore list_files(folder)", lambda: storage.list_files(folder, so))
-        _timed("daskscore list_files(folder/*/*.png)",
-               lambda: storage.list_files(f"{folder}/*/*.png", so))
-        _timed("daskscore list_files(folder/007/*.png)",
-               lambda: storage.list_files(f"{folder}/007/*.png", so))
-        _timed("SDK list_blob_names (emulator floor)",
-               lambda: list(client.list_blob_names(name_starts_with="images/")))
+        _timed(
+            "daskscore list_files(folder/*/*.png)",
+            lambda: storage.list_files(f"{folder}/*/*.png", so),
+        )
+        _timed(
+            "daskscore list_files(folder/007/*.png)",
+            lambda: storage.list_files(f"{folder}/007/*.png", so),
+        )
+        _timed(
+            "SDK list_blob_names (emulator floor)",
+            lambda: list(client.list_blob_names(name_starts_with="images/")),
+        )
         if not args.skip_slow:
             fs, path = storage.url_to_fs(folder, so)
             _timed("adlfs fs.find(folder)", lambda: fs.find(path))

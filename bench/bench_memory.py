@@ -123,13 +123,18 @@ class PeakSampler:
                     except psutil.Error:
                         continue
                     role = root_role if proc.pid == root_pid else _role(cmd)
-                    entry = self.peaks[proc.pid] = {"pid": proc.pid, "role": role,
-                                                    "peak_mib": 0.0}
+                    entry = self.peaks[proc.pid] = {
+                        "pid": proc.pid,
+                        "role": role,
+                        "peak_mib": 0.0,
+                    }
                 entry["peak_mib"] = max(entry["peak_mib"], peak)
 
     def by_role(self, role: str) -> list[float]:
-        return sorted((e["peak_mib"] for e in self.peaks.values() if e["role"] == role),
-                      reverse=True)
+        return sorted(
+            (e["peak_mib"] for e in self.peaks.values() if e["role"] == role),
+            reverse=True,
+        )
 
 
 class Cluster:
@@ -142,17 +147,45 @@ class Cluster:
         log_dir.mkdir(parents=True, exist_ok=True)
         with open(log_dir / "scheduler.log", "ab") as log:
             self.scheduler = subprocess.Popen(
-                [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
-                 str(self.port), "--dashboard-address", f"127.0.0.1:{_free_port()}"],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+                [
+                    str(BIN / "dask"),
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--dashboard-address",
+                    f"127.0.0.1:{_free_port()}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         self._wait_listening()
         with open(log_dir / "workers.log", "ab") as log:
             self.worker = subprocess.Popen(
-                [str(BIN / "dask"), "worker", self.address, "--nworkers", str(workers),
-                 "--nthreads", "1", "--name", "bench", "--host", "127.0.0.1",
-                 "--no-dashboard", "--memory-limit", "0",
-                 "--local-directory", str(log_dir / "space")],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+                [
+                    str(BIN / "dask"),
+                    "worker",
+                    self.address,
+                    "--nworkers",
+                    str(workers),
+                    "--nthreads",
+                    "1",
+                    "--name",
+                    "bench",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--memory-limit",
+                    "0",
+                    "--local-directory",
+                    str(log_dir / "space"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         self._wait_workers(workers)
 
     def _wait_listening(self, timeout: float = 120) -> None:
@@ -204,8 +237,9 @@ def _table(data_root: Path, rows: int, files: int, row_group: int) -> tuple[Path
     return folder, model
 
 
-def measure(rows: int, mini_batch_size: str,
-            args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    rows: int, mini_batch_size: str, args: argparse.Namespace
+) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     folder, model = _table(Path(args.data_root), rows, args.files, args.row_group)
@@ -221,32 +255,59 @@ def measure(rows: int, mini_batch_size: str,
             sampler.add_root(cluster.scheduler.pid, "scheduler")
             sampler.add_root(cluster.worker.pid, "nanny")
         out = work / "out"
-        cmd = [str(BIN / "daskscore"), "run", "--entry-script", "score_table.py",
-               "--source-directory", str(C.SCRIPTS), "--input", str(folder),
-               "--output", str(out), "--mini-batch-size", mini_batch_size,
-               "--append-row-file-name", "scores.parquet",
-               "--process-count-per-node", str(args.workers),
-               "--scheduler", address, "--no-progress", "--", "--model", str(model)]
+        cmd = [
+            str(BIN / "daskscore"),
+            "run",
+            "--entry-script",
+            "score_table.py",
+            "--source-directory",
+            str(C.SCRIPTS),
+            "--input",
+            str(folder),
+            "--output",
+            str(out),
+            "--mini-batch-size",
+            mini_batch_size,
+            "--append-row-file-name",
+            "scores.parquet",
+            "--process-count-per-node",
+            str(args.workers),
+            "--scheduler",
+            address,
+            "--no-progress",
+            "--",
+            "--model",
+            str(model),
+        ]
         sampler.start()
         start = time.perf_counter()
         with open(work / "client.log", "w") as log:
-            client = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                      env={**os.environ, **C.THREAD_ENV})
+            client = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **C.THREAD_ENV},
+            )
             sampler.add_root(client.pid, "client")
             code = client.wait(timeout=args.timeout)
         elapsed = time.perf_counter() - start
         sampler.stop()
         if code != 0:
-            raise RuntimeError(f"daskscore run exited {code}: "
-                               f"{(work / 'client.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"daskscore run exited {code}: "
+                f"{(work / 'client.log').read_text()[-2000:]}"
+            )
         report = json.loads((out / "logs" / "job_report.json").read_text())
         out_rows = pq.ParquetFile(out / "scores.parquet").metadata.num_rows
         workers, runners = sampler.by_role("worker"), sampler.by_role("runner")
         client_peak = max(sampler.by_role("client") or [0.0])
         result = {
-            "rows": rows, "mini_batch_size": mini_batch_size,
-            "mini_batches": report["mini_batches"], "workers": args.workers,
-            "status": report["status"], "out_rows_ok": out_rows == rows,
+            "rows": rows,
+            "mini_batch_size": mini_batch_size,
+            "mini_batches": report["mini_batches"],
+            "workers": args.workers,
+            "status": report["status"],
+            "out_rows_ok": out_rows == rows,
             "elapsed_s": round(elapsed, 2),
             "rows_per_s": round(rows / elapsed, 1),
             "job_items_per_s": report["items_per_second"],
@@ -271,20 +332,36 @@ def measure(rows: int, mini_batch_size: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="20000000",
-                        help="comma-separated row counts (default 20,000,000)")
-    parser.add_argument("--mini-batch-size", default="16MB",
-                        help="comma-separated mini-batch sizes (default 16MB)")
+    parser.add_argument(
+        "--rows",
+        default="20000000",
+        help="comma-separated row counts (default 20,000,000)",
+    )
+    parser.add_argument(
+        "--mini-batch-size",
+        default="16MB",
+        help="comma-separated mini-batch sizes (default 16MB)",
+    )
     parser.add_argument("--files", type=int, default=32)
     parser.add_argument("--row-group", type=int, default=65_536)
-    parser.add_argument("--workers", type=int, default=2,
-                        help="worker processes (dask worker --nworkers)")
-    parser.add_argument("--scheduler", default=None,
-                        help="use this cluster instead of starting one (then only "
-                             "the client is measured)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes (dask worker --nworkers)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        help="use this cluster instead of starting one (then only "
+        "the client is measured)",
+    )
     parser.add_argument("--data-root", default=str(C.DEFAULT_DATA))
-    parser.add_argument("--work-dir", default=None,
-                        help="where outputs and logs go (default: a temp folder)")
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="where outputs and logs go (default: a temp folder)",
+    )
     parser.add_argument("--timeout", type=float, default=7200)
     parser.add_argument("--keep", action="store_true", help="keep outputs and logs")
     parser.add_argument("--json", default=None, help="write the results here")
@@ -295,22 +372,37 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.mini_batch_size.split(","):
             print(f"[memory] {rows:,} rows, mini_batch_size={size} ...", flush=True)
             results.append(measure(rows, size, args))
-    C.print_table(results, [
-        ("rows", "rows"), ("mini_batch_size", "mini-batch"),
-        ("mini_batches", "mini-batches"), ("status", "status"),
-        ("out_rows_ok", "all rows out"), ("rows_per_s", "rows/s"),
-        ("elapsed_s", "client s"), ("client_mib", "client MiB"),
-        ("client_ok", f"client < {CLIENT_LIMIT_MIB}"),
-        ("scheduler_mib", "scheduler MiB"), ("nanny_mib", "dask worker MiB"),
-        ("worker_max_mib", "worker max MiB"), ("runner_max_mib", "runner max MiB"),
-    ], title="Peak RSS per process (VmHWM) while scoring on a dask CLI cluster")
+    C.print_table(
+        results,
+        [
+            ("rows", "rows"),
+            ("mini_batch_size", "mini-batch"),
+            ("mini_batches", "mini-batches"),
+            ("status", "status"),
+            ("out_rows_ok", "all rows out"),
+            ("rows_per_s", "rows/s"),
+            ("elapsed_s", "client s"),
+            ("client_mib", "client MiB"),
+            ("client_ok", f"client < {CLIENT_LIMIT_MIB}"),
+            ("scheduler_mib", "scheduler MiB"),
+            ("nanny_mib", "dask worker MiB"),
+            ("worker_max_mib", "worker max MiB"),
+            ("runner_max_mib", "runner max MiB"),
+        ],
+        title="Peak RSS per process (VmHWM) while scoring on a dask CLI cluster",
+    )
     for r in results:
-        print(f"  {r['rows']:,} rows / {r['mini_batch_size']}: workers "
-              f"{r['worker_peaks_mib']} MiB, runners {r['runner_peaks_mib']} MiB")
+        print(
+            f"  {r['rows']:,} rows / {r['mini_batch_size']}: workers "
+            f"{r['worker_peaks_mib']} MiB, runners {r['runner_peaks_mib']} MiB"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0 if all(r["status"] == "Completed" and r["out_rows_ok"]
-                    for r in results) else 1
+    return (
+        0
+        if all(r["status"] == "Completed" and r["out_rows_ok"] for r in results)
+        else 1
+    )
 
 
 if __name__ == "__main__":
