@@ -100,7 +100,10 @@ def test_error_threshold_exceeded_fails_the_job_and_cancels_the_rest(tmp_path,
 def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
         tmp_path, shared_client):
     """Each job has its own plugin: a job busy on the same cluster must neither
-    delay nor hide the other's early failure, nor be stopped by it."""
+    delay nor hide the other's early failure, nor be stopped by it.
+
+    The failing job's mini-batches take 0.1 s each (12 s in all) so that "stopped
+    early" measures the engine, not a loaded CI machine's scheduling latency."""
     script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
     bad_files(tmp_path / "in-a", 120, bad={0})
     make_files(tmp_path / "in-b", 120)
@@ -112,7 +115,7 @@ def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
         results["b"] = make_step(
             script, ds.Dataset.File.from_files(str(tmp_path / "in-b")),
             tmp_path / "out-b", mini_batch_size="1", error_threshold=0,
-            environment_variables={"SLEEP_S": "0.02", "RUN_DIR": str(runs_b)},
+            environment_variables={"SLEEP_S": "0.05", "RUN_DIR": str(runs_b)},
         ).run(client=shared_client)
 
     other = threading.Thread(target=run_b)
@@ -122,7 +125,7 @@ def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
             time.sleep(0.05)  # job b is scoring
         failing = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in-a")),
                             tmp_path / "out-a", mini_batch_size="1", error_threshold=0,
-                            run_max_try=1, environment_variables={"SLEEP_S": "0.02"},
+                            run_max_try=1, environment_variables={"SLEEP_S": "0.1"},
                             ).run(client=shared_client)
     finally:
         other.join()

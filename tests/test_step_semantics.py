@@ -483,7 +483,7 @@ def test_rerun_after_a_cancelled_job_scores_the_rest_exactly_once(tmp_path,
                 raise ValueError("the first mini-batch always fails")
             open(os.path.join(RUNS, f"run-{names[0]}-{os.urandom(4).hex()}"),
                  "w").close()
-            time.sleep(0.01)
+            time.sleep(0.05)  # long enough that stopping early is the engine's doing
             return names
     """)
     run_dir = tmp_path / "runs"
