@@ -272,3 +272,39 @@ def best_of(rows: list[dict[str, Any]], fields: list[str]) -> list[dict[str, Any
             summary["load"] = f"{min(loads):.1f}-{max(loads):.1f}"
         out.append(summary)
     return out
+
+
+def daskscore_step(
+    name: str,
+    entry_script: str,
+    dataset: Any,
+    output: str,
+    mini_batch_size: str,
+    processes: int,
+    arguments: list[str],
+    append_row_file_name: str | None = None,
+    run_invocation_timeout: float = 600,
+) -> Any:
+    """The ParallelRunStep every daskscore benchmark variant runs (one try, no
+    failure budget, collected output, one node of ``processes`` workers)."""
+    import daskscore as ds
+
+    config = ds.ParallelRunConfig(
+        entry_script=entry_script,
+        source_directory=str(SCRIPTS),
+        mini_batch_size=mini_batch_size,
+        error_threshold=-1,
+        output_action="append_row",
+        append_row_file_name=append_row_file_name,
+        node_count=1,
+        process_count_per_node=processes,
+        run_invocation_timeout=run_invocation_timeout,
+        run_max_try=1,
+    )
+    return ds.ParallelRunStep(
+        name=name,
+        parallel_run_config=config,
+        inputs=[dataset],
+        output=output,
+        arguments=arguments,
+    )

@@ -118,23 +118,14 @@ def child_daskscore(args: argparse.Namespace) -> dict:
     )
     shutil.rmtree(out, ignore_errors=True)  # a repeated run would resume, not rerun
     files = ds.Dataset.File.from_files(path=str(folder))
-    config = ds.ParallelRunConfig(
-        entry_script="trivial.py" if trivial else "score_png.py",
-        source_directory=str(C.SCRIPTS),
-        mini_batch_size=str(MINI_BATCH),
-        error_threshold=-1,
-        output_action="append_row",
-        node_count=1,
-        process_count_per_node=args.processes,
-        run_invocation_timeout=600,
-        run_max_try=1,
-    )
-    step = ds.ParallelRunStep(
-        name="bench-files",
-        parallel_run_config=config,
-        inputs=[files],
-        output=str(out),
-        arguments=["--model", str(Path(args.data_dir) / "mlp.npz")],
+    step = C.daskscore_step(
+        "bench-files",
+        "trivial.py" if trivial else "score_png.py",
+        files,
+        str(out),
+        str(MINI_BATCH),
+        args.processes,
+        ["--model", str(Path(args.data_dir) / "mlp.npz")],
     )
     start = time.perf_counter()
     result = step.run()

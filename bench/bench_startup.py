@@ -44,23 +44,15 @@ def child_daskscore(args: argparse.Namespace) -> dict:
     stamp = Path(args.out_dir) / f"startup-stamps-{os.getpid()}.txt"
     stamp.unlink(missing_ok=True)
     files = ds.Dataset.File.from_files(path=_tiny_input(args))
-    config = ds.ParallelRunConfig(
-        entry_script="trivial.py",
-        source_directory=str(C.SCRIPTS),
-        mini_batch_size="10",
-        error_threshold=-1,
-        output_action="append_row",
-        node_count=1,
-        process_count_per_node=args.processes,
+    step = C.daskscore_step(
+        "bench-startup",
+        "trivial.py",
+        files,
+        str(out),
+        "10",
+        args.processes,
+        ["--stamp", str(stamp)],
         run_invocation_timeout=60,
-        run_max_try=1,
-    )
-    step = ds.ParallelRunStep(
-        name="bench-startup",
-        parallel_run_config=config,
-        inputs=[files],
-        output=str(out),
-        arguments=["--stamp", str(stamp)],
     )
     wall_start = time.time()
     start = time.perf_counter()

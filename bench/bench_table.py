@@ -99,24 +99,15 @@ def child_daskscore(args: argparse.Namespace) -> dict:
     shutil.rmtree(out, ignore_errors=True)  # a repeated run would resume, not rerun
     start = time.perf_counter()
     table = ds.Dataset.Tabular.from_parquet_files(path=str(folder))
-    config = ds.ParallelRunConfig(
-        entry_script="score_table.py",
-        source_directory=str(C.SCRIPTS),
-        mini_batch_size=args.mini_batch_size,
-        error_threshold=-1,
-        output_action="append_row",
+    step = C.daskscore_step(
+        "bench-table",
+        "score_table.py",
+        table,
+        str(out),
+        args.mini_batch_size,
+        args.processes,
+        ["--model", str(Path(args.data_dir) / "mlp.npz")],
         append_row_file_name="scores.parquet",
-        node_count=1,
-        process_count_per_node=args.processes,
-        run_invocation_timeout=600,
-        run_max_try=1,
-    )
-    step = ds.ParallelRunStep(
-        name="bench-table",
-        parallel_run_config=config,
-        inputs=[table],
-        output=str(out),
-        arguments=["--model", str(Path(args.data_dir) / "mlp.npz")],
     )
     run_start = time.perf_counter()
     result = step.run()
