@@ -160,6 +160,25 @@ def select_workers(
     return chosen
 
 
+
+def pack_mini_batches(todo: list, workers: int) -> list[list]:
+    """Split the mini-batches into packs, one Dask task each, in input order.
+
+    Guided self-scheduling: each pack holds a quarter of what every worker would
+    still get (at most ``_MAX_PACK``), so packs shrink as the queue drains. Big
+    packs early keep the scheduler's work small and let the runner prefetch
+    within a pack; single mini-batches at the end keep every worker busy until
+    the last one is done instead of one worker finishing a big pack alone.
+    """
+    packs: list[list] = []
+    start, workers = 0, max(1, workers)
+    while start < len(todo):
+        left = len(todo) - start
+        size = max(1, min(_MAX_PACK, left // (workers * 4)))
+        packs.append(todo[start : start + size])
+        start += size
+    return packs
+
 class Job:
     """One run of a :class:`~daskscore.ParallelRunStep`."""
 
@@ -481,10 +500,7 @@ class Job:
             workers = len(self.workers)
         else:
             workers = len(client.scheduler_info(n_workers=-1)["workers"])
-        # a few packs per worker: little scheduler work, good balance, and the
-        # runner can prefetch the next mini-batch of a pack while scoring one
-        size = max(1, min(_MAX_PACK, len(todo) // (max(1, workers) * 4)))
-        return [todo[i : i + size] for i in range(0, len(todo), size)]
+        return pack_mini_batches(todo, workers)
 
     def _execute(self, client, todo: list[MiniBatchSpec]) -> None:
         from distributed import as_completed

@@ -8,7 +8,8 @@ Layout inside a step's output folder::
       logs/                          reports, see reports.py
       .daskscore/
         manifest.json                fingerprint of script, config, arguments, inputs
-        parts/000000042.txt          what run() returned for mini-batch 42 (committed)
+        parts/000000042.txt          what run() returned for mini-batch 42 (committed;
+                                     .csv, or .arrow (Arrow IPC) for a .parquet file)
         records/000000042.json       the final record of mini-batch 42 (its tries)
 
 A part is written to a temporary name and renamed (or uploaded whole), then its
@@ -34,6 +35,10 @@ __all__ = ["PartWriter", "StateStore", "assemble_output", "encode_result"]
 STATE_DIR = ".daskscore"
 SCRIPT_OUTPUT_DIR = "outputs"
 _COPY_CHUNK = 8 * 1024 * 1024
+# What a part is stored as, by the collected file's format. Parquet output is
+# committed as uncompressed Arrow IPC: writing and reading it back is a copy,
+# where a Parquet part would be encoded twice (in the runner and when collected).
+_PART_SUFFIX = {"txt": "txt", "csv": "csv", "parquet": "arrow"}
 
 
 def _join(base: str, *names: str) -> str:
@@ -85,13 +90,27 @@ def encode_result(result: Any, fmt: str) -> bytes:
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    buf = io.BytesIO()
-    # parts are rewritten into the collected file: no compression to undo twice
-    pq.write_table(table, buf, compression="none")
-    return buf.getvalue()
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def part_name(index: int, fmt: str) -> str:
+    """The file name of mini-batch ``index``'s part for a collected ``fmt`` file."""
+    return f"{index:09d}.{_PART_SUFFIX[fmt]}"
+
+
+def read_part_table(fs, path: str):
+    """A committed Parquet-output part (Arrow IPC) as a ``pyarrow.Table``."""
+    import pyarrow as pa
+
+    if is_local(fs):
+        with pa.memory_map(path) as source:
+            return pa.ipc.open_file(source).read_all()
+    return pa.ipc.open_file(pa.BufferReader(fs.cat_file(path))).read_all()
 
 
 class PartWriter:
@@ -109,7 +128,7 @@ class PartWriter:
         if not self.enabled:
             return False
         data = encode_result(result, self.fmt)
-        write_atomic(self.fs, _join(self.parts_path, f"{index:09d}.{self.fmt}"), data)
+        write_atomic(self.fs, _join(self.parts_path, part_name(index, self.fmt)), data)
         return True
 
 
@@ -192,7 +211,7 @@ class StateStore:
         return out
 
     def part_path(self, index: int, fmt: str) -> str:
-        return _join(self.parts, f"{index:09d}.{fmt}")
+        return _join(self.parts, part_name(index, fmt))
 
 
 def write_record(fs, records_path: str, index: int, record: dict[str, Any]) -> None:
@@ -342,6 +361,50 @@ def _cast_column(column, target):
         return pa.array(values, type=target)
 
 
+def _leaf_paths(schema) -> list[str]:
+    """The Parquet leaf column paths of an Arrow schema ("a.b", "l.list.element")."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(schema.empty_table(), buf)
+    meta = pq.ParquetFile(io.BytesIO(buf.getvalue())).metadata
+    return [meta.schema.column(i).path for i in range(meta.num_columns)]
+
+
+def _dictionary_columns(table) -> list[str]:
+    """The columns of the collected file worth dictionary encoding.
+
+    Judged on the first part: a column whose values repeat (at most half of them
+    distinct) is dictionary encoded, one of unique values (ids, scores) is not,
+    which saves building a dictionary that Parquet would throw away anyway.
+    Nested columns keep dictionary encoding on all their leaves.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chosen: list[str] = []
+    nested: list[str] = []
+    for field in table.schema:
+        if pa.types.is_nested(field.type):
+            nested.append(field.name)
+            continue
+        column = table[field.name]
+        present = len(column) - column.null_count
+        try:
+            distinct = pc.count_distinct(column).as_py()
+        except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            distinct = 0  # a type without a hash kernel: keep the default
+        if present and distinct <= present / 2:
+            chosen.append(field.name)
+    if nested:
+        chosen += [
+            path
+            for path in _leaf_paths(table.schema)
+            if path.split(".", 1)[0] in nested
+        ]
+    return chosen
+
+
 def _assemble_parquet(fs, parts: list[str], target: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -349,24 +412,31 @@ def _assemble_parquet(fs, parts: list[str], target: str) -> list[str]:
     schemas = []
     for part in parts:
         with fs.open(part, "rb") as f:
-            schemas.append(pq.read_schema(f))
+            schemas.append(pa.ipc.open_file(f).schema)
     warnings: list[str] = []
     if schemas:
         schema, warnings = _unified_schema(schemas)
     else:
         schema = pa.schema([("result", pa.string())])
     with fs.open(target, "wb") as out:
-        with pq.ParquetWriter(out, schema) as writer:
-            for part in parts:
-                with fs.open(part, "rb") as f:
-                    table = pq.read_table(f)
-                if table.num_rows == 0:
-                    continue
-                columns = []
-                for field in schema:
-                    if field.name in table.column_names:
-                        columns.append(_cast_column(table[field.name], field.type))
-                    else:
-                        columns.append(pa.nulls(table.num_rows, field.type))
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+        writer = None
+        for part in parts:
+            table = read_part_table(fs, part)
+            if table.num_rows == 0:
+                continue
+            columns = []
+            for field in schema:
+                if field.name in table.column_names:
+                    columns.append(_cast_column(table[field.name], field.type))
+                else:
+                    columns.append(pa.nulls(table.num_rows, field.type))
+            table = pa.Table.from_arrays(columns, schema=schema)
+            if writer is None:
+                writer = pq.ParquetWriter(
+                    out, schema, use_dictionary=_dictionary_columns(table)
+                )
+            writer.write_table(table)
+        if writer is None:  # nothing to write: an empty but valid file
+            writer = pq.ParquetWriter(out, schema)
+        writer.close()
     return warnings

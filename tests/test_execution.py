@@ -196,3 +196,24 @@ def test_warning_of_the_last_try_is_kept():
 def test_record_describes_the_input():
     record = score_mini_batch(spec(2), ScriptedTries(done(2)), run_max_try=1)
     assert "/data/f0.png" in record["input"] and "/data/f1.png" in record["input"]
+
+
+@pytest.mark.parametrize(
+    "count,workers", [(32, 2), (10_000, 2), (5, 4), (1, 1), (700, 16)]
+)
+def test_packs_keep_order_and_shrink_towards_the_end(count, workers):
+    from daskscore.job import _MAX_PACK, pack_mini_batches
+
+    packs = pack_mini_batches(list(range(count)), workers)
+    assert [i for pack in packs for i in pack] == list(range(count))
+    sizes = [len(p) for p in packs]
+    assert max(sizes) <= _MAX_PACK
+    assert sizes == sorted(sizes, reverse=True)
+    # the last packs are single mini-batches: no worker is left with a big one
+    assert sizes[-min(len(sizes), workers):] == [1] * min(len(sizes), workers)
+
+
+def test_no_mini_batches_no_packs():
+    from daskscore.job import pack_mini_batches
+
+    assert pack_mini_batches([], 2) == []

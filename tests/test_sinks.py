@@ -69,8 +69,13 @@ def test_csv_dataframe_has_header_no_index():
                                   frame.reset_index(drop=True))
 
 
+def read_parquet_part(data: bytes) -> pa.Table:
+    """A part for a Parquet collected file is Arrow IPC."""
+    return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+
+
 def read_parquet_bytes(data: bytes) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+    return read_parquet_part(data).to_pandas()
 
 
 def test_parquet_list_of_scalars_has_result_column():
@@ -96,7 +101,7 @@ def test_parquet_list_of_dicts_gives_columns():
 
 def test_parquet_dataframe_keeps_columns_and_drops_index():
     frame = pd.DataFrame({"id": [1, 2, 3], "score": [0.1, 0.2, 0.3]}, index=[7, 8, 9])
-    table = pq.read_table(io.BytesIO(encode_result(frame, "parquet")))
+    table = read_parquet_part(encode_result(frame, "parquet"))
     assert table.column_names == ["id", "score"]
     pd.testing.assert_frame_equal(table.to_pandas(), frame.reset_index(drop=True))
 
@@ -338,3 +343,40 @@ def test_state_store_layout(tmp_path):
     assert s.parts == os.path.join(str(tmp_path / "out"), ".daskscore", "parts")
     assert s.records == os.path.join(str(tmp_path / "out"), ".daskscore", "records")
     assert s.local
+
+
+def test_parquet_output_parts_are_arrow_ipc(store):
+    commit(store, "parquet", 7, pd.DataFrame({"id": [1, 2]}))
+    assert os.listdir(store.parts) == ["000000007.arrow"]
+    assert store.part_path(7, "parquet").endswith("000000007.arrow")
+
+
+def test_collected_parquet_dictionary_encodes_only_repeating_columns(store):
+    n = 10_000
+    for index in range(2):
+        commit(store, "parquet", index, pd.DataFrame({
+            "id": range(index * n, (index + 1) * n),            # unique
+            "label": [f"class-{i % 7}" for i in range(n)],      # repeats
+            "score": [i / n for i in range(n)],                 # unique
+        }))
+    url, _ = assemble_output(store, range(2), "parquet", "out.parquet")
+    meta = pq.ParquetFile(url).metadata
+    encodings = {
+        meta.schema.column(i).path: meta.row_group(0).column(i).encodings
+        for i in range(meta.num_columns)
+    }
+    assert any("DICTIONARY" in e for e in encodings["label"])
+    assert not any("DICTIONARY" in e for e in encodings["id"])
+    assert not any("DICTIONARY" in e for e in encodings["score"])
+    got = pq.read_table(url).to_pandas()
+    assert got["id"].tolist() == list(range(2 * n))
+    assert got["label"].iloc[n + 3] == "class-3"
+
+
+def test_collected_parquet_keeps_nested_columns(store):
+    commit(store, "parquet", 0, pd.DataFrame({
+        "id": [1, 2], "probs": [[0.1, 0.9], [0.8, 0.2]],
+        "meta": [{"a": "x"}, {"a": "y"}]}))
+    url, _ = assemble_output(store, range(1), "parquet", "out.parquet")
+    got = pq.read_table(url).to_pylist()
+    assert got[1] == {"id": 2, "probs": [0.8, 0.2], "meta": {"a": "y"}}
