@@ -912,6 +912,22 @@ def _classify(exc: BaseException, container: str) -> tuple[str, str]:
             "run `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
             "or give account_key, sas_token or connection_string",
         )
+    if names & {"IncompleteReadError", "ClientPayloadError", "ContentLengthError"}:
+        # The SDK re-reads a response cut mid-body (3 tries, 1 s apart) before
+        # raising this, so the connection kept dropping.
+        got = next(
+            (m for e in chain if (m := re.search(r"received (\d+) of (\d+) bytes",
+                                                 str(e)))),
+            None,
+        )
+        shown = f" (received {int(got[1]):,} of {int(got[2]):,} bytes)" if got else ""
+        return (
+            f"the connection dropped while the blob was being read{shown}, on "
+            "every retry",
+            "check the network and any proxy or firewall between the workers and "
+            "the storage account; rerun_failed=True scores the failed mini-batches "
+            "again",
+        )
     for e in chain:
         if isinstance(e, ConnectionError) or type(e).__name__ in (
             "ServiceRequestError", "ClientConnectorError", "ClientConnectionError",
