@@ -462,9 +462,9 @@ class Runner:
         return self._account(spec, mini_batch, items, result, outcome, try_no)
 
     def _account(self, spec, mini_batch, items, result, outcome, try_no):
-        import pandas as pd
+        from .sinks import is_dataframe
 
-        if not isinstance(result, list | tuple | pd.DataFrame):
+        if not (isinstance(result, list | tuple) or is_dataframe(result)):
             outcome.update(
                 status=RUN_EXCEPTION,
                 error=(
