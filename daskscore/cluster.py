@@ -3,9 +3,10 @@
 Why not ``LocalCluster``: its worker processes are started with multiprocessing's
 *spawn*, which re-imports the caller's ``__main__`` module; a user script that
 calls ``step.run()`` without an ``if __name__ == "__main__":`` guard would start
-a cluster inside every worker. Workers started as ``python -m distributed.cli.dask_spec``
-(what ``dask spec`` runs) import nothing of the caller. The scheduler (and its dashboard)
-stays in this process, so starting is as fast as LocalCluster or faster.
+a cluster inside every worker. Workers started as
+``python -m distributed.cli.dask_spec`` (what ``dask spec`` runs) import nothing
+of the caller. The scheduler (and its dashboard) stays in this process, so
+starting is as fast as LocalCluster or faster.
 """
 
 from __future__ import annotations
