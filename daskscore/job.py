@@ -857,7 +857,9 @@ class Job:
             elapsed_seconds=elapsed,
             resumed_mini_batches=resumed,
             output_format=cfg.output_format,
-            storage_options=step.storage_options,
+            # resolved like output_file: the user's options may only make sense
+            # with the URL form they gave (a path-style URL with an account key)
+            storage_options=store.storage_options,
         )
         self.progress_cb.finish(self._progress, result)
         logger.info("%s", result_text(summary).strip())
