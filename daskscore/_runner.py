@@ -82,6 +82,26 @@ def error_line(exc: BaseException, script_path: str) -> str:
     return f"{type(exc).__name__}: {msg}{where}"[:500]
 
 
+# Bytes read past a mini-batch's end to find the end of its last row
+_ROW_MARGIN = 1 << 17
+
+
+def _open_range(fs, fpath: str, length: int):
+    """Open a file to read about ``length`` bytes from some offset.
+
+    Remote files (blob storage) are opened with a read-ahead block of about that
+    size, so that a mini-batch is one ranged GET of its own bytes instead of the
+    filesystem's default block (adlfs: 50 MiB, up to the end of the file).
+    """
+    from .storage import is_local
+
+    if is_local(fs):
+        return fs.open(fpath, "rb")
+    return fs.open(
+        fpath, "rb", block_size=max(length, 0) + _ROW_MARGIN, cache_type="readahead"
+    )
+
+
 class _Reader:
     """Turns a MiniBatchSpec into what run() receives."""
 
@@ -241,8 +261,12 @@ class _Reader:
             if key != self._table_key:
                 self._table, self._table_key = None, None
                 fs, fpath = url_to_fs(spec.paths[0], self.storage_options)
-                with fs.open(fpath, "rb") as f:
-                    table = pq.ParquetFile(f).read_row_groups(list(spec.row_groups))
+                # the footer, then the row groups' column chunks coalesced into
+                # a few ranged reads: never the whole file for one mini-batch
+                with _open_range(fs, fpath, 0) as f:
+                    table = pq.ParquetFile(f, pre_buffer=True).read_row_groups(
+                        list(spec.row_groups)
+                    )
                 self._table, self._table_key = table, key
             table = self._table.slice(spec.start, spec.stop - spec.start)
             frame = table.to_pandas()
@@ -270,10 +294,9 @@ class _Reader:
                 ) as f:
                     data = f.read()
             else:
-                with fs.open(fpath, "rb") as f:
-                    data = read_block(
-                        f, spec.start, spec.stop - spec.start, delimiter=b"\n"
-                    )
+                length = spec.stop - spec.start
+                with _open_range(fs, fpath, length) as f:
+                    data = read_block(f, spec.start, length, delimiter=b"\n")
             if spec.kind == "csv":
                 header = self.read_options.get("header", True)
                 sep = self.read_options.get("separator", ",")
@@ -294,7 +317,7 @@ class _Reader:
 
     def _header(self, fs, fpath: str) -> bytes:
         if fpath not in self._headers:
-            with fs.open(fpath, "rb") as f:
+            with _open_range(fs, fpath, 0) as f:
                 self._headers[fpath] = f.readline()
         return self._headers[fpath]
 
