@@ -103,24 +103,29 @@ def _open_range(fs, fpath: str, length: int):
 
 
 class _Reader:
-    """Turns a MiniBatchSpec into what run() receives."""
+    """Turns a MiniBatchSpec into what run() receives.
 
-    def __init__(
-        self,
-        storage_options: dict[str, Any],
-        read_options: dict[str, Any],
-        scratch_dir: str,
-    ) -> None:
-        self.storage_options = storage_options
-        self.read_options = read_options
+    ``sources[i]`` holds the storage and read options of the step's input ``i``
+    (a mini-batch's ``spec.source``): inputs on different accounts, or CSV files
+    with different separators, are each read with their own.
+    """
+
+    def __init__(self, sources: list[dict[str, Any]], scratch_dir: str) -> None:
+        self.sources = sources or [{"storage_options": {}, "read_options": {}}]
         self.scratch_dir = scratch_dir
-        self._headers: dict[str, bytes] = {}
+        self._headers: dict[tuple[int, str], bytes] = {}
         self._table_key: tuple | None = None
         self._table = None
         self.downloaded: list[str] = []
         self.read_details = ""
         self._prefetched: dict[int, Any] = {}
         self._pool = None
+
+    def _storage(self, spec) -> dict[str, Any]:
+        return self.sources[getattr(spec, "source", 0)]["storage_options"]
+
+    def _read_options(self, spec) -> dict[str, Any]:
+        return self.sources[getattr(spec, "source", 0)]["read_options"]
 
     def read(self, spec) -> tuple[Any, int, str | None]:
         """Return (mini_batch, items, read_problem)."""
@@ -142,7 +147,7 @@ class _Reader:
         try:
             if key != self._table_key:
                 self._table, self._table_key = None, None
-                fmt = self.read_options.get("format", "csv")
+                fmt = self._read_options(spec).get("format", "csv")
                 frames = []
                 for path in spec.paths:
                     kind = "parquet" if fmt == "parquet" else fmt
@@ -152,13 +157,14 @@ class _Reader:
                         paths=(path,),
                         start=0,
                         stop=1 << 62,
+                        source=getattr(spec, "source", 0),
                     )
                     if kind == "parquet":
                         import pyarrow.parquet as pq
 
                         from .storage import url_to_fs
 
-                        fs, fpath = url_to_fs(path, self.storage_options)
+                        fs, fpath = url_to_fs(path, self._storage(spec))
                         with fs.open(fpath, "rb") as f:
                             frames.append(pq.read_table(f).to_pandas())
                         continue
@@ -191,7 +197,7 @@ class _Reader:
         if spec.kind != "files" or spec.index in self._prefetched:
             return
         remote = [
-            p for p in spec.paths if not is_local(url_to_fs(p, self.storage_options)[0])
+            p for p in spec.paths if not is_local(url_to_fs(p, self._storage(spec))[0])
         ]
         if not remote:
             return
@@ -200,14 +206,14 @@ class _Reader:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="daskscore-prefetch")
         self._prefetched[spec.index] = self._pool.submit(
-            self._download, spec.index, remote
+            self._download, spec.index, remote, self._storage(spec)
         )
 
-    def _download(self, index: int, remote: list[str]):
+    def _download(self, index: int, remote: list[str], options: dict[str, Any]):
         from .storage import download
 
         folder = os.path.join(self.scratch_dir, "download", str(index))
-        return download(remote, folder, self.storage_options)
+        return download(remote, folder, options)
 
     def _files(self, spec) -> tuple[list[str], int, str | None]:
         from .storage import is_local, url_to_fs
@@ -216,7 +222,7 @@ class _Reader:
         missing: list[str] = []
         remote: list[str] = []
         for path in spec.paths:
-            fs, fpath = url_to_fs(path, self.storage_options)
+            fs, fpath = url_to_fs(path, self._storage(spec))
             if is_local(fs):
                 (good if os.path.isfile(fpath) else missing).append(fpath)
             else:
@@ -228,7 +234,7 @@ class _Reader:
             if ahead is not None:
                 local, errors = ahead.result()
             else:
-                local, errors = self._download(spec.index, remote)
+                local, errors = self._download(spec.index, remote, self._storage(spec))
             for url, target in zip(remote, local):
                 if target is None:
                     missing.append(url)
@@ -260,7 +266,7 @@ class _Reader:
         try:
             if key != self._table_key:
                 self._table, self._table_key = None, None
-                fs, fpath = url_to_fs(spec.paths[0], self.storage_options)
+                fs, fpath = url_to_fs(spec.paths[0], self._storage(spec))
                 # the footer, then the row groups' column chunks coalesced into
                 # a few ranged reads: never the whole file for one mini-batch
                 with _open_range(fs, fpath, 0) as f:
@@ -282,7 +288,7 @@ class _Reader:
 
         path = spec.paths[0]
         try:
-            fs, fpath = url_to_fs(path, self.storage_options)
+            fs, fpath = url_to_fs(path, self._storage(spec))
             whole = spec.start == 0 and (
                 spec.stop >= (1 << 62) or spec.stop >= fs.size(fpath)
             )
@@ -290,7 +296,7 @@ class _Reader:
                 import fsspec
 
                 with fsspec.open(
-                    path, "rb", compression="infer", **self.storage_options
+                    path, "rb", compression="infer", **self._storage(spec)
                 ) as f:
                     data = f.read()
             else:
@@ -298,10 +304,10 @@ class _Reader:
                 with _open_range(fs, fpath, length) as f:
                     data = read_block(f, spec.start, length, delimiter=b"\n")
             if spec.kind == "csv":
-                header = self.read_options.get("header", True)
-                sep = self.read_options.get("separator", ",")
+                header = self._read_options(spec).get("header", True)
+                sep = self._read_options(spec).get("separator", ",")
                 if header and spec.start > 0:
-                    data = self._header(fs, fpath) + data
+                    data = self._header(spec, fs, fpath) + data
                 if not data.strip():
                     return pd.DataFrame(), 0, None
                 frame = pd.read_csv(
@@ -315,11 +321,12 @@ class _Reader:
             return None, 1, f"{type(exc).__name__}: {exc}"
         return frame, len(frame), None
 
-    def _header(self, fs, fpath: str) -> bytes:
-        if fpath not in self._headers:
+    def _header(self, spec, fs, fpath: str) -> bytes:
+        key = (getattr(spec, "source", 0), fpath)
+        if key not in self._headers:
             with _open_range(fs, fpath, 0) as f:
-                self._headers[fpath] = f.readline()
-        return self._headers[fpath]
+                self._headers[key] = f.readline()
+        return self._headers[key]
 
 
 def _takes_context(func) -> bool:
@@ -359,9 +366,7 @@ class Runner:
         self.setup = setup
         self.module = None
         self.script_path = os.path.join(setup["bundle_dir"], setup["script_name"])
-        self.reader = _Reader(
-            setup["storage_options"], setup["read_options"], setup["working_dir"]
-        )
+        self.reader = _Reader(setup["sources"], setup["working_dir"])
         from .sinks import PartWriter
 
         self.writer = PartWriter(

@@ -52,6 +52,10 @@ class MiniBatchSpec:
         Item count when known before reading (files, parquet rows).
     error
         Why the input could not be planned (``kind == "error"``).
+    key_values
+        The partition key values of a ``"partition"`` mini-batch.
+    source
+        Which of the step's inputs it comes from (0 = the first).
     """
 
     index: int
@@ -63,6 +67,7 @@ class MiniBatchSpec:
     items: int | None = None
     error: str | None = None
     key_values: tuple[tuple[str, Any], ...] = ()
+    source: int = 0
 
     def describe(self) -> str:
         """A short human-readable description of the input, for logs."""

@@ -419,7 +419,6 @@ class Job:
         from .step import _models_env, _named_inputs
 
         step, cfg = self.step, self.cfg
-        first = step.inputs[0]
         if cfg.source_directory:
             source_display = os.path.abspath(cfg.source_directory)
         else:
@@ -446,11 +445,17 @@ class Job:
             "logs_local": store.local,
             "script_output_dir": store.path(SCRIPT_OUTPUT_DIR),
             "script_output_url": store.url(store.path(SCRIPT_OUTPUT_DIR)),
-            "input_storage_options": dict(getattr(first, "storage_options", {}) or {}),
-            "read_options": {
-                **(getattr(first, "read_options", {}) or {}),
-                "format": getattr(first, "format", "files"),
-            },
+            # how to read each input (``MiniBatchSpec.source``)
+            "sources": [
+                {
+                    "storage_options": dict(getattr(d, "storage_options", {}) or {}),
+                    "read_options": {
+                        **(getattr(d, "read_options", {}) or {}),
+                        "format": getattr(d, "format", "files"),
+                    },
+                }
+                for d in step.inputs
+            ],
             "named_inputs": _named_inputs(step.inputs, step.side_inputs),
             "runner_env": _models_env(step.models),
             "allowed_names": self.allowed_names,

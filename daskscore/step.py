@@ -225,7 +225,7 @@ class ParallelRunStep:
         specs: list[MiniBatchSpec] = []
         prints = []
         keys = self.config.partition_keys
-        for dataset in self.inputs:
+        for source, dataset in enumerate(self.inputs):
             if keys:
                 part, fingerprint = dataset.plan(None, partition_keys=keys)
             else:
@@ -233,7 +233,9 @@ class ParallelRunStep:
             offset = len(specs)
             from dataclasses import replace
 
-            specs.extend(replace(s, index=s.index + offset) for s in part)
+            specs.extend(
+                replace(s, index=s.index + offset, source=source) for s in part
+            )
             prints.append(fingerprint)
         return specs, hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]
 

@@ -25,7 +25,8 @@ from daskscore._runner import _Reader
 def reader(tmp_path, **read_options) -> _Reader:
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
-    return _Reader({}, dict(read_options), str(scratch))
+    source = {"storage_options": {}, "read_options": dict(read_options)}
+    return _Reader([source], str(scratch))
 
 
 def read_specs(tmp_path, dataset, specs):

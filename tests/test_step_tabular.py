@@ -126,6 +126,36 @@ def test_json_lines_split_into_mini_batches_give_every_row_once(tmp_path,
     assert got["batch_rows"].max() < 900
 
 
+def test_each_input_is_read_with_its_own_options(tmp_path, shared_client):
+    """Three inputs of one step: CSV, CSV with ';' and no header, JSON lines."""
+    data = tmp_path / "in"
+    data.mkdir()
+    frames = [source_frame("a", 0, 500), source_frame("b", 500, 600),
+              source_frame("c", 1100, 300)]
+    frames[0].to_csv(data / "a.csv", index=False)
+    frames[1].to_csv(data / "b.csv", index=False, header=False, sep=";")
+    frames[2].to_json(data / "c.jsonl", orient="records", lines=True)
+    inputs = [
+        ds.Dataset.Tabular.from_delimited_files(str(data / "a.csv")),
+        ds.Dataset.Tabular.from_delimited_files(
+            str(data / "b.csv"), separator=";", header=False),
+        ds.Dataset.Tabular.from_json_lines_files(str(data / "c.jsonl")),
+    ]
+    # the header-less CSV's columns are numbered; the script names them
+    script = write_script(tmp_path / "src", ROWS_SCRIPT.replace(
+        "def run(mini_batch):",
+        "def run(mini_batch):\n"
+        "    if list(mini_batch.columns) == [0, 1, 2, 3]:\n"
+        "        mini_batch.columns = COLUMNS"))
+    out = tmp_path / "out"
+    result = make_step(script, inputs, out, mini_batch_size="8KB",
+                       append_row_file_name="rows.csv").run(client=shared_client)
+
+    got = check_rows(result, out, frames)
+    assert result.mini_batches > 4
+    assert got["batch_rows"].max() < 600
+
+
 def test_dask_dataframe_partitions_are_the_mini_batches(tmp_path, shared_client):
     script = write_script(tmp_path / "src", ROWS_SCRIPT)
     frame = source_frame("a", 0, 100)
