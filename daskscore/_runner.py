@@ -82,6 +82,8 @@ def error_line(exc: BaseException, script_path: str) -> str:
     return f"{type(exc).__name__}: {msg}{where}"[:500]
 
 
+# Mini-batches whose inputs are read ahead from blob storage (see _Reader.prefetch)
+_PREFETCHED_KINDS = ("files", "csv", "jsonl", "parquet")
 # Bytes read past a mini-batch's end to find the end of its last row
 _ROW_MARGIN = 1 << 17
 
@@ -187,15 +189,19 @@ class _Reader:
         return frame, len(frame), None
 
     def prefetch(self, spec) -> None:
-        """Start downloading a FileDataset mini-batch's blobs in the background.
+        """Start reading the next mini-batch from blob storage in the background.
 
-        Called with the next mini-batch while the current one is scored, so that
-        ``run()`` seldom waits for blob storage. Local files need nothing.
+        Called with the next mini-batch of a pack while the current one is
+        scored, so that ``run()`` seldom waits for the network: a FileDataset
+        mini-batch's blobs are downloaded, a tabular one's bytes (CSV, JSON
+        lines) or row groups (Parquet) fetched. Local files need nothing.
         """
         from .storage import is_local, url_to_fs
 
-        if spec.kind != "files" or spec.index in self._prefetched:
+        if spec.index in self._prefetched or spec.kind not in _PREFETCHED_KINDS:
             return
+        if spec.kind == "parquet" and spec.start > 0:
+            return  # a later slice of row groups the mini-batch before reads
         remote = [
             p for p in spec.paths if not is_local(url_to_fs(p, self._storage(spec))[0])
         ]
@@ -205,9 +211,23 @@ class _Reader:
 
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="daskscore-prefetch")
-        self._prefetched[spec.index] = self._pool.submit(
-            self._download, spec.index, remote, self._storage(spec)
-        )
+        if spec.kind == "files":
+            job = (self._download, spec.index, remote, self._storage(spec))
+        elif spec.kind == "parquet":
+            job = (self._parquet_table, spec)
+        else:
+            job = (self._text_bytes, spec)
+        self._prefetched[spec.index] = self._pool.submit(*job)
+
+    def _ahead(self, spec):
+        """The prefetched read of ``spec`` (a Future), or None.
+
+        Reads prefetched for earlier mini-batches that were never asked for (a
+        pack that stopped early) are dropped.
+        """
+        for index in [i for i in self._prefetched if i < spec.index]:
+            self._prefetched.pop(index).cancel()
+        return self._prefetched.pop(spec.index, None)
 
     def _download(self, index: int, remote: list[str], options: dict[str, Any]):
         from .storage import download
@@ -230,7 +250,7 @@ class _Reader:
         if remote:
             # blobs keep their relative paths below the mini-batch's folder, so
             # a/0.png and b/0.png stay apart; several download at once
-            ahead = self._prefetched.pop(spec.index, None)
+            ahead = self._ahead(spec)
             if ahead is not None:
                 local, errors = ahead.result()
             else:
@@ -257,22 +277,27 @@ class _Reader:
                 pass
         self.downloaded.clear()
 
-    def _parquet(self, spec):
+    def _parquet_table(self, spec):
+        """The row groups a Parquet mini-batch needs, as one Arrow table."""
         import pyarrow.parquet as pq
 
         from .storage import url_to_fs
 
+        fs, fpath = url_to_fs(spec.paths[0], self._storage(spec))
+        # the footer, then the row groups' column chunks coalesced into a few
+        # ranged reads: never the whole file for one mini-batch
+        with _open_range(fs, fpath, 0) as f:
+            return pq.ParquetFile(f, pre_buffer=True).read_row_groups(
+                list(spec.row_groups)
+            )
+
+    def _parquet(self, spec):
         key = (spec.paths[0], spec.row_groups)
+        ahead = self._ahead(spec)
         try:
             if key != self._table_key:
                 self._table, self._table_key = None, None
-                fs, fpath = url_to_fs(spec.paths[0], self._storage(spec))
-                # the footer, then the row groups' column chunks coalesced into
-                # a few ranged reads: never the whole file for one mini-batch
-                with _open_range(fs, fpath, 0) as f:
-                    table = pq.ParquetFile(f, pre_buffer=True).read_row_groups(
-                        list(spec.row_groups)
-                    )
+                table = ahead.result() if ahead else self._parquet_table(spec)
                 self._table, self._table_key = table, key
             table = self._table.slice(spec.start, spec.stop - spec.start)
             frame = table.to_pandas()
@@ -280,42 +305,52 @@ class _Reader:
             return None, spec.items or 1, f"{type(exc).__name__}: {exc}"
         return frame, len(frame), None
 
-    def _text(self, spec):
-        import pandas as pd
+    def _text_bytes(self, spec) -> bytes:
+        """A CSV/JSON-lines mini-batch's rows as bytes (the CSV header first)."""
         from fsspec.utils import read_block
 
         from .storage import url_to_fs
 
         path = spec.paths[0]
-        try:
-            fs, fpath = url_to_fs(path, self._storage(spec))
-            whole = spec.start == 0 and (
-                spec.stop >= (1 << 62) or spec.stop >= fs.size(fpath)
-            )
-            if whole:
-                import fsspec
+        fs, fpath = url_to_fs(path, self._storage(spec))
+        whole = spec.start == 0 and (
+            spec.stop >= (1 << 62) or spec.stop >= fs.size(fpath)
+        )
+        if whole:
+            import fsspec
 
-                with fsspec.open(
-                    path, "rb", compression="infer", **self._storage(spec)
-                ) as f:
-                    data = f.read()
-            else:
-                length = spec.stop - spec.start
-                with _open_range(fs, fpath, length) as f:
-                    data = read_block(f, spec.start, length, delimiter=b"\n")
+            with fsspec.open(
+                path, "rb", compression="infer", **self._storage(spec)
+            ) as f:
+                return f.read()
+        length = spec.stop - spec.start
+        with _open_range(fs, fpath, length) as f:
+            data = read_block(f, spec.start, length, delimiter=b"\n")
+        if (
+            spec.kind == "csv"
+            and self._read_options(spec).get("header", True)
+            and spec.start > 0
+        ):
+            data = self._header(spec, fs, fpath) + data
+        return data
+
+    def _text(self, spec):
+        import pandas as pd
+
+        ahead = self._ahead(spec)
+        try:
+            data = ahead.result() if ahead else self._text_bytes(spec)
+            if not data.strip():
+                return pd.DataFrame(), 0, None
             if spec.kind == "csv":
-                header = self._read_options(spec).get("header", True)
-                sep = self._read_options(spec).get("separator", ",")
-                if header and spec.start > 0:
-                    data = self._header(spec, fs, fpath) + data
-                if not data.strip():
-                    return pd.DataFrame(), 0, None
+                options = self._read_options(spec)
+                header = options.get("header", True)
                 frame = pd.read_csv(
-                    io.BytesIO(data), sep=sep, header=0 if header else None
+                    io.BytesIO(data),
+                    sep=options.get("separator", ","),
+                    header=0 if header else None,
                 )
             else:
-                if not data.strip():
-                    return pd.DataFrame(), 0, None
                 frame = pd.read_json(io.BytesIO(data), lines=True)
         except Exception as exc:  # noqa: BLE001 - unreadable data fails its mini-batch
             return None, 1, f"{type(exc).__name__}: {exc}"
