@@ -41,6 +41,7 @@ import fnmatch
 import json
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -256,7 +257,7 @@ def _body_length(
 
 
 async def _copy_body(reader: asyncio.StreamReader, framing: int | str, send) -> None:
-    """Forward one message body from ``reader`` through ``send(data, body=True)``."""
+    """Forward one message body from ``reader`` through ``await send(data)``."""
     if framing == "chunked":
         while True:
             line = await reader.readuntil(b"\r\n")
@@ -518,9 +519,9 @@ class NetProxy:
 
         async def send(data: bytes) -> None:
             await self._up.cross(len(data))
+            conn.bytes_up += len(data)  # counted first: a reader sees no lag
             writer.write(data)
             await writer.drain()
-            conn.bytes_up += len(data)
 
         try:
             while True:
@@ -539,8 +540,8 @@ class NetProxy:
                 pending.append(exchange)
 
                 async def counted(data: bytes, exchange: Exchange = exchange) -> None:
-                    await send(data)
                     exchange.request_bytes += len(data)
+                    await send(data)
 
                 await counted(head)
                 await _copy_body(reader, _body_length(headers, response=False), counted)
@@ -584,7 +585,7 @@ class NetProxy:
             if isinstance(framing, int):
                 exchange.content_length = framing
             rule = None if interim else self._rule_for(exchange)
-            await self._send_down(conn, writer, head, exchange)
+            await self._send_down(conn, writer, head, exchange, body=False)
             await self._forward_body(conn, reader, writer, exchange, framing, rule)
             if framing == "close":
                 return
@@ -605,10 +606,8 @@ class NetProxy:
                 allowed = rule.after_bytes - exchange.response_body_bytes
                 if len(data) > allowed:
                     await self._send_down(conn, writer, data[:allowed], exchange)
-                    exchange.response_body_bytes += allowed
                     await self._cut(writer, exchange, rule)
             await self._send_down(conn, writer, data, exchange)
-            exchange.response_body_bytes += len(data)
 
         await _copy_body(reader, framing, send)
         if rule is not None:  # a chunked body that ended before after_bytes
@@ -625,15 +624,20 @@ class NetProxy:
         writer: asyncio.StreamWriter,
         data: bytes,
         exchange: Exchange | None = None,
+        *,
+        body: bool = True,
     ) -> None:
         if not data:
             return
         await self._down.cross(len(data))
-        writer.write(data)
-        await writer.drain()
+        # counted before they are sent: whoever got the bytes sees them counted
         conn.bytes_down += len(data)
         if exchange is not None:
             exchange.response_bytes += len(data)
+            if body:
+                exchange.response_body_bytes += len(data)
+        writer.write(data)
+        await writer.drain()
 
     async def _cut(
         self, writer: asyncio.StreamWriter, exchange: Exchange, rule: DropRule
@@ -698,7 +702,8 @@ class NetProxyProcess:
             try:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
                 self._proc.wait(timeout=10)
         if self._proc.stdout is not None:
             self._proc.stdout.close()
@@ -731,13 +736,17 @@ def start_netproxy_process(
     )
     deadline = time.monotonic() + timeout_s
     line = ""
-    while time.monotonic() < deadline and proc.poll() is None:
+    while proc.poll() is None:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            break
         line = proc.stdout.readline()
         match = _LISTENING.search(line)
         if match:
             return NetProxyProcess(proc.pid, int(match.group(2)), stats_path, proc)
     proc.kill()
     proc.wait()
+    proc.stdout.close()
     raise RuntimeError(f"netproxy did not start (exit {proc.returncode}): {line!r}")
 
 

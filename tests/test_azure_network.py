@@ -12,9 +12,10 @@ import io
 import random
 
 import pandas as pd
+import psutil
 import pytest
 from helpers import make_step, read_report, tries_by_mini_batch, write_script
-from netproxy import NetProxy
+from netproxy import NetProxy, start_netproxy_process
 
 import daskscore as ds
 from daskscore import storage
@@ -101,6 +102,28 @@ def test_proxy_records_requests_and_counts_bytes(proxy, azurite, azure_container
     assert proxy.bytes_up == sum(e.request_bytes for e in exchanges)
     assert proxy.bytes_down == sum(e.response_bytes for e in exchanges)
     assert sum(c.bytes_down for c in proxy.connections) == proxy.bytes_down
+
+
+def test_proxy_as_a_process_is_stopped_by_pid(azurite, azure_container, tmp_path):
+    data = _payload(BLOB_SIZE, 2)
+    azure_container.upload({"a/blob.bin": data})
+    running = start_netproxy_process(
+        f"127.0.0.1:{azurite.port}", latency="1ms", stats_path=tmp_path / "s.json"
+    )
+    try:
+        options = {
+            "connection_string": azurite.connection_string.replace(
+                azurite.endpoint, running.url(azurite.account_name)
+            )
+        }
+        fs, path = storage.url_to_fs(f"{azure_container.url}/a/blob.bin", options)
+        assert fs.cat_file(path) == data
+    finally:
+        stats = running.stop()
+    assert not psutil.pid_exists(running.pid)
+    [get] = [e for e in stats["exchanges"] if e["method"] == "GET"]
+    assert (get["status"], get["response_body_bytes"]) == (206, BLOB_SIZE)
+    assert stats["bytes_down"] > BLOB_SIZE
 
 
 # -- 1. a connection dropped mid-download is retried ------------------------------
@@ -224,15 +247,7 @@ def test_parquet_job_with_a_row_group_read_cut_succeeds_at_first_try(
 # -- 2. tabular reads fetch their mini-batch's bytes, not the whole file ----------
 
 
-ENGINE_STREAMING = (
-    "engine: _runner.py opens tabular inputs with adlfs' default 50 MiB read-ahead "
-    "block, so every mini-batch GETs from its offset to the end of the file; open "
-    "them with a block about the mini-batch's size (or cache_type='none')"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=ENGINE_STREAMING)
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
 def test_tabular_mini_batches_read_only_their_bytes(
     proxy, azurite, azure_container, tmp_path, shared_client, kind
