@@ -345,25 +345,45 @@ class Job:
             self._close_cluster()
             raise
         self._done.set()
-        # parts committed by mini-batches still running when the job was cancelled
-        for index, record in store.load_records(known=self.records).items():
-            if index < len(specs):
-                self.records[index] = record
-                self._count(record)
         output_file = None
         try:
-            if cfg.output_action == OutputAction.APPEND_ROW:
-                output_file, _ = assemble_output(
-                    store,
-                    [i for i, r in self.records.items() if r.get("has_output")],
-                    cfg.output_format,
-                    cfg.output_file_name,
-                )
-            result = self._finish(store, specs, started, output_file, resumed)
+            try:
+                # parts committed by mini-batches still running when the job was
+                # cancelled
+                for index, record in store.load_records(known=self.records).items():
+                    if index < len(specs):
+                        self.records[index] = record
+                        self._count(record)
+                if cfg.output_action == OutputAction.APPEND_ROW:
+                    output_file, _ = assemble_output(
+                        store,
+                        [i for i, r in self.records.items() if r.get("has_output")],
+                        cfg.output_format,
+                        cfg.output_file_name,
+                    )
+                result = self._finish(store, specs, started, output_file, resumed)
+            except Exception as exc:
+                from .storage import is_storage_error
+
+                if not is_storage_error(exc):
+                    raise
+                raise self._storage_failure(
+                    "cannot write the collected output and the logs to", exc
+                ) from exc
             self._publish(client, result.status, force=True, result=result)
         finally:
             self._close_cluster()
         return result
+
+    def _storage_failure(self, what: str, exc: BaseException) -> JobError:
+        """One line for an output folder that failed mid-job, and what to do."""
+        from .storage import describe_storage_error
+
+        where = describe_storage_error(exc, self.step.output, self.step.storage_options)
+        return JobError(
+            f"{what} {where}; the mini-batches committed so far are kept: run the "
+            "same step again to resume"
+        )
 
     def _load_state(self, store: StateStore, fingerprint: str, n_specs: int) -> int:
         """Resume from committed records when nothing changed; return their count.
@@ -575,9 +595,13 @@ class Job:
             if future.status == "cancelled":
                 continue
             if future.status == "error":
-                records = self._failed_pack(
-                    pending_specs.get(future.key, []), future.exception()
-                )
+                try:
+                    records = self._failed_pack(
+                        pending_specs.get(future.key, []), future.exception()
+                    )
+                except JobError:
+                    self._stop(client, futures)
+                    raise
             else:
                 records = future.result()
             future.release()
@@ -626,9 +650,32 @@ class Job:
                 self._cancel(client, futures)
                 return
 
+    def _stop(self, client, futures) -> None:
+        """End a job that failed: none of its tasks may go on writing its output.
+
+        Left running on a shared cluster, they would commit records (failures,
+        with storage down) that the next run of the step would take as done.
+        Removing the plugin waits until the mini-batches being scored have ended.
+        """
+        self._done.set()
+        try:
+            self._cancel(client, futures)
+            client.unregister_worker_plugin(self.plugin_name)
+        except Exception as exc:  # noqa: BLE001 - the job is failing already
+            logger.warning("could not stop the job on every worker: %s", exc)
+
     def _failed_pack(self, specs: list[MiniBatchSpec], exc: BaseException) -> list:
         from distributed import KilledWorker
 
+        from .storage import is_storage_error
+
+        if is_storage_error(exc) and not any(s.kind == "frame" for s in specs):
+            # a task's own storage work is recording its mini-batches' outcome
+            raise self._storage_failure(
+                f"mini-batches {[s.index for s in specs]} cannot be recorded in the "
+                "output folder",
+                exc,
+            ) from exc
         if not isinstance(exc, KilledWorker):
             raise JobError(
                 f"internal error while scoring mini-batches "

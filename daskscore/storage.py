@@ -52,6 +52,7 @@ __all__ = [
     "download",
     "is_azure",
     "is_local",
+    "is_storage_error",
     "list_files",
     "redact",
     "resolve",
@@ -872,6 +873,21 @@ def describe_storage_error(
         container = ""
     what, check = _classify(exc, container)
     return redact(f"{shown}: {what}; {check}", storage_options).replace("\n", " ")
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure of the storage or of the way to it.
+
+    True for the Azure SDK's and aiohttp's errors and for ``OSError`` (refused
+    or dropped connections, missing or forbidden paths), also as the cause of
+    another exception: failures of the user's storage, to be reported with
+    :func:`describe_storage_error` rather than as a bug of daskscore.
+    """
+    for e in _chain(exc):
+        package = type(e).__module__.split(".", 1)[0]
+        if isinstance(e, OSError) or package in ("azure", "aiohttp", "adlfs"):
+            return True
+    return False
 
 
 def _classify(exc: BaseException, container: str) -> tuple[str, str]:

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import textwrap
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
 import pytest
-from azurite import ACCOUNT_KEY
-from helpers import make_step, write_script
+from azurite import ACCOUNT_KEY, AzureContainer, start_azurite
+from helpers import make_files, make_step, write_script
 
 import daskscore as ds
 
@@ -245,3 +247,238 @@ def test_split_csv_with_quoted_line_ends_from_blob_storage(
         600,
         0,
     )
+
+
+# -- the emulator holding the output dies mid-job ----------------------------------
+
+# kill_emulator() stops the output's Azurite once, from inside the job. SIGTERM
+# first, so that it saves what it acknowledged (Azurite keeps its blob index in
+# memory and writes it every 5 s; Azure loses no acknowledged write), then SIGKILL
+# once it says so: from then on every request is refused, like a crashed service.
+KILL_PRELUDE = """
+import os
+import signal
+import time
+
+def kill_emulator():
+    try:
+        os.close(os.open(KILLED, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # another process (or an earlier run) killed it
+        return
+    pid = int(open(PID_FILE).read())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(EMULATOR_LOG, errors="replace") as f:
+            if "successfully closed" in f.read():
+                break
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+"""
+
+
+def _killer_script(tmp_path: Path, emulator, body: str) -> Path:
+    pid_file = tmp_path / "azurite.pid"
+    pid_file.write_text(str(emulator.pid))
+    settings = (
+        f"PID_FILE = {str(pid_file)!r}\n"
+        f"KILLED = {str(tmp_path / 'killed')!r}\n"
+        f"EMULATOR_LOG = {str(emulator.location / 'azurite.log')!r}\n"
+    )
+    return write_script(
+        tmp_path / "src", settings + KILL_PRELUDE + textwrap.dedent(body)
+    )
+
+
+def _records(fs, root: str) -> dict[str, bytes]:
+    """The committed records (``NNNNNNNNN.json``) of an output on blob storage."""
+    paths = fs.find(f"{root}/.daskscore/records")
+    return {p.rsplit("/", 1)[-1]: fs.cat_file(p) for p in paths if p.endswith(".json")}
+
+
+@pytest.mark.slow
+def test_output_emulator_killed_mid_job_then_resume(
+    tmp_path, shared_client, caplog, capfd
+):
+    """Output on an Azurite that dies while mini-batch 3 runs; resume once it is back.
+
+    The job ends at once with one line naming the output URL, and leaves nothing
+    running that could write into the output later. Running the same step again
+    (resume: the failed run recorded no failure, it could not write) keeps every
+    committed mini-batch as it was and scores the others: every item once.
+    """
+    data = tmp_path / "azurite-data"
+    emulator = start_azurite(location=data)
+    port = emulator.port
+    try:
+        emulator.service_client().create_container("jobs")
+        script = _killer_script(
+            tmp_path,
+            emulator,
+            """
+            def init():
+                pass
+
+            def run(mini_batch):
+                names = [os.path.basename(p) for p in mini_batch]
+                if "item-0006.txt" in names:
+                    kill_emulator()
+                return names
+        """,
+        )
+        paths = make_files(tmp_path / "in", 12)
+        cfg = ds.ParallelRunConfig(
+            entry_script=str(script),
+            mini_batch_size="2",
+            error_threshold=-1,
+            run_max_try=1,
+        )
+        step = ds.ParallelRunStep(
+            name="killed-output",
+            parallel_run_config=cfg,
+            inputs=[ds.Dataset.File.from_files(str(tmp_path / "in"))],
+            output="abfs://jobs/results/",
+            storage_options=emulator.storage_options,
+        )
+        with pytest.raises(ds.JobError) as info:
+            step.run(client=shared_client)
+        message = str(info.value)
+        assert not emulator.alive()
+        assert "\n" not in message and "Traceback" not in message
+        assert "abfs://jobs/results/" in message
+        assert f"cannot reach the storage endpoint 127.0.0.1:{port}" in message
+        assert "daskscore bug" not in message
+
+        # nothing of the failed run is left to write into the output later
+        def plugins(dask_worker=None):  # local: pickled by value for the workers
+            return sorted(n for n in dask_worker.plugins if "killed-output" in n)
+
+        assert shared_client.run(plugins) == dict.fromkeys(
+            shared_client.scheduler_info()["workers"], []
+        )
+        assert not any(shared_client.processing().values())
+
+        emulator.stop()
+        emulator = start_azurite(location=data, port=port)
+        fs = AzureContainer(name="jobs", azurite=emulator).fs()
+        committed = _records(fs, "jobs/results")
+        assert "000000003.json" not in committed  # its part could not be written
+        assert not any(
+            json.loads(r).get("failed_mini_batch") for r in committed.values()
+        )
+
+        second = step.run(client=shared_client)
+        assert (second.status, second.succeeded_items, second.failed_items) == (
+            "Completed",
+            12,
+            0,
+        )
+        assert second.resumed_mini_batches == len(committed)
+        produced = _blob_tree(fs, "jobs/results")
+        assert produced["parallel_run_step.txt"].decode().split() == [
+            p.name for p in paths
+        ]
+        after = _records(fs, "jobs/results")
+        assert sorted(after) == [f"{i:09d}.json" for i in range(6)]
+        for name, record in committed.items():  # kept, not scored again
+            assert after[name] == record
+        captured = capfd.readouterr()
+        _assert_no_secret(
+            produced
+            | {
+                "error": message,
+                "stdout": captured.out,
+                "stderr": captured.err,
+                "logs": caplog.text,
+            }
+        )
+    finally:
+        emulator.stop()
+
+
+@pytest.mark.slow
+def test_cli_when_the_output_emulator_dies_before_the_logs_are_written(tmp_path):
+    """``daskscore run``: every mini-batch is committed, then the emulator dies.
+
+    The script's ``shutdown()`` kills it, so the job cannot write the collected
+    file nor ``logs/`` (they are on the dead emulator): the user still gets one
+    ``daskscore: error:`` line naming the output URL and exit code 1, no
+    traceback, no secret. Once the emulator is back, the same command resumes:
+    nothing is scored again and the collected file and the logs are written.
+    """
+    from cluster_procs import ProcessTracker, cli
+
+    data = tmp_path / "azurite-data"
+    emulator = start_azurite(location=data)
+    port = emulator.port
+    tracker = ProcessTracker(tmp_path / "procs")
+    try:
+        emulator.service_client().create_container("jobs")
+        _killer_script(
+            tmp_path,
+            emulator,
+            """
+            def init():
+                pass
+
+            def run(mini_batch):
+                return [os.path.basename(p) for p in mini_batch]
+
+            def shutdown():
+                kill_emulator()
+        """,
+        )
+        paths = make_files(tmp_path / "in", 9)
+        job = tmp_path / "job.yaml"
+        job.write_text(
+            textwrap.dedent("""
+            entry_script: src/score.py
+            input: [in/]
+            output: abfs://jobs/results/
+            mini_batch_size: "3"
+            process_count_per_node: 2
+        """)
+        )
+        env = {"AZURE_STORAGE_CONNECTION_STRING": emulator.connection_string}
+        args = ("run", str(job), "--no-progress")
+        first = cli(tracker, *args, env=env, cwd=str(tmp_path))
+        assert not emulator.alive()
+        assert first.returncode == 1, first.stderr
+        assert "Traceback" not in first.stderr
+        [line] = [x for x in first.stderr.splitlines() if "abfs://" in x]
+        assert line.startswith(
+            "daskscore: error: cannot write the collected output and the logs to "
+            "abfs://jobs/results/: cannot reach the storage endpoint "
+            f"127.0.0.1:{port}"
+        ), first.stderr
+        assert line.endswith("run the same step again to resume")
+
+        emulator.stop()
+        emulator = start_azurite(location=data, port=port)
+        second = cli(tracker, *args, env=env, cwd=str(tmp_path))
+        assert second.returncode == 0, second.stderr
+        assert "Completed: 9 of 9 items succeeded" in second.stdout
+        produced = _blob_tree(emulator_fs(emulator), "jobs/results")
+        assert produced["parallel_run_step.txt"].decode().split() == [
+            p.name for p in paths
+        ]
+        report = json.loads(produced["logs/job_report.json"])
+        assert report["resumed_mini_batches"] == report["mini_batches"] == 3
+        assert report["tries"] == 3  # the first run's, kept
+        _assert_no_secret(
+            produced
+            | {
+                "first stdout": first.stdout,
+                "first stderr": first.stderr,
+                "second stdout": second.stdout,
+                "second stderr": second.stderr,
+            }
+        )
+    finally:
+        left = tracker.stop_all()
+        emulator.stop()
+    assert left == []
+
+
+def emulator_fs(emulator):
+    return AzureContainer(name="jobs", azurite=emulator).fs()
