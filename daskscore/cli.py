@@ -489,7 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours.handlers[:] = [handler]
     ours.setLevel(logging.WARNING)
     ours.propagate = False
-    for name in ("distributed", "bokeh", "tornado"):
+    # (azure-identity logs a failed sign-in as a 30-line warning; the error line
+    # below says what failed and how to sign in)
+    for name in ("distributed", "bokeh", "tornado", "azure"):
         logging.getLogger(name).setLevel(logging.ERROR)
     parser = _build_parser()
     try:

@@ -131,6 +131,10 @@ _RETRY = {
     "status_retries": 3,
 }
 _GLOB_CHARS = ("*", "?", "[")
+# How azure-identity says a credential is not set up here (vs. failed to sign in).
+_UNAVAILABLE = re.compile(
+    r"unavailable|not (?:be )?found|not installed|not configured", re.IGNORECASE
+)
 
 
 # -- URLs ----------------------------------------------------------------------
@@ -310,6 +314,10 @@ def _azure_options(
             "'account_key' | 'sas_token' | 'anon': ...}, or set "
             "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_NAME"
         )
+    if endpoint is None and options.get("account_host"):
+        # adlfs' own option, and what an identity's resolved options carry: keep
+        # it, or resolving them again would send requests to the public cloud.
+        endpoint = f"https://{str(options['account_host']).strip('/')}"
     endpoint = endpoint or f"https://{account}.blob.{_DEFAULT_SUFFIX}"
     if options.get("account_key") or options.get("sas_token") or options.get("anon"):
         # A connection string is the one form adlfs never overrides from the
@@ -414,7 +422,33 @@ def _apply_retry_policy(fs: Any) -> None:
         for name, value in _RETRY.items():
             if hasattr(policy, name):
                 setattr(policy, name, value)
+        if callable(getattr(policy, "increment", None)):
+            policy.increment = _sign_in_not_retried(policy.increment)
     fs._daskscore_retry = True
+
+
+def _sign_in_not_retried(increment: Any) -> Any:
+    """The retry policy's ``increment``, giving up at once when no token came.
+
+    The storage SDK retries a credential that could not get a token like a dropped
+    connection: three more sign-ins, about 17 s, before the error shows. The
+    identity service's answer does not change in that time, and azure-identity
+    already retries its own transient failures (throttling, 5xx).
+    """
+
+    @functools.wraps(increment)
+    def wrapped(settings: Any, request: Any, response: Any = None,
+                error: Any = None) -> bool:
+        if (
+            response is None
+            and type(error).__name__ in ("ClientAuthenticationError",
+                                         "CredentialUnavailableError")
+            and getattr(error, "response", None) is None
+        ):
+            return False  # no retries left: the policy raises the error as is
+        return increment(settings, request, response=response, error=error)
+
+    return wrapped
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -868,10 +902,13 @@ def describe_storage_error(
     """
     shown = redact(url, storage_options)
     try:
-        container = resolve(url, storage_options)[0].split("/")[2]
+        resolved_url, resolved = resolve(url, storage_options)
+        container = resolved_url.split("/")[2]
     except (ValueError, IndexError):
-        container = ""
-    what, check = _classify(exc, container)
+        resolved, container = {}, ""
+    # an Azure identity signs in: no key, SAS token or connection string
+    identity = resolved.get("anon") is False and not resolved.get("connection_string")
+    what, check = _classify(exc, container, identity)
     return redact(f"{shown}: {what}; {check}", storage_options).replace("\n", " ")
 
 
@@ -890,7 +927,9 @@ def is_storage_error(exc: BaseException) -> bool:
     return False
 
 
-def _classify(exc: BaseException, container: str) -> tuple[str, str]:
+def _classify(
+    exc: BaseException, container: str, identity: bool = False
+) -> tuple[str, str]:
     chain = _chain(exc)
     names = {type(e).__name__ for e in chain}
     codes = {_error_code(e) for e in chain} - {""}
@@ -916,6 +955,15 @@ def _classify(exc: BaseException, container: str) -> tuple[str, str]:
         or status in (401, 403)
     ):
         code = sorted(codes)[0] if codes else f"HTTP {status}"
+        if identity:
+            return (
+                f"access denied ({code}{_auth_detail(chain)}): the storage refused "
+                "the Azure identity's token",
+                "check that the identity has a data role on this storage account "
+                "(Storage Blob Data Reader to read, Storage Blob Data Contributor to "
+                "write) and belongs to its tenant, and that the token is for "
+                "https://storage.azure.com",
+            )
         return (
             f"access denied ({code})",
             "check the account key, SAS token (expiry, permissions) or connection "
@@ -924,9 +972,12 @@ def _classify(exc: BaseException, container: str) -> tuple[str, str]:
         )
     if "CredentialUnavailableError" in names or "ClientAuthenticationError" in names:
         return (
-            "no Azure identity could sign in (DefaultAzureCredential)",
-            "run `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
-            "or give account_key, sas_token or connection_string",
+            f"no Azure identity could sign in (DefaultAzureCredential"
+            f"{_identity_failure(chain)})",
+            "sign in with `az login`, set AZURE_CLIENT_ID/AZURE_TENANT_ID/"
+            "AZURE_CLIENT_SECRET, or run on Azure with a managed identity assigned "
+            "(AZURE_CLIENT_ID picks a user-assigned one); or give account_key, "
+            "sas_token or connection_string",
         )
     if names & {"IncompleteReadError", "ClientPayloadError", "ContentLengthError"}:
         # The SDK re-reads a response cut mid-body (3 tries, 1 s apart) before
@@ -974,6 +1025,29 @@ def _classify(exc: BaseException, container: str) -> tuple[str, str]:
         f"{type(exc).__name__}: {_first_line(exc)[:300]}",
         "check the URL and storage_options",
     )
+
+
+def _auth_detail(chain: list[BaseException]) -> str:
+    """``": <why>"`` from the storage's AuthenticationErrorDetail, if it gave one."""
+    for e in chain:
+        match = re.search(r"authenticationerrordetail:\s*([^\n]+)", str(e), re.I)
+        if match:
+            return f": {match.group(1).strip()[:200]}"
+    return ""
+
+
+def _identity_failure(chain: list[BaseException]) -> str:
+    """``"; <Credential>: <why>"`` for the credential that tried and failed.
+
+    DefaultAzureCredential goes past the credentials that are unavailable here
+    and stops at the first that fails otherwise, which it lists last.
+    """
+    for e in chain:
+        tried = re.findall(r"^\t(\w+Credential): (.*)$", str(e), re.MULTILINE)
+        if tried and not _UNAVAILABLE.search(tried[-1][1]):
+            name, why = tried[-1]
+            return f"; {name}: {why.strip()[:200]}"
+    return ""
 
 
 def _endpoint_in(chain: list[BaseException]) -> str:

@@ -6,6 +6,8 @@
 :meth:`Azurite.stop` kills it by pid. ``conftest.py`` wraps this in a
 session-scoped fixture (``azurite``) and a fresh-container-per-test fixture
 (``azure_container``); tests that must kill the emulator mid-job start their own.
+``start_azurite(tls=..., oauth="basic")`` serves HTTPS and accepts bearer tokens
+(``test_azure_identity.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -43,7 +46,7 @@ ACCOUNT_KEY = (
 )
 AZURITE_BIN = Path(__file__).parent / "node_modules" / ".bin" / "azurite-blob"
 
-_LISTENING = re.compile(r"successfully listens on (http://[0-9.]+:(\d+))")
+_LISTENING = re.compile(r"successfully listens on (https?://[0-9.]+:(\d+))")
 
 
 @dataclass
@@ -58,6 +61,10 @@ class Azurite:
         The 127.0.0.1 port it listens on.
     location
         Its data folder (removed by :meth:`stop`).
+    scheme
+        ``http``, or ``https`` when started with ``tls``.
+    ca_file
+        With https: the CA that signed its certificate, which clients must trust.
     """
 
     pid: int
@@ -68,17 +75,19 @@ class Azurite:
     _keep: bool = field(default=False, repr=False)
     account_name: str = ACCOUNT_NAME
     account_key: str = field(default=ACCOUNT_KEY, repr=False)
+    scheme: str = "http"
+    ca_file: str | None = None
 
     @property
     def endpoint(self) -> str:
         """The blob endpoint, path-style: ``http://127.0.0.1:PORT/devstoreaccount1``."""
-        return f"http://127.0.0.1:{self.port}/{self.account_name}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{self.account_name}"
 
     @property
     def connection_string(self) -> str:
         """A connection string with the account key, for the Azure SDK and adlfs."""
         return (
-            "DefaultEndpointsProtocol=http;"
+            f"DefaultEndpointsProtocol={self.scheme};"
             f"AccountName={self.account_name};AccountKey={self.account_key};"
             f"BlobEndpoint={self.endpoint};"
         )
@@ -92,6 +101,10 @@ class Azurite:
         """A synchronous ``azure.storage.blob.BlobServiceClient`` for test setup."""
         from azure.storage.blob import BlobServiceClient
 
+        if self.ca_file:
+            return BlobServiceClient.from_connection_string(
+                self.connection_string, connection_verify=self.ca_file
+            )
         return BlobServiceClient.from_connection_string(self.connection_string)
 
     def log_text(self) -> str:
@@ -130,10 +143,11 @@ class Azurite:
             shutil.rmtree(self.location, ignore_errors=True)
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, ca_file: str | None = None) -> bool:
     """Whether an HTTP server answers at ``url`` (any status code counts)."""
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=2):
+        with urllib.request.urlopen(url, timeout=2, context=context):
             return True
     except urllib.error.HTTPError:
         return True  # 4xx without credentials: it is up
@@ -146,6 +160,8 @@ def start_azurite(
     in_memory: bool = False,
     location: Path | None = None,
     port: int = 0,
+    tls: dict[str, str] | None = None,
+    oauth: str | None = None,
 ) -> Azurite:
     """Start ``azurite-blob`` on a free 127.0.0.1 port and wait until it answers.
 
@@ -161,6 +177,12 @@ def start_azurite(
     port
         The port to listen on; 0 (the default) lets the emulator pick a free one,
         which is read from its output, so two test sessions never race for a port.
+    tls
+        ``{"cert": ..., "key": ..., "ca": ...}`` PEM paths: serve HTTPS with this
+        certificate (for 127.0.0.1); ``ca`` is what this module's clients trust.
+    oauth
+        ``"basic"``: accept OAuth bearer tokens (needs ``tls``). Azurite then
+        checks a token's issuer, audience and expiry, not its signature.
 
     Raises
     ------
@@ -186,6 +208,10 @@ def start_azurite(
         "--loose",
         "--silent",
     ]
+    if tls:
+        args += ["--cert", str(tls["cert"]), "--key", str(tls["key"])]
+    if oauth:
+        args += ["--oauth", oauth]
     # The data folder holds the log either way; blobs go there unless in memory.
     args += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     proc = subprocess.Popen(
@@ -196,7 +222,8 @@ def start_azurite(
         start_new_session=True,  # a Ctrl-C in pytest must not hit it before stop()
     )
     azurite = Azurite(
-        pid=proc.pid, port=0, location=location, _proc=proc, _log=log, _keep=keep
+        pid=proc.pid, port=0, location=location, _proc=proc, _log=log, _keep=keep,
+        scheme="https" if tls else "http", ca_file=(tls or {}).get("ca"),
     )
     try:
         deadline = time.monotonic() + timeout_s
@@ -204,7 +231,7 @@ def start_azurite(
             match = _LISTENING.search(azurite.log_text())
             if match:
                 azurite.port = int(match.group(2))
-                if _answers(f"{azurite.endpoint}?comp=list"):
+                if _answers(f"{azurite.endpoint}?comp=list", azurite.ca_file):
                     return azurite
             if proc.poll() is not None:
                 raise RuntimeError(

@@ -1,16 +1,16 @@
 """A TLS-secured cluster (``dask scheduler/worker --tls-ca-file --tls-cert --tls-key``).
 
-The certificates are made here with ``cryptography``: one CA signs the scheduler's
-and workers' certificate and a client certificate; a second CA signs a stranger's.
+The certificates are made with ``cryptography`` (``certs.py``): one CA signs the
+scheduler's and workers' certificate and a client certificate; a second CA signs a
+stranger's.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from pathlib import Path
 
 import pytest
+from certs import issue, make_ca
 from cluster_procs import (
     GATE_SCRIPT,
     cli,
@@ -19,60 +19,12 @@ from cluster_procs import (
     make_files,
     write_script,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 import daskscore as ds
 
 pytest_plugins = ["cluster_procs"]
 
 pytestmark = pytest.mark.slow
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1)))
-
-
-def _write(folder: Path, stem: str, cert: x509.Certificate, key=None) -> dict[str, str]:
-    paths = {"cert": str(folder / f"{stem}.pem")}
-    Path(paths["cert"]).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    if key is not None:
-        paths["key"] = str(folder / f"{stem}.key")
-        Path(paths["key"]).write_bytes(key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-    return paths
-
-
-def make_ca(folder: Path, cn: str):
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(cn, _name(cn), key.public_key())
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None),
-                           critical=True)
-            .sign(key, hashes.SHA256()))
-    return key, cert, _write(folder, cn, cert)["cert"]
-
-
-def issue(folder: Path, stem: str, ca_key, ca_cert) -> dict[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (_builder(stem, ca_cert.subject, key.public_key())
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None),
-                           critical=True)
-            .sign(ca_key, hashes.SHA256()))
-    return _write(folder, stem, cert, key)
 
 
 @pytest.fixture(scope="module")

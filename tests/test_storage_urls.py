@@ -103,6 +103,28 @@ def test_identity_refuses_a_plain_http_endpoint():
         storage.resolve("http://127.0.0.1:1/devstoreaccount1/c/x", {"anon": False})
 
 
+def test_identity_keeps_a_custom_https_endpoint_when_resolved_again():
+    """The engine resolves once on the client and the workers resolve the result
+    again: ``account_host`` used to be dropped then, sending the identity's
+    requests to <account>.blob.core.windows.net instead of the endpoint given."""
+    url = "https://127.0.0.1:10000/devstoreaccount1/data/x"
+    once = storage.resolve(url, {"anon": False})
+    assert once == ("abfs://data/x", {
+        "account_name": "devstoreaccount1",
+        "account_host": "127.0.0.1:10000/devstoreaccount1",
+        "anon": False,
+    })
+    assert storage.resolve(*once) == once
+    fs, _ = storage.url_to_fs(*once)
+    assert fs.service_client.url == "https://127.0.0.1:10000/devstoreaccount1/"
+    # adlfs' own account_host, given with a key: the key goes to that endpoint
+    _, out = storage.resolve("abfs://data/x", {
+        "account_name": "acct", "account_key": KEY,
+        "account_host": "acct.privatelink.blob.core.windows.net"})
+    assert out == {"connection_string": "BlobEndpoint=https://acct.privatelink.blob"
+                   f".core.windows.net;AccountName=acct;AccountKey={KEY};"}
+
+
 def test_other_adlfs_options_pass_through():
     _, out = storage.resolve(
         "abfs://data/x", {"connection_string": "UseDevelopmentStorage=true",
@@ -280,6 +302,34 @@ def test_identity_failure_message_says_how_to_sign_in():
     url = "https://acct.blob.core.windows.net/data/x"
     assert line.startswith(f"{url}: no Azure identity")
     assert "az login" in line
+
+
+def test_identity_failure_names_the_credential_that_tried_and_failed():
+    """DefaultAzureCredential's message lists every credential it tried, the one
+    that failed (rather than being unavailable here) last; only that one is
+    worth a user's attention. Its format, as azure-identity writes it:"""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    header = ("DefaultAzureCredential failed to retrieve a token from the included "
+              "credentials.\nAttempted credentials:\n\tEnvironmentCredential: "
+              "EnvironmentCredential authentication unavailable. Environment "
+              "variables are not fully configured.\n")
+    failed = ClientAuthenticationError(header + (
+        "\tManagedIdentityCredential: Unexpected response \"{'error': "
+        "'invalid_request'}\"\nContent: {\"error\": \"invalid_request\"}\n"
+        "To mitigate this issue, please refer to the troubleshooting guidelines"))
+    url = "https://acct.blob.core.windows.net/data/x"
+    line = storage.describe_storage_error(failed, url)
+    assert line.startswith(
+        f"{url}: no Azure identity could sign in (DefaultAzureCredential; "
+        "ManagedIdentityCredential: Unexpected response \"{'error': "
+        "'invalid_request'}\"); sign in with `az login`")
+    assert "managed identity" in line and "\n" not in line
+    nothing = ClientAuthenticationError(header + (
+        "\tAzureCliCredential: Azure CLI not found on path\n"
+        "\tAzureDeveloperCliCredential: Azure Developer CLI could not be found."))
+    line = storage.describe_storage_error(nothing, url)
+    assert "(DefaultAzureCredential); sign in with `az login`" in line
 
 
 def test_unknown_errors_keep_their_first_line_and_lose_their_secrets():
