@@ -117,6 +117,9 @@ _SECRET_PATTERNS = (
     re.compile(r"(\bsig(?:=|%3D))([^&;\s'\"]+)", re.IGNORECASE),
     # request headers an SDK error might echo
     re.compile(r"(\bAuthorization['\"]?\s*[:=]\s*['\"]?)([^'\"\n]+)", re.IGNORECASE),
+    # a bearer token anywhere, and any JSON Web Token (an identity's access token)
+    re.compile(r"(\bBearer\s+)([A-Za-z0-9._~+/=-]+)", re.IGNORECASE),
+    re.compile(r"()(\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"),
 )
 # The retry policy applied to every Azure client we create. The SDK's default
 # waits 15 s, 18 s and 24 s between tries, which turns a refused connection into

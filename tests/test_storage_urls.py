@@ -247,6 +247,16 @@ def test_redact_masks_secret_shapes_without_being_told():
     assert "sig=***" in out
 
 
+def test_redact_masks_bearer_tokens_and_jwts():
+    jwt = "eyJhbGciOiJub25lIn0.eyJhdWQiOiJodHRwczovL3N0b3JhZ2UifQ.c2lnbmF0dXJl"
+    text = (f"token {jwt} expired; sent Bearer abc.def-ghi/jkl= and "
+            f'{{"access_token": "{jwt}"}}')
+    out = storage.redact(text)
+    assert "eyJ" not in out and "abc.def-ghi" not in out
+    assert "Bearer ***" in out
+    assert out.startswith("token *** expired")
+
+
 def test_redact_masks_the_environment_secrets(monkeypatch):
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", KEY)
     assert storage.redact(f"boom {KEY}") == "boom ***"
