@@ -162,6 +162,7 @@ def start_azurite(
     port: int = 0,
     tls: dict[str, str] | None = None,
     oauth: str | None = None,
+    debug: Path | None = None,
 ) -> Azurite:
     """Start ``azurite-blob`` on a free 127.0.0.1 port and wait until it answers.
 
@@ -183,6 +184,10 @@ def start_azurite(
     oauth
         ``"basic"``: accept OAuth bearer tokens (needs ``tls``). Azurite then
         checks a token's issuer, audience and expiry, not its signature.
+    debug
+        A file for the emulator's debug log: one entry per request with its
+        method, URL and headers and the operation it was (``BlockBlob_StageBlock``,
+        ``BlockBlob_CommitBlockList``, ...), to check how a client talks to it.
 
     Raises
     ------
@@ -212,6 +217,8 @@ def start_azurite(
         args += ["--cert", str(tls["cert"]), "--key", str(tls["key"])]
     if oauth:
         args += ["--oauth", oauth]
+    if debug is not None:
+        args += ["--debug", str(debug)]
     # The data folder holds the log either way; blobs go there unless in memory.
     args += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     proc = subprocess.Popen(

@@ -17,11 +17,15 @@ Real Azurite processes and a real multi-process Dask cluster:
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import pandas as pd
 import pytest
@@ -480,5 +484,166 @@ def test_cli_when_the_output_emulator_dies_before_the_logs_are_written(tmp_path)
     assert left == []
 
 
-def emulator_fs(emulator):
-    return AzureContainer(name="jobs", azurite=emulator).fs()
+def emulator_fs(emulator, container: str = "jobs"):
+    """An adlfs filesystem on ``emulator`` (for reading what a job left)."""
+    return AzureContainer(name=container, azurite=emulator).fs()
+
+
+# -- the collected file and the parts are streamed to blob storage ---------------
+
+N_PARTS = 8
+LINE_BYTES = 1024
+PART_LINES = 5120  # 5 MiB a part, 40 MiB collected
+BLOCK = 4 * 2**20
+
+BIG_SCRIPT = f"""
+import os
+
+def init():
+    pass
+
+def run(mini_batch):
+    [path] = mini_batch
+    n = int(open(path).read())
+    line = f"{{n:04d}}" + "x" * {LINE_BYTES - 5} + "\\n"
+    return [line * {PART_LINES}]
+"""
+
+# Assembles the collected file of an output again, in a fresh process, and says
+# how far its peak memory grew while doing so.
+ASSEMBLE = """
+import json, resource, sys
+from daskscore.sinks import StateStore, assemble_output
+
+url, options, n, name = json.loads(sys.stdin.read())
+store = StateStore(url, options)
+store.fs.ls(store.parts)  # connected and imported before measuring
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+assemble_output(store, range(n), "txt", name)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"peak_growth_bytes": (after - before) * 1024}))
+"""
+
+_REQUEST = re.compile(
+    r"^\S+ (\S+) info: BlobStorageContextMiddleware: RequestMethod=\w+ "
+    r"RequestURL=(\S+)"
+)
+_OPERATION = re.compile(r"^\S+ (\S+) info: DispatchMiddleware: Operation=(\w+)")
+
+
+def _operations(debug_log: Path) -> list[tuple[str, str]]:
+    """(operation, blob path) of every request the emulator got, in order."""
+    paths: dict[str, str] = {}
+    out = []
+    for line in debug_log.read_text(errors="replace").splitlines():
+        if match := _REQUEST.match(line):
+            paths[match.group(1)] = unquote(urlsplit(match.group(2)).path)
+        elif (match := _OPERATION.match(line)) and match.group(1) in paths:
+            out.append((match.group(2), paths.pop(match.group(1))))
+    return out
+
+
+def _writes_to(operations: list[tuple[str, str]], blob: str) -> list[str]:
+    """The operations on ``container/path`` other than reading it."""
+    return [
+        op
+        for op, path in operations
+        if path == f"/devstoreaccount1/{blob}"
+        and not op.startswith(("Blob_Download", "Blob_GetProperties"))
+    ]
+
+
+def _expected_output() -> bytes:
+    parts = []
+    for n in range(N_PARTS):
+        line = f"{n:04d}" + "x" * (LINE_BYTES - 5) + "\n"
+        parts.append((line * PART_LINES + "\n").encode())
+    return b"".join(parts)
+
+
+def _assemble_again(emulator, options: dict, name: str) -> int:
+    """Peak memory growth of a process assembling the collected file ``name``."""
+    done = subprocess.run(
+        [sys.executable, "-c", ASSEMBLE],
+        input=json.dumps(["abfs://big/results", options, N_PARTS, name]),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    return json.loads(done.stdout)["peak_growth_bytes"]
+
+
+@pytest.fixture(scope="module")
+def big_output(tmp_path_factory, shared_client):
+    """A 40 MiB collected output of 8 parts on an Azurite with its debug log."""
+    tmp = tmp_path_factory.mktemp("big")
+    debug_log = tmp / "azurite-debug.log"
+    emulator = start_azurite(in_memory=True, debug=debug_log)
+    try:
+        emulator.service_client().create_container("big")
+        script = write_script(tmp / "src", BIG_SCRIPT)
+        make_files(tmp / "in", N_PARTS, content=str)
+        options = {**emulator.storage_options, "blocksize": BLOCK}
+        cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1")
+        result = ds.ParallelRunStep(
+            name="big-output",
+            parallel_run_config=cfg,
+            inputs=[ds.Dataset.File.from_files(str(tmp / "in"))],
+            output="abfs://big/results/",
+            storage_options=options,
+        ).run(client=shared_client)
+        assert (result.status, result.succeeded_items) == ("Completed", N_PARTS)
+        yield emulator, debug_log, options
+    finally:
+        emulator.stop()
+
+
+def test_collected_output_and_parts_are_streamed_to_blob_storage(big_output):
+    """Put Block after Put Block, then Put Block List; parts straight to their name.
+
+    With ``storage_options={"blocksize": "4 MiB"}`` the 40 MiB collected file goes
+    up in 4 MiB blocks, and a process assembling it again grows its peak memory
+    by far less than the file's size.
+    """
+    emulator, debug_log, options = big_output
+    expected = _expected_output()
+    fs = emulator_fs(emulator, "big")
+    collected = fs.cat_file("big/results/parallel_run_step.txt")
+    assert len(collected) == len(expected) > 40 * 2**20
+    assert hashlib.sha256(collected).digest() == hashlib.sha256(expected).digest()
+
+    operations = _operations(debug_log)
+    ops = _writes_to(operations, "big/results/parallel_run_step.txt")
+    blocks = ops.count("BlockBlob_StageBlock")
+    assert blocks >= len(expected) // BLOCK
+    assert ops[-1] == "BlockBlob_CommitBlockList" and len(ops) == blocks + 1, ops
+    # every part in one request, straight to its final name: no temporary blob,
+    # no copy, nothing staged on the client first
+    parts = fs.ls("big/results/.daskscore/parts", detail=False)
+    assert [p.rsplit("/", 1)[-1] for p in parts] == [
+        f"{i:09d}.txt" for i in range(N_PARTS)
+    ]
+    for i in range(N_PARTS):
+        part = f"big/results/.daskscore/parts/{i:09d}.txt"
+        assert _writes_to(operations, part) == ["BlockBlob_Upload"], part
+    assert not [op for op, _ in operations if "Copy" in op]
+
+    growth = _assemble_again(emulator, options, "again.txt")
+    assert fs.cat_file("big/results/again.txt") == collected
+    assert growth < len(expected) // 4, f"peak memory grew by {growth} bytes"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine gap: sinks.assemble_output opens the collected blob with adlfs' "
+    "default block of 50 MiB, so an output under 50 MiB is held whole on the "
+    "client and uploaded in one Put Block (peak memory about 3x its size)",
+)
+def test_collected_output_is_streamed_with_default_storage_options(big_output):
+    emulator, debug_log, options = big_output
+    defaults = {k: v for k, v in options.items() if k != "blocksize"}
+    growth = _assemble_again(emulator, defaults, "default.txt")
+    ops = _writes_to(_operations(debug_log), "big/results/default.txt")
+    assert ops.count("BlockBlob_StageBlock") > 1, ops
+    assert growth < len(_expected_output()) // 4, f"peak memory grew by {growth}"
