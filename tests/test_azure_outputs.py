@@ -20,6 +20,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -217,6 +218,80 @@ def test_json_lines_byte_ranges_from_blob_storage(
     ).run(client=shared_client)
     produced = _blob_tree(azure_container.fs(), f"{azure_container.name}/out")
     _check_same_job(local, local_out, remote, produced, "rows.parquet", frames)
+
+
+def test_cli_csv_job_on_an_https_path_style_endpoint(tmp_path, shared_client):
+    """``daskscore run`` with ``https://127.0.0.1:PORT/devstoreaccount1/...`` input
+    and output (a private endpoint by IP, over TLS): same bytes as a local run.
+
+    The CLI's processes trust the test CA through ``SSL_CERT_FILE``; this pytest
+    process sets up and reads back the blobs with the synchronous SDK.
+    """
+    from certs import issue, make_ca
+    from cluster_procs import ProcessTracker, cli
+
+    script = write_script(tmp_path / "src", TABLE_SCRIPT)
+    frames = [_frame("a", 0, 1500), _frame("c", 1500, 30, newlines=True)]
+    table = tmp_path / "table"
+    table.mkdir()
+    for frame, name in zip(frames, ("a.csv", "c.csv")):
+        frame.to_csv(table / name, index=False)
+    config = {"mini_batch_size": "8KB", "append_row_file_name": "rows.csv"}
+    local_out = tmp_path / "out-local"
+    local = make_step(
+        script,
+        ds.Dataset.Tabular.from_delimited_files(str(table / "*.csv")),
+        local_out,
+        **config,
+    ).run(client=shared_client)
+
+    ca_key, ca_cert, ca = make_ca(tmp_path, "outputs-test-ca")
+    emulator = start_azurite(
+        tls={"ca": ca, **issue(tmp_path, "azurite", ca_key, ca_cert)}
+    )
+    tracker = ProcessTracker(tmp_path / "procs")
+    try:
+        assert emulator.endpoint.startswith("https://127.0.0.1:")
+        with emulator.service_client() as service:
+            container = service.get_container_client("tables")
+            container.create_container()
+            for path in sorted(table.iterdir()):
+                container.upload_blob(f"table/{path.name}", path.read_bytes())
+            base = f"{emulator.endpoint}/tables"
+            options = {"account_key": ACCOUNT_KEY}
+            job = tmp_path / "job.yaml"
+            job.write_text(
+                json.dumps(  # YAML is a superset of JSON
+                    {
+                        "entry_script": str(script),
+                        "input": [f"{base}/table/*.csv"],
+                        "output": f"{base}/out/",
+                        "process_count_per_node": 2,
+                        "storage_options": options,
+                        "output_storage_options": options,
+                        **config,
+                    }
+                )
+            )
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+            env.update({"SSL_CERT_FILE": ca, "REQUESTS_CA_BUNDLE": ca})
+            done = cli(tracker, "run", str(job), "--no-progress", env=env)
+            assert done.returncode == 0, done.stderr[-3000:]
+            n = sum(len(f) for f in frames)
+            assert f"Completed: {n} of {n} items succeeded" in done.stdout
+            produced = {
+                blob.name: container.download_blob(blob.name).readall()
+                for blob in container.list_blobs(name_starts_with="out/")
+            }
+        assert produced["out/rows.csv"] == (local_out / "rows.csv").read_bytes()
+        remote_tries = _tries(produced["out/logs/processed_mini-batches.csv"])
+        assert len(remote_tries) == local.mini_batches > 5
+        assert {r["status"] for r in remote_tries} == {"RUN_DONE"}
+        _assert_no_secret(produced | {"stdout": done.stdout, "stderr": done.stderr})
+    finally:
+        left = tracker.stop_all()
+        emulator.stop()
+    assert left == []
 
 
 @pytest.mark.xfail(
