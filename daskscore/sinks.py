@@ -36,6 +36,8 @@ __all__ = ["PartWriter", "StateStore", "assemble_output", "encode_result"]
 STATE_DIR = ".daskscore"
 SCRIPT_OUTPUT_DIR = "outputs"
 _COPY_CHUNK = 8 * 1024 * 1024
+# block size of the collected file's upload to blob storage (see _open_output)
+_UPLOAD_BLOCK = 16 * 1024 * 1024
 # What a part is stored as, by the collected file's format. Parquet output is
 # committed as uncompressed Arrow IPC: writing and reading it back is a copy,
 # where a Parquet part would be encoded twice (in the runner and when collected).
@@ -262,7 +264,7 @@ def assemble_output(
     elif fmt == "csv":
         _assemble_csv(fs, parts, tmp)
     else:
-        with fs.open(tmp, "wb") as out:
+        with _open_output(fs, tmp) as out:
             for part in parts:
                 with fs.open(part, "rb") as f:
                     while chunk := f.read(_COPY_CHUNK):
@@ -270,6 +272,23 @@ def assemble_output(
     if store.local:
         os.replace(tmp, final)
     return store.url(final), len(parts)
+
+
+def _open_output(fs, path: str):
+    """Open the collected file for writing, streamed.
+
+    On blob storage it is uploaded in blocks (Put Block, then Put Block List at
+    close), so the client holds one block, not the file: ``_UPLOAD_BLOCK``
+    unless ``storage_options`` set a ``blocksize`` (adlfs' own default, 50 MiB,
+    would hold any smaller output whole). A block blob has at most 50,000
+    blocks: 16 MiB blocks allow a collected file of up to 781 GiB.
+    """
+    if is_local(fs):
+        return fs.open(path, "wb")
+    block = getattr(fs, "blocksize", None)
+    if not block or block == getattr(type(fs), "DEFAULT_BLOCK_SIZE", 50 * 2**20):
+        block = _UPLOAD_BLOCK
+    return fs.open(path, "wb", block_size=block)
 
 
 def _csv_header(line: bytes) -> list[str]:
@@ -296,7 +315,7 @@ def _assemble_csv(fs, parts: list[str], target: str) -> None:
         for name in _csv_header(line):
             if name not in columns:
                 columns.append(name)
-    with fs.open(target, "wb") as out:
+    with _open_output(fs, target) as out:
         if not parts:
             return
         union = io.StringIO()
@@ -426,7 +445,7 @@ def _assemble_parquet(fs, parts: list[str], target: str) -> list[str]:
         schema, warnings = _unified_schema(schemas)
     else:
         schema = pa.schema([("result", pa.string())])
-    with fs.open(target, "wb") as out:
+    with _open_output(fs, target) as out:
         writer = None
         for part in parts:
             table = read_part_table(fs, part)
