@@ -417,6 +417,9 @@ class Runner:
         setup = self.setup
         global _PATH_MAP
         entry_script._CONTEXT.update(setup["context"])
+        from . import model
+
+        model.STEP_MODEL_OPTIONS.update(setup.get("model_options", {}))
         _PATH_MAP = (setup["bundle_dir"], setup.get("source_display", ""))
         _configure_logging(setup)
         sys.path.insert(0, os.path.dirname(self.script_path))

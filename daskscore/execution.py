@@ -115,6 +115,26 @@ def _lost_try(fs, records_path: str, index: int, worker: str) -> dict | None:
     return lost
 
 
+def _redacted(outcome: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+    """The outcome with the job's secrets masked in its texts.
+
+    An error message or traceback may quote anything (a script that shows its
+    configuration, an SDK that echoes a request): what is recorded never holds
+    a credential of the job's inputs, output or models.
+    """
+    from .storage import redact
+
+    secrets = {
+        "sources": job.get("sources", []),
+        "output": job.get("output_storage_options", {}),
+        "models": job.get("model_options", {}),
+    }
+    for name in ("error", "traceback", "warning"):
+        if outcome.get(name):
+            outcome[name] = redact(outcome[name], secrets)
+    return outcome
+
+
 def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -> list:
     """The Dask task: score consecutive mini-batches on this worker's runner."""
     from distributed import get_worker
@@ -146,7 +166,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
                 plugin.prefetch(specs[position + 1])
 
             def try_once(try_no: int, spec=spec, frame=frame) -> dict[str, Any]:
-                return plugin.try_mini_batch(spec, frame, try_no)
+                return _redacted(plugin.try_mini_batch(spec, frame, try_no), job)
 
             record = score_mini_batch(
                 spec, try_once, job["run_max_try"], worker=plugin.agent_name

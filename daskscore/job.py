@@ -436,7 +436,7 @@ class Job:
         )
 
     def _job_spec(self, store: StateStore, bundle, script_display: str) -> dict:
-        from .step import _models_env, _named_inputs
+        from .step import _model_options, _models_env, _named_inputs
 
         step, cfg = self.step, self.cfg
         if cfg.source_directory:
@@ -478,6 +478,7 @@ class Job:
             ],
             "named_inputs": _named_inputs(step.inputs, step.side_inputs),
             "runner_env": _models_env(step.models),
+            "model_options": _model_options(step.models),
             "allowed_names": self.allowed_names,
             "prefetch": os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
             # with a failure budget, every failure must reach the client at once

@@ -4,7 +4,8 @@
 and writes ``<workspace>/models/<name>/<n>.json`` (name, version, tags,
 description, content hash). ``ParallelRunStep(models=[model])`` hands each
 model's ``name``, ``version`` and ``path`` to every runner process (the
-``DASKSCORE_MODELS`` environment variable), where
+``DASKSCORE_MODELS`` environment variable; the credentials of a remote workspace
+come with the runner's setup, never in the environment), where
 ``Model.get_model_path(name)`` inside ``init()`` returns a local path: the stored
 copy itself for a local workspace, or a copy downloaded once per machine into a
 cache folder for a remote one.
@@ -32,6 +33,9 @@ MODELS_ENV = "DASKSCORE_MODELS"
 CACHE_ENV = "DASKSCORE_MODEL_CACHE"
 # remote path -> local copy, for this process
 _LOCAL_COPIES: dict[str, str] = {}
+# model path -> storage options, set by the runner from its setup message (kept
+# out of DASKSCORE_MODELS so that no credential is in the environment)
+STEP_MODEL_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 def _content_hash(path: str) -> str:
@@ -254,7 +258,9 @@ class Model:
                          f"{model_name!r})])",
                 )
             entry = max(matches, key=lambda e: int(e.get("version") or 0))
-            return _local_path(entry["path"], entry.get("storage_options") or {})
+            options = entry.get("storage_options") or STEP_MODEL_OPTIONS.get(
+                entry["path"], {})
+            return _local_path(entry["path"], options)
         model = Model(workspace or Workspace.from_config(), model_name, version)
         return _local_path(model.path, model.storage_options)
 

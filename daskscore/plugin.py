@@ -353,6 +353,7 @@ class ScoringPlugin(WorkerPlugin):
             "entry_script_log": os.path.join(self.user_log_dir, "entry_script.log"),
             "working_dir": self.workdir,
             "sources": job["sources"],
+            "model_options": job.get("model_options", {}),
             "parts_url": job["parts_url"],
             "output_format": job["output_format"],
             "output_storage_options": job["output_storage_options"],

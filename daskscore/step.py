@@ -94,12 +94,34 @@ def _model_entry(model: Any) -> dict[str, Any]:
     return entry
 
 
+def _public_entry(model: Any) -> dict[str, Any]:
+    """A model's name, version and path: what may be shown (no credentials)."""
+    entry = _model_entry(model)
+    entry.pop("storage_options", None)
+    return entry
+
+
 def _models_env(models: list[Any]) -> dict[str, str]:
+    """The runner's ``DASKSCORE_MODELS`` variable: names, versions and paths.
+
+    Credentials stay out of it (a script may print its environment, and child
+    processes inherit it); they reach the runner in its setup message, see
+    :func:`_model_options`.
+    """
     if not models:
         return {}
-    return {
-        "DASKSCORE_MODELS": json.dumps([_model_entry(m) for m in models], default=str)
-    }
+    entries = [_public_entry(m) for m in models]
+    return {"DASKSCORE_MODELS": json.dumps(entries, default=str)}
+
+
+def _model_options(models: list[Any]) -> dict[str, dict[str, Any]]:
+    """Storage options of the models in remote workspaces, by model path."""
+    out = {}
+    for model in models:
+        entry = _model_entry(model)
+        if entry.get("storage_options"):
+            out[entry["path"]] = entry["storage_options"]
+    return out
 
 
 def _named_inputs(inputs: list[Any], side_inputs: list[Any]) -> dict[str, Any]:
@@ -265,7 +287,8 @@ class ParallelRunStep:
                 "settings": settings,
                 "plan": plan_print,
                 "arguments": self.arguments,
-                "models": [_model_entry(m) for m in self.models],
+                # credentials do not decide the output
+                "models": [_public_entry(m) for m in self.models],
             },
             sort_keys=True,
             default=str,

@@ -217,3 +217,27 @@ def test_no_mini_batches_no_packs():
     from daskscore.job import pack_mini_batches
 
     assert pack_mini_batches([], 2) == []
+
+
+def test_recorded_errors_never_hold_a_credential_of_the_job():
+    from daskscore.execution import _redacted
+
+    key = "c2VjcmV0LWtleS1vZi10aGUtbW9kZWxzLWFjY291bnQ="
+    sas = "sv=2024-01-01&sig=abcDEF123456%2Bxyz"
+    job = {
+        "sources": [{"storage_options": {"sas_token": sas}, "read_options": {}}],
+        "output_storage_options": {"account_key": key},
+        "model_options": {"abfs://ws/models/m/1": {
+            "connection_string": f"AccountName=a;AccountKey={key}x;"}},
+    }
+    outcome = {
+        "status": "RUN_EXCEPTION",
+        "error": f"ValueError: cannot score; environment {{'K': '{key}'}}",
+        "traceback": f"... {sas} ... AccountKey={key}x ...",
+        "warning": "",
+    }
+    got = _redacted(outcome, job)
+    text = got["error"] + got["traceback"]
+    assert key not in text and "abcDEF123456" not in text
+    assert got["error"].startswith("ValueError: cannot score; environment")
+    assert got["status"] == "RUN_EXCEPTION"
