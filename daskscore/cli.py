@@ -76,6 +76,7 @@ _CONFIG_FIELDS = (
     "partition_keys",
 )
 _YAML_ONLY = {
+    "csv_multi_line",
     "input",
     "arguments",
     "environment_variables",
@@ -122,6 +123,13 @@ def _add_job_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="NAME=VALUE",
         help="environment variable for the script (repeatable)",
+    )
+    parser.add_argument(
+        "--csv-multi-line",
+        action="store_true",
+        default=None,
+        help="CSV/TSV values may hold quoted line breaks: never split a file "
+        "(each file is one mini-batch)",
     )
     _add_connection_flags(parser)
 
@@ -263,7 +271,10 @@ def _infer_type(path: str) -> str:
 
 
 def _datasets(
-    inputs: list[str], input_type: str | None, storage_options: dict[str, Any]
+    inputs: list[str],
+    input_type: str | None,
+    storage_options: dict[str, Any],
+    csv_multi_line: bool = False,
 ) -> list:
     from .datasets import Dataset
 
@@ -287,6 +298,7 @@ def _datasets(
                     path,
                     separator="\t" if kind == "tsv" else ",",
                     storage_options=storage_options,
+                    support_multi_line=csv_multi_line,
                 )
             )
         elif kind == "parquet":
@@ -327,6 +339,8 @@ def _settings(args: argparse.Namespace, script_args: list[str]) -> dict[str, Any
             settings[key] = value
     if args.input:
         settings["input"] = args.input
+    if getattr(args, "csv_multi_line", None):
+        settings["csv_multi_line"] = True
     if args.env:
         env = dict(settings.get("environment_variables") or {})
         for item in args.env:
@@ -357,6 +371,7 @@ def _step_from_settings(settings: dict[str, Any]):
         list(settings["input"]),
         settings.get("input_type"),
         dict(settings.get("storage_options") or {}),
+        csv_multi_line=bool(settings.get("csv_multi_line")),
     )
     return ParallelRunStep(
         name=_step_name(settings),

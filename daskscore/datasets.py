@@ -378,7 +378,10 @@ class TabularDataset(_DatasetBase):
             if self.format == "parquet":
                 specs.extend(_plan_parquet(path, size, self.storage_options))
             else:
-                specs.extend(_plan_text(self.format, path, file_size, size))
+                whole = bool(self.read_options.get("support_multi_line"))
+                specs.extend(
+                    _plan_text(self.format, path, file_size, size, split=not whole)
+                )
         specs = [replace(s, index=i) for i, s in enumerate(specs)]
         return specs, _fingerprint(
             entries, self.format, size, sorted(self.read_options.items())
@@ -406,7 +409,7 @@ def _read_key_columns(
 
 
 def _plan_text(
-    fmt: str, path: str, file_size: int | None, size: int
+    fmt: str, path: str, file_size: int | None, size: int, split: bool = True
 ) -> list[MiniBatchSpec]:
     if file_size is None:
         return [
@@ -416,8 +419,9 @@ def _plan_text(
         ]
     if file_size == 0:
         return []
-    if path.lower().endswith(_COMPRESSED) or file_size <= size:
-        # compressed text cannot be split by byte ranges
+    if not split or path.lower().endswith(_COMPRESSED) or file_size <= size:
+        # compressed text cannot be split by byte ranges, nor can rows with
+        # quoted line breaks
         return [
             MiniBatchSpec(index=0, kind=fmt, paths=(path,), start=0, stop=file_size)
         ]
@@ -620,15 +624,25 @@ class _TabularFactory:
         separator: str = ",",
         header: bool = True,
         storage_options: dict[str, Any] | None = None,
+        support_multi_line: bool = False,
     ) -> TabularDataset:
-        """Rows of CSV/TSV files; big files are split by byte ranges at line ends."""
+        """Rows of CSV/TSV files; big files are split by byte ranges at line ends.
+
+        Parameters
+        ----------
+        support_multi_line
+            Whether quoted values may contain line breaks. By default every line
+            break ends a row, so files can be split into byte ranges anywhere
+            (like ``support_multi_line=False`` in the system we re-implement);
+            a split inside a quoted value then garbles or fails that mini-batch.
+            With ``True`` a file is never split: each file is one mini-batch,
+            read whole by one worker, whatever ``mini_batch_size`` says.
+        """
         storage_options = _options_of(path, storage_options)
-        return TabularDataset(
-            "csv",
-            _norm(path),
-            storage_options,
-            {"separator": separator, "header": header},
-        )
+        read_options: dict[str, Any] = {"separator": separator, "header": header}
+        if support_multi_line:
+            read_options["support_multi_line"] = True
+        return TabularDataset("csv", _norm(path), storage_options, read_options)
 
     @staticmethod
     def from_parquet_files(

@@ -348,6 +348,7 @@ class ParallelRunStep:
                         separator=opts.get("separator", ","),
                         header=opts.get("header", True),
                         storage_options=storage_options,
+                        support_multi_line=opts.get("support_multi_line", False),
                     )
                 )
             elif fmt == "parquet":

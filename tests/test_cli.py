@@ -458,3 +458,23 @@ def test_real_run_over_error_threshold_exits_1(tmp_path):
     # what was scored stays on disk, and only good files are in it
     scored = (out / "parallel_run_step.txt").read_text().splitlines()
     assert set(scored) <= {"a0.txt", "a1.txt", "c4.txt", "c5.txt"}
+
+
+@pytest.mark.parametrize("how", ["flag", "job file"])
+def test_csv_multi_line_reaches_the_csv_inputs(tmp_path, how):
+    from daskscore import cli
+
+    (tmp_path / "t.csv").write_text('id,text\n1,"a\nb"\n')
+    (tmp_path / "score.py").write_text("def init(): pass\ndef run(b): return b\n")
+    argv = ["run", "--entry-script", str(tmp_path / "score.py"),
+            "--input", str(tmp_path / "t.csv"), "--output", str(tmp_path / "out")]
+    if how == "flag":
+        argv.append("--csv-multi-line")
+    else:
+        (tmp_path / "job.yaml").write_text("csv_multi_line: true\n")
+        argv.insert(1, str(tmp_path / "job.yaml"))
+    args = cli._build_parser().parse_args(argv)
+    step = cli._step_from_settings(cli._settings(args, []))
+    assert step.inputs[0].read_options["support_multi_line"] is True
+    specs, _ = step.plan()
+    assert len(specs) == 1 and specs[0].stop == (tmp_path / "t.csv").stat().st_size

@@ -156,6 +156,44 @@ def test_each_input_is_read_with_its_own_options(tmp_path, shared_client):
     assert got["batch_rows"].max() < 600
 
 
+def multi_line_frame(src: str, start: int, n: int) -> pd.DataFrame:
+    frame = source_frame(src, start, n)
+    frame["text"] = [f"row {i},\nline two \"{i % 5}\"\n" for i in frame["id"]]
+    return frame
+
+
+def test_csv_with_quoted_line_breaks_needs_support_multi_line(tmp_path,
+                                                              shared_client):
+    """By default a line break ends a row (split files garble quoted ones);
+    support_multi_line=True never splits a file and reads every row intact."""
+    script = write_script(tmp_path / "src", ROWS_SCRIPT.replace(
+        "    out = mini_batch[[\"id\", \"src\"]].copy()",
+        "    if not mini_batch[\"text\"].str.endswith(\"\\n\").all():\n"
+        "        raise ValueError(\"a quoted line break was lost\")\n"
+        "    out = mini_batch[[\"id\", \"src\"]].copy()"))
+    data = tmp_path / "in"
+    data.mkdir()
+    frames = [multi_line_frame("a", 0, 400), multi_line_frame("b", 400, 300)]
+    for frame, name in zip(frames, ("a.csv", "b.csv")):
+        frame.to_csv(data / name, index=False)
+
+    split = make_step(script, ds.Dataset.Tabular.from_delimited_files(
+        str(data / "*.csv")), tmp_path / "split", mini_batch_size="4KB",
+        append_row_file_name="rows.csv", error_threshold=-1,
+        run_max_try=1).run(client=shared_client)
+    assert split.mini_batches > 2
+    assert split.failed_items > 0  # rows cut at a quoted line break
+
+    out = tmp_path / "out"
+    result = make_step(script, ds.Dataset.Tabular.from_delimited_files(
+        str(data / "*.csv"), support_multi_line=True), out,
+        mini_batch_size="4KB",
+        append_row_file_name="rows.csv").run(client=shared_client)
+    got = check_rows(result, out, frames)
+    assert result.mini_batches == 2  # one per file
+    assert sorted(set(got["batch_rows"])) == [300, 400]
+
+
 def test_dask_dataframe_partitions_are_the_mini_batches(tmp_path, shared_client):
     script = write_script(tmp_path / "src", ROWS_SCRIPT)
     frame = source_frame("a", 0, 100)
