@@ -76,12 +76,14 @@ def score_mini_batch(
     }
 
 
-def _lost_try(fs, records_path: str, index: int, worker: str) -> dict | None:
-    """Mark this mini-batch as started; return the try a dead worker lost, if any.
+def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict | None:
+    """Mark this mini-batch as started; return the try an earlier one lost, if any.
 
     The marker is written before scoring and is replaced by the record; finding
-    one without a record means an earlier execution of the task died with its
-    worker mid-way (Dask then runs the task again, here).
+    one without a record means an earlier execution of the task never finished:
+    in this run, its worker died mid-way (Dask then runs the task again, here);
+    in an earlier run (``run`` differs), that run stopped while scoring it (its
+    client was killed, or its output storage became unreachable).
     """
     import json
 
@@ -94,23 +96,35 @@ def _lost_try(fs, records_path: str, index: int, worker: str) -> dict | None:
     except (FileNotFoundError, ValueError):
         earlier = None
     if earlier is not None:
+        where = earlier.get("worker", "")
+        if earlier.get("run", run) == run:
+            status = "WORKER_DIED"
+            error = f"the worker {where} died while scoring this mini-batch"
+        else:
+            status = "INTERRUPTED"
+            error = (
+                f"an earlier run of this step stopped while {where} was scoring "
+                "this mini-batch (its client was stopped, or the output storage "
+                "became unreachable)"
+            )
         lost = {
             "try": 0,
-            "worker": earlier.get("worker", ""),
+            "worker": where,
             "items": 0,
             "succeeded": 0,
             "failed": 0,
             "elapsed_seconds": 0.0,
             "run_seconds": 0.0,
             "read_seconds": 0.0,
-            "status": "WORKER_DIED",
-            "error": f"the worker {earlier.get('worker', '')} died while scoring "
-            f"this mini-batch; scored again on {worker}",
+            "status": status,
+            "error": f"{error}; scored again on {worker}",
             "traceback": "",
             "started_at": earlier.get("started_at"),
         }
     write_atomic(
-        fs, marker, json.dumps({"worker": worker, "started_at": time.time()}).encode()
+        fs,
+        marker,
+        json.dumps({"worker": worker, "run": run, "started_at": time.time()}).encode(),
     )
     return lost
 
@@ -160,7 +174,9 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             if done is not None:  # committed by an earlier execution of this task
                 records.append(done)
                 continue
-            lost = _lost_try(fs, records_path, spec.index, plugin.agent_name)
+            lost = _lost_try(
+                fs, records_path, spec.index, plugin.agent_name, plugin_name
+            )
             frame = frames[position] if frames else None
             if position + 1 < len(specs):
                 plugin.prefetch(specs[position + 1])

@@ -241,3 +241,22 @@ def test_recorded_errors_never_hold_a_credential_of_the_job():
     assert key not in text and "abcDEF123456" not in text
     assert got["error"].startswith("ValueError: cannot score; environment")
     assert got["status"] == "RUN_EXCEPTION"
+
+
+@pytest.mark.parametrize("same_run,status", [(True, "WORKER_DIED"),
+                                             (False, "INTERRUPTED")])
+def test_a_try_that_never_finished_is_told_apart_by_run(tmp_path, same_run, status):
+    import fsspec
+
+    from daskscore.execution import _lost_try
+
+    fs = fsspec.filesystem("file")
+    records = str(tmp_path)
+    assert _lost_try(fs, records, 3, "worker-a", "job-run-1") is None  # first try
+    lost = _lost_try(fs, records, 3, "worker-b",
+                     "job-run-1" if same_run else "job-run-2")
+    assert lost["status"] == status and lost["try"] == 0
+    assert lost["worker"] == "worker-a"
+    assert lost["error"].endswith("scored again on worker-b")
+    if not same_run:
+        assert "died" not in lost["error"]
