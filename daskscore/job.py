@@ -104,16 +104,23 @@ def _plugin_problem(plugin_name: str, dask_worker=None):
 
 
 def stale_jobs(dask_scheduler=None) -> list[str]:
-    """Runs on the scheduler: running jobs whose client is no longer connected."""
+    """Runs on the scheduler: running jobs whose client is no longer connected.
+
+    A submitted job whose orchestrator task is still to run (Dask runs it again
+    after its worker, and the client on it, died) is not stale: it resumes.
+    """
     from .dashboard import jobs_state
+    from .remote import orchestrator_key
 
     out = []
     for job_id, state in jobs_state(dask_scheduler).items():
         owner = state.get("client_id") if isinstance(state, dict) else None
+        orchestrator = dask_scheduler.tasks.get(orchestrator_key(job_id))
         if (
             state.get("status") == "Running"
             and owner
             and (owner not in dask_scheduler.clients)
+            and (orchestrator is None or orchestrator.state in ("erred", "memory"))
         ):
             out.append(job_id)
     return out

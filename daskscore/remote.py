@@ -23,6 +23,11 @@ __all__ = ["cancel_job", "job_status", "submit_job", "wait_job"]
 FINAL = ("Completed", "Failed")
 
 
+def orchestrator_key(job_id: str) -> str:
+    """The Dask key of a submitted job's orchestrator task."""
+    return f"daskscore-orchestrator-{job_id}"
+
+
 def _orchestrate(step: Any, bundle: Any, job_id: str) -> str:
     """The orchestrator task: run the job from a worker."""
     from distributed import worker_client
@@ -78,7 +83,7 @@ def submit_job(step: Any, client: Any) -> str:
         step,
         bundle,
         job_id,
-        key=f"daskscore-orchestrator-{job_id}",
+        key=orchestrator_key(job_id),
         pure=False,
     )
     fire_and_forget(future)
