@@ -27,6 +27,7 @@ from cluster_procs import (
     read_report,
     records,
     wait_until,
+    waiting_at,
     write_script,
 )
 
@@ -85,10 +86,12 @@ def worker_killed(fail_cluster, tmp_path_factory):
     try:
         before = client.run(os.getpid)  # worker address -> pid
         thread.start()
-        # both workers hold a mini-batch at the gate
+        # both workers hold a mini-batch at the gate (so the victim is busy)
         wait_until(lambda: len(os.listdir(env["TOKEN_DIR"])) >= 4, 120,
                    "4 items to be scored")
         wait_until(lambda: len(_init_markers(markers)) >= 2, 60, "init() on 2 workers")
+        wait_until(lambda: waiting_at(env["GATE_FILE"]) >= 2, 120,
+                   "both runners to wait at the gate")
         victim_address = sorted(before)[0]
         victim = before[victim_address]
         os.kill(victim, signal.SIGKILL)
