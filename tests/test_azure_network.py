@@ -247,7 +247,6 @@ def test_parquet_job_with_a_row_group_read_cut_succeeds_at_first_try(
 # -- 2. tabular reads fetch their mini-batch's bytes, not the whole file ----------
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
 def test_tabular_mini_batches_read_only_their_bytes(
     proxy, azurite, azure_container, tmp_path, shared_client, kind
