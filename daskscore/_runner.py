@@ -23,6 +23,7 @@ import inspect
 import io
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -226,7 +227,13 @@ class _Reader:
         pack that stopped early) are dropped.
         """
         for index in [i for i in self._prefetched if i < spec.index]:
-            self._prefetched.pop(index).cancel()
+            stale = self._prefetched.pop(index)
+            stale.cancel()
+            # blobs downloaded for it go once the download is over
+            folder = os.path.join(self.scratch_dir, "download", str(index))
+            stale.add_done_callback(
+                lambda _f, folder=folder: shutil.rmtree(folder, ignore_errors=True)
+            )
         return self._prefetched.pop(spec.index, None)
 
     def _download(self, index: int, remote: list[str], options: dict[str, Any]):

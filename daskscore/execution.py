@@ -180,6 +180,8 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             frame = frames[position] if frames else None
             if position + 1 < len(specs):
                 plugin.prefetch(specs[position + 1])
+            else:
+                plugin.prefetch_queued()
 
             def try_once(try_no: int, spec=spec, frame=frame) -> dict[str, Any]:
                 return _redacted(plugin.try_mini_batch(spec, frame, try_no), job)

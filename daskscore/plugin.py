@@ -450,3 +450,25 @@ class ScoringPlugin(WorkerPlugin):
             runner.conn.send(("prefetch", spec))
         except OSError:
             pass
+
+    def prefetch_queued(self) -> None:
+        """Hint the runner to fetch the first mini-batch of this job's next pack.
+
+        Called while the last mini-batch of a pack is scored. Dask has usually
+        sent this worker its next task already (it waits in the worker's ready
+        queue); its first mini-batch is fetched ahead as within a pack. Best
+        effort: the queue is Dask's internal state, and a task stolen by another
+        worker only wastes one read.
+        """
+        try:
+            state = self.worker.state
+            queued = sorted(
+                [*state.ready, *state.constrained], key=lambda ts: ts.priority
+            )
+            for ts in queued:
+                args = getattr(ts.run_spec, "args", ())
+                if len(args) >= 2 and args[0] == self.name and args[1]:
+                    self.prefetch(args[1][0])
+                    return
+        except Exception:  # noqa: BLE001 - Dask's internals changed: no prefetch
+            return
