@@ -1,0 +1,339 @@
+"""Listing files and blobs, and downloading blobs to a local folder."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import fsspec
+import fsspec.asyn
+
+from ..exceptions import DatasetError
+from ._secrets import describe_storage_error, redact
+from ._urls import _GLOB_CHARS, is_local, resolve, url_to_fs
+
+# -- listing -------------------------------------------------------------------
+
+
+def _has_glob(path: str) -> bool:
+    return any(c in path for c in _GLOB_CHARS)
+
+
+def _is_blob_store(fs: fsspec.AbstractFileSystem) -> bool:
+    return hasattr(fs, "service_client") and hasattr(fs, "split_path")
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(text: str) -> Any:
+    """``Last-Modified`` as a datetime; blobs written together share the string."""
+    from email.utils import parsedate_to_datetime
+
+    return parsedate_to_datetime(text)
+
+
+def _blob_entry(blob: Any) -> tuple[str, dict[str, Any]] | None:
+    """``(name, info)`` from one ``<Blob>`` element of a List Blobs page."""
+    node = blob.find("Name")
+    name = node.text or ""
+    if node.get("Encoded") == "true":
+        name = unquote(name)
+    found = blob.find("Metadata")
+    metadata = {
+        child.tag.lower(): (child.text or "").lower()
+        for child in (found if found is not None else ())
+    }
+    if (
+        name.endswith("/")
+        or metadata.get("hdi_isfolder") == "true"  # ADLS Gen2 directories
+        or metadata.get("is_directory") == "true"  # adlfs' own folder markers
+    ):
+        return None
+    props = blob.find("Properties")
+    size = props.findtext("Content-Length") if props is not None else None
+    modified = props.findtext("Last-Modified") if props is not None else None
+    return name, {
+        "type": "file",
+        "size": int(size) if size else None,
+        "last_modified": _http_date(modified) if modified else None,
+        "etag": props.findtext("Etag") if props is not None else None,
+    }
+
+
+def _list_blobs(fs: Any, container: str, prefix: str) -> dict[str, dict]:
+    """Every blob whose name starts with ``prefix``: one flat listing, 5,000 a page.
+
+    The SDK's ``list_blobs`` turns each blob into a full ``BlobProperties`` through
+    its generic XML deserializer, about half a millisecond per blob, which makes a
+    100,000-blob folder a minute of CPU. This reads the page XML directly, as the
+    SDK's own ``list_blob_names`` does, keeping name, size, time and etag. Where the
+    SDK's internals differ from what this expects, ``fs.find`` does the same work.
+    """
+    try:
+        from azure.core.async_paging import AsyncItemPaged
+        from azure.storage.blob._list_blobs_helper import IgnoreListBlobsDeserializer
+        from azure.storage.blob.aio._list_blobs_helper import BlobNamesPaged
+    except ImportError:  # pragma: no cover - another SDK layout
+        return _find_blobs(fs, container, prefix)
+
+    class _Page(BlobNamesPaged):
+        async def _extract_data_cb(self, get_next_return):
+            token, _ = await super()._extract_data_cb(get_next_return)
+            blobs = self._response.find("Blobs")
+            entries = (_blob_entry(b) for b in (blobs if blobs is not None else ()))
+            self.current_page = [e for e in entries if e is not None]
+            return token, self.current_page
+
+    async def run() -> dict[str, dict]:
+        async with fs.service_client.get_container_client(container) as client:
+            generated = client._build_generated_client()
+            generated.container._deserialize = IgnoreListBlobsDeserializer()
+            pages = AsyncItemPaged(
+                functools.partial(
+                    generated.container.list_blob_flat_segment, include=["metadata"]
+                ),
+                prefix=prefix or None,
+                results_per_page=5000,
+                container=container,
+                page_iterator_class=_Page,
+            )
+            out = {}
+            async for name, info in pages:
+                full = f"{container}/{name}"
+                out[full] = {**info, "name": full}
+            return out
+
+    try:
+        return fsspec.asyn.sync(fs.loop, run)
+    except (AttributeError, TypeError):  # pragma: no cover - another SDK layout
+        return _find_blobs(fs, container, prefix)
+
+
+def _find_blobs(fs: Any, container: str, prefix: str) -> dict[str, dict]:
+    root, _, literal = f"{container}/{prefix}".rpartition("/")
+    return fs.find(root, prefix=literal, detail=True)
+
+
+def _find_remote(fs: Any, path: str) -> dict[str, dict]:
+    """Files under ``path`` on blob storage: a glob, a folder or one blob."""
+    container, _, key = path.partition("/")
+    if _has_glob(container):
+        raise ValueError(f"a glob in the container name is not supported: {path}")
+    if _has_glob(key):
+        first = min(key.index(c) for c in _GLOB_CHARS if c in key)
+        regex = re.compile(fsspec.utils.glob_translate(path))
+        found = _list_blobs(fs, container, key[:first])
+        return {p: info for p, info in found.items() if regex.match(p)}
+    key = key.strip("/")
+    found = _list_blobs(fs, container, f"{key}/" if key else "")
+    if found or not key:
+        return found
+    info = fs.info(path)  # one blob, or FileNotFoundError
+    return {path: info} if info.get("type") == "file" else {}
+
+
+def list_files(
+    urlpath: str | os.PathLike,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    detail: bool = False,
+) -> list[str] | list[tuple[str, int | None, Any]]:
+    """List the files under ``urlpath``, sorted.
+
+    A glob (``abfs://c/images/*.png``, ``data/**/*.csv``), a folder (searched
+    recursively, by one flat prefix listing on blob storage rather than a walk
+    per folder) or a single file.
+
+    Parameters
+    ----------
+    urlpath
+        Path or URL.
+    storage_options
+        Filesystem options (see :func:`resolve`).
+    detail
+        Return ``(url, size, last_modified)`` tuples instead of URLs.
+
+    Returns
+    -------
+    Full URLs with protocol (``abfs://container/...``) for remote files, absolute
+    paths for local ones; open them with the options :func:`resolve` returns.
+
+    Raises
+    ------
+    DatasetError
+        Nothing matches, or the storage cannot be listed; the message says which
+        URL and what to check, without secrets.
+    """
+    text = os.fspath(urlpath)
+    try:
+        url, options = resolve(text, storage_options)
+        fs, path = url_to_fs(url, options)
+    except ValueError as exc:
+        raise DatasetError(f"cannot list input: {exc}") from exc
+    local = is_local(fs)
+    try:
+        if _is_blob_store(fs):
+            found = _find_remote(fs, path)
+        elif _has_glob(path):
+            found = fs.glob(path, detail=True)
+        else:
+            info = fs.info(path)
+            if info.get("type") == "directory":
+                found = fs.find(path, detail=True)
+            else:
+                found = {path: info}
+    except FileNotFoundError:
+        found = {}
+    except Exception as exc:  # the user's storage boundary: say what and where
+        raise DatasetError(
+            "cannot list input " + describe_storage_error(exc, text, storage_options)
+        ) from exc
+    entries = [
+        (
+            p if local else fs.unstrip_protocol(p),
+            info.get("size"),
+            info.get("mtime") or info.get("last_modified"),
+        )
+        for p, info in found.items()
+        if info.get("type", "file") == "file"
+    ]
+    if not entries:
+        raise DatasetError(_nothing_found(fs, path, text, storage_options, local))
+    entries.sort(key=lambda e: e[0])
+    return entries if detail else [e[0] for e in entries]
+
+
+def _nothing_found(
+    fs: Any,
+    path: str,
+    text: str,
+    storage_options: Mapping[str, Any] | None,
+    local: bool,
+) -> str:
+    shown = redact(text, storage_options)
+    if local:
+        where = os.path.abspath(text)
+        looked = f" (looked in {where})" if where != text else ""
+    else:
+        looked = ""
+    if _is_blob_store(fs):
+        container = path.split("/", 1)[0]
+        try:
+            exists = fs.exists(container)
+        except Exception as exc:  # an error here is the better explanation
+            return "cannot list input " + describe_storage_error(
+                exc, text, storage_options
+            )
+        if not exists:
+            return (
+                f"input {shown!r}: container {container!r} does not exist in this "
+                "storage account; check the container name and the account "
+                "(storage_options / AZURE_STORAGE_*)"
+            )
+    if _has_glob(path):
+        return f"no files match input {shown!r}{looked}; check the path or glob"
+    return (
+        f"input {shown!r} does not exist{looked}; give an existing file, a folder "
+        "or a glob such as 'data/*.csv'"
+    )
+
+
+# -- downloading ---------------------------------------------------------------
+
+
+def _local_name(dest_dir: str, path: str) -> str:
+    """Where blob ``container/a/b.png`` lands under ``dest_dir``: same relative path.
+
+    Keeping the whole path (not only the base name) keeps two blobs with the same
+    name in different folders apart; ``..`` and empty parts are dropped so that
+    nothing lands outside ``dest_dir``.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".", "..")]
+    return os.path.join(dest_dir, *parts)
+
+
+def download(
+    urls: list[str],
+    dest_dir: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    concurrency: int = 16,
+) -> tuple[list[str | None], dict[str, str]]:
+    """Download remote files into ``dest_dir``, several at a time.
+
+    Parameters
+    ----------
+    urls
+        Remote URLs (e.g. from :func:`list_files`); all on the same filesystem.
+    dest_dir
+        Local folder; each file keeps its remote path below it, so its base name
+        is unchanged.
+    storage_options
+        Filesystem options (see :func:`resolve`).
+    concurrency
+        How many downloads run at once.
+
+    Returns
+    -------
+    (local_paths, errors)
+        ``local_paths[i]`` is where ``urls[i]`` was written, or None when it could
+        not be read; ``errors`` maps each such URL to one clear line (see
+        :func:`describe_storage_error`). A failed file leaves nothing behind.
+        Transient network errors are retried by the Azure SDK first.
+    """
+    import asyncio
+
+    if not urls:
+        return [], {}
+    fs, _ = url_to_fs(urls[0], resolve(urls[0], storage_options)[1])
+    targets = []
+    for url in dict.fromkeys(urls):  # a URL given twice is fetched once
+        path = url_to_fs(url, resolve(url, storage_options)[1])[1]
+        targets.append((url, path, _local_name(dest_dir, path)))
+    errors: dict[str, str] = {}
+
+    def failed(url: str, local: str, exc: BaseException) -> None:
+        errors[url] = describe_storage_error(exc, url, storage_options)
+        try:
+            os.remove(local)
+        except OSError:
+            pass
+
+    if getattr(fs, "async_impl", False):
+
+        async def fetch_all() -> list[BaseException | None]:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def fetch(path: str, local: str) -> None:
+                async with gate:
+                    os.makedirs(os.path.dirname(local), exist_ok=True)
+                    await fs._get_file(path, local)
+
+            return await asyncio.gather(
+                *(fetch(path, local) for _, path, local in targets),
+                return_exceptions=True,
+            )
+
+        outcomes = fsspec.asyn.sync(fs.loop, fetch_all)
+    else:
+        outcomes = []
+        for _, path, local in targets:
+            try:
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                fs.get_file(path, local)
+                outcomes.append(None)
+            except Exception as exc:  # noqa: BLE001 - reported per file below
+                outcomes.append(exc)
+    local_of: dict[str, str | None] = {}
+    for (url, _, local), outcome in zip(targets, outcomes):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome  # KeyboardInterrupt, CancelledError: not a file's fault
+            failed(url, local, outcome)
+            local_of[url] = None
+        else:
+            local_of[url] = local
+    return [local_of[url] for url in urls], errors
