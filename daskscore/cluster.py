@@ -12,16 +12,23 @@ starting is as fast as LocalCluster or faster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
 from distributed import Scheduler, SpecCluster
 from distributed.deploy.subprocess import Subprocess
 
-__all__ = ["SINGLE_THREADED_ENV", "start_embedded_cluster"]
+__all__ = [
+    "SINGLE_THREADED_ENV",
+    "free_dashboard_address",
+    "quiet_embedded_cluster",
+    "start_embedded_cluster",
+]
 
 SINGLE_THREADED_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -122,3 +129,29 @@ def start_embedded_cluster(
         name="daskscore",
     )
     return cluster
+
+
+def free_dashboard_address() -> str:
+    """Dask's usual dashboard port when it is free, else any free port."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", 8787))
+        except OSError:
+            return "127.0.0.1:0"
+    return "127.0.0.1:8787"
+
+
+@contextlib.contextmanager
+def quiet_embedded_cluster():
+    """Hide the embedded scheduler's INFO chatter (it runs in this process)."""
+    import distributed  # noqa: F401 - importing it resets its log levels
+
+    loggers = [logging.getLogger(n) for n in ("distributed", "bokeh", "tornado")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.ERROR))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)

@@ -10,181 +10,40 @@ its state is published on the scheduler (see ``dashboard.py``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
-import socket
 import threading
 import time
 import uuid
 from typing import Any
 
-from .config import OutputAction, ParallelRunConfig
+from .config import OutputAction, ParallelRunConfig, threshold_breach
 from .datasets import MiniBatchSpec
 from .entry_script import bundle_entry_script
 from .exceptions import DaskScoreError, EntryScriptError, JobError
 from .progress import JobProgress, ProgressCallback
 from .reports import result_text, write_reports
 from .result import StepRunResult
+from .scheduling import (
+    _cancel_plugin,
+    _plugin_problem,
+    cancel_job_request,
+    node_of,
+    pack_mini_batches,
+    select_workers,
+    stale_jobs,
+)
 from .sinks import SCRIPT_OUTPUT_DIR, StateStore, assemble_output, write_atomic
 
 __all__ = ["Job", "cancel_job_request"]
 
 logger = logging.getLogger("daskscore")
 
-_MAX_PACK = 64
 _PROGRESS_LINES = 40
 _PUBLISH_EVERY_S = 0.5
 WORKER_WAIT_S = float(os.environ.get("DASKSCORE_WORKER_WAIT", "60"))
 
-
-def _free_dashboard_address() -> str:
-    """Dask's usual dashboard port when it is free, else any free port."""
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", 8787))
-        except OSError:
-            return "127.0.0.1:0"
-    return "127.0.0.1:8787"
-
-
-def threshold_breach(
-    cfg: ParallelRunConfig, failed_items: int, failed_mbs: int, total_mbs: int
-) -> str | None:
-    """Which failure threshold is exceeded, in words; None when none is."""
-    if cfg.error_threshold != -1 and failed_items > cfg.error_threshold:
-        return (
-            f"error_threshold={cfg.error_threshold} exceeded: {failed_items} "
-            "items failed"
-        )
-    limit = cfg.allowed_failed_count
-    if limit not in (None, -1) and failed_mbs > limit:
-        return (
-            f"allowed_failed_count={limit} exceeded: {failed_mbs} mini-batches failed"
-        )
-    if cfg.allowed_failed_percent is not None and total_mbs:
-        percent = 100.0 * failed_mbs / total_mbs
-        if percent > cfg.allowed_failed_percent:
-            return (
-                f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: "
-                f"{failed_mbs} of {total_mbs} mini-batches ({percent:.1f}%) failed"
-            )
-    return None
-
-
-@contextlib.contextmanager
-def quiet_embedded_cluster():
-    """Hide the embedded scheduler's INFO chatter (it runs in this process)."""
-    import distributed  # noqa: F401 - importing it resets its log levels
-
-    loggers = [logging.getLogger(n) for n in ("distributed", "bokeh", "tornado")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.level, logging.ERROR))
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
-def _cancel_plugin(plugin_name: str, dask_worker=None) -> bool:
-    """Runs on every worker (``client.run``): stop starting new mini-batches."""
-    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
-    if plugin is not None:
-        plugin.cancelled = True
-    return plugin is not None
-
-
-def _plugin_problem(plugin_name: str, dask_worker=None):
-    """Runs on every worker: the import problem of the entry script, if any."""
-    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
-    return getattr(plugin, "import_problem", None)
-
-
-def stale_jobs(dask_scheduler=None) -> list[str]:
-    """Runs on the scheduler: running jobs whose client is no longer connected.
-
-    A submitted job whose orchestrator task is still to run (Dask runs it again
-    after its worker, and the client on it, died) is not stale: it resumes.
-    """
-    from .dashboard import jobs_state
-    from .remote import orchestrator_key
-
-    out = []
-    for job_id, state in jobs_state(dask_scheduler).items():
-        owner = state.get("client_id") if isinstance(state, dict) else None
-        orchestrator = dask_scheduler.tasks.get(orchestrator_key(job_id))
-        if (
-            state.get("status") == "Running"
-            and owner
-            and (owner not in dask_scheduler.clients)
-            and (orchestrator is None or orchestrator.state in ("erred", "memory"))
-        ):
-            out.append(job_id)
-    return out
-
-
-def cancel_job_request(client: Any, job_id: str) -> None:
-    """Ask a running job (on any client) to stop, through the scheduler."""
-    client.set_metadata(["daskscore", "cancel", job_id], True)
-
-
-def node_of(address: str, info: dict[str, Any]) -> str:
-    """The node a worker belongs to.
-
-    ``dask worker --name NODE --nworkers N`` names its workers ``NODE-0`` ..
-    ``NODE-<N-1>`` (and ``NODE`` when N is 1): those form node NODE, even when
-    several nodes share a host (as in tests on one machine). Workers without a
-    name of their own (named by their address) belong to their host.
-    """
-    name = str(info.get("name", ""))
-    host = str(info.get("host") or address.split("://")[-1].rsplit(":", 1)[0])
-    if not name or "://" in name or name == address or name.startswith(host + ":"):
-        return host
-    prefix, sep, tail = name.rpartition("-")
-    if sep and tail.isdigit() and prefix:
-        return prefix
-    return name
-
-
-def select_workers(
-    workers: dict[str, dict[str, Any]],
-    node_count: int,
-    process_count_per_node: int | None,
-) -> list[str]:
-    """At most ``node_count`` nodes and ``process_count_per_node`` workers on each."""
-    nodes: dict[str, list[str]] = {}
-    for address in sorted(workers):
-        nodes.setdefault(node_of(address, workers[address]), []).append(address)
-    chosen: list[str] = []
-    for node in sorted(nodes)[:node_count]:
-        members = nodes[node]
-        chosen.extend(
-            members[:process_count_per_node] if process_count_per_node else members
-        )
-    return chosen
-
-
-
-def pack_mini_batches(todo: list, workers: int) -> list[list]:
-    """Split the mini-batches into packs, one Dask task each, in input order.
-
-    Guided self-scheduling: each pack holds a quarter of what every worker would
-    still get (at most ``_MAX_PACK``), so packs shrink as the queue drains. Big
-    packs early keep the scheduler's work small and let the runner prefetch
-    within a pack; single mini-batches at the end keep every worker busy until
-    the last one is done instead of one worker finishing a big pack alone.
-    """
-    packs: list[list] = []
-    start, workers = 0, max(1, workers)
-    while start < len(todo):
-        left = len(todo) - start
-        size = max(1, min(_MAX_PACK, left // (workers * 4)))
-        packs.append(todo[start : start + size])
-        start += size
-    return packs
 
 class Job:
     """One run of a :class:`~daskscore.ParallelRunStep`."""
@@ -233,12 +92,12 @@ class Job:
             return self.client
         from distributed import Client
 
-        from .cluster import start_embedded_cluster
+        from .cluster import free_dashboard_address, start_embedded_cluster
 
         n = self._workers_wanted()
         logger.info("starting an embedded cluster with %d worker processes", n)
         self.cluster = start_embedded_cluster(
-            n, _free_dashboard_address(), log_dir=self.sys_log_dir
+            n, free_dashboard_address(), log_dir=self.sys_log_dir
         )
         self.own_client = Client(self.cluster)
         self.own_client.wait_for_workers(n, timeout=120)

@@ -396,7 +396,8 @@ class ParallelRunStep:
         DatasetError
             An input cannot be listed.
         """
-        from .job import Job, quiet_embedded_cluster
+        from .cluster import quiet_embedded_cluster
+        from .job import Job
 
         job = Job(
             self, client, progress or ProgressCallback(), rerun_failed=rerun_failed

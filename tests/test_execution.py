@@ -202,7 +202,7 @@ def test_record_describes_the_input():
     "count,workers", [(32, 2), (10_000, 2), (5, 4), (1, 1), (700, 16)]
 )
 def test_packs_keep_order_and_shrink_towards_the_end(count, workers):
-    from daskscore.job import _MAX_PACK, pack_mini_batches
+    from daskscore.scheduling import _MAX_PACK, pack_mini_batches
 
     packs = pack_mini_batches(list(range(count)), workers)
     assert [i for pack in packs for i in pack] == list(range(count))
@@ -214,7 +214,7 @@ def test_packs_keep_order_and_shrink_towards_the_end(count, workers):
 
 
 def test_no_mini_batches_no_packs():
-    from daskscore.job import pack_mini_batches
+    from daskscore.scheduling import pack_mini_batches
 
     assert pack_mini_batches([], 2) == []
 
