@@ -142,7 +142,8 @@ def test_csv_byte_ranges_from_blob_storage_in_every_url_form(
     """Split CSV files (and one with quoted line ends) read from abfs, az, path-style.
 
     The quoted line ends sit in a file smaller than a mini-batch: the engine reads
-    it whole. Splitting such a file is not supported anywhere (see the xfail below).
+    it whole. A bigger such file needs ``support_multi_line=True`` (see
+    test_multi_line_csv_from_blob_storage_is_read_whole).
     """
     script = write_script(tmp_path / "src", TABLE_SCRIPT)
     frames = [
