@@ -629,3 +629,21 @@ def test_folder_listing_leaves_out_dot_files_and_table_marker_files(tmp_path):
         (images / name).write_bytes(b"png")
     files = ds.Dataset.File.from_files(str(images)).to_path()
     assert [os.path.basename(p) for p in files] == ["_0.png", "a.png"]
+
+
+def test_folder_listing_walks_subfolders_links_once_and_gives_sizes(tmp_path):
+    from daskscore.datasets import _list_files
+
+    root = tmp_path / "in"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "x.txt").write_bytes(b"12")
+    (root / "a" / "y.txt").write_bytes(b"123")
+    (root / "a" / "b" / "z.txt").write_bytes(b"1234")
+    (root / ".hidden").write_bytes(b"h")
+    (root / "a" / "loop").symlink_to(root, target_is_directory=True)
+    entries = _list_files(str(root), None)
+    got = [(os.path.relpath(p, root), size) for p, size, _ in entries]
+    # the link back to the root is not walked again (each folder once), and the
+    # hidden file is skipped
+    assert got == [("a/b/z.txt", 4), ("a/y.txt", 3), ("x.txt", 2)]
+    assert all(isinstance(m, float) for _, _, m in entries)
