@@ -146,7 +146,7 @@ class _Reader:
         """The rows of one partition_keys combination, from every file."""
         import pandas as pd
 
-        key = ("partition", spec.paths)
+        key = ("partition", getattr(spec, "source", 0), spec.paths)
         try:
             if key != self._table_key:
                 self._table, self._table_key = None, None
@@ -299,7 +299,7 @@ class _Reader:
             )
 
     def _parquet(self, spec):
-        key = (spec.paths[0], spec.row_groups)
+        key = (getattr(spec, "source", 0), spec.paths[0], spec.row_groups)
         ahead = self._ahead(spec)
         try:
             if key != self._table_key:
@@ -606,7 +606,10 @@ def main() -> None:
             outcome = runner.run_one(spec, frame, try_no)
             conn.send(("done", outcome))
         elif msg[0] == "prefetch":  # no answer: the next mini-batch, fetched ahead
-            runner.reader.prefetch(msg[1])
+            try:
+                runner.reader.prefetch(msg[1])
+            except Exception:  # noqa: BLE001 - only a hint: the read will tell
+                pass
         elif msg[0] == "shutdown":
             error = runner.shutdown()
             conn.send(("shutdown_done", error))

@@ -284,6 +284,9 @@ class ParallelRunStep:
         blob = json.dumps(
             {
                 "script": bundle_digest,
+                # how parts are stored (2: Parquet output as Arrow IPC): an output
+                # folder of another layout starts afresh instead of resuming
+                "parts": 2,
                 "settings": settings,
                 "plan": plan_print,
                 "arguments": self.arguments,

@@ -410,7 +410,8 @@ def _build(workspace: Workspace, record: dict[str, Any]) -> Any:
     elif fmt == "csv":
         dataset = Dataset.Tabular.from_delimited_files(
             path, separator=read.get("separator", ","), header=read.get("header", True),
-            storage_options=options)
+            storage_options=options,
+            support_multi_line=read.get("support_multi_line", False))
     elif fmt == "parquet":
         dataset = Dataset.Tabular.from_parquet_files(path, storage_options=options)
     else:

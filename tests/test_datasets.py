@@ -647,3 +647,26 @@ def test_folder_listing_walks_subfolders_links_once_and_gives_sizes(tmp_path):
     # hidden file is skipped
     assert got == [("a/b/z.txt", 4), ("a/y.txt", 3), ("x.txt", 2)]
     assert all(isinstance(m, float) for _, _, m in entries)
+
+
+def test_two_inputs_with_the_same_parquet_path_are_read_from_their_own_storage(
+        tmp_path):
+    """The reader's table cache is per input: same path string, other storage."""
+    from daskscore._runner import _Reader
+    from daskscore.datasets import MiniBatchSpec
+
+    for root, letter in ((tmp_path / "a", "A"), (tmp_path / "b", "B")):
+        root.mkdir()
+        pq.write_table(pa.table({"v": [letter] * 4}), root / "x.parquet",
+                       row_group_size=4)
+    sources = [{"storage_options": {"path": str(tmp_path / name)},
+                "read_options": {"format": "parquet"}} for name in ("a", "b")]
+    reader = _Reader(sources, str(tmp_path))
+    got = []
+    for index, source in enumerate((0, 1)):
+        spec = MiniBatchSpec(index=index, kind="parquet", paths=("dir://x.parquet",),
+                             row_groups=(0,), start=0, stop=2, items=2, source=source)
+        frame, _, problem = reader.read(spec)
+        assert problem is None, problem
+        got.append(frame["v"].tolist())
+    assert got == [["A", "A"], ["B", "B"]]

@@ -260,3 +260,19 @@ def test_a_try_that_never_finished_is_told_apart_by_run(tmp_path, same_run, stat
     assert lost["error"].endswith("scored again on worker-b")
     if not same_run:
         assert "died" not in lost["error"]
+
+
+def test_an_input_account_key_is_masked_in_recorded_errors():
+    from daskscore.execution import _redacted
+
+    key = "c2VjcmV0LWtleS1vZi10aGUtaW5wdXQtYWNjb3VudA=="
+    job = {
+        "sources": [{"storage_options": {"account_name": "acct", "account_key": key},
+                     "read_options": {}}],
+        "output_storage_options": {},
+        "model_options": {},
+    }
+    got = _redacted({"error": f"ValueError: options {{'account_key': '{key}'}}",
+                     "traceback": f"... {key} ..."}, job)
+    assert key not in got["error"] + got["traceback"]
+    assert got["error"].startswith("ValueError: options")

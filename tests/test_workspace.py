@@ -346,3 +346,16 @@ def test_datasets_that_cannot_be_registered(ws):
                                                         "account_key": SECRET_KEY})
     with pytest.raises(ds.WorkspaceError, match="datastore"):
         leaky.register(ws, "leaky")
+
+
+def test_registered_multi_line_csv_keeps_support_multi_line(tmp_path):
+    from daskscore.workspace import get_dataset, register_dataset
+
+    data = tmp_path / "data.csv"
+    data.write_text('id,text\n1,"a\nb"\n2,"c"\n')
+    ws = ds.Workspace(tmp_path / "ws")
+    dataset = ds.Dataset.Tabular.from_delimited_files(
+        str(data), support_multi_line=True)
+    register_dataset(ws, dataset, "quoted")
+    back = get_dataset(ws, "quoted")
+    assert back.read_options.get("support_multi_line") is True

@@ -65,7 +65,10 @@ def _secret_values(storage_options: Mapping[str, Any] | None) -> set[str]:
     candidates: list[str] = [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]
 
     def walk(options: Any) -> None:
-        if isinstance(options, Mapping):
+        if isinstance(options, list | tuple):
+            for item in options:
+                walk(item)
+        elif isinstance(options, Mapping):
             for key, value in options.items():
                 if isinstance(value, Mapping | list | tuple):
                     walk(value)
