@@ -64,7 +64,7 @@ def _vm_hwm_mib(pid: int) -> float | None:
 
 def _role(cmdline: list[str]) -> str:
     text = " ".join(cmdline)
-    if "daskscore._runner" in text:
+    if "daskscore.runner" in text:
         return "runner"
     if "resource_tracker" in text:
         return "other"

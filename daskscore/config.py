@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .exceptions import ConfigError
+from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_APPEND_ROW_FILE_NAME",
@@ -16,7 +16,6 @@ __all__ = [
     "ParallelRunConfig",
     "parse_file_count",
     "parse_size",
-    "threshold_breach",
 ]
 
 DEFAULT_APPEND_ROW_FILE_NAME = "parallel_run_step.txt"
@@ -279,27 +278,3 @@ class ParallelRunConfig:
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, OutputAction) else value
         return out
-
-
-def threshold_breach(
-    cfg: ParallelRunConfig, failed_items: int, failed_mbs: int, total_mbs: int
-) -> str | None:
-    """Which failure threshold is exceeded, in words; None when none is."""
-    if cfg.error_threshold != -1 and failed_items > cfg.error_threshold:
-        return (
-            f"error_threshold={cfg.error_threshold} exceeded: {failed_items} "
-            "items failed"
-        )
-    limit = cfg.allowed_failed_count
-    if limit not in (None, -1) and failed_mbs > limit:
-        return (
-            f"allowed_failed_count={limit} exceeded: {failed_mbs} mini-batches failed"
-        )
-    if cfg.allowed_failed_percent is not None and total_mbs:
-        percent = 100.0 * failed_mbs / total_mbs
-        if percent > cfg.allowed_failed_percent:
-            return (
-                f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: "
-                f"{failed_mbs} of {total_mbs} mini-batches ({percent:.1f}%) failed"
-            )
-    return None

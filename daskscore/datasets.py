@@ -9,220 +9,28 @@ for retries, exactly-once commits, ordering of the collected output and resume.
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from ._protocol import MiniBatchSpec
 from .config import (
     DEFAULT_FILE_MINI_BATCH,
     DEFAULT_TABULAR_MINI_BATCH,
     parse_file_count,
     parse_size,
 )
-from .exceptions import DatasetError
-from .storage import is_local, url_to_fs
+from .errors import DatasetError
+from .io._common import fingerprint
+from .io.files import plan_files
+from .io.frame import plan_frame
+from .io.parquet import plan_parquet
+from .io.partitions import plan_partitions
+from .io.text import pandas_csv_options, plan_text
+from .storage import list_inputs, resolve, url_to_fs
 
 __all__ = ["Dataset", "FileDataset", "MiniBatchSpec", "TabularDataset"]
-
-_GLOB_CHARS = ("*", "?", "[")
-_COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
-
-
-@dataclass(frozen=True)
-class MiniBatchSpec:
-    """One mini-batch: what a single ``run()`` call receives, described, not loaded.
-
-    Attributes
-    ----------
-    index
-        Position in the input (0-based); the mini-batch id.
-    kind
-        ``"files"``, ``"csv"``, ``"jsonl"``, ``"parquet"``, ``"frame"`` (a partition
-        of a dask DataFrame) or ``"error"`` (an input that could not be planned).
-    paths
-        The files (FileDataset) or the one file (tabular).
-    start, stop
-        Byte range (csv/jsonl) or row range inside ``row_groups`` (parquet).
-    row_groups
-        Parquet row groups read for this mini-batch.
-    items
-        Item count when known before reading (files, parquet rows).
-    error
-        Why the input could not be planned (``kind == "error"``).
-    key_values
-        The partition key values of a ``"partition"`` mini-batch.
-    source
-        Which of the step's inputs it comes from (0 = the first).
-    """
-
-    index: int
-    kind: str
-    paths: tuple[str, ...] = ()
-    start: int = 0
-    stop: int = 0
-    row_groups: tuple[int, ...] = ()
-    items: int | None = None
-    error: str | None = None
-    key_values: tuple[tuple[str, Any], ...] = ()
-    source: int = 0
-
-    def describe(self) -> str:
-        """A short human-readable description of the input, for logs."""
-        if self.kind == "files":
-            if len(self.paths) == 1:
-                return self.paths[0]
-            return f"{self.paths[0]} .. {self.paths[-1]} ({len(self.paths)} files)"
-        if self.kind in ("csv", "jsonl"):
-            return f"{self.paths[0]} bytes {self.start}-{self.stop}"
-        if self.kind == "parquet":
-            groups = (
-                f"row group {self.row_groups[0]}"
-                if len(self.row_groups) == 1
-                else f"row groups {self.row_groups[0]}-{self.row_groups[-1]}"
-            )
-            return f"{self.paths[0]} {groups} rows {self.start}-{self.stop}"
-        if self.kind == "frame":
-            return f"partition {self.start}"
-        if self.kind == "partition":
-            return ", ".join(f"{k}={v!r}" for k, v in self.key_values)
-        return self.paths[0] if self.paths else "input"
-
-
-def _has_glob(path: str) -> bool:
-    return any(c in path for c in _GLOB_CHARS)
-
-
-def _hidden(found: str, root: str, skip_private: bool) -> bool:
-    """Files a folder or glob listing leaves out: dot files, and for tables also
-    ``_``-files (``_SUCCESS``, ``_metadata``), as Spark, dask and pyarrow do."""
-    if found == root:  # a file named explicitly is always taken
-        return False
-    name = found.rstrip("/").rsplit("/", 1)[-1]
-    return name.startswith(".") or (skip_private and name.startswith("_"))
-
-
-def _walk_local(folder: str) -> dict[str, dict[str, Any]]:
-    """Every file below a local folder: ``{path: {"type", "size", "mtime"}}``.
-
-    What ``LocalFileSystem.find(detail=True)`` gives, from ``os.scandir`` alone
-    (one ``stat`` per file, no per-entry fsspec bookkeeping): 100,000 files are
-    listed in ~0.2 s instead of ~1.4 s. Symbolic links are followed, each real
-    folder is walked once.
-    """
-    found: dict[str, dict[str, Any]] = {}
-    seen: set[str] = set()
-    todo = [os.path.abspath(folder)]
-    while todo:
-        current = todo.pop()
-        real = os.path.realpath(current)
-        if real in seen:
-            continue
-        seen.add(real)
-        try:
-            entries = list(os.scandir(current))
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in entries:
-            try:
-                if entry.is_dir():
-                    todo.append(entry.path)
-                    continue
-                info = entry.stat()
-            except OSError:  # a broken link or a file gone meanwhile
-                continue
-            found[entry.path] = {
-                "type": "file",
-                "size": info.st_size,
-                "mtime": info.st_mtime,
-            }
-    return found
-
-
-def _list_files(
-    urlpath: str | os.PathLike | Sequence[str | os.PathLike],
-    storage_options: dict[str, Any] | None,
-    skip_private: bool = False,
-) -> list[tuple[str, int | None, Any]]:
-    """List the input files as ``(path, size, mtime)`` in sorted path order.
-
-    A string may be a glob, a folder (searched recursively) or one file; a list is
-    taken as given (missing entries are kept and fail at read time).
-    """
-    if isinstance(urlpath, str | os.PathLike):
-        text = os.fspath(urlpath)
-        fs, path = url_to_fs(text, storage_options)
-        local = is_local(fs)
-        if not local:  # one flat prefix listing, clear storage errors
-            from .storage import list_files
-
-            return [
-                e
-                for e in list_files(text, storage_options, detail=True)
-                if not _hidden(e[0], text, skip_private)
-            ]
-
-        def full(p: str) -> str:
-            return p if local else fs.unstrip_protocol(p)
-
-        try:
-            if _has_glob(path):
-                found = fs.glob(path, detail=True)
-            elif fs.isdir(path):
-                found = _walk_local(path)
-            elif fs.exists(path):
-                found = {path: fs.info(path)}
-            else:
-                raise DatasetError(
-                    f"input {text!r} does not exist; give an existing file, a folder "
-                    "or a glob such as 'data/*.csv'"
-                )
-        except DatasetError:
-            raise
-        except Exception as exc:  # listing is the user's storage boundary
-            raise DatasetError(f"cannot list input {text!r}: {exc}") from exc
-        entries = [
-            (full(p), info.get("size"), info.get("mtime") or info.get("last_modified"))
-            for p, info in found.items()
-            if info.get("type", "file") == "file" and not _hidden(p, path, skip_private)
-        ]
-        if not entries:
-            raise DatasetError(
-                f"no files match input {text!r}"
-                + (f" (looked in {os.path.abspath(text)})" if local else "")
-                + "; check the path or glob"
-            )
-        return sorted(entries, key=lambda e: e[0])
-
-    items = list(urlpath)
-    if not items:
-        raise DatasetError("the input list of files is empty; give at least one path")
-    out = []
-    for item in items:
-        text = os.fspath(item)
-        fs, path = url_to_fs(text, storage_options)
-        local = is_local(fs)
-        try:
-            info = fs.info(path)
-            size, mtime = (
-                info.get("size"),
-                info.get("mtime") or info.get("last_modified"),
-            )
-        except (FileNotFoundError, OSError):
-            size, mtime = None, None
-        out.append((path if local else fs.unstrip_protocol(path), size, mtime))
-    return sorted(out, key=lambda e: e[0])
-
-
-def _fingerprint(entries: Iterable[tuple[str, Any, Any]], *extra: object) -> str:
-    h = hashlib.sha256()
-    for e in extra:
-        h.update(repr(e).encode())
-    for path, size, mtime in entries:
-        h.update(f"{path}\0{size}\0{mtime}\n".encode())
-    return h.hexdigest()[:32]
 
 
 class _DatasetBase:
@@ -244,10 +52,7 @@ class _DatasetBase:
         create_new_version: bool = False,
     ) -> Any:
         """Register this dataset in ``workspace`` as ``name``; returns it versioned."""
-        from .workspace import register_dataset
-
-        return register_dataset(
-            workspace,
+        return workspace.register_dataset(
             self,
             name,
             description=description,
@@ -286,7 +91,7 @@ class FileDataset(_DatasetBase):
 
     def to_path(self) -> list[str]:
         """The files of this dataset, in the order mini-batches take them."""
-        return [p for p, _, _ in _list_files(self.path, self.storage_options)]
+        return [p for p, _, _ in list_inputs(self.path, self.storage_options)]
 
     def plan(
         self, mini_batch_size: int | str | None
@@ -297,18 +102,7 @@ class FileDataset(_DatasetBase):
             if mini_batch_size is None
             else parse_file_count(mini_batch_size)
         )
-        entries = _list_files(self.path, self.storage_options)
-        paths = [p for p, _, _ in entries]
-        specs = [
-            MiniBatchSpec(
-                index=i,
-                kind="files",
-                paths=tuple(paths[start : start + size]),
-                items=len(paths[start : start + size]),
-            )
-            for i, start in enumerate(range(0, len(paths), size))
-        ]
-        return specs, _fingerprint(entries, "files", size)
+        return plan_files(list_inputs(self.path, self.storage_options), size)
 
 
 class TabularDataset(_DatasetBase):
@@ -349,13 +143,15 @@ class TabularDataset(_DatasetBase):
         if self.frame is not None:
             return self.frame.compute()
         frames = []
-        for path, _, _ in _list_files(self.path, self.storage_options, True):
+        for path, _, _ in list_inputs(self.path, self.storage_options, True):
             fs, fpath = url_to_fs(path, self.storage_options)
             with fs.open(fpath, "rb") as f:
                 if self.format == "parquet":
                     frames.append(pd.read_parquet(f))
                 elif self.format == "csv":
-                    frames.append(pd.read_csv(f, **self._csv_options()))
+                    frames.append(
+                        pd.read_csv(f, **pandas_csv_options(self.read_options))
+                    )
                 else:
                     frames.append(pd.read_json(f, lines=True))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -366,25 +162,18 @@ class TabularDataset(_DatasetBase):
 
         if self.frame is not None:
             return self.frame
-        paths = [p for p, _, _ in _list_files(self.path, self.storage_options, True)]
+        paths = [p for p, _, _ in list_inputs(self.path, self.storage_options, True)]
         if self.format == "parquet":
             return dd.read_parquet(paths, storage_options=self.storage_options)
         if self.format == "csv":
             return dd.read_csv(
-                paths, storage_options=self.storage_options, **self._csv_options()
+                paths,
+                storage_options=self.storage_options,
+                **pandas_csv_options(self.read_options),
             )
         return dd.read_json(
             paths, lines=True, storage_options=self.storage_options, blocksize=None
         )
-
-    def _plan_partitions(self, keys: list[str]):
-        return _plan_partitions_impl(self, keys)
-
-    def _csv_options(self) -> dict[str, Any]:
-        opts = {"sep": self.read_options.get("separator", ",")}
-        if not self.read_options.get("header", True):
-            opts["header"] = None
-        return opts
 
     def plan(
         self,
@@ -397,155 +186,39 @@ class TabularDataset(_DatasetBase):
         is one mini-batch instead.
         """
         if partition_keys:
-            return self._plan_partitions(list(partition_keys))
+            if self.frame is not None:
+                raise DatasetError(
+                    "partition_keys needs a file-based tabular dataset, not a "
+                    "dask DataFrame; group the DataFrame by the keys instead"
+                )
+            return plan_partitions(
+                self.format,
+                list_inputs(self.path, self.storage_options, skip_private=True),
+                list(partition_keys),
+                self.storage_options,
+                self.read_options,
+            )
         size = (
             DEFAULT_TABULAR_MINI_BATCH
             if mini_batch_size is None
             else parse_size(mini_batch_size)
         )
         if self.frame is not None:
-            specs = [
-                MiniBatchSpec(index=i, kind="frame", start=i, stop=i + 1)
-                for i in range(self.frame.npartitions)
-            ]
-            return specs, _fingerprint([], "frame", self.frame._name)
-        entries = _list_files(self.path, self.storage_options, skip_private=True)
+            return plan_frame(self.frame)
+        entries = list_inputs(self.path, self.storage_options, skip_private=True)
         specs: list[MiniBatchSpec] = []
         for path, file_size, _ in entries:
             if self.format == "parquet":
-                specs.extend(_plan_parquet(path, size, self.storage_options))
+                specs.extend(plan_parquet(path, size, self.storage_options))
             else:
                 whole = bool(self.read_options.get("support_multi_line"))
                 specs.extend(
-                    _plan_text(self.format, path, file_size, size, split=not whole)
+                    plan_text(self.format, path, file_size, size, split=not whole)
                 )
         specs = [replace(s, index=i) for i, s in enumerate(specs)]
-        return specs, _fingerprint(
+        return specs, fingerprint(
             entries, self.format, size, sorted(self.read_options.items())
         )
-
-
-def _read_key_columns(
-    fmt: str,
-    path: str,
-    keys: list[str],
-    storage_options: dict[str, Any],
-    read_options: dict[str, Any],
-):
-    import pandas as pd
-
-    fs, fpath = url_to_fs(path, storage_options)
-    with fs.open(fpath, "rb") as f:
-        if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            return pq.read_table(f, columns=keys).to_pandas()
-        if fmt == "csv":
-            return pd.read_csv(f, sep=read_options.get("separator", ","), usecols=keys)
-        return pd.read_json(f, lines=True)[keys]
-
-
-def _plan_text(
-    fmt: str, path: str, file_size: int | None, size: int, split: bool = True
-) -> list[MiniBatchSpec]:
-    if file_size is None:
-        return [
-            MiniBatchSpec(
-                index=0, kind="error", paths=(path,), items=1, error="file not found"
-            )
-        ]
-    if file_size == 0:
-        return []
-    if not split or path.lower().endswith(_COMPRESSED) or file_size <= size:
-        # compressed text cannot be split by byte ranges, nor can rows with
-        # quoted line breaks
-        return [
-            MiniBatchSpec(index=0, kind=fmt, paths=(path,), start=0, stop=file_size)
-        ]
-    count = math.ceil(file_size / size)
-    step = math.ceil(file_size / count)
-    return [
-        MiniBatchSpec(
-            index=0,
-            kind=fmt,
-            paths=(path,),
-            start=start,
-            stop=min(start + step, file_size),
-        )
-        for start in range(0, file_size, step)
-    ]
-
-
-def _plan_parquet(
-    path: str, size: int, storage_options: dict[str, Any]
-) -> list[MiniBatchSpec]:
-    import pyarrow.parquet as pq
-
-    try:
-        fs, fpath = url_to_fs(path, storage_options)
-        with fs.open(fpath, "rb") as f:
-            meta = pq.ParquetFile(f).metadata
-    except Exception as exc:  # a corrupt or missing file fails its own mini-batch
-        return [
-            MiniBatchSpec(
-                index=0,
-                kind="error",
-                paths=(path,),
-                items=1,
-                error=f"cannot read Parquet metadata: {type(exc).__name__}: {exc}",
-            )
-        ]
-    specs: list[MiniBatchSpec] = []
-    group: list[int] = []
-    group_rows = group_bytes = 0
-
-    def flush() -> None:
-        nonlocal group, group_rows, group_bytes
-        if group and group_rows:
-            specs.append(
-                MiniBatchSpec(
-                    index=0,
-                    kind="parquet",
-                    paths=(path,),
-                    row_groups=tuple(group),
-                    start=0,
-                    stop=group_rows,
-                    items=group_rows,
-                )
-            )
-        group, group_rows, group_bytes = [], 0, 0
-
-    for g in range(meta.num_row_groups):
-        rg = meta.row_group(g)
-        rows, nbytes = rg.num_rows, max(rg.total_byte_size, 1)
-        if rows == 0:
-            continue
-        if nbytes > size:
-            # a row group bigger than a mini-batch is sliced by rows
-            flush()
-            pieces = min(math.ceil(nbytes / size), rows)
-            step = math.ceil(rows / pieces)
-            for start in range(0, rows, step):
-                stop = min(start + step, rows)
-                specs.append(
-                    MiniBatchSpec(
-                        index=0,
-                        kind="parquet",
-                        paths=(path,),
-                        row_groups=(g,),
-                        start=start,
-                        stop=stop,
-                        items=stop - start,
-                    )
-                )
-            continue
-        if group and group_bytes + nbytes > size:
-            flush()
-        group.append(g)
-        group_rows += rows
-        group_bytes += nbytes
-    flush()
-    return specs
 
 
 def _resolved(path: Any, storage_options: dict[str, Any] | None):
@@ -555,8 +228,6 @@ def _resolved(path: Any, storage_options: dict[str, Any] | None):
     ``abfs://`` with options naming the account and credential (environment
     variables folded in), so every worker reaches the same place.
     """
-    from .storage import resolve
-
     options = dict(storage_options or {})
     if path is None:
         return None, options
@@ -587,54 +258,6 @@ def _resolve_local(path: str | os.PathLike) -> str:
     """Expand ``~`` in local paths; URLs pass through."""
     text = os.fspath(path)
     return text if "://" in text else os.path.expanduser(text)
-
-
-def _plan_partitions_impl(dataset: TabularDataset, keys: list[str]):
-    import pandas as pd
-
-    if dataset.frame is not None:
-        raise DatasetError(
-            "partition_keys needs a file-based tabular dataset, not a "
-            "dask DataFrame; group the DataFrame by the keys instead"
-        )
-    entries = _list_files(dataset.path, dataset.storage_options, skip_private=True)
-    paths = tuple(p for p, _, _ in entries)
-    frames = []
-    for path in paths:
-        try:
-            frames.append(
-                _read_key_columns(
-                    dataset.format,
-                    path,
-                    keys,
-                    dataset.storage_options,
-                    dataset.read_options,
-                )
-            )
-        except (KeyError, ValueError) as exc:
-            raise DatasetError(
-                f"partition_keys {keys}: cannot read those columns from {path}: {exc}"
-            ) from exc
-    table = (
-        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys)
-    )
-    counts = table.groupby(keys, dropna=False, sort=True).size()
-    specs = []
-    for i, (values, count) in enumerate(counts.items()):
-        values = values if isinstance(values, tuple) else (values,)
-        key_values = tuple(
-            (k, v.item() if hasattr(v, "item") else v) for k, v in zip(keys, values)
-        )
-        specs.append(
-            MiniBatchSpec(
-                index=i,
-                kind="partition",
-                paths=paths,
-                items=int(count),
-                key_values=key_values,
-            )
-        )
-    return specs, _fingerprint(entries, dataset.format, "partition_keys", keys)
 
 
 class _FileFactory:
@@ -726,6 +349,4 @@ class Dataset:
     @staticmethod
     def get_by_name(workspace: Any, name: str, version: int | str = "latest") -> Any:
         """The dataset registered as ``name`` in ``workspace`` (a version or latest)."""
-        from .workspace import get_dataset
-
-        return get_dataset(workspace, name, version)
+        return workspace.get_dataset(name, version)

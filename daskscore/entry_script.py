@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exceptions import EntryScriptError
+from .errors import EntryScriptError
 
 __all__ = ["EntryScript", "MiniBatchContext", "ScriptBundle", "check_entry_script"]
 
@@ -27,6 +27,9 @@ _MAX_BUNDLE_BYTES = 512 * 1024 * 1024
 
 # Set in the runner process before the script is imported; empty elsewhere.
 _CONTEXT: dict[str, Any] = {}
+# model path -> storage options, set by the runner from its setup message (kept
+# out of DASKSCORE_MODELS so that no credential is in the environment)
+STEP_MODEL_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)

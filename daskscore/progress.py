@@ -13,7 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["JobProgress", "NoProgress", "ProgressCallback", "TextProgress"]
+from ._protocol import DASHBOARD_PATH
+
+__all__ = [
+    "JobProgress",
+    "NoProgress",
+    "ProgressCallback",
+    "TextProgress",
+    "dashboard_page_link",
+]
 
 
 @dataclass
@@ -85,8 +93,6 @@ class TextProgress(ProgressCallback):
 
     def start(self, progress: JobProgress, dashboard_link: str | None) -> None:
         if dashboard_link:
-            from .dashboard import dashboard_page_link
-
             print(
                 f"Dask dashboard: {dashboard_link}  (this job: "
                 f"{dashboard_page_link(dashboard_link)})",
@@ -127,3 +133,11 @@ class TextProgress(ProgressCallback):
             self._bar = None
         else:
             print(progress.line(), file=self.stream, flush=True)
+
+
+def dashboard_page_link(dashboard_link: str | None) -> str | None:
+    """The daskscore page next to the Dask dashboard's ``/status`` page."""
+    if not dashboard_link:
+        return None
+    base = dashboard_link.rsplit("/status", 1)[0].rstrip("/")
+    return f"{base}{DASHBOARD_PATH}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exceptions import ErrorThresholdExceeded
+from .errors import ErrorThresholdExceeded
 
 __all__ = ["StepRunResult"]
 

@@ -1,10 +1,9 @@
-"""ParallelRunStep: plan, submit, watch thresholds, commit, report.
+"""ParallelRunStep: a script, its settings, its inputs and its output folder.
 
-The client side of a job. It plans the inputs into mini-batches, starts (or
-joins) a Dask cluster, registers the :class:`~daskscore.plugin.ScoringPlugin`,
-submits packs of mini-batches, consumes their small records as they complete
-(progress and live thresholds; cancelling on breach), and at the end assembles
-the collected output from the committed parts and writes the reports.
+The step is a description: it validates what it is given, plans its inputs into
+mini-batches (:meth:`ParallelRunStep.plan`) and fingerprints everything that
+decides its output (resume and reuse). :meth:`ParallelRunStep.run` hands it to
+:class:`daskscore.engine.job.Job`, which runs it on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -15,12 +14,17 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from ._protocol import PARTS_LAYOUT, MiniBatchSpec
 from .config import OutputAction, ParallelRunConfig, parse_file_count, parse_size
-from .datasets import FileDataset, MiniBatchSpec, TabularDataset
+from .datasets import Dataset, FileDataset, TabularDataset
+from .engine.cluster import quiet_embedded_cluster
+from .engine.job import Job
+from .engine.jobspec import public_model_entry
 from .entry_script import bundle_entry_script
-from .exceptions import ConfigError
+from .errors import ConfigError
 from .progress import ProgressCallback
 from .result import StepRunResult
 
@@ -71,78 +75,6 @@ def _output_location(output: Any) -> tuple[Any, dict[str, Any]]:
             "a folder path, a URL, or an object with a .path (such as PipelineData)",
         )
     return os.fspath(path), options
-
-
-def _model_entry(model: Any) -> dict[str, Any]:
-    name = getattr(model, "name", None)
-    path = getattr(model, "path", None)
-    if not name or path is None:
-        raise ConfigError(
-            "models",
-            model,
-            "registered models (objects with .name, "
-            ".version and .path), e.g. ds.Model(ws, 'mnist')",
-        )
-    entry = {
-        "name": name,
-        "version": getattr(model, "version", None),
-        "path": os.fspath(path),
-    }
-    options = getattr(model, "storage_options", None)
-    if options:
-        entry["storage_options"] = dict(options)
-    return entry
-
-
-def _public_entry(model: Any) -> dict[str, Any]:
-    """A model's name, version and path: what may be shown (no credentials)."""
-    entry = _model_entry(model)
-    entry.pop("storage_options", None)
-    return entry
-
-
-def _models_env(models: list[Any]) -> dict[str, str]:
-    """The runner's ``DASKSCORE_MODELS`` variable: names, versions and paths.
-
-    Credentials stay out of it (a script may print its environment, and child
-    processes inherit it); they reach the runner in its setup message, see
-    :func:`_model_options`.
-    """
-    if not models:
-        return {}
-    entries = [_public_entry(m) for m in models]
-    return {"DASKSCORE_MODELS": json.dumps(entries, default=str)}
-
-
-def _model_options(models: list[Any]) -> dict[str, dict[str, Any]]:
-    """Storage options of the models in remote workspaces, by model path."""
-    out = {}
-    for model in models:
-        entry = _model_entry(model)
-        if entry.get("storage_options"):
-            out[entry["path"]] = entry["storage_options"]
-    return out
-
-
-def _named_inputs(inputs: list[Any], side_inputs: list[Any]) -> dict[str, Any]:
-    """What ``EntryScript().inputs[name]`` gives for named and side inputs."""
-    out: dict[str, Any] = {}
-    for dataset in inputs:
-        if getattr(dataset, "input_name", None):
-            out[dataset.input_name] = (
-                dataset.path
-                if not isinstance(dataset.path, list)
-                else list(dataset.path)
-            )
-    for i, dataset in enumerate(side_inputs):
-        name = getattr(dataset, "input_name", None) or f"side_input_{i}"
-        if isinstance(dataset, FileDataset):
-            out[name] = dataset.to_path()
-        elif isinstance(dataset, TabularDataset) and dataset.frame is None:
-            out[name] = dataset.path
-        else:
-            out[name] = os.fspath(getattr(dataset, "path", dataset))
-    return out
 
 
 class ParallelRunStep:
@@ -253,8 +185,6 @@ class ParallelRunStep:
             else:
                 part, fingerprint = dataset.plan(self.config.mini_batch_size)
             offset = len(specs)
-            from dataclasses import replace
-
             specs.extend(
                 replace(s, index=s.index + offset, source=source) for s in part
             )
@@ -284,14 +214,13 @@ class ParallelRunStep:
         blob = json.dumps(
             {
                 "script": bundle_digest,
-                # how parts are stored (2: Parquet output as Arrow IPC): an output
-                # folder of another layout starts afresh instead of resuming
-                "parts": 2,
+                # an output folder of another layout starts afresh
+                "parts": PARTS_LAYOUT,
                 "settings": settings,
                 "plan": plan_print,
                 "arguments": self.arguments,
                 # credentials do not decide the output
-                "models": [_public_entry(m) for m in self.models],
+                "models": [public_model_entry(m) for m in self.models],
             },
             sort_keys=True,
             default=str,
@@ -336,8 +265,6 @@ class ParallelRunStep:
         cls, settings: dict[str, Any], storage_options: dict[str, Any] | None = None
     ) -> ParallelRunStep:
         """Rebuild a step from :meth:`settings` (credentials given again)."""
-        from .datasets import Dataset
-
         datasets = []
         for item in settings["inputs"]:
             fmt, path = item["format"], item["path"]
@@ -399,9 +326,6 @@ class ParallelRunStep:
         DatasetError
             An input cannot be listed.
         """
-        from .cluster import quiet_embedded_cluster
-        from .job import Job
-
         job = Job(
             self, client, progress or ProgressCallback(), rerun_failed=rerun_failed
         )

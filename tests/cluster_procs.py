@@ -3,7 +3,7 @@
 Everything started here runs on 127.0.0.1 with free ports, and carries an
 environment variable with a tag unique to its :class:`ProcessTracker`. Children
 inherit it: the ``dask worker`` CLI's nannies and worker processes, and
-daskscore's runner processes (``python -m daskscore._runner``), even after they
+daskscore's runner processes (``python -m daskscore.runner``), even after they
 were re-parented because their worker was killed. ``ProcessTracker.stop_all``
 stops everything carrying the tag by pid (SIGTERM, then SIGKILL after a few
 seconds) and returns what is still running, which the fixtures assert is nothing.
@@ -140,7 +140,7 @@ class ProcessTracker:
         pids = []
         for proc in self.tagged():
             with contextlib.suppress(psutil.Error):
-                if "daskscore._runner" in " ".join(proc.cmdline()):
+                if "daskscore.runner" in " ".join(proc.cmdline()):
                     pids.append(proc.pid)
         return pids
 

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 import daskscore as ds
-from daskscore.cluster import start_embedded_cluster
+from daskscore.engine.cluster import start_embedded_cluster
 
 N_WORKERS = 2
 STEP_NAME = "test-step"

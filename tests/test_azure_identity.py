@@ -80,7 +80,7 @@ import json, logging, os, sys
 
 import daskscore as ds
 from daskscore import storage
-from daskscore.exceptions import DatasetError
+from daskscore.errors import DatasetError
 
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
 job = json.loads(sys.argv[1])

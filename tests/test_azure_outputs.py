@@ -604,7 +604,8 @@ def run(mini_batch):
 # which would hide any growth; VmHWM starts afresh at exec and is reset here.
 ASSEMBLE = """
 import json, sys
-from daskscore.sinks import StateStore, assemble_output
+from daskscore.output.assemble import assemble_output
+from daskscore.output.store import StateStore
 
 def status(key):
     with open("/proc/self/status") as f:

@@ -35,8 +35,8 @@ from cluster_procs import (
     write_script,
 )
 
-from daskscore.remote import orchestrator_key
-from daskscore.scheduling import stale_jobs
+from daskscore._protocol import orchestrator_key
+from daskscore.scheduler.reaping import stale_jobs
 
 pytest_plugins = ["cluster_procs"]
 

@@ -1,6 +1,6 @@
 """Mini-batch planning of file and tabular datasets, read back with the real reader.
 
-No cluster: ``dataset.plan(size)`` gives the specs, and ``daskscore._runner._Reader``
+No cluster: ``dataset.plan(size)`` gives the specs, and ``daskscore.runner.reader.Reader``
 (the reader the runner processes use) turns each spec into what ``run()`` receives.
 """
 
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import daskscore as ds
-from daskscore._runner import _Reader
+from daskscore.runner.reader import Reader as _Reader
 
 # -- helpers ----------------------------------------------------------------------
 
@@ -632,7 +632,7 @@ def test_folder_listing_leaves_out_dot_files_and_table_marker_files(tmp_path):
 
 
 def test_folder_listing_walks_subfolders_links_once_and_gives_sizes(tmp_path):
-    from daskscore.datasets import _list_files
+    from daskscore.storage import list_inputs as _list_files
 
     root = tmp_path / "in"
     (root / "a" / "b").mkdir(parents=True)
@@ -652,8 +652,8 @@ def test_folder_listing_walks_subfolders_links_once_and_gives_sizes(tmp_path):
 def test_two_inputs_with_the_same_parquet_path_are_read_from_their_own_storage(
         tmp_path):
     """The reader's table cache is per input: same path string, other storage."""
-    from daskscore._runner import _Reader
     from daskscore.datasets import MiniBatchSpec
+    from daskscore.runner.reader import Reader as _Reader
 
     for root, letter in ((tmp_path / "a", "A"), (tmp_path / "b", "B")):
         root.mkdir()

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from daskscore._runner import (
-    INIT_ERROR,
-    READ_ERROR,
-    RUN_DONE,
-    RUN_EXCEPTION,
-    RUN_TIMEOUT,
-)
-from daskscore.datasets import MiniBatchSpec
-from daskscore.execution import score_mini_batch
+from daskscore._protocol import MiniBatchSpec, TryStatus
+from daskscore.worker.tasks import score_mini_batch
 
-WORKER_DIED = "WORKER_DIED"
+INIT_ERROR = TryStatus.INIT_ERROR
+READ_ERROR = TryStatus.READ_ERROR
+RUN_DONE = TryStatus.RUN_DONE
+RUN_EXCEPTION = TryStatus.RUN_EXCEPTION
+RUN_TIMEOUT = TryStatus.RUN_TIMEOUT
+WORKER_DIED = TryStatus.WORKER_DIED
 
 
 def spec(items: int = 4, index: int = 7) -> MiniBatchSpec:
@@ -202,7 +200,7 @@ def test_record_describes_the_input():
     "count,workers", [(32, 2), (10_000, 2), (5, 4), (1, 1), (700, 16)]
 )
 def test_packs_keep_order_and_shrink_towards_the_end(count, workers):
-    from daskscore.scheduling import _MAX_PACK, pack_mini_batches
+    from daskscore.engine.placement import _MAX_PACK, pack_mini_batches
 
     packs = pack_mini_batches(list(range(count)), workers)
     assert [i for pack in packs for i in pack] == list(range(count))
@@ -214,13 +212,13 @@ def test_packs_keep_order_and_shrink_towards_the_end(count, workers):
 
 
 def test_no_mini_batches_no_packs():
-    from daskscore.scheduling import pack_mini_batches
+    from daskscore.engine.placement import pack_mini_batches
 
     assert pack_mini_batches([], 2) == []
 
 
 def test_recorded_errors_never_hold_a_credential_of_the_job():
-    from daskscore.execution import _redacted
+    from daskscore.worker.tasks import _redacted
 
     key = "c2VjcmV0LWtleS1vZi10aGUtbW9kZWxzLWFjY291bnQ="
     sas = "sv=2024-01-01&sig=abcDEF123456%2Bxyz"
@@ -248,7 +246,7 @@ def test_recorded_errors_never_hold_a_credential_of_the_job():
 def test_a_try_that_never_finished_is_told_apart_by_run(tmp_path, same_run, status):
     import fsspec
 
-    from daskscore.execution import _lost_try
+    from daskscore.worker.tasks import _lost_try
 
     fs = fsspec.filesystem("file")
     records = str(tmp_path)
@@ -263,7 +261,7 @@ def test_a_try_that_never_finished_is_told_apart_by_run(tmp_path, same_run, stat
 
 
 def test_an_input_account_key_is_masked_in_recorded_errors():
-    from daskscore.execution import _redacted
+    from daskscore.worker.tasks import _redacted
 
     key = "c2VjcmV0LWtleS1vZi10aGUtaW5wdXQtYWNjb3VudA=="
     job = {

@@ -13,7 +13,7 @@ import pytest
 from helpers import make_files, read_lines, write_script
 
 import daskscore as ds
-from daskscore import model as model_module
+from daskscore.registry import model as model_module
 
 pytest_plugins = ["helpers"]
 

@@ -19,7 +19,7 @@ import pytest
 from helpers import markers, read_lines, write_script
 
 import daskscore as ds
-from daskscore import cli_runs
+from daskscore.cli import runs as cli_runs
 
 pytest_plugins = ["helpers"]
 

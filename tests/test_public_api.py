@@ -10,7 +10,7 @@ import importlib
 import pytest
 
 import daskscore as ds
-from daskscore import exceptions
+from daskscore import errors as exceptions
 
 PUBLIC_NAMES = {
     "ConfigError",
@@ -146,7 +146,7 @@ def test_exit_codes(error, code):
 
 
 def test_cli_usage_error_is_in_the_tree_with_exit_2():
-    from daskscore.cli import UsageError
+    from daskscore.errors import UsageError
 
     assert issubclass(UsageError, ds.DaskScoreError)
     assert UsageError.exit_code == 2

@@ -14,15 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from daskscore.sinks import (
-    PartWriter,
-    StateStore,
-    assemble_output,
-    encode_result,
-    read_record,
-    write_atomic,
-    write_record,
-)
+from daskscore.output.assemble import assemble_output
+from daskscore.output.parts import PartWriter, encode_result
+from daskscore.output.store import StateStore, read_record, write_atomic, write_record
 
 # -- encode_result ------------------------------------------------------------------
 

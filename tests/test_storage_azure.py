@@ -12,7 +12,7 @@ import pytest
 from azurite import ACCOUNT_KEY, ACCOUNT_NAME, free_port
 
 from daskscore import storage
-from daskscore.exceptions import DatasetError
+from daskscore.errors import DatasetError
 
 WRONG_KEY = "A" * 86 + "=="
 

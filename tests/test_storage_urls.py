@@ -6,7 +6,7 @@ import pytest
 from azurite import ACCOUNT_KEY
 
 from daskscore import storage
-from daskscore.exceptions import DatasetError
+from daskscore.errors import DatasetError
 
 KEY = "c2VjcmV0LWtleS0xMjM0NTY3ODkwLXNlY3JldC1rZXk+/Q=="
 SIG = "Zm9vYmFy%2Bc2lnbmF0dXJl%3D"

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import daskscore as ds
-from daskscore.workspace import DEFAULT_DATASTORE
+from daskscore.registry.datastore import DEFAULT_DATASTORE
 
 SECRET_KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ=="
 SAS = "sv=2024-01-01&ss=b&srt=co&sp=rl&sig=AbCdEf0123456789sig%3D"
@@ -349,7 +349,7 @@ def test_datasets_that_cannot_be_registered(ws):
 
 
 def test_registered_multi_line_csv_keeps_support_multi_line(tmp_path):
-    from daskscore.workspace import get_dataset, register_dataset
+    from daskscore.registry.datasets import get_dataset, register_dataset
 
     data = tmp_path / "data.csv"
     data.write_text('id,text\n1,"a\nb"\n2,"c"\n')

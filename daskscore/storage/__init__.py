@@ -31,17 +31,12 @@ Secrets never leave this module in clear: :func:`redact` masks them in any text,
 :func:`describe_storage_error` turns an SDK exception into one clear line.
 
 The package: ``_urls`` (URL forms, credentials, filesystems), ``_listing``
-(listing and downloading), ``_secrets`` (masking secrets, one-line errors).
+(listing and downloading), ``_secrets`` (masking secrets), ``_errors`` (storage failures as one line).
 """
 
-from ._listing import download, list_files
-from ._secrets import (
-    MASK,
-    describe_storage_error,
-    is_storage_error,
-    redact,
-    safe_storage_options,
-)
+from ._errors import describe_storage_error, is_storage_error
+from ._listing import download, list_files, list_inputs
+from ._secrets import MASK, redact, safe_storage_options
 from ._urls import is_azure, is_local, resolve, url_to_fs
 
 __all__ = [
@@ -52,6 +47,7 @@ __all__ = [
     "is_local",
     "is_storage_error",
     "list_files",
+    "list_inputs",
     "redact",
     "resolve",
     "safe_storage_options",

@@ -22,10 +22,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ._registry import check_name, utc_now
-from .exceptions import ConfigError, NotRegisteredError, WorkspaceError
-from .storage import url_to_fs
-from .workspace import Workspace
+from ..entry_script import STEP_MODEL_OPTIONS
+from ..errors import ConfigError, NotRegisteredError, WorkspaceError
+from ..storage import url_to_fs
+from ._common import check_name, utc_now
+from ._folder import WorkspaceFolder as Workspace
 
 __all__ = ["Model"]
 
@@ -33,9 +34,6 @@ MODELS_ENV = "DASKSCORE_MODELS"
 CACHE_ENV = "DASKSCORE_MODEL_CACHE"
 # remote path -> local copy, for this process
 _LOCAL_COPIES: dict[str, str] = {}
-# model path -> storage options, set by the runner from its setup message (kept
-# out of DASKSCORE_MODELS so that no credential is in the environment)
-STEP_MODEL_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 def _content_hash(path: str) -> str:

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._runner import READ_ERROR, RUN_DONE
-from .datasets import MiniBatchSpec
+from .._protocol import MiniBatchSpec, TryStatus, record_name
 
 __all__ = ["score_mini_batch", "score_pack"]
 
@@ -46,11 +45,11 @@ def score_mini_batch(
         if outcome.get("traceback"):
             outcome["traceback"] = outcome["traceback"][-_TRACEBACK_LIMIT:]
         tries.append(outcome)
-        if outcome["status"] in (RUN_DONE, READ_ERROR):
+        if outcome["status"] in (TryStatus.RUN_DONE, TryStatus.READ_ERROR):
             break
     last = tries[-1]
-    scored = last["status"] in (RUN_DONE, READ_ERROR) and not (
-        last["status"] == READ_ERROR and not last.get("read_failed")
+    scored = last["status"] in (TryStatus.RUN_DONE, TryStatus.READ_ERROR) and not (
+        last["status"] == TryStatus.READ_ERROR and not last.get("read_failed")
     )
     items = last["items"]
     if scored:
@@ -66,7 +65,7 @@ def score_mini_batch(
         "failed": failed,
         "status": last["status"],
         # a mini-batch fails when no try succeeded or an input could not be read
-        "failed_mini_batch": last["status"] != RUN_DONE,
+        "failed_mini_batch": last["status"] != TryStatus.RUN_DONE,
         "error": last.get("error", ""),
         "warning": last.get("warning", ""),
         "has_output": bool(last.get("has_output")),
@@ -74,6 +73,11 @@ def score_mini_batch(
         "worker": worker,
         "tries": tries,
     }
+
+
+def _marker(records_path: str, index: int) -> str:
+    """Written when a mini-batch starts, replaced by its record when it ends."""
+    return f"{records_path}/{record_name(index)}.started"
 
 
 def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict | None:
@@ -87,9 +91,9 @@ def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict 
     """
     import json
 
-    from .sinks import write_atomic
+    from ..output.store import write_atomic
 
-    marker = f"{records_path}/{index:09d}.json.started"
+    marker = _marker(records_path, index)
     lost = None
     try:
         earlier = json.loads(fs.cat_file(marker))
@@ -98,10 +102,10 @@ def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict 
     if earlier is not None:
         where = earlier.get("worker", "")
         if earlier.get("run", run) == run:
-            status = "WORKER_DIED"
+            status = TryStatus.WORKER_DIED
             error = f"the worker {where} died while scoring this mini-batch"
         else:
-            status = "INTERRUPTED"
+            status = TryStatus.INTERRUPTED
             error = (
                 f"an earlier run of this step stopped while {where} was scoring "
                 "this mini-batch (its client was stopped, or the output storage "
@@ -136,7 +140,7 @@ def _redacted(outcome: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     configuration, an SDK that echoes a request): what is recorded never holds
     a credential of the job's inputs, output or models.
     """
-    from .storage import redact
+    from ..storage import redact
 
     secrets = {
         "sources": job.get("sources", []),
@@ -153,8 +157,8 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
     """The Dask task: score consecutive mini-batches on this worker's runner."""
     from distributed import get_worker
 
-    from .sinks import read_record, write_record
-    from .storage import url_to_fs
+    from ..output.store import read_record, write_record
+    from ..storage import url_to_fs
 
     worker = get_worker()
     plugin = worker.plugins.get(plugin_name)
@@ -196,7 +200,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
                 record["failed"] or record.get("failed_mini_batch")
             )
             try:
-                fs.rm_file(f"{records_path}/{spec.index:09d}.json.started")
+                fs.rm_file(_marker(records_path, spec.index))
             except FileNotFoundError:
                 pass
             records.append(record)

@@ -15,7 +15,7 @@ import re
 import uuid
 from typing import Any
 
-from .exceptions import ConfigError
+from ..errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
 _NAME_RULE = ("1-255 characters: letters, digits, '_', '.' and '-', starting with a "

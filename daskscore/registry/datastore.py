@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ._registry import (
+from ..errors import ConfigError, NotRegisteredError, WorkspaceError
+from ..storage import url_to_fs
+from ._common import (
     NAME_RE,
     check_name,
     is_url,
@@ -23,11 +25,9 @@ from ._registry import (
     utc_now,
     write_secret,
 )
-from .exceptions import ConfigError, NotRegisteredError, WorkspaceError
-from .storage import url_to_fs
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ._folder import WorkspaceFolder as Workspace
 
 __all__ = ["DEFAULT_DATASTORE", "DataPath", "Datastore"]
 

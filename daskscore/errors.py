@@ -9,6 +9,7 @@
     │                                        import error, missing init/run)
     ├── ErrorThresholdExceeded               raised by StepRunResult.raise_for_status()
     ├── JobError                             the job could not run (cluster, sink)
+    ├── UsageError                           a bad command line or job file
     └── WorkspaceError                       a workspace, its config or a registry entry
         │                                    cannot be read or written
         └── NotRegisteredError (also LookupError)  no datastore / dataset / model /
@@ -32,6 +33,7 @@ __all__ = [
     "ErrorThresholdExceeded",
     "JobError",
     "NotRegisteredError",
+    "UsageError",
     "WorkspaceError",
 ]
 
@@ -114,6 +116,12 @@ class ErrorThresholdExceeded(DaskScoreError):
 
 class JobError(DaskScoreError):
     """The job could not be run: the cluster or the output location failed."""
+
+
+class UsageError(DaskScoreError):
+    """Bad command line or job file."""
+
+    exit_code = 2
 
 
 class WorkspaceError(DaskScoreError):

@@ -32,11 +32,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from ._registry import check_name, utc_now
-from .datastore import DataPath, Datastore
-from .exceptions import ConfigError, JobError, NotRegisteredError
-from .progress import TextProgress
-from .workspace import Workspace
+from ..errors import ConfigError, JobError, NotRegisteredError
+from ..progress import TextProgress
+from ..registry._common import check_name, utc_now
+from ..registry._folder import WorkspaceFolder as Workspace
+from ..registry.datastore import DataPath, Datastore
 
 __all__ = ["Experiment", "Pipeline", "PipelineData", "PipelineRun", "StepRun"]
 
@@ -110,7 +110,7 @@ class PipelineData:
         """The output's files as a FileDataset: by default the collected output file
         (the only file at the top of a step's output folder); ``"outputs/**"``
         for the files a ``summary_only`` script wrote."""
-        from .datasets import Dataset
+        from ..datasets import Dataset
 
         return self._mark(Dataset.File.from_files(
             self._join(pattern), storage_options=self.storage_options or None))
@@ -119,7 +119,7 @@ class PipelineData:
                            header: bool = True) -> Any:
         """The collected output table as a TabularDataset (``.parquet``, ``.csv``,
         ``.jsonl``: by the pattern's extension)."""
-        from .datasets import Dataset
+        from ..datasets import Dataset
 
         path = self._join(pattern)
         options = self.storage_options or None
@@ -560,7 +560,7 @@ class PipelineRun:
                      duration_seconds=round(duration, 3), error=error)
 
     def _save_log(self) -> None:
-        from .sinks import write_atomic
+        from ..output.store import write_atomic
 
         ws = self.workspace
         path = ws._path("experiments", self.experiment.name, "runs", f"{self.id}.log")
@@ -569,7 +569,7 @@ class PipelineRun:
     def _run_step(self, index: int, step: Any, regenerate: bool,
                   client: Any) -> str | None:
         """Run (or reuse) one step; returns the error that stops the run, if any."""
-        from .exceptions import DaskScoreError
+        from ..errors import DaskScoreError
 
         self._update_step(index, status=RUNNING, started=utc_now())
         self._print(f"Step {step.name}: started")
@@ -653,7 +653,7 @@ def _summary(result: Any) -> dict[str, Any]:
 
 def _report_digest(step: Any) -> str | None:
     """sha256 of the step output's logs/job_report.json, or None when missing."""
-    from .storage import url_to_fs
+    from ..storage import url_to_fs
 
     try:
         fs, root = url_to_fs(step.output, getattr(step, "storage_options", None) or {})
@@ -691,7 +691,7 @@ def _reusable(workspace: Workspace, step: Any, fingerprint: str) -> dict | None:
 
 def _discard_committed(step: Any) -> None:
     """Forget an earlier run's committed mini-batches so everything is scored again."""
-    from .sinks import StateStore
+    from ..output.store import StateStore
 
     store = StateStore(step.output, getattr(step, "storage_options", None) or {})
     if store.fs.exists(store.state):

@@ -1,7 +1,7 @@
 """One run of a step, client side: plan, submit, watch, commit, report.
 
 ``Job.run()`` plans the inputs into mini-batches, starts (or joins) a Dask
-cluster, registers the :class:`~daskscore.plugin.ScoringPlugin`, submits packs of
+cluster, registers the :class:`~daskscore.worker.plugin.ScoringPlugin`, submits packs of
 mini-batches, consumes their small records as they complete (progress, live
 thresholds, cancelling on breach or on request), and at the end assembles the
 collected output from the committed parts and writes the reports. While it runs,
@@ -18,25 +18,26 @@ import time
 import uuid
 from typing import Any
 
-from .config import OutputAction, ParallelRunConfig, threshold_breach
-from .datasets import MiniBatchSpec
-from .entry_script import bundle_entry_script
-from .exceptions import DaskScoreError, EntryScriptError, JobError
-from .progress import JobProgress, ProgressCallback
-from .reports import result_text, write_reports
-from .result import StepRunResult
-from .scheduling import (
-    _cancel_plugin,
-    _plugin_problem,
-    cancel_job_request,
-    node_of,
-    pack_mini_batches,
-    select_workers,
-    stale_jobs,
-)
-from .sinks import SCRIPT_OUTPUT_DIR, StateStore, assemble_output, write_atomic
+from .._protocol import SCRIPT_OUTPUT_DIR, MiniBatchSpec
+from ..config import OutputAction, ParallelRunConfig
+from ..entry_script import bundle_entry_script
+from ..errors import DaskScoreError, EntryScriptError, JobError
+from ..output.assemble import assemble_output
+from ..output.reports import result_text, write_reports
+from ..output.store import StateStore, write_atomic
+from ..progress import JobProgress, ProgressCallback, dashboard_page_link
+from ..result import StepRunResult
+from ..scheduler.dashboard import install_routes
+from ..scheduler.reaping import stale_jobs
+from ..worker.control import cancel_plugin, plugin_problem
+from ..worker.plugin import ScoringPlugin
+from ..worker.tasks import score_pack
+from .cluster import free_dashboard_address, start_embedded_cluster
+from .jobspec import model_options, models_env, named_inputs
+from .placement import node_of, pack_mini_batches, select_workers
+from .thresholds import threshold_breach
 
-__all__ = ["Job", "cancel_job_request"]
+__all__ = ["Job"]
 
 logger = logging.getLogger("daskscore")
 
@@ -91,8 +92,6 @@ class Job:
             self.workers = self._pick_workers(self.client)
             return self.client
         from distributed import Client
-
-        from .cluster import free_dashboard_address, start_embedded_cluster
 
         n = self._workers_wanted()
         logger.info("starting an embedded cluster with %d worker processes", n)
@@ -167,7 +166,7 @@ class Job:
         except (DaskScoreError, KeyboardInterrupt):
             raise
         except Exception as exc:  # the output location is the user's storage
-            from .storage import describe_storage_error
+            from ..storage import describe_storage_error
 
             raise JobError(
                 "cannot use the output folder "
@@ -229,7 +228,7 @@ class Job:
                     )
                 result = self._finish(store, specs, started, output_file, resumed)
             except Exception as exc:
-                from .storage import is_storage_error
+                from ..storage import is_storage_error
 
                 if not is_storage_error(exc):
                     raise
@@ -243,7 +242,7 @@ class Job:
 
     def _storage_failure(self, what: str, exc: BaseException) -> JobError:
         """One line for an output folder that failed mid-job, and what to do."""
-        from .storage import describe_storage_error
+        from ..storage import describe_storage_error
 
         where = describe_storage_error(exc, self.step.output, self.step.storage_options)
         return JobError(
@@ -302,8 +301,6 @@ class Job:
         )
 
     def _job_spec(self, store: StateStore, bundle, script_display: str) -> dict:
-        from .step import _model_options, _models_env, _named_inputs
-
         step, cfg = self.step, self.cfg
         if cfg.source_directory:
             source_display = os.path.abspath(cfg.source_directory)
@@ -342,9 +339,9 @@ class Job:
                 }
                 for d in step.inputs
             ],
-            "named_inputs": _named_inputs(step.inputs, step.side_inputs),
-            "runner_env": _models_env(step.models),
-            "model_options": _model_options(step.models),
+            "named_inputs": named_inputs(step.inputs, step.side_inputs),
+            "runner_env": models_env(step.models),
+            "model_options": model_options(step.models),
             "allowed_names": self.allowed_names,
             "prefetch": os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
             # with a failure budget, every failure must reach the client at once
@@ -357,14 +354,12 @@ class Job:
     def _register(
         self, client, job: dict, script_display: str, store: StateStore
     ) -> None:
-        from .plugin import ScoringPlugin
-
         if store.local:
             os.makedirs(store.path("logs"), exist_ok=True)
         client.register_plugin(
             ScoringPlugin(self.plugin_name, job), name=self.plugin_name
         )
-        problems = client.run(_plugin_problem, self.plugin_name, workers=self.workers)
+        problems = client.run(plugin_problem, self.plugin_name, workers=self.workers)
         for _worker, problem in sorted(problems.items()):
             if problem:
                 client.unregister_worker_plugin(self.plugin_name)
@@ -396,8 +391,6 @@ class Job:
 
     def _execute(self, client, todo: list[MiniBatchSpec]) -> None:
         from distributed import as_completed
-
-        from .execution import score_pack
 
         step = self.step
         futures = []
@@ -496,7 +489,7 @@ class Job:
             self.reason = "cancelled on request (daskscore cancel)"
 
     def _cancel(self, client, futures) -> None:
-        client.run(_cancel_plugin, self.plugin_name, workers=self.workers)
+        client.run(cancel_plugin, self.plugin_name, workers=self.workers)
         for f in futures:
             if not f.done():
                 f.cancel()
@@ -534,7 +527,7 @@ class Job:
     def _failed_pack(self, specs: list[MiniBatchSpec], exc: BaseException) -> list:
         from distributed import KilledWorker
 
-        from .storage import is_storage_error
+        from ..storage import is_storage_error
 
         if is_storage_error(exc) and not any(s.kind == "frame" for s in specs):
             # a task's own storage work is recording its mini-batches' outcome
@@ -645,8 +638,6 @@ class Job:
             )
 
     def _install_dashboard(self, client) -> None:
-        from .dashboard import dashboard_page_link, install_routes
-
         try:
             if client.run_on_scheduler(install_routes):
                 link = dashboard_page_link(getattr(client, "dashboard_link", None))

@@ -1,67 +1,18 @@
-"""Where mini-batches run and in what pieces, and jobs as the scheduler sees them.
+"""Where mini-batches run and in what pieces.
 
-Plain functions, most of them run on the scheduler or the workers through
-``client.run`` / ``run_on_scheduler``: choosing workers for ``node_count`` and
-``process_count_per_node``, cutting mini-batches into packs (Dask tasks),
-telling a job's plugin to stop, and finding jobs whose client is gone.
+Choosing workers for ``node_count`` and ``process_count_per_node`` on an existing
+cluster, and cutting the mini-batches into packs (one Dask task each). Plain
+functions of the scheduler's worker table: testable without a cluster.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "cancel_job_request",
-    "node_of",
-    "pack_mini_batches",
-    "select_workers",
-    "stale_jobs",
-]
+__all__ = ["node_of", "pack_mini_batches", "select_workers"]
 
 # at most this many mini-batches per Dask task
 _MAX_PACK = 64
-
-
-def _cancel_plugin(plugin_name: str, dask_worker=None) -> bool:
-    """Runs on every worker (``client.run``): stop starting new mini-batches."""
-    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
-    if plugin is not None:
-        plugin.cancelled = True
-    return plugin is not None
-
-
-def _plugin_problem(plugin_name: str, dask_worker=None):
-    """Runs on every worker: the import problem of the entry script, if any."""
-    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
-    return getattr(plugin, "import_problem", None)
-
-
-def stale_jobs(dask_scheduler=None) -> list[str]:
-    """Runs on the scheduler: running jobs whose client is no longer connected.
-
-    A submitted job whose orchestrator task is still to run (Dask runs it again
-    after its worker, and the client on it, died) is not stale: it resumes.
-    """
-    from .dashboard import jobs_state
-    from .remote import orchestrator_key
-
-    out = []
-    for job_id, state in jobs_state(dask_scheduler).items():
-        owner = state.get("client_id") if isinstance(state, dict) else None
-        orchestrator = dask_scheduler.tasks.get(orchestrator_key(job_id))
-        if (
-            state.get("status") == "Running"
-            and owner
-            and (owner not in dask_scheduler.clients)
-            and (orchestrator is None or orchestrator.state in ("erred", "memory"))
-        ):
-            out.append(job_id)
-    return out
-
-
-def cancel_job_request(client: Any, job_id: str) -> None:
-    """Ask a running job (on any client) to stop, through the scheduler."""
-    client.set_metadata(["daskscore", "cancel", job_id], True)
 
 
 def node_of(address: str, info: dict[str, Any]) -> str:

@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any
 
-from .pipeline import PipelineRun, list_runs
-from .workspace import DEFAULT_WORKSPACE, Workspace
+from ..pipeline.pipeline import PipelineRun, list_runs
+from ..registry.workspace import DEFAULT_WORKSPACE, Workspace
 
 __all__ = ["add_runs_commands", "run_runs_command"]
 
@@ -45,7 +45,7 @@ def add_runs_commands(subparsers: Any) -> argparse.ArgumentParser:
 def _workspace(path: str | None) -> Workspace:
     if path:
         return Workspace(path, create=False)
-    from .exceptions import WorkspaceError
+    from ..errors import WorkspaceError
 
     try:
         return Workspace.from_config()
@@ -62,7 +62,7 @@ def _duration(details: dict[str, Any]) -> str:
 
 def run_runs_command(args: argparse.Namespace) -> int:
     """Run ``daskscore runs ...``; returns the exit code."""
-    from .cli import UsageError
+    from ..errors import UsageError
 
     command = getattr(args, "runs_command", None)
     if command not in ("list", "show"):

@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from .sinks import write_atomic
+from .store import write_atomic
 
 __all__ = ["TRIES_COLUMNS", "write_reports"]
 

@@ -1,43 +1,24 @@
-"""Workspaces: a folder of plain JSON registries for datastores, datasets and models.
+"""The workspace folder itself: where it is, its JSON files, versions, datastores.
 
-A workspace is a folder (``./.daskscore`` by default) or any fsspec URL, so a team
-can share one on blob storage. Everything in it is a human-readable file::
-
-    <workspace>/workspace.json                    id, format, default datastore
-    <workspace>/datastores/<name>.json            where a datastore points, and how
-                                                  its credential is found (never
-                                                  the credential itself)
-    <workspace>/data/                             the default datastore's files
-    <workspace>/datasets/<name>/<version>.json    a registered dataset's definition
-    <workspace>/models/<name>/<version>.json      a registered model's metadata
-    <workspace>/models/<name>/<version>/...       the model's stored copy
-    <workspace>/experiments/<name>/runs/<id>.json run history (see pipeline.py)
-
-This module holds the workspace and the dataset registry; datastores (and how
-their credentials are kept by reference, never in the workspace) are in
-datastore.py, models in model.py.
+:class:`WorkspaceFolder` is what every registry needs of a workspace; the public
+:class:`~daskscore.registry.workspace.Workspace` adds the registries on top of it
+(datasets, models, experiments). Modules below the facade (datastores, models,
+registered datasets, the pipeline's run history) take a ``WorkspaceFolder``.
 """
+
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
-from ._registry import check_name, is_url, join, utc_now
-from .datastore import DEFAULT_DATASTORE, DataPath, Datastore  # noqa: F401 - re-exported
-from .exceptions import ConfigError, NotRegisteredError, WorkspaceError
-from .storage import is_local, safe_storage_options, url_to_fs
+from ..errors import WorkspaceError
+from ..storage import is_local, safe_storage_options, url_to_fs
+from ._common import is_url, join, utc_now
+from .datastore import DEFAULT_DATASTORE, Datastore
 
-__all__ = [
-    "DataPath",
-    "Datastore",
-    "Workspace",
-    "get_dataset",
-    "register_dataset",
-]
+__all__ = ["WorkspaceFolder"]
 
 DEFAULT_WORKSPACE = ".daskscore"
 CONFIG_FILE_NAMES = ("daskscore.json", "config.json")
@@ -47,7 +28,7 @@ _FORMAT = 1
 # -- the workspace ---------------------------------------------------------------
 
 
-class Workspace:
+class WorkspaceFolder:
     """A folder (or fsspec URL) holding the datastore, dataset and model registries.
 
     Parameters
@@ -112,14 +93,14 @@ class Workspace:
         return f"Workspace({self.url!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Workspace) and other.url == self.url
+        return isinstance(other, WorkspaceFolder) and other.url == self.url
 
     def __hash__(self) -> int:
         return hash(self.url)
 
     # -- config files ----------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | os.PathLike | None = None) -> Workspace:
+    def from_config(cls, path: str | os.PathLike | None = None) -> WorkspaceFolder:
         """The workspace named by ``daskscore.json`` (or ``config.json``).
 
         Looks in ``path`` (a config file or a folder; default the current folder)
@@ -217,7 +198,7 @@ class Workspace:
             ) from exc
 
     def _write_json(self, data: Any, *names: str) -> None:
-        from .sinks import write_atomic
+        from ..output.store import write_atomic
 
         text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
         path = self._path(*names)
@@ -297,199 +278,3 @@ class Workspace:
         meta["default_datastore"] = name
         self._write_json(meta, "workspace.json")
         self._meta = meta
-
-    @property
-    def datasets(self) -> dict[str, Any]:
-        """The registered datasets by name, each at its latest version."""
-        return {name: get_dataset(self, name)
-                for name in self._list_names("datasets")
-                if self._versions("datasets", name)}
-
-    def dataset_versions(self, name: str) -> list[int]:
-        """The registered versions of the dataset ``name``, oldest first."""
-        return self._versions("datasets", name)
-
-    @property
-    def models(self) -> dict[str, Any]:
-        """The registered models by name, each at its latest version."""
-        from .model import Model
-
-        return {m.name: m for m in Model.list(self, latest=True)}
-
-    @property
-    def experiments(self) -> dict[str, Any]:
-        """The experiments with runs in this workspace, by name."""
-        from .pipeline import Experiment
-
-        return {name: Experiment(self, name)
-                for name in self._list_names("experiments")}
-
-
-# -- the dataset registry ------------------------------------------------------------
-
-
-def _source_of(datastores: list[Datastore], path: str) -> dict[str, str]:
-    """How one dataset path is recorded: on a datastore when it is inside one."""
-    text = os.fspath(path)
-    if not is_url(text):
-        text = os.path.abspath(os.path.expanduser(text)) + (
-            "/" if text.endswith(("/", os.sep)) else "")
-    matches = []
-    for datastore in datastores:
-        rel = datastore._relative(text)
-        if rel is not None:
-            matches.append((len(datastore.url), datastore.name, rel))
-    if matches:  # the innermost datastore wins
-        _, name, rel = max(matches)
-        return {"datastore": name, "path": rel}
-    return {"url": text}
-
-
-def _path_of(workspace: Workspace, source: dict[str, str],
-             known: dict[str, tuple[Datastore, dict]]) -> tuple[str, dict]:
-    if "url" in source:
-        return source["url"], {}
-    name = source["datastore"]
-    if name not in known:
-        datastore = Datastore.get(workspace, name)
-        known[name] = (datastore, datastore.storage_options)
-    datastore, options = known[name]
-    return datastore._full(source["path"]), options
-
-
-def _definition(workspace: Workspace, dataset: Any) -> dict[str, Any]:
-    from .datasets import FileDataset, TabularDataset
-
-    if isinstance(dataset, FileDataset):
-        kind, fmt, read_options = "file", "files", {}
-    elif isinstance(dataset, TabularDataset):
-        if dataset.frame is not None:
-            raise WorkspaceError(
-                "a dataset made from a dask DataFrame cannot be registered (it lives "
-                "in memory); write it to Parquet and register "
-                "Dataset.Tabular.from_parquet_files(...)"
-            )
-        kind, fmt, read_options = "tabular", dataset.format, dict(dataset.read_options)
-    else:
-        raise ConfigError("dataset", dataset,
-                          "a Dataset.File / Dataset.Tabular dataset")
-    paths = getattr(dataset, "given_path", dataset.path)
-    many = isinstance(paths, list | tuple)
-    datastores = list(workspace.datastores.values())
-    sources = [_source_of(datastores, p) for p in (paths if many else [paths])]
-    options = dict(getattr(dataset, "given_storage_options", None)
-                   or dataset.storage_options or {})
-    on_datastore = all("datastore" in s for s in sources)
-    if options and not on_datastore and safe_storage_options(options) != options:
-        raise WorkspaceError(
-            "this dataset's storage_options hold a credential, which a workspace "
-            "never stores; register the storage as a datastore "
-            "(ds.Datastore.register_azure_blob_container) and build the dataset "
-            "from datastore.path(...)"
-        )
-    return {
-        "kind": kind, "format": fmt, "sources": sources, "many": many,
-        "read_options": read_options,
-        "storage_options": {} if on_datastore else options,
-    }
-
-
-def _build(workspace: Workspace, record: dict[str, Any]) -> Any:
-    from .datasets import Dataset
-
-    known: dict[str, tuple[Datastore, dict]] = {}
-    located = [_path_of(workspace, s, known) for s in record["sources"]]
-    paths = [p for p, _ in located]
-    options = dict(record.get("storage_options") or {})
-    for _, datastore_options in located:
-        options.update(datastore_options)
-    path: Any = paths if record.get("many") else paths[0]
-    fmt, read = record["format"], record.get("read_options") or {}
-    if record["kind"] == "file":
-        dataset = Dataset.File.from_files(path, storage_options=options)
-    elif fmt == "csv":
-        dataset = Dataset.Tabular.from_delimited_files(
-            path, separator=read.get("separator", ","), header=read.get("header", True),
-            storage_options=options,
-            support_multi_line=read.get("support_multi_line", False))
-    elif fmt == "parquet":
-        dataset = Dataset.Tabular.from_parquet_files(path, storage_options=options)
-    else:
-        dataset = Dataset.Tabular.from_json_lines_files(path, storage_options=options)
-    dataset.name = record["name"]
-    dataset.version = record["version"]
-    dataset.description = record.get("description")
-    dataset.tags = dict(record.get("tags") or {})
-    return dataset
-
-
-def register_dataset(workspace: Workspace, dataset: Any, name: str,
-                     description: str | None = None,
-                     tags: Mapping[str, str] | None = None,
-                     create_new_version: bool = False) -> Any:
-    """Register ``dataset`` under ``name``; returns the registered dataset.
-
-    Paths inside a registered datastore are recorded relative to it, so the
-    registered dataset follows the datastore (and its credential). Registering a
-    definition identical to the latest version returns that version. A different
-    definition under an existing name needs ``create_new_version=True``.
-
-    Raises
-    ------
-    WorkspaceError
-        The name exists with a different definition and ``create_new_version`` is
-        False, or the dataset cannot be stored (in-memory, credentials).
-    """
-    check_name("name", name)
-    definition = _definition(workspace, dataset)
-    versions = workspace._versions("datasets", name)
-    if versions:
-        latest = workspace._read_json("datasets", name, f"{versions[-1]}.json")
-        same = {k: latest.get(k) for k in definition} == definition
-        if same and (description is None or description == latest.get("description")):
-            return _build(workspace, latest)
-        if not create_new_version:
-            raise WorkspaceError(
-                f"dataset {name!r} is already registered (latest version "
-                f"{versions[-1]}) with a different definition; pass "
-                "create_new_version=True to add a version"
-            )
-    version = workspace._claim_version("datasets", name)
-    record = {"name": name, "version": version, **definition,
-              "description": description, "tags": dict(tags or {}),
-              "created": utc_now()}
-    workspace._write_json(record, "datasets", name, f"{version}.json")
-    if workspace.local:
-        shutil.rmtree(workspace._path("datasets", name, str(version)),
-                      ignore_errors=True)
-    return _build(workspace, record)
-
-
-def get_dataset(workspace: Workspace, name: str, version: int | str = "latest") -> Any:
-    """The dataset registered as ``name`` (``version``: an int or ``"latest"``).
-
-    Raises
-    ------
-    NotRegisteredError
-        No dataset of that name, or not that version (the message lists what is
-        registered).
-    """
-    versions = workspace._versions("datasets", name) if isinstance(name, str) else []
-    if not versions:
-        raise NotRegisteredError(
-            "dataset", name, known=sorted(workspace.datasets), workspace=workspace.url,
-            hint="register it with dataset.register(ws, name)",
-        )
-    if version in ("latest", None):
-        number = versions[-1]
-    else:
-        try:
-            number = int(version)
-        except (TypeError, ValueError):
-            raise ConfigError("version", version, "an int >= 1 or 'latest'") from None
-    if number not in versions:
-        raise NotRegisteredError("dataset", name, version=number, known=versions,
-                                 workspace=workspace.url)
-    return _build(workspace, workspace._read_json("datasets", name, f"{number}.json"))
-
-

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .exceptions import ConfigError, DaskScoreError
+from ..errors import ConfigError, DaskScoreError, UsageError
 
 __all__ = ["main"]
 
@@ -84,12 +84,6 @@ _YAML_ONLY = {
     "output_storage_options",
     "partition_keys",
 }
-
-
-class UsageError(DaskScoreError):
-    """Bad command line or job file."""
-
-    exit_code = 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -165,7 +159,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "id; the job goes on after this command exits.",
     )
     _add_job_flags(submit)
-    from .cli_runs import add_runs_commands
+    from .runs import add_runs_commands
 
     add_runs_commands(sub)
     for verb, text in (
@@ -276,7 +270,7 @@ def _datasets(
     storage_options: dict[str, Any],
     csv_multi_line: bool = False,
 ) -> list:
-    from .datasets import Dataset
+    from ..datasets import Dataset
 
     if input_type not in (None, "file", "tabular"):
         raise ConfigError("input_type", input_type, '"file" or "tabular"')
@@ -355,8 +349,8 @@ def _settings(args: argparse.Namespace, script_args: list[str]) -> dict[str, Any
 
 
 def _step_from_settings(settings: dict[str, Any]):
-    from .config import ParallelRunConfig
-    from .step import ParallelRunStep
+    from ..config import ParallelRunConfig
+    from ..step import ParallelRunStep
 
     if not settings.get("entry_script"):
         raise UsageError(
@@ -385,8 +379,8 @@ def _step_from_settings(settings: dict[str, Any]):
 
 def _rerun_step(output_dir: str, settings: dict[str, Any]):
     """The step to rerun: from the flags when given, else from the output's manifest."""
-    from .sinks import StateStore
-    from .step import ParallelRunStep
+    from ..output.store import StateStore
+    from ..step import ParallelRunStep
 
     if settings.get("entry_script"):
         settings.setdefault("output", output_dir)
@@ -420,7 +414,7 @@ def _print_result(result) -> int:
 
 
 def _run(args: argparse.Namespace, script_args: list[str]) -> int:
-    from .progress import TextProgress
+    from ..progress import TextProgress
 
     settings = _settings(args, script_args)
     if args.rerun_failed:
@@ -442,7 +436,7 @@ def _run(args: argparse.Namespace, script_args: list[str]) -> int:
 
 
 def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
-    from . import remote
+    from ..engine import detached as remote
 
     if args.command == "submit":
         settings = _settings(args, script_args)
@@ -517,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, script_args)
         if args.command == "runs":
-            from .cli_runs import run_runs_command
+            from .runs import run_runs_command
 
             return run_runs_command(args)
         return _remote(args, script_args)

@@ -1,244 +1,27 @@
-"""Committing per-mini-batch outputs exactly once, and assembling the collected file.
+"""The collected file: the committed parts streamed, in input order, into one file.
 
-Layout inside a step's output folder::
-
-    <output>/
-      parallel_run_step.txt          the collected output (append_row)
-      outputs/                       EntryScript().output_dir (files the script writes)
-      logs/                          reports, see reports.py
-      .daskscore/
-        manifest.json                fingerprint of script, config, arguments, inputs
-        parts/000000042.txt          what run() returned for mini-batch 42 (committed;
-                                     .csv, or .arrow (Arrow IPC) for a .parquet file)
-        records/000000042.json       the final record of mini-batch 42 (its tries)
-
-A part is written to a temporary name and renamed (or uploaded whole), then its
-record is written the same way. A record means "this mini-batch is done"; a part
-without a record is ignored and redone. Because a part's name is its mini-batch
-id, a mini-batch scored twice (worker death, resume) replaces its own part, so
-every item appears exactly once in the collected file, in input order.
+``.txt`` parts are concatenated; ``.csv`` parts keep one header (the union of
+their columns); Arrow parts become one Parquet file with a unified schema. The
+client reads one part at a time and never holds the whole output.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
-import sys
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from .storage import is_local, url_to_fs
+from ..storage import is_local
+from .parts import read_part_table
+from .store import StateStore
 
-__all__ = ["PartWriter", "StateStore", "assemble_output", "encode_result"]
+__all__ = ["assemble_output"]
 
-STATE_DIR = ".daskscore"
-SCRIPT_OUTPUT_DIR = "outputs"
 _COPY_CHUNK = 8 * 1024 * 1024
 # block size of the collected file's upload to blob storage (see _open_output)
 _UPLOAD_BLOCK = 16 * 1024 * 1024
-# What a part is stored as, by the collected file's format. Parquet output is
-# committed as uncompressed Arrow IPC: writing and reading it back is a copy,
-# where a Parquet part would be encoded twice (in the runner and when collected).
-_PART_SUFFIX = {"txt": "txt", "csv": "csv", "parquet": "arrow"}
-
-
-def _join(base: str, *names: str) -> str:
-    return "/".join([base.rstrip("/"), *names])
-
-
-def write_atomic(fs, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
-    if is_local(fs):
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    else:
-        fs.pipe_file(path, data)  # a blob upload is all-or-nothing
-
-
-def _table_from_list(result: list | tuple):
-    import pandas as pd
-
-    if result and all(isinstance(x, dict) for x in result):
-        return pd.DataFrame(list(result))
-    values = list(result)
-    frame = pd.DataFrame({"result": values})
-    if frame["result"].dtype == object:
-        kinds = {type(v) for v in values}
-        if len(kinds) > 1:
-            frame["result"] = [str(v) for v in values]
-    return frame
-
-
-def is_dataframe(value: Any) -> bool:
-    """Whether ``value`` is a pandas DataFrame, without importing pandas.
-
-    A script that returns lists never pays pandas' import (~0.3 s per runner).
-    """
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(value, pandas.DataFrame)
-
-
-def encode_result(result: Any, fmt: str) -> bytes:
-    """Encode what ``run()`` returned as one part of the collected output."""
-    if fmt == "txt":
-        if is_dataframe(result):
-            if result.empty:
-                return b""
-            text = result.to_csv(
-                sep=" ", header=False, index=False, lineterminator="\n"
-            )
-        else:
-            text = "".join(f"{x}\n" for x in result)
-        return text.encode("utf-8")
-    frame = result if is_dataframe(result) else _table_from_list(result)
-    if fmt == "csv":
-        return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
-    import pyarrow as pa
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def part_name(index: int, fmt: str) -> str:
-    """The file name of mini-batch ``index``'s part for a collected ``fmt`` file."""
-    return f"{index:09d}.{_PART_SUFFIX[fmt]}"
-
-
-def read_part_table(fs, path: str):
-    """A committed Parquet-output part (Arrow IPC) as a ``pyarrow.Table``."""
-    import pyarrow as pa
-
-    if is_local(fs):
-        with pa.memory_map(path) as source:
-            return pa.ipc.open_file(source).read_all()
-    return pa.ipc.open_file(pa.BufferReader(fs.cat_file(path))).read_all()
-
-
-class PartWriter:
-    """Commits what ``run()`` returned under the mini-batch's id (runner side)."""
-
-    def __init__(
-        self, parts_url: str, fmt: str, storage_options: dict[str, Any], enabled: bool
-    ) -> None:
-        self.fmt = fmt
-        self.enabled = enabled
-        self.fs, self.parts_path = url_to_fs(parts_url, storage_options)
-
-    def commit(self, index: int, result: Any) -> bool:
-        """Write the part; return whether there is one (False for summary_only)."""
-        if not self.enabled:
-            return False
-        data = encode_result(result, self.fmt)
-        write_atomic(self.fs, _join(self.parts_path, part_name(index, self.fmt)), data)
-        return True
-
-
-class StateStore:
-    """The ``.daskscore`` folder of a step's output: manifest, parts, records."""
-
-    def __init__(self, output_url: str, storage_options: dict[str, Any] | None = None):
-        from .storage import resolve
-
-        url, options = resolve(output_url.rstrip("/"), storage_options)
-        self.output_url = url.rstrip("/")
-        self.storage_options = options
-        self.fs, self.root = url_to_fs(self.output_url, self.storage_options)
-        self.local = is_local(self.fs)
-        self.state = _join(self.root, STATE_DIR)
-        self.parts = _join(self.state, "parts")
-        self.records = _join(self.state, "records")
-        self.assembly_warnings: list[str] = []
-
-    # -- URLs handed to workers -------------------------------------------------
-    def url(self, path: str) -> str:
-        return path if self.local else self.fs.unstrip_protocol(path)
-
-    @property
-    def parts_url(self) -> str:
-        return self.url(self.parts)
-
-    @property
-    def records_url(self) -> str:
-        return self.url(self.records)
-
-    def path(self, *names: str) -> str:
-        return _join(self.root, *names)
-
-    # -- manifest ---------------------------------------------------------------
-    def read_manifest(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.fs.cat_file(_join(self.state, "manifest.json")))
-        except (FileNotFoundError, ValueError, OSError):
-            return None
-
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        write_atomic(
-            self.fs,
-            _join(self.state, "manifest.json"),
-            json.dumps(manifest, indent=2, sort_keys=True).encode(),
-        )
-
-    def reset(self) -> None:
-        """Forget earlier parts and records (the inputs or the script changed)."""
-        for folder in (self.parts, self.records):
-            if self.fs.exists(folder):
-                self.fs.rm(folder, recursive=True)
-        self.makedirs()
-
-    def makedirs(self) -> None:
-        for folder in (self.parts, self.records):
-            self.fs.makedirs(folder, exist_ok=True)
-
-    # -- records ----------------------------------------------------------------
-    def load_records(self, known: Iterable[int] = ()) -> dict[int, dict[str, Any]]:
-        """Records on disk, by mini-batch id, skipping those in ``known``."""
-        skip = set(known)
-        out: dict[int, dict[str, Any]] = {}
-        try:
-            names = self.fs.ls(self.records, detail=False)
-        except FileNotFoundError:
-            return out
-        for name in names:
-            base = name.rsplit("/", 1)[-1]
-            if not base.endswith(".json") or base.startswith("."):
-                continue
-            index = int(base[:-5])
-            if index in skip:
-                continue
-            try:
-                out[index] = json.loads(self.fs.cat_file(name))
-            except (ValueError, FileNotFoundError):
-                continue
-        return out
-
-    def part_path(self, index: int, fmt: str) -> str:
-        return _join(self.parts, part_name(index, fmt))
-
-
-def write_record(fs, records_path: str, index: int, record: dict[str, Any]) -> None:
-    """Commit the final record of one mini-batch (worker side)."""
-    write_atomic(
-        fs,
-        _join(records_path, f"{index:09d}.json"),
-        json.dumps(record, default=str).encode(),
-    )
-
-
-def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
-    path = _join(records_path, f"{index:09d}.json")
-    try:
-        return json.loads(fs.cat_file(path))
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def assemble_output(

@@ -2,7 +2,8 @@
 
 On ``setup`` (every current worker, and every worker that joins later, such as a
 replacement for a dead one) the plugin unpacks the script bundle into worker-local
-scratch space and starts a runner process (see ``_runner.py``) that imports the
+scratch space and starts a runner process (:mod:`daskscore.runner`, through
+:class:`~.handle.RunnerHandle`) that imports the
 script and calls ``init()`` once. Tasks find the plugin by name on their worker
 and hand it mini-batches. On ``teardown`` (the job ends, or the worker closes)
 the runner calls ``shutdown()`` and exits.
@@ -17,24 +18,22 @@ import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
-import time
 import zipfile
-from multiprocessing.connection import Connection
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from ._runner import INIT_ERROR, READ_ERROR, RUN_EXCEPTION, RUN_TIMEOUT
+from .._protocol import TryStatus
+from .handle import RunnerHandle
 
-__all__ = ["RunnerHandle", "ScoringPlugin"]
+__all__ = ["ScoringPlugin", "agent_name_for"]
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SHUTDOWN_TIMEOUT_S = 120
-_READ_TIMEOUT_MIN_S = 300
+# the folder daskscore is imported from, so that the runner imports the same copy
+_PACKAGE_PARENT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 _INIT_FAILURES_MAX = 3
 
 
@@ -46,197 +45,6 @@ def agent_name_for(worker: Any) -> str:
     if not name.startswith("worker"):
         name = f"worker-{name}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{host}-{name}")
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "is still running"
-    if code < 0:
-        import signal
-
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-class RunnerHandle:
-    """The worker's side of one runner process."""
-
-    def __init__(
-        self,
-        setup: dict[str, Any],
-        env: dict[str, str],
-        workdir: str,
-        stdout_path: str,
-        stderr_path: str,
-    ) -> None:
-        parent_sock, child_sock = socket.socketpair()
-        with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "daskscore._runner",
-                    str(child_sock.fileno()),
-                    str(os.getpid()),
-                ],
-                pass_fds=[child_sock.fileno()],
-                env=env,
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        child_sock.close()
-        self.conn = Connection(parent_sock.detach())
-        self.conn.send(setup)
-        self.state = "importing"
-        self.init_error: tuple[str, str] | None = None
-        self.init_seconds: float | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None and self.state not in ("dead",)
-
-    def _recv(self, timeout: float | None):
-        if timeout is not None and not self.conn.poll(timeout):
-            return None
-        return self.conn.recv()
-
-    def wait_imported(self) -> tuple[str, str] | None:
-        """Block until the script is imported; (problem, traceback) on failure."""
-        try:
-            msg = self._recv(None)
-        except (EOFError, OSError):
-            self.proc.wait()
-            return (
-                f"the runner process {_describe_exit(self.proc.returncode)} while "
-                "importing the script (see logs/user/<worker>/stderr.txt)",
-                "",
-            )
-        if msg[0] == "import_error":
-            self.state = "dead"
-            return msg[1], msg[2]
-        self.state = "initializing"
-        return None
-
-    def wait_ready(self, timeout: float) -> tuple[str, str] | None:
-        """Block until ``init()`` has returned; return (error, traceback) on failure."""
-        if self.state == "ready":
-            return None
-        if self.init_error is not None:
-            return self.init_error
-        try:
-            msg = self._recv(timeout)
-        except (EOFError, OSError):
-            self.proc.wait()
-            self.init_error = (
-                f"the runner process {_describe_exit(self.proc.returncode)} during "
-                "init()",
-                "",
-            )
-            self.state = "dead"
-            return self.init_error
-        if msg is None:
-            self.kill()
-            self.init_error = (f"init() did not finish within {timeout:.0f} s", "")
-            return self.init_error
-        if msg[0] == "init_done":
-            self.state = "ready"
-            self.init_seconds = msg[1]
-            return None
-        self.state = "dead"
-        self.init_error = (msg[1], msg[2])
-        return self.init_error
-
-    def call(self, spec, frame, try_no: int, run_timeout: float) -> dict[str, Any]:
-        """One try of one mini-batch in the runner; always returns an outcome."""
-        start = time.perf_counter()
-        base = {
-            "items": spec.items or 1,
-            "succeeded": 0,
-            "failed": spec.items or 1,
-            "read_seconds": 0.0,
-            "run_seconds": 0.0,
-            "traceback": "",
-            "has_output": False,
-            "warning": "",
-            "read_failed": 0,
-        }
-        try:
-            self.conn.send(("run", spec, frame, try_no))
-            msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
-            if msg is None:
-                self.kill()
-                return {
-                    **base,
-                    "status": READ_ERROR,
-                    "error": "reading the mini-batch did not finish in time",
-                }
-            items = msg[1]
-            base.update(items=items, failed=items)
-            run_start = time.perf_counter()
-            msg = self._recv(run_timeout)
-            if msg is None:
-                self.kill()
-                return {
-                    **base,
-                    "status": RUN_TIMEOUT,
-                    "run_seconds": time.perf_counter() - run_start,
-                    "error": f"run() did not return within run_invocation_timeout="
-                    f"{run_timeout:g} s; its process was stopped and restarted",
-                }
-            if msg[0] == "returned":  # run() returned; now its output is committed
-                msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
-                if msg is None:
-                    self.kill()
-                    return {
-                        **base,
-                        "status": RUN_EXCEPTION,
-                        "error": "writing run()'s output did not finish in time",
-                    }
-            return msg[1]
-        except (EOFError, OSError, BrokenPipeError):
-            self.state = "dead"
-            self.proc.wait()
-            return {
-                **base,
-                "status": RUN_EXCEPTION,
-                "run_seconds": time.perf_counter() - start,
-                "error": f"the process running run() "
-                f"{_describe_exit(self.proc.returncode)}",
-            }
-
-    def kill(self) -> None:
-        self.state = "dead"
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
-        self.conn.close()
-
-    def shutdown(self, timeout: float = _SHUTDOWN_TIMEOUT_S) -> str:
-        """Ask the script to run ``shutdown()`` and exit; return its error, if any."""
-        if self.state != "ready" or self.proc.poll() is not None:
-            self.kill()
-            return ""
-        error = ""
-        try:
-            self.conn.send(("shutdown",))
-            msg = self._recv(timeout)
-            if msg is None:
-                error = f"shutdown() did not finish within {timeout:g} s"
-            elif msg[0] == "shutdown_done":
-                error = msg[1]
-            self.proc.wait(10)
-        except (EOFError, OSError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
-        return error
 
 
 class ScoringPlugin(WorkerPlugin):
@@ -311,7 +119,7 @@ class ScoringPlugin(WorkerPlugin):
             try:
                 self._upload_worker_files()
             except Exception as exc:  # noqa: BLE001 - the user's storage boundary
-                from .storage import describe_storage_error
+                from ..storage import describe_storage_error
 
                 logging.getLogger("daskscore").warning(
                     "could not upload this worker's logs: %s",
@@ -322,7 +130,7 @@ class ScoringPlugin(WorkerPlugin):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _upload_worker_files(self) -> None:
-        from .storage import url_to_fs
+        from ..storage import url_to_fs
 
         fs, _ = url_to_fs(self.job["output_url"], self.job["output_storage_options"])
         for local, remote in (
@@ -432,7 +240,7 @@ class ScoringPlugin(WorkerPlugin):
                 "failed": n,
                 "read_seconds": 0.0,
                 "run_seconds": 0.0,
-                "status": INIT_ERROR,
+                "status": TryStatus.INIT_ERROR,
                 "error": error[0],
                 "traceback": error[1],
                 "has_output": False,

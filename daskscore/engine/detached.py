@@ -2,7 +2,7 @@
 
 ``submit_job`` ships the step (with its script bundled here) to the cluster as one
 long-running orchestrator task and returns at once; the orchestrator runs the
-same :class:`~daskscore.job.Job` as ``step.run()`` would, from a worker, with a
+same :class:`~daskscore.engine.job.Job` as ``step.run()`` would, from a worker, with a
 client of its own, so the job goes on after the submitting process exits. Its
 state lives in the scheduler's metadata (``["daskscore", "jobs", job_id]``), which
 ``job_status`` and ``wait_job`` read and ``cancel_job`` writes to. If the worker
@@ -16,34 +16,41 @@ import time
 import uuid
 from typing import Any
 
-from .exceptions import JobError
+from distributed import fire_and_forget, worker_client
 
-__all__ = ["cancel_job", "job_status", "submit_job", "wait_job"]
+from .._protocol import (
+    FINAL_JOB_STATUSES,
+    JobStatus,
+    cancel_key,
+    job_key,
+    orchestrator_key,
+)
+from ..entry_script import bundle_entry_script
+from ..errors import JobError
+from ..progress import ProgressCallback
+from .job import Job
 
-FINAL = ("Completed", "Failed")
-
-
-def orchestrator_key(job_id: str) -> str:
-    """The Dask key of a submitted job's orchestrator task."""
-    return f"daskscore-orchestrator-{job_id}"
+__all__ = [
+    "cancel_job",
+    "cancel_job_request",
+    "job_status",
+    "orchestrator_key",
+    "submit_job",
+    "wait_job",
+]
 
 
 def _orchestrate(step: Any, bundle: Any, job_id: str) -> str:
     """The orchestrator task: run the job from a worker."""
-    from distributed import worker_client
-
-    from .job import Job
-    from .progress import ProgressCallback
-
     with worker_client(separate_thread=True) as client:
         try:
             result = Job(
                 step, client, ProgressCallback(), job_id=job_id, bundle=bundle
             ).run()
         except Exception as exc:
-            client.set_metadata(["daskscore", "jobs", job_id, "status"], "Failed")
+            client.set_metadata([*job_key(job_id), "status"], JobStatus.FAILED)
             client.set_metadata(
-                ["daskscore", "jobs", job_id, "reason"], f"{type(exc).__name__}: {exc}"
+                [*job_key(job_id), "reason"], f"{type(exc).__name__}: {exc}"
             )
             raise
     return result.status
@@ -51,19 +58,15 @@ def _orchestrate(step: Any, bundle: Any, job_id: str) -> str:
 
 def submit_job(step: Any, client: Any) -> str:
     """Start ``step`` on the cluster of ``client`` and return its job id at once."""
-    from distributed import fire_and_forget
-
-    from .entry_script import bundle_entry_script
-
     cfg = step.config
     bundle = bundle_entry_script(cfg.entry_script, cfg.source_directory)
     job_id = f"{step.name}-{uuid.uuid4().hex[:8]}"
     client.set_metadata(
-        ["daskscore", "jobs", job_id],
+        job_key(job_id),
         {
             "job_id": job_id,
             "step": step.name,
-            "status": "Submitted",
+            "status": JobStatus.SUBMITTED,
             "mini_batches": 0,
             "done_mini_batches": 0,
             "failed_mini_batches": 0,
@@ -92,7 +95,7 @@ def submit_job(step: Any, client: Any) -> str:
 
 def job_status(client: Any, job_id: str) -> dict[str, Any]:
     """The latest published state of a job."""
-    state = client.get_metadata(["daskscore", "jobs", job_id], default=None)
+    state = client.get_metadata(job_key(job_id), default=None)
     if state is None:
         raise JobError(
             f"no job {job_id!r} on the scheduler at "
@@ -110,17 +113,20 @@ def wait_job(
         state = job_status(client, job_id)
         if on_update is not None:
             on_update(state)
-        if state.get("status") in FINAL:
+        if state.get("status") in FINAL_JOB_STATUSES:
             return state
         time.sleep(poll_s)
 
 
 def cancel_job(client: Any, job_id: str) -> None:
     """Ask a running job to stop; committed mini-batches are kept."""
-    from .job import cancel_job_request
-
     job_status(client, job_id)  # a clear error for an unknown id
     cancel_job_request(client, job_id)
+
+
+def cancel_job_request(client: Any, job_id: str) -> None:
+    """Ask a running job (on any client) to stop, through the scheduler."""
+    client.set_metadata(cancel_key(job_id), True)
 
 
 def state_line(state: dict[str, Any]) -> str:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["dashboard_page_link", "install_routes", "jobs_state"]
+from .._protocol import JOBS_KEY
 
-METADATA_KEY = ["daskscore", "jobs"]
+__all__ = ["install_routes", "jobs_state"]
+
+METADATA_KEY = list(JOBS_KEY)
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>daskscore jobs</title>
@@ -109,11 +111,3 @@ def install_routes(dask_scheduler: Any = None) -> bool:
     )
     dask_scheduler._daskscore_routes = True
     return True
-
-
-def dashboard_page_link(dashboard_link: str | None) -> str | None:
-    """The daskscore page next to the Dask dashboard's ``/status`` page."""
-    if not dashboard_link:
-        return None
-    base = dashboard_link.rsplit("/status", 1)[0].rstrip("/")
-    return f"{base}/daskscore/"

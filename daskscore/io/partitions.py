@@ -1,0 +1,112 @@
+"""``partition_keys``: one mini-batch per combination of those columns' values.
+
+Planning reads only the key columns of every file and counts the rows of each
+combination; reading loads the files' rows (once per runner, cached across the
+partitions of the same input) and keeps those of the mini-batch's combination.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._protocol import MiniBatchSpec
+from ..errors import DatasetError
+from ..storage import url_to_fs
+from ._common import WHOLE_FILE, fingerprint
+from .parquet import read_parquet_file
+from .text import parse_text, read_text_bytes
+
+
+def _read_key_columns(
+    fmt: str,
+    path: str,
+    keys: list[str],
+    storage_options: dict[str, Any],
+    read_options: dict[str, Any],
+):
+    import pandas as pd
+
+    if fmt == "parquet":
+        return read_parquet_file(path, storage_options, columns=keys).to_pandas()
+    fs, fpath = url_to_fs(path, storage_options)
+    with fs.open(fpath, "rb") as f:
+        if fmt == "csv":
+            return pd.read_csv(f, sep=read_options.get("separator", ","), usecols=keys)
+        return pd.read_json(f, lines=True)[keys]
+
+
+def plan_partitions(
+    fmt: str,
+    entries: list[tuple[str, Any, Any]],
+    keys: list[str],
+    storage_options: dict[str, Any],
+    read_options: dict[str, Any],
+) -> tuple[list[MiniBatchSpec], str]:
+    """One mini-batch per distinct combination of ``keys``, in sorted order."""
+    import pandas as pd
+
+    paths = tuple(p for p, _, _ in entries)
+    frames = []
+    for path in paths:
+        try:
+            frames.append(
+                _read_key_columns(fmt, path, keys, storage_options, read_options)
+            )
+        except (KeyError, ValueError) as exc:
+            raise DatasetError(
+                f"partition_keys {keys}: cannot read those columns from {path}: {exc}"
+            ) from exc
+    table = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=keys)
+    )
+    counts = table.groupby(keys, dropna=False, sort=True).size()
+    specs = []
+    for i, (values, count) in enumerate(counts.items()):
+        values = values if isinstance(values, tuple) else (values,)
+        key_values = tuple(
+            (k, v.item() if hasattr(v, "item") else v) for k, v in zip(keys, values)
+        )
+        specs.append(
+            MiniBatchSpec(
+                index=i,
+                kind="partition",
+                paths=paths,
+                items=int(count),
+                key_values=key_values,
+            )
+        )
+    return specs, fingerprint(entries, fmt, "partition_keys", keys)
+
+
+def read_partition_table(
+    spec: MiniBatchSpec, storage_options: dict[str, Any], read_options: dict[str, Any]
+):
+    """Every row of the files of a partition mini-batch, as one pandas DataFrame."""
+    import pandas as pd
+
+    fmt = read_options.get("format", "csv")
+    frames = []
+    for path in spec.paths:
+        if fmt == "parquet":
+            frames.append(read_parquet_file(path, storage_options).to_pandas())
+            continue
+        whole = MiniBatchSpec(
+            index=spec.index, kind=fmt, paths=(path,), start=0, stop=WHOLE_FILE,
+            source=spec.source,
+        )
+        data = read_text_bytes(whole, storage_options, read_options)
+        frames.append(parse_text(data, fmt, read_options))
+    return pd.concat(frames, ignore_index=True)
+
+
+def select_partition(table, key_values: tuple[tuple[str, Any], ...]):
+    """The rows of ``table`` whose key columns hold ``key_values`` (NaN matches NaN)."""
+    import pandas as pd
+
+    mask = pd.Series(True, index=table.index)
+    for column, value in key_values:
+        if value is None or (isinstance(value, float) and value != value):
+            mask &= table[column].isna()
+        else:
+            mask &= table[column] == value
+    return table[mask].reset_index(drop=True)

@@ -1,0 +1,154 @@
+"""The commit store of a step's output folder: atomic writes, manifest, records.
+
+Layout inside a step's output folder::
+
+    <output>/
+      parallel_run_step.txt          the collected output (append_row)
+      outputs/                       EntryScript().output_dir (files the script writes)
+      logs/                          reports, see reports.py
+      .daskscore/
+        manifest.json                fingerprint of script, config, arguments, inputs
+        parts/000000042.txt          what run() returned for mini-batch 42 (committed;
+                                     .csv, or .arrow (Arrow IPC) for a .parquet file)
+        records/000000042.json       the final record of mini-batch 42 (its tries)
+
+A part is written to a temporary name and renamed (or uploaded whole), then its
+record is written the same way. A record means "this mini-batch is done"; a part
+without a record is ignored and redone. Because a part's name is its mini-batch
+id, a mini-batch scored twice (worker death, resume) replaces its own part, so
+every item appears exactly once in the collected file, in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from .._protocol import (
+    MANIFEST_FILE,
+    PARTS_DIR,
+    RECORDS_DIR,
+    STATE_DIR,
+    part_name,
+    record_index,
+    record_name,
+)
+from ..storage import is_local, resolve, url_to_fs
+
+__all__ = ["StateStore", "join", "read_record", "write_atomic", "write_record"]
+
+
+def join(base: str, *names: str) -> str:
+    return "/".join([base.rstrip("/"), *names])
+
+
+def write_atomic(fs, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
+    if is_local(fs):
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        fs.pipe_file(path, data)  # a blob upload is all-or-nothing
+
+
+class StateStore:
+    """The ``.daskscore`` folder of a step's output: manifest, parts, records."""
+
+    def __init__(self, output_url: str, storage_options: dict[str, Any] | None = None):
+        url, options = resolve(output_url.rstrip("/"), storage_options)
+        self.output_url = url.rstrip("/")
+        self.storage_options = options
+        self.fs, self.root = url_to_fs(self.output_url, self.storage_options)
+        self.local = is_local(self.fs)
+        self.state = join(self.root, STATE_DIR)
+        self.parts = join(self.state, PARTS_DIR)
+        self.records = join(self.state, RECORDS_DIR)
+        self.assembly_warnings: list[str] = []
+
+    # -- URLs handed to workers -------------------------------------------------
+    def url(self, path: str) -> str:
+        return path if self.local else self.fs.unstrip_protocol(path)
+
+    @property
+    def parts_url(self) -> str:
+        return self.url(self.parts)
+
+    @property
+    def records_url(self) -> str:
+        return self.url(self.records)
+
+    def path(self, *names: str) -> str:
+        return join(self.root, *names)
+
+    # -- manifest ---------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.fs.cat_file(join(self.state, MANIFEST_FILE)))
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        write_atomic(
+            self.fs,
+            join(self.state, MANIFEST_FILE),
+            json.dumps(manifest, indent=2, sort_keys=True).encode(),
+        )
+
+    def reset(self) -> None:
+        """Forget earlier parts and records (the inputs or the script changed)."""
+        for folder in (self.parts, self.records):
+            if self.fs.exists(folder):
+                self.fs.rm(folder, recursive=True)
+        self.makedirs()
+
+    def makedirs(self) -> None:
+        for folder in (self.parts, self.records):
+            self.fs.makedirs(folder, exist_ok=True)
+
+    # -- records ----------------------------------------------------------------
+    def load_records(self, known: Iterable[int] = ()) -> dict[int, dict[str, Any]]:
+        """Records on disk, by mini-batch id, skipping those in ``known``."""
+        skip = set(known)
+        out: dict[int, dict[str, Any]] = {}
+        try:
+            names = self.fs.ls(self.records, detail=False)
+        except FileNotFoundError:
+            return out
+        for name in names:
+            index = record_index(name)
+            if index is None or index in skip:
+                continue
+            try:
+                out[index] = json.loads(self.fs.cat_file(name))
+            except (ValueError, FileNotFoundError):
+                continue
+        return out
+
+    def part_path(self, index: int, fmt: str) -> str:
+        return join(self.parts, part_name(index, fmt))
+
+
+def write_record(fs, records_path: str, index: int, record: dict[str, Any]) -> None:
+    """Commit the final record of one mini-batch (worker side)."""
+    write_atomic(
+        fs,
+        join(records_path, record_name(index)),
+        json.dumps(record, default=str).encode(),
+    )
+
+
+def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
+    path = join(records_path, record_name(index))
+    try:
+        return json.loads(fs.cat_file(path))
+    except (FileNotFoundError, ValueError):
+        return None
+
+

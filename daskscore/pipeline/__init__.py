@@ -1,0 +1,1 @@
+"""Pipelines: steps run in order, submitted to an experiment; run history; reuse."""

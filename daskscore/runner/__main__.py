@@ -1,0 +1,5 @@
+"""``python -m daskscore.runner FD PARENT_PID``: the runner process's entry point."""
+
+from .process import main
+
+main()

@@ -1,0 +1,19 @@
+"""Asked of every worker of a job (``client.run``): stop, and report import problems."""
+
+from __future__ import annotations
+
+__all__ = ["cancel_plugin", "plugin_problem"]
+
+
+def cancel_plugin(plugin_name: str, dask_worker=None) -> bool:
+    """Runs on every worker (``client.run``): stop starting new mini-batches."""
+    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
+    if plugin is not None:
+        plugin.cancelled = True
+    return plugin is not None
+
+
+def plugin_problem(plugin_name: str, dask_worker=None):
+    """Runs on every worker: the import problem of the entry script, if any."""
+    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
+    return getattr(plugin, "import_problem", None)

@@ -1,0 +1,215 @@
+"""One runner process, seen from its Dask worker: start, calls, timeouts, kill.
+
+The runner is ``python -m daskscore.runner`` on an inherited socket; the worker
+sends it the setup, then one ``("run", ...)`` per try and waits for the answer
+within the job's timeouts (a hung ``run()`` gets the process killed, and the
+plugin starts a new one that runs ``init()`` again).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .._protocol import TryStatus
+
+__all__ = ["RunnerHandle"]
+
+_SHUTDOWN_TIMEOUT_S = 120
+_READ_TIMEOUT_MIN_S = 300
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "is still running"
+    if code < 0:
+        import signal
+
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+class RunnerHandle:
+    """The worker's side of one runner process."""
+
+    def __init__(
+        self,
+        setup: dict[str, Any],
+        env: dict[str, str],
+        workdir: str,
+        stdout_path: str,
+        stderr_path: str,
+    ) -> None:
+        parent_sock, child_sock = socket.socketpair()
+        with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daskscore.runner",
+                    str(child_sock.fileno()),
+                    str(os.getpid()),
+                ],
+                pass_fds=[child_sock.fileno()],
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        child_sock.close()
+        self.conn = Connection(parent_sock.detach())
+        self.conn.send(setup)
+        self.state = "importing"
+        self.init_error: tuple[str, str] | None = None
+        self.init_seconds: float | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.state not in ("dead",)
+
+    def _recv(self, timeout: float | None):
+        if timeout is not None and not self.conn.poll(timeout):
+            return None
+        return self.conn.recv()
+
+    def wait_imported(self) -> tuple[str, str] | None:
+        """Block until the script is imported; (problem, traceback) on failure."""
+        try:
+            msg = self._recv(None)
+        except (EOFError, OSError):
+            self.proc.wait()
+            return (
+                f"the runner process {_describe_exit(self.proc.returncode)} while "
+                "importing the script (see logs/user/<worker>/stderr.txt)",
+                "",
+            )
+        if msg[0] == "import_error":
+            self.state = "dead"
+            return msg[1], msg[2]
+        self.state = "initializing"
+        return None
+
+    def wait_ready(self, timeout: float) -> tuple[str, str] | None:
+        """Block until ``init()`` has returned; return (error, traceback) on failure."""
+        if self.state == "ready":
+            return None
+        if self.init_error is not None:
+            return self.init_error
+        try:
+            msg = self._recv(timeout)
+        except (EOFError, OSError):
+            self.proc.wait()
+            self.init_error = (
+                f"the runner process {_describe_exit(self.proc.returncode)} during "
+                "init()",
+                "",
+            )
+            self.state = "dead"
+            return self.init_error
+        if msg is None:
+            self.kill()
+            self.init_error = (f"init() did not finish within {timeout:.0f} s", "")
+            return self.init_error
+        if msg[0] == "init_done":
+            self.state = "ready"
+            self.init_seconds = msg[1]
+            return None
+        self.state = "dead"
+        self.init_error = (msg[1], msg[2])
+        return self.init_error
+
+    def call(self, spec, frame, try_no: int, run_timeout: float) -> dict[str, Any]:
+        """One try of one mini-batch in the runner; always returns an outcome."""
+        start = time.perf_counter()
+        base = {
+            "items": spec.items or 1,
+            "succeeded": 0,
+            "failed": spec.items or 1,
+            "read_seconds": 0.0,
+            "run_seconds": 0.0,
+            "traceback": "",
+            "has_output": False,
+            "warning": "",
+            "read_failed": 0,
+        }
+        try:
+            self.conn.send(("run", spec, frame, try_no))
+            msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
+            if msg is None:
+                self.kill()
+                return {
+                    **base,
+                    "status": TryStatus.READ_ERROR,
+                    "error": "reading the mini-batch did not finish in time",
+                }
+            items = msg[1]
+            base.update(items=items, failed=items)
+            run_start = time.perf_counter()
+            msg = self._recv(run_timeout)
+            if msg is None:
+                self.kill()
+                return {
+                    **base,
+                    "status": TryStatus.RUN_TIMEOUT,
+                    "run_seconds": time.perf_counter() - run_start,
+                    "error": f"run() did not return within run_invocation_timeout="
+                    f"{run_timeout:g} s; its process was stopped and restarted",
+                }
+            if msg[0] == "returned":  # run() returned; now its output is committed
+                msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
+                if msg is None:
+                    self.kill()
+                    return {
+                        **base,
+                        "status": TryStatus.RUN_EXCEPTION,
+                        "error": "writing run()'s output did not finish in time",
+                    }
+            return msg[1]
+        except (EOFError, OSError, BrokenPipeError):
+            self.state = "dead"
+            self.proc.wait()
+            return {
+                **base,
+                "status": TryStatus.RUN_EXCEPTION,
+                "run_seconds": time.perf_counter() - start,
+                "error": f"the process running run() "
+                f"{_describe_exit(self.proc.returncode)}",
+            }
+
+    def kill(self) -> None:
+        self.state = "dead"
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.conn.close()
+
+    def shutdown(self, timeout: float = _SHUTDOWN_TIMEOUT_S) -> str:
+        """Ask the script to run ``shutdown()`` and exit; return its error, if any."""
+        if self.state != "ready" or self.proc.poll() is not None:
+            self.kill()
+            return ""
+        error = ""
+        try:
+            self.conn.send(("shutdown",))
+            msg = self._recv(timeout)
+            if msg is None:
+                error = f"shutdown() did not finish within {timeout:g} s"
+            elif msg[0] == "shutdown_done":
+                error = msg[1]
+            self.proc.wait(10)
+        except (EOFError, OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+        return error
