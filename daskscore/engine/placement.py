@@ -7,9 +7,23 @@ functions of the scheduler's worker table: testable without a cluster.
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from typing import Any
 
-__all__ = ["node_of", "pack_mini_batches", "select_workers"]
+from ..config import ParallelRunConfig
+from ..errors import JobError
+
+__all__ = [
+    "choose_workers",
+    "node_of",
+    "pack_mini_batches",
+    "select_workers",
+    "workers_wanted",
+]
+
+logger = logging.getLogger("daskscore")
 
 # at most this many mini-batches per Dask task
 _MAX_PACK = 64
@@ -68,3 +82,53 @@ def pack_mini_batches(todo: list, workers: int) -> list[list]:
         packs.append(todo[start : start + size])
         start += size
     return packs
+
+
+def workers_wanted(cfg: ParallelRunConfig) -> int:
+    """Worker processes of an embedded cluster: nodes x processes, or the cores."""
+    if cfg.process_count_per_node:
+        return cfg.node_count * cfg.process_count_per_node
+    return max(1, os.cpu_count() or 1)
+
+
+def choose_workers(
+    client: Any, cfg: ParallelRunConfig, wait_s: float, poll_s: float = 0.5
+) -> tuple[list[str], list[str]]:
+    """Workers of an existing cluster this job may use (node_count x processes).
+
+    Waits up to ``wait_s`` for enough nodes to join. Returns the chosen workers'
+    addresses and their names (names survive a nanny's restart of a worker).
+
+    Raises
+    ------
+    JobError
+        Fewer than ``node_count`` nodes after waiting.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        chosen = select_workers(workers, cfg.node_count, cfg.process_count_per_node)
+        nodes = {node_of(a, workers[a]) for a in chosen}
+        if len(nodes) >= cfg.node_count and chosen:
+            break
+        if time.monotonic() >= deadline:
+            raise JobError(
+                f"node_count={cfg.node_count} but the cluster at "
+                f"{client.scheduler.address} has {len(nodes)} node(s) with "
+                f"{len(workers)} worker(s) after waiting {wait_s:g} s; "
+                "start more workers, lower node_count, or set "
+                "DASKSCORE_WORKER_WAIT to wait longer"
+            )
+        time.sleep(poll_s)
+    extra = len(workers) - len(chosen)
+    if extra:
+        logger.info(
+            "using %d of the cluster's %d workers (node_count=%d, "
+            "process_count_per_node=%s)",
+            len(chosen),
+            len(workers),
+            cfg.node_count,
+            cfg.process_count_per_node,
+        )
+    return chosen, [str(workers[a].get("name", a)) for a in chosen]
+

@@ -153,7 +153,15 @@ def register_dataset(workspace: WorkspaceFolder, dataset: Any, name: str,
     return _build(workspace, record)
 
 
-def get_dataset(workspace: WorkspaceFolder, name: str, version: int | str = "latest") -> Any:
+def registered_names(workspace: WorkspaceFolder) -> list[str]:
+    """The names with at least one registered version, sorted."""
+    return sorted(n for n in workspace._list_names("datasets")
+                  if workspace._versions("datasets", n))
+
+
+def get_dataset(
+    workspace: WorkspaceFolder, name: str, version: int | str = "latest"
+) -> Any:
     """The dataset registered as ``name`` (``version``: an int or ``"latest"``).
 
     Raises
@@ -165,7 +173,7 @@ def get_dataset(workspace: WorkspaceFolder, name: str, version: int | str = "lat
     versions = workspace._versions("datasets", name) if isinstance(name, str) else []
     if not versions:
         raise NotRegisteredError(
-            "dataset", name, known=sorted(n for n in workspace._list_names("datasets") if workspace._versions("datasets", n)), workspace=workspace.url,
+            "dataset", name, known=registered_names(workspace), workspace=workspace.url,
             hint="register it with dataset.register(ws, name)",
         )
     if version in ("latest", None):

@@ -66,7 +66,7 @@ class Workspace(WorkspaceFolder):
         tags: Mapping[str, str] | None = None,
         create_new_version: bool = False,
     ) -> Any:
-        """Register ``dataset`` under ``name``; see :func:`.datasets.register_dataset`."""
+        """Register ``dataset`` as ``name``; see :func:`.datasets.register_dataset`."""
         return _datasets.register_dataset(
             self, dataset, name, description=description, tags=tags,
             create_new_version=create_new_version,

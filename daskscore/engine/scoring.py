@@ -1,0 +1,241 @@
+"""The scoring loop of one job: submit packs, consume records as they complete.
+
+Packs of mini-batches (and dask DataFrame partitions) go to the cluster as Dask
+tasks in input order (task priorities). Each finished task returns its
+mini-batches' final records, which are counted at once: progress, live
+thresholds, the init watchdog. On a breach, or a ``daskscore cancel``, no new
+mini-batch starts and the running ones finish. A pack that stopped early after a
+failure (the job has a failure budget) is requeued without the mini-batches done.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from typing import Any
+
+import dask
+from distributed import KilledWorker, as_completed
+
+from .._protocol import JobStatus, MiniBatchSpec
+from ..errors import JobError
+from ..progress import JobProgress, ProgressCallback
+from ..storage import is_storage_error
+from ..worker.control import cancel_plugin
+from ..worker.tasks import score_pack
+from .live import JobBoard
+from .placement import pack_mini_batches
+from .summary import lost_with_worker
+from .thresholds import Tally
+
+__all__ = ["CANCELLED", "ScoringLoop"]
+
+logger = logging.getLogger("daskscore")
+
+CANCELLED = "cancelled on request (daskscore cancel)"
+# at most this many "N/M mini-batches" lines in job_progress_overview.txt
+_PROGRESS_LINES = 40
+_CANCEL_POLL_S = 1.0
+
+
+class ScoringLoop:
+    """Runs the mini-batches of one job on a cluster and collects their records.
+
+    ``records`` is shared with the job: records already committed (resume) are
+    in it before the loop starts, and the loop adds every new one.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        job: Any,
+        records: dict[int, dict[str, Any]],
+        tally: Tally,
+        progress: JobProgress,
+        progress_cb: ProgressCallback,
+        board: JobBoard,
+        progress_lines: list[str],
+    ) -> None:
+        self.client = client
+        self.job = job  # plugin_name, job_id, step, workers, resource
+        self.records = records
+        self.tally = tally
+        self.progress = progress
+        self.progress_cb = progress_cb
+        self.board = board
+        self.progress_lines = progress_lines
+        self.reason = ""
+        self.futures: list[Any] = []
+        self.pending: dict[str, list[MiniBatchSpec]] = {}
+        self.placement = (
+            {"resources": {job.resource: 1}} if job.workers else {}
+        )
+        self.done = threading.Event()
+        self.cancel_requested = threading.Event()
+
+    # -- submitting ---------------------------------------------------------------
+    def _key(self, first: int, last: int | None = None, suffix: str = "") -> str:
+        span = f"{first:06d}" if last is None else f"{first:06d}-{last:06d}"
+        return f"{self.job.step.name}-mb-{span}-{self.job.job_id[-8:]}{suffix}"
+
+    def submit_pack(self, pack: list[MiniBatchSpec], suffix: str = "") -> Any:
+        # earlier mini-batches first: the output streams in order and an early
+        # failure is seen early
+        future = self.client.submit(
+            score_pack,
+            self.job.plugin_name,
+            pack,
+            key=self._key(pack[0].index, pack[-1].index, suffix),
+            pure=False,
+            priority=-pack[0].index,
+            **self.placement,
+        )
+        self.futures.append(future)
+        self.pending[future.key] = pack
+        return future
+
+    def submit_frames(self, inputs: list[Any], frames: list[MiniBatchSpec]) -> None:
+        """dask DataFrame partitions: each is computed and scored where it lands.
+
+        A frame mini-batch's ``source`` is its input, ``start`` its partition.
+        """
+        delayed: dict[int, list[Any]] = {}
+        for spec in frames:
+            if spec.source not in delayed:
+                delayed[spec.source] = inputs[spec.source].frame.to_delayed()
+            task = dask.delayed(score_pack, pure=False)(
+                self.job.plugin_name,
+                [spec],
+                delayed[spec.source][spec.start],
+                dask_key_name=self._key(spec.index),
+            )
+            future = self.client.compute(task, priority=-spec.index, **self.placement)
+            self.futures.append(future)
+            self.pending[future.key] = [spec]
+
+    def _workers(self) -> int:
+        if self.job.workers is not None:
+            return len(self.job.workers)
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    # -- the loop -----------------------------------------------------------------
+    def run(self, todo: list[MiniBatchSpec], inputs: list[Any]) -> str:
+        """Score ``todo``; return why the job stopped early ("" when it did not)."""
+        frames = [s for s in todo if s.kind == "frame"]
+        if frames:
+            self.submit_frames(inputs, frames)
+        rest = [s for s in todo if s.kind != "frame"]
+        for pack in pack_mini_batches(rest, self._workers()):
+            self.submit_pack(pack)
+        threading.Thread(
+            target=self._watch_cancel, daemon=True, name="daskscore-cancel-watch"
+        ).start()
+        breach = None
+        stream = as_completed(self.futures, with_results=False)
+        for future in stream:
+            if future.status == "cancelled":
+                continue
+            records = self._records_of(future)
+            future.release()
+            breach = self._count(records) or breach
+            self.board.publish(self.client, self.progress, JobStatus.RUNNING)
+            # a pack returns early after a failure so that the failure is counted
+            # at once; the rest of the pack goes back into the queue
+            done = {r["index"] for r in records}
+            left = [s for s in self.pending.pop(future.key, []) if s.index not in done]
+            if left and not breach and not self.reason:
+                stream.add(self.submit_pack(left, suffix=f"-r{len(self.futures)}"))
+            if breach and not self.reason:
+                self.reason = breach
+                logger.warning("stopping the job: %s", breach)
+                self.cancel()
+        self.done.set()
+        if self.cancel_requested.is_set() and not self.reason:
+            self.reason = CANCELLED
+        return self.reason
+
+    def _records_of(self, future: Any) -> list[dict[str, Any]]:
+        if future.status != "error":
+            return future.result()
+        try:
+            return self._failed_pack(
+                self.pending.get(future.key, []), future.exception()
+            )
+        except JobError:
+            self.stop()
+            raise
+
+    def _count(self, records: list[dict[str, Any]]) -> str | None:
+        """Count new records; the first reason to stop, if any."""
+        breach = None
+        for record in records:
+            if record["index"] in self.records:
+                continue
+            self.records[record["index"]] = record
+            stop = self.tally.add(record)
+            breach = breach or stop
+            self.progress_cb.update(self.progress)
+            self._maybe_progress_line()
+        return breach
+
+    def _maybe_progress_line(self) -> None:
+        p = self.progress
+        every = max(1, math.ceil(p.total_mini_batches / _PROGRESS_LINES))
+        done = p.done_mini_batches
+        if done % every == 0 or done == p.total_mini_batches:
+            self.progress_lines.append(p.line())
+
+    def _failed_pack(self, specs: list[MiniBatchSpec], exc: BaseException) -> list:
+        if is_storage_error(exc) and not any(s.kind == "frame" for s in specs):
+            # a task's own storage work is recording its mini-batches' outcome
+            raise self.job.storage_failure(
+                f"mini-batches {[s.index for s in specs]} cannot be recorded in the "
+                "output folder",
+                exc,
+            ) from exc
+        if not isinstance(exc, KilledWorker):
+            raise JobError(
+                f"internal error while scoring mini-batches "
+                f"{[s.index for s in specs]}: {type(exc).__name__}: {exc} "
+                "(this is a daskscore bug; please report it with logs/)"
+            ) from exc
+        return [lost_with_worker(s, exc) for s in specs if s.index not in self.records]
+
+    # -- stopping -----------------------------------------------------------------
+    def cancel(self) -> None:
+        """No new mini-batch starts; those being scored finish and are committed."""
+        self.client.run(cancel_plugin, self.job.plugin_name, workers=self.job.workers)
+        for f in self.futures:
+            if not f.done():
+                f.cancel()
+
+    def _watch_cancel(self) -> None:
+        """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
+        while not self.done.wait(_CANCEL_POLL_S):
+            self.board.publish(
+                self.client, self.progress, JobStatus.RUNNING, self.reason, force=True
+            )
+            requested = self.board.cancel_requested(self.client)
+            if requested is None:
+                return
+            if requested:
+                self.cancel_requested.set()
+                self.reason = CANCELLED
+                logger.warning("stopping the job: %s", self.reason)
+                self.cancel()
+                return
+
+    def stop(self) -> None:
+        """End a job that failed: none of its tasks may go on writing its output.
+
+        Left running on a shared cluster, they would commit records (failures,
+        with storage down) that the next run of the step would take as done.
+        Removing the plugin waits until the mini-batches being scored have ended.
+        """
+        self.done.set()
+        try:
+            self.cancel()
+            self.client.unregister_worker_plugin(self.job.plugin_name)
+        except Exception as exc:  # noqa: BLE001 - the job is failing already
+            logger.warning("could not stop the job on every worker: %s", exc)
