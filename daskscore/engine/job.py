@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from .._protocol import SCRIPT_OUTPUT_DIR, MiniBatchSpec
+from .._protocol import JobSpec, MiniBatchRecord, MiniBatchSpec, TryOutcome, TryStatus
 from ..config import OutputAction, ParallelRunConfig
 from ..entry_script import bundle_entry_script
 from ..errors import DaskScoreError, EntryScriptError, JobError
@@ -33,7 +33,7 @@ from ..worker.control import cancel_plugin, plugin_problem
 from ..worker.plugin import ScoringPlugin
 from ..worker.tasks import score_pack
 from .cluster import free_dashboard_address, start_embedded_cluster
-from .jobspec import model_options, models_env, named_inputs
+from .jobspec import build_job_spec
 from .placement import node_of, pack_mini_batches, select_workers
 from .thresholds import threshold_breach
 
@@ -300,59 +300,13 @@ class Job:
             }
         )
 
-    def _job_spec(self, store: StateStore, bundle, script_display: str) -> dict:
-        step, cfg = self.step, self.cfg
-        if cfg.source_directory:
-            source_display = os.path.abspath(cfg.source_directory)
-        else:
-            source_display = os.path.dirname(os.path.abspath(cfg.entry_script))
-        return {
-            "bundle": bundle.zip_bytes,
-            "script_name": bundle.script_name,
-            "script_display": script_display,
-            "source_display": source_display,
-            "arguments": step.arguments,
-            "environment_variables": dict(cfg.environment_variables or {}),
-            "logging_level": cfg.logging_level,
-            "run_invocation_timeout": float(cfg.run_invocation_timeout),
-            "run_max_try": cfg.run_max_try,
-            "init_timeout": max(600.0, 5 * float(cfg.run_invocation_timeout)),
-            "output_action": str(cfg.output_action),
-            "output_format": cfg.output_format,
-            "output_url": store.output_url,
-            "output_storage_options": store.storage_options,
-            "parts_url": store.parts_url,
-            "records_url": store.records_url,
-            "log_dir": store.path("logs"),
-            "log_url": store.url(store.path("logs")),
-            "logs_local": store.local,
-            "script_output_dir": store.path(SCRIPT_OUTPUT_DIR),
-            "script_output_url": store.url(store.path(SCRIPT_OUTPUT_DIR)),
-            # how to read each input (``MiniBatchSpec.source``)
-            "sources": [
-                {
-                    "storage_options": dict(getattr(d, "storage_options", {}) or {}),
-                    "read_options": {
-                        **(getattr(d, "read_options", {}) or {}),
-                        "format": getattr(d, "format", "files"),
-                    },
-                }
-                for d in step.inputs
-            ],
-            "named_inputs": named_inputs(step.inputs, step.side_inputs),
-            "runner_env": models_env(step.models),
-            "model_options": model_options(step.models),
-            "allowed_names": self.allowed_names,
-            "prefetch": os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
-            # with a failure budget, every failure must reach the client at once
-            "stop_on_failure": cfg.error_threshold != -1
-            or cfg.allowed_failed_count not in (None, -1)
-            or cfg.allowed_failed_percent is not None,
-            "resource": self.resource if self.allowed_names is not None else None,
-        }
+    def _job_spec(self, store: StateStore, bundle, script_display: str) -> JobSpec:
+        return build_job_spec(
+            self.step, store, bundle, script_display, self.allowed_names, self.resource
+        )
 
     def _register(
-        self, client, job: dict, script_display: str, store: StateStore
+        self, client, job: JobSpec, script_display: str, store: StateStore
     ) -> None:
         if store.local:
             os.makedirs(store.path("logs"), exist_ok=True)
@@ -551,34 +505,24 @@ class Job:
                 "the worker scoring this mini-batch died repeatedly "
                 f"({exc}); see the worker logs"
             )
-            attempt = {
-                "try": 1,
-                "worker": "",
-                "items": n,
-                "succeeded": 0,
-                "failed": n,
-                "elapsed_seconds": 0.0,
-                "run_seconds": 0.0,
-                "read_seconds": 0.0,
-                "status": "WORKER_DIED",
-                "error": error,
-                "traceback": "",
-            }
+            attempt = TryOutcome(
+                try_no=1,
+                items=n,
+                failed=n,
+                status=TryStatus.WORKER_DIED,
+                error=error,
+            )
             records.append(
-                {
-                    "index": spec.index,
-                    "input": spec.describe(),
-                    "items": n,
-                    "succeeded": 0,
-                    "failed": n,
-                    "status": "WORKER_DIED",
-                    "failed_mini_batch": True,
-                    "error": error,
-                    "warning": "",
-                    "has_output": False,
-                    "worker": "",
-                    "tries": [attempt],
-                }
+                MiniBatchRecord(
+                    index=spec.index,
+                    input=spec.describe(),
+                    items=n,
+                    failed=n,
+                    status=TryStatus.WORKER_DIED,
+                    failed_mini_batch=True,
+                    error=error,
+                    tries=[attempt],
+                ).to_dict()
             )
         return records
 
