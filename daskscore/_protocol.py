@@ -2,18 +2,36 @@
 
 The client, the Dask workers and the runner processes agree on these. This module
 imports nothing of daskscore's, so every layer may use it.
+
+The typed contracts, from the client down to the runner and back:
+
+- :class:`JobSpec`: what a job tells its workers (inside its ScoringPlugin);
+- :class:`RunnerSetup`: what a worker tells its runner process, first message;
+- :class:`MiniBatchSpec`: one mini-batch, described (client -> worker -> runner);
+- :class:`TryOutcome`: how one try ended (runner -> worker);
+- :class:`MiniBatchRecord`: a mini-batch's final record, with all its tries.
+
+A record is stored as JSON (``.daskscore/records/<id>.json``), returned by the
+Dask tasks to the client and read by the engine, the reports and resume as the
+plain dict of :meth:`MiniBatchRecord.to_dict`: records are only ever produced
+through that method, and :meth:`MiniBatchRecord.from_dict` reads any of them back,
+those of earlier versions included (missing keys take their defaults).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 __all__ = [
     "FINAL_JOB_STATUSES",
+    "JobSpec",
     "JobStatus",
+    "MiniBatchRecord",
     "MiniBatchSpec",
+    "RunnerSetup",
+    "TryOutcome",
     "TryStatus",
     "cancel_key",
     "job_key",
@@ -188,3 +206,182 @@ class MiniBatchSpec:
     def partition_key_value(self) -> dict[str, Any]:
         """The partition key values of a mini-batch (partition_keys), else empty."""
         return dict(self.key_values or ())
+
+
+# -- a job, on its workers and runners ----------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """What a job tells its workers: built once on the client, inside the plugin.
+
+    Built by :func:`daskscore.engine.jobspec.build_job_spec`; each worker's
+    :class:`~daskscore.worker.plugin.ScoringPlugin` derives its runner's
+    :class:`RunnerSetup` from it.
+    """
+
+    # the entry script
+    bundle: bytes
+    script_name: str
+    script_display: str = ""
+    source_display: str = ""
+    arguments: list[str] = field(default_factory=list)
+    environment_variables: dict[str, str] = field(default_factory=dict)
+    logging_level: str = "INFO"
+    # tries
+    run_invocation_timeout: float
+    run_max_try: int
+    init_timeout: float
+    # the output folder
+    output_action: str
+    output_format: str
+    output_url: str
+    output_storage_options: dict[str, Any] = field(default_factory=dict)
+    parts_url: str
+    records_url: str
+    log_dir: str
+    log_url: str
+    logs_local: bool
+    script_output_dir: str
+    script_output_url: str
+    # inputs and models: how to read each input (``MiniBatchSpec.source``): a
+    # dict of ``storage_options`` and ``read_options`` (with the ``format``)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    named_inputs: dict[str, Any] = field(default_factory=dict)
+    runner_env: dict[str, str] = field(default_factory=dict)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # placement and flow
+    allowed_names: list[str] | None = None
+    prefetch: bool = False
+    # with a failure budget, every failure must reach the client at once
+    stop_on_failure: bool = False
+    resource: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerSetup:
+    """The first message a worker sends its runner process (pickled).
+
+    ``context`` is what :class:`~daskscore.entry_script.EntryScript` shows the
+    script (``output_dir``, ``log_dir``, ``working_dir``, ``agent_name``,
+    ``arguments``, ``inputs``).
+    """
+
+    bundle_dir: str
+    source_display: str = ""
+    script_name: str
+    arguments: list[str] = field(default_factory=list)
+    logging_level: str
+    agent_name: str
+    entry_script_log: str
+    working_dir: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parts_url: str
+    output_format: str
+    output_storage_options: dict[str, Any] = field(default_factory=dict)
+    output_action: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+# -- outcomes and records -----------------------------------------------------------
+def _known(cls, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(kw_only=True)
+class TryOutcome:
+    """How one try of a mini-batch ended: a row of ``processed_mini-batches.csv``.
+
+    The runner fills in the counts, timings and errors; ``score_mini_batch``
+    adds ``try_no``, ``worker``, ``started_at`` and ``elapsed_seconds``. As a
+    dict (:meth:`to_dict`, inside a record's ``tries``) ``try_no`` is ``"try"``.
+    """
+
+    items: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    read_seconds: float = 0.0
+    run_seconds: float = 0.0
+    status: TryStatus
+    error: str = ""
+    traceback: str = ""
+    has_output: bool = False
+    warning: str = ""
+    # files of a FileDataset mini-batch that could not be read (READ_ERROR)
+    read_failed: int = 0
+    # what run() returned (rows or elements), written to the output
+    output_rows: int = 0
+    try_no: int = 0
+    worker: str = ""
+    started_at: float | None = None
+    elapsed_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.status = TryStatus(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The try as stored in a record (``try_no`` as ``"try"``, status a str)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "try_no":
+                out["try"] = value
+            else:
+                out[f.name] = str(value) if f.name == "status" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TryOutcome:
+        """A try of a stored record; keys it lacks (older records) take defaults."""
+        kwargs = _known(cls, data)
+        kwargs.pop("try_no", None)
+        if "try" in data:
+            kwargs["try_no"] = data["try"]
+        return cls(**kwargs)
+
+
+@dataclass(kw_only=True)
+class MiniBatchRecord:
+    """The final record of one mini-batch: ``.daskscore/records/<id>.json``.
+
+    Its counts are those of the last try (``tries[-1]``, after any try lost with
+    an earlier worker or run, which come first): all items failed unless that
+    try returned or was a partial read error.
+    """
+
+    index: int
+    input: str = ""
+    items: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    status: TryStatus
+    # no try succeeded, or an input could not be read
+    failed_mini_batch: bool = False
+    error: str = ""
+    warning: str = ""
+    has_output: bool = False
+    output_rows: int = 0
+    worker: str = ""
+    tries: list[TryOutcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.status = TryStatus(self.status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as stored, returned to the client and reported."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "status":
+                value = str(value)
+            elif f.name == "tries":
+                value = [t.to_dict() for t in value]
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MiniBatchRecord:
+        """A stored record; keys it lacks (older records) take defaults."""
+        kwargs = _known(cls, data)
+        kwargs["tries"] = [TryOutcome.from_dict(t) for t in data.get("tries", [])]
+        return cls(**kwargs)

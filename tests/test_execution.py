@@ -1,14 +1,17 @@
 """Retry and counting rules of one mini-batch (``score_mini_batch``), no cluster.
 
 ``try_once`` is a plain Python callable standing in for the runner: it gets the
-try number and returns the outcome of that try, as the runner would.
+try number and returns the outcome of that try (a ``TryOutcome``), as the runner
+would.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from daskscore._protocol import MiniBatchSpec, TryStatus
+from daskscore._protocol import JobSpec, MiniBatchSpec, TryOutcome, TryStatus
 from daskscore.worker.tasks import score_mini_batch
 
 INIT_ERROR = TryStatus.INIT_ERROR
@@ -24,29 +27,43 @@ def spec(items: int = 4, index: int = 7) -> MiniBatchSpec:
     return MiniBatchSpec(index=index, kind="files", paths=paths, items=items)
 
 
-def done(items: int, succeeded: int | None = None, **extra) -> dict:
+def done(items: int, succeeded: int | None = None, **extra) -> TryOutcome:
     succeeded = items if succeeded is None else succeeded
-    return {"status": RUN_DONE, "items": items, "succeeded": succeeded,
-            "failed": items - succeeded, "error": "", "traceback": "",
-            "has_output": True, "output_rows": succeeded, "warning": "", **extra}
+    fields = {"status": RUN_DONE, "items": items, "succeeded": succeeded,
+              "failed": items - succeeded, "error": "", "traceback": "",
+              "has_output": True, "output_rows": succeeded, "warning": "", **extra}
+    return TryOutcome(**fields)
 
 
-def failed(status: str, items: int, error: str = "boom", **extra) -> dict:
-    return {"status": status, "items": items, "succeeded": 0, "failed": items,
-            "error": error, "traceback": f"Traceback: {error}", "has_output": False,
-            "warning": "", **extra}
+def failed(status: str, items: int, error: str = "boom", **extra) -> TryOutcome:
+    fields = {"status": status, "items": items, "succeeded": 0, "failed": items,
+              "error": error, "traceback": f"Traceback: {error}", "has_output": False,
+              "warning": "", **extra}
+    return TryOutcome(**fields)
+
+
+def job_spec(**secrets) -> JobSpec:
+    """A job spec whose only meaningful parts are the credentials in ``secrets``."""
+    return JobSpec(
+        bundle=b"", script_name="score.py", run_invocation_timeout=60.0,
+        run_max_try=3, init_timeout=600.0, output_action="append_row",
+        output_format="txt", output_url="/out", parts_url="/out/.daskscore/parts",
+        records_url="/out/.daskscore/records", log_dir="/out/logs",
+        log_url="/out/logs", logs_local=True, script_output_dir="/out/outputs",
+        script_output_url="/out/outputs", **secrets,
+    )
 
 
 class ScriptedTries:
     """A try_once that plays back outcomes and records the try numbers it got."""
 
-    def __init__(self, *outcomes: dict) -> None:
+    def __init__(self, *outcomes: TryOutcome) -> None:
         self.outcomes = list(outcomes)
         self.calls: list[int] = []
 
-    def __call__(self, try_no: int) -> dict:
+    def __call__(self, try_no: int) -> TryOutcome:
         self.calls.append(try_no)
-        return dict(self.outcomes[len(self.calls) - 1])
+        return replace(self.outcomes[len(self.calls) - 1])
 
 
 def test_first_try_succeeds():
@@ -95,8 +112,8 @@ def test_run_max_try_exhausted_fails_all_items(status, run_max_try):
 def test_exhausted_ignores_succeeded_reported_by_a_failed_try():
     # a failed try must never contribute successes, whatever the outcome says
     bad = failed(RUN_EXCEPTION, 4)
-    bad["succeeded"] = 3
-    record = score_mini_batch(spec(4), ScriptedTries(bad, dict(bad)), run_max_try=2)
+    bad.succeeded = 3
+    record = score_mini_batch(spec(4), ScriptedTries(bad, replace(bad)), run_max_try=2)
     assert (record["succeeded"], record["failed"]) == (0, 4)
 
 
@@ -138,7 +155,8 @@ def test_read_error_is_not_retried():
 def test_partial_read_error_counts_the_scored_files():
     # a FileDataset mini-batch with 2 unreadable files of 5: the 3 others are scored
     outcome = done(5, succeeded=3, read_failed=2)
-    outcome.update(status=READ_ERROR, error="2 file(s) cannot be read: a, b")
+    outcome = replace(outcome, status=READ_ERROR,
+                      error="2 file(s) cannot be read: a, b")
     tries = ScriptedTries(outcome, done(5))
     record = score_mini_batch(spec(5), tries, run_max_try=3)
     assert tries.calls == [1]
@@ -165,7 +183,7 @@ def test_tries_recorded_in_order_with_timing_and_worker():
 def test_try_numbers_passed_to_try_once_start_at_one():
     seen = []
 
-    def try_once(try_no: int) -> dict:
+    def try_once(try_no: int) -> TryOutcome:
         seen.append(try_no)
         return failed(RUN_EXCEPTION, 1) if try_no < 4 else done(1)
 
@@ -222,19 +240,19 @@ def test_recorded_errors_never_hold_a_credential_of_the_job():
 
     key = "c2VjcmV0LWtleS1vZi10aGUtbW9kZWxzLWFjY291bnQ="
     sas = "sv=2024-01-01&sig=abcDEF123456%2Bxyz"
-    job = {
-        "sources": [{"storage_options": {"sas_token": sas}, "read_options": {}}],
-        "output_storage_options": {"account_key": key},
-        "model_options": {"abfs://ws/models/m/1": {
+    job = job_spec(
+        sources=[{"storage_options": {"sas_token": sas}, "read_options": {}}],
+        output_storage_options={"account_key": key},
+        model_options={"abfs://ws/models/m/1": {
             "connection_string": f"AccountName=a;AccountKey={key}x;"}},
-    }
-    outcome = {
-        "status": "RUN_EXCEPTION",
-        "error": f"ValueError: cannot score; environment {{'K': '{key}'}}",
-        "traceback": f"... {sas} ... AccountKey={key}x ...",
-        "warning": "",
-    }
-    got = _redacted(outcome, job)
+    )
+    outcome = TryOutcome(
+        status="RUN_EXCEPTION",
+        error=f"ValueError: cannot score; environment {{'K': '{key}'}}",
+        traceback=f"... {sas} ... AccountKey={key}x ...",
+        warning="",
+    )
+    got = _redacted(outcome, job).to_dict()
     text = got["error"] + got["traceback"]
     assert key not in text and "abcDEF123456" not in text
     assert got["error"].startswith("ValueError: cannot score; environment")
@@ -252,7 +270,7 @@ def test_a_try_that_never_finished_is_told_apart_by_run(tmp_path, same_run, stat
     records = str(tmp_path)
     assert _lost_try(fs, records, 3, "worker-a", "job-run-1") is None  # first try
     lost = _lost_try(fs, records, 3, "worker-b",
-                     "job-run-1" if same_run else "job-run-2")
+                     "job-run-1" if same_run else "job-run-2").to_dict()
     assert lost["status"] == status and lost["try"] == 0
     assert lost["worker"] == "worker-a"
     assert lost["error"].endswith("scored again on worker-b")
@@ -264,13 +282,14 @@ def test_an_input_account_key_is_masked_in_recorded_errors():
     from daskscore.worker.tasks import _redacted
 
     key = "c2VjcmV0LWtleS1vZi10aGUtaW5wdXQtYWNjb3VudA=="
-    job = {
-        "sources": [{"storage_options": {"account_name": "acct", "account_key": key},
-                     "read_options": {}}],
-        "output_storage_options": {},
-        "model_options": {},
-    }
-    got = _redacted({"error": f"ValueError: options {{'account_key': '{key}'}}",
-                     "traceback": f"... {key} ..."}, job)
+    job = job_spec(
+        sources=[{"storage_options": {"account_name": "acct", "account_key": key},
+                  "read_options": {}}],
+        output_storage_options={},
+        model_options={},
+    )
+    got = _redacted(TryOutcome(status=RUN_EXCEPTION,
+                               error=f"ValueError: options {{'account_key': '{key}'}}",
+                               traceback=f"... {key} ..."), job).to_dict()
     assert key not in got["error"] + got["traceback"]
     assert got["error"].startswith("ValueError: options")

@@ -18,13 +18,7 @@ from typing import Any
 
 from distributed import Client
 
-from .._protocol import (
-    LOGS_DIR,
-    SCRIPT_OUTPUT_DIR,
-    JobStatus,
-    MiniBatchSpec,
-    plugin_name,
-)
+from .._protocol import LOGS_DIR, JobSpec, JobStatus, MiniBatchSpec, plugin_name
 from ..config import OutputAction, ParallelRunConfig
 from ..entry_script import bundle_entry_script
 from ..errors import DaskScoreError, EntryScriptError, JobError
@@ -37,13 +31,13 @@ from ..storage import describe_storage_error, is_storage_error
 from ..worker.control import plugin_problem
 from ..worker.plugin import ScoringPlugin
 from .cluster import free_dashboard_address, start_embedded_cluster
-from .jobspec import model_options, models_env, named_inputs
+from .jobspec import build_job_spec
 from .live import JobBoard, install_dashboard, reap_stale_jobs
 from .placement import choose_workers, workers_wanted
 from .resume import load_state
 from .scoring import ScoringLoop
 from .summary import finish, write_early_failure
-from .thresholds import Tally, has_failure_budget
+from .thresholds import Tally
 
 __all__ = ["Job"]
 
@@ -266,57 +260,13 @@ class Job:
             "same step again to resume"
         )
 
-    def _job_spec(self, store: StateStore, bundle, script_display: str) -> dict:
-        step, cfg = self.step, self.cfg
-        if cfg.source_directory:
-            source_display = os.path.abspath(cfg.source_directory)
-        else:
-            source_display = os.path.dirname(os.path.abspath(cfg.entry_script))
-        return {
-            "bundle": bundle.zip_bytes,
-            "script_name": bundle.script_name,
-            "script_display": script_display,
-            "source_display": source_display,
-            "arguments": step.arguments,
-            "environment_variables": dict(cfg.environment_variables or {}),
-            "logging_level": cfg.logging_level,
-            "run_invocation_timeout": float(cfg.run_invocation_timeout),
-            "run_max_try": cfg.run_max_try,
-            "init_timeout": max(600.0, 5 * float(cfg.run_invocation_timeout)),
-            "output_action": str(cfg.output_action),
-            "output_format": cfg.output_format,
-            "output_url": store.output_url,
-            "output_storage_options": store.storage_options,
-            "parts_url": store.parts_url,
-            "records_url": store.records_url,
-            "log_dir": store.path("logs"),
-            "log_url": store.url(store.path("logs")),
-            "logs_local": store.local,
-            "script_output_dir": store.path(SCRIPT_OUTPUT_DIR),
-            "script_output_url": store.url(store.path(SCRIPT_OUTPUT_DIR)),
-            # how to read each input (``MiniBatchSpec.source``)
-            "sources": [
-                {
-                    "storage_options": dict(getattr(d, "storage_options", {}) or {}),
-                    "read_options": {
-                        **(getattr(d, "read_options", {}) or {}),
-                        "format": getattr(d, "format", "files"),
-                    },
-                }
-                for d in step.inputs
-            ],
-            "named_inputs": named_inputs(step.inputs, step.side_inputs),
-            "runner_env": models_env(step.models),
-            "model_options": model_options(step.models),
-            "allowed_names": self.allowed_names,
-            "prefetch": os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
-            # with a failure budget, every failure must reach the client at once
-            "stop_on_failure": has_failure_budget(cfg),
-            "resource": self.resource if self.allowed_names is not None else None,
-        }
+    def _job_spec(self, store: StateStore, bundle, script_display: str) -> JobSpec:
+        return build_job_spec(
+            self.step, store, bundle, script_display, self.allowed_names, self.resource
+        )
 
     def _register(
-        self, client, job: dict, script_display: str, store: StateStore
+        self, client, job: JobSpec, script_display: str, store: StateStore
     ) -> None:
         if store.local:
             os.makedirs(store.path(LOGS_DIR), exist_ok=True)

@@ -1,8 +1,9 @@
 """What a job tells its workers and runners, built once on the client.
 
-The job spec travels inside the job's :class:`~daskscore.worker.plugin.ScoringPlugin`
-to every worker; each worker derives its runner's setup from it. Model and input
-details are split so that credentials never reach a runner's environment.
+The job spec (:class:`~daskscore._protocol.JobSpec`, :func:`build_job_spec`)
+travels inside the job's :class:`~daskscore.worker.plugin.ScoringPlugin` to every
+worker; each worker derives its runner's setup from it. Model and input details
+are split so that credentials never reach a runner's environment.
 """
 
 from __future__ import annotations
@@ -11,10 +12,81 @@ import json
 import os
 from typing import Any
 
+from .._protocol import SCRIPT_OUTPUT_DIR, JobSpec
 from ..datasets import FileDataset, TabularDataset
 from ..errors import ConfigError
+from ..output.store import StateStore
+from .thresholds import has_failure_budget
 
-__all__ = ["model_options", "models_env", "named_inputs", "public_model_entry"]
+__all__ = [
+    "build_job_spec",
+    "model_options",
+    "models_env",
+    "named_inputs",
+    "public_model_entry",
+]
+
+
+def build_job_spec(
+    step: Any,
+    store: StateStore,
+    bundle: Any,
+    script_display: str,
+    allowed_names: list[str] | None,
+    resource: str,
+) -> JobSpec:
+    """The job spec of one run of ``step``, its output in ``store``.
+
+    ``allowed_names`` are the workers the job may use on an existing cluster
+    (None: all of them); they then advertise ``resource``, which its tasks need.
+    """
+    cfg = step.config
+    if cfg.source_directory:
+        source_display = os.path.abspath(cfg.source_directory)
+    else:
+        source_display = os.path.dirname(os.path.abspath(cfg.entry_script))
+    return JobSpec(
+        bundle=bundle.zip_bytes,
+        script_name=bundle.script_name,
+        script_display=script_display,
+        source_display=source_display,
+        arguments=step.arguments,
+        environment_variables=dict(cfg.environment_variables or {}),
+        logging_level=cfg.logging_level,
+        run_invocation_timeout=float(cfg.run_invocation_timeout),
+        run_max_try=cfg.run_max_try,
+        init_timeout=max(600.0, 5 * float(cfg.run_invocation_timeout)),
+        output_action=str(cfg.output_action),
+        output_format=cfg.output_format,
+        output_url=store.output_url,
+        output_storage_options=store.storage_options,
+        parts_url=store.parts_url,
+        records_url=store.records_url,
+        log_dir=store.path("logs"),
+        log_url=store.url(store.path("logs")),
+        logs_local=store.local,
+        script_output_dir=store.path(SCRIPT_OUTPUT_DIR),
+        script_output_url=store.url(store.path(SCRIPT_OUTPUT_DIR)),
+        # how to read each input (``MiniBatchSpec.source``)
+        sources=[
+            {
+                "storage_options": dict(getattr(d, "storage_options", {}) or {}),
+                "read_options": {
+                    **(getattr(d, "read_options", {}) or {}),
+                    "format": getattr(d, "format", "files"),
+                },
+            }
+            for d in step.inputs
+        ],
+        named_inputs=named_inputs(step.inputs, step.side_inputs),
+        runner_env=models_env(step.models),
+        model_options=model_options(step.models),
+        allowed_names=allowed_names,
+        prefetch=os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
+        # with a failure budget, every failure must reach the client at once
+        stop_on_failure=has_failure_budget(cfg),
+        resource=resource if allowed_names is not None else None,
+    )
 
 
 def _model_entry(model: Any) -> dict[str, Any]:

@@ -11,7 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .._protocol import LOGS_DIR, JobStatus, MiniBatchSpec, TryStatus
+from .._protocol import (
+    LOGS_DIR,
+    JobStatus,
+    MiniBatchRecord,
+    MiniBatchSpec,
+    TryOutcome,
+    TryStatus,
+)
 from ..config import ParallelRunConfig
 from ..output.reports import write_reports
 from ..output.store import StateStore, write_atomic
@@ -133,33 +140,19 @@ def lost_with_worker(spec: MiniBatchSpec, exc: BaseException) -> dict[str, Any]:
         f"the worker scoring this mini-batch died repeatedly ({exc}); see the "
         "worker logs"
     )
-    attempt = {
-        "try": 1,
-        "worker": "",
-        "items": n,
-        "succeeded": 0,
-        "failed": n,
-        "elapsed_seconds": 0.0,
-        "run_seconds": 0.0,
-        "read_seconds": 0.0,
-        "status": TryStatus.WORKER_DIED,
-        "error": error,
-        "traceback": "",
-    }
-    return {
-        "index": spec.index,
-        "input": spec.describe(),
-        "items": n,
-        "succeeded": 0,
-        "failed": n,
-        "status": TryStatus.WORKER_DIED,
-        "failed_mini_batch": True,
-        "error": error,
-        "warning": "",
-        "has_output": False,
-        "worker": "",
-        "tries": [attempt],
-    }
+    attempt = TryOutcome(
+        try_no=1, items=n, failed=n, status=TryStatus.WORKER_DIED, error=error
+    )
+    return MiniBatchRecord(
+        index=spec.index,
+        input=spec.describe(),
+        items=n,
+        failed=n,
+        status=TryStatus.WORKER_DIED,
+        failed_mini_batch=True,
+        error=error,
+        tries=[attempt],
+    ).to_dict()
 
 
 def early_failure_text(step_name: str, message: str, details: str) -> str:

@@ -7,12 +7,13 @@ Started by the worker's :class:`~daskscore.worker.handle.RunnerHandle` as
 Messages with the worker go over a ``multiprocessing.connection.Connection`` on
 an inherited socket:
 
-worker -> runner: the setup dict first, then ``("run", spec, frame, try_no)``,
-``("prefetch", spec)`` (no answer) and ``("shutdown",)``
+worker -> runner: the setup (a :class:`~daskscore._protocol.RunnerSetup`) first,
+then ``("run", spec, frame, try_no)``, ``("prefetch", spec)`` (no answer) and
+``("shutdown",)``
 runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
 ``("init_done", seconds)``, ``("init_error", summary, tb)``,
-``("started", items)``, ``("returned",)``, ``("done", outcome)``,
-``("shutdown_done", error)``
+``("started", items)``, ``("returned",)``, ``("done", outcome)`` (a
+:class:`~daskscore._protocol.TryOutcome`), ``("shutdown_done", error)``
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
 
 from .. import entry_script
-from .._protocol import TryStatus
+from .._protocol import RunnerSetup, TryOutcome, TryStatus
 from ..entry_script import MiniBatchContext
 from ..output.parts import PartWriter, is_dataframe
 from . import tracebacks
@@ -58,14 +58,14 @@ def _takes_context(func) -> bool:
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)
 
 
-def _configure_logging(setup: dict[str, Any]) -> logging.Logger:
-    level = getattr(logging, setup["logging_level"], logging.INFO)
+def _configure_logging(setup: RunnerSetup) -> logging.Logger:
+    level = getattr(logging, setup.logging_level, logging.INFO)
     fmt = logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s [" + setup["agent_name"] + "] %(message)s"
+        "%(asctime)s %(levelname)s %(name)s [" + setup.agent_name + "] %(message)s"
     )
     root = logging.getLogger()
     root.handlers.clear()
-    handler = logging.FileHandler(setup["entry_script_log"], encoding="utf-8")
+    handler = logging.FileHandler(setup.entry_script_log, encoding="utf-8")
     handler.setFormatter(fmt)
     root.addHandler(handler)
     root.setLevel(level)
@@ -77,29 +77,29 @@ def _configure_logging(setup: dict[str, Any]) -> logging.Logger:
 class Runner:
     """State of the runner process: the imported script and how to run it."""
 
-    def __init__(self, conn: Connection, setup: dict[str, Any]) -> None:
+    def __init__(self, conn: Connection, setup: RunnerSetup) -> None:
         self.conn = conn
         self.setup = setup
         self.module = None
-        self.script_path = os.path.join(setup["bundle_dir"], setup["script_name"])
-        self.reader = Reader(setup["sources"], setup["working_dir"])
+        self.script_path = os.path.join(setup.bundle_dir, setup.script_name)
+        self.reader = Reader(setup.sources, setup.working_dir)
         self.writer = PartWriter(
-            setup["parts_url"],
-            setup["output_format"],
-            setup["output_storage_options"],
-            setup["output_action"] == "append_row",
+            setup.parts_url,
+            setup.output_format,
+            setup.output_storage_options,
+            setup.output_action == "append_row",
         )
 
     def load(self) -> bool:
         setup = self.setup
-        entry_script._CONTEXT.update(setup["context"])
-        entry_script.STEP_MODEL_OPTIONS.update(setup.get("model_options", {}))
-        tracebacks.PATH_MAP[:] = [setup["bundle_dir"], setup.get("source_display", "")]
+        entry_script._CONTEXT.update(setup.context)
+        entry_script.STEP_MODEL_OPTIONS.update(setup.model_options)
+        tracebacks.PATH_MAP[:] = [setup.bundle_dir, setup.source_display]
         _configure_logging(setup)
         sys.path.insert(0, os.path.dirname(self.script_path))
-        if setup["bundle_dir"] not in sys.path:
-            sys.path.insert(0, setup["bundle_dir"])
-        sys.argv = [self.script_path, *setup["arguments"]]
+        if setup.bundle_dir not in sys.path:
+            sys.path.insert(0, setup.bundle_dir)
+        sys.argv = [self.script_path, *setup.arguments]
         name = os.path.splitext(os.path.basename(self.script_path))[0]
         try:
             spec = importlib.util.spec_from_file_location(name, self.script_path)
@@ -143,39 +143,32 @@ class Runner:
         self.takes_context = _takes_context(module.run)
         return True
 
-    def run_one(self, spec, frame, try_no: int) -> dict[str, Any]:
+    def run_one(self, spec, frame, try_no: int) -> TryOutcome:
         t0 = time.perf_counter()
         if frame is not None:
             mini_batch, items, problem = frame, len(frame), None
         else:
             mini_batch, items, problem = self.reader.read(spec)
         read_s = time.perf_counter() - t0
-        outcome: dict[str, Any] = {
-            "items": items,
-            "succeeded": 0,
-            "failed": items,
-            "read_seconds": read_s,
-            "run_seconds": 0.0,
-            "status": TryStatus.RUN_DONE,
-            "error": "",
-            "traceback": "",
-            "has_output": False,
-            "warning": "",
-            "read_failed": 0,
-        }
+        outcome = TryOutcome(
+            items=items,
+            failed=items,
+            read_seconds=read_s,
+            status=TryStatus.RUN_DONE,
+        )
         if problem is not None:
             details, self.reader.read_details = self.reader.read_details, ""
-            outcome.update(
-                status=TryStatus.READ_ERROR, error=problem, traceback=details
-            )
+            outcome.status = TryStatus.READ_ERROR
+            outcome.error = problem
+            outcome.traceback = details
             if spec.kind != "files" or not mini_batch:
                 self.conn.send(("started", items))
                 return outcome
             # a FileDataset mini-batch still scores the files that can be read
-            outcome["read_failed"] = items - len(mini_batch)
+            outcome.read_failed = items - len(mini_batch)
         self.conn.send(("started", items))
         if items == 0:
-            outcome.update(failed=0)
+            outcome.failed = 0
             return outcome
         run_start = time.perf_counter()
         try:
@@ -188,51 +181,49 @@ class Runner:
             else:
                 result = self.module.run(mini_batch)
         except BaseException as exc:  # noqa: BLE001 - the user's run() failed
-            outcome.update(
-                run_seconds=time.perf_counter() - run_start,
-                status=TryStatus.RUN_EXCEPTION,
-                error=error_line(exc, self.script_path),
-                traceback=user_traceback(exc, self.script_path),
-            )
+            outcome.run_seconds = time.perf_counter() - run_start
+            outcome.status = TryStatus.RUN_EXCEPTION
+            outcome.error = error_line(exc, self.script_path)
+            outcome.traceback = user_traceback(exc, self.script_path)
             return outcome
         finally:
             self.reader.cleanup()
-        outcome["run_seconds"] = time.perf_counter() - run_start
+        outcome.run_seconds = time.perf_counter() - run_start
         # the timeout covers run() only, not writing what it returned
         self.conn.send(("returned",))
         return self._account(spec, mini_batch, items, result, outcome, try_no)
 
-    def _account(self, spec, mini_batch, items, result, outcome, try_no):
+    def _account(
+        self, spec, mini_batch, items, result, outcome: TryOutcome, try_no
+    ) -> TryOutcome:
         if not (isinstance(result, list | tuple) or is_dataframe(result)):
-            outcome.update(
-                status=TryStatus.RUN_EXCEPTION,
-                error=(
-                    f"run() returned {type(result).__name__}; it must return a list, "
-                    "tuple or pandas DataFrame with one element or row per "
-                    "successful input"
-                ),
+            outcome.status = TryStatus.RUN_EXCEPTION
+            outcome.error = (
+                f"run() returned {type(result).__name__}; it must return a list, "
+                "tuple or pandas DataFrame with one element or row per "
+                "successful input"
             )
             return outcome
         scored = len(mini_batch)
         returned = len(result)
         succeeded = min(returned, scored)
         if returned > scored:
-            outcome["warning"] = (
+            outcome.warning = (
                 f"run() returned {returned} results for {scored} inputs; counted "
                 f"{scored} as succeeded, wrote all {returned}"
             )
         try:
-            outcome["has_output"] = self.writer.commit(spec.index, result)
+            outcome.has_output = self.writer.commit(spec.index, result)
         except Exception as exc:  # noqa: BLE001 - user values that cannot be written
-            outcome.update(
-                status=TryStatus.RUN_EXCEPTION,
-                error=f"run()'s result cannot be written: {type(exc).__name__}: {exc}",
-                traceback=traceback.format_exc(),
+            outcome.status = TryStatus.RUN_EXCEPTION
+            outcome.error = (
+                f"run()'s result cannot be written: {type(exc).__name__}: {exc}"
             )
+            outcome.traceback = traceback.format_exc()
             return outcome
-        outcome["succeeded"] = succeeded
-        outcome["failed"] = items - succeeded
-        outcome["output_rows"] = returned
+        outcome.succeeded = succeeded
+        outcome.failed = items - succeeded
+        outcome.output_rows = returned
         return outcome
 
     def shutdown(self) -> str:

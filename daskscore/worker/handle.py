@@ -14,9 +14,8 @@ import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
-from typing import Any
 
-from .._protocol import TryStatus
+from .._protocol import RunnerSetup, TryOutcome, TryStatus
 
 __all__ = ["RunnerHandle"]
 
@@ -37,12 +36,21 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+def _failure(
+    items: int, status: TryStatus, error: str, run_seconds: float = 0.0
+) -> TryOutcome:
+    """A try the runner could not answer for: every item failed."""
+    return TryOutcome(
+        items=items, failed=items, status=status, error=error, run_seconds=run_seconds
+    )
+
+
 class RunnerHandle:
     """The worker's side of one runner process."""
 
     def __init__(
         self,
-        setup: dict[str, Any],
+        setup: RunnerSetup,
         env: dict[str, str],
         workdir: str,
         stdout_path: str,
@@ -127,63 +135,51 @@ class RunnerHandle:
         self.init_error = (msg[1], msg[2])
         return self.init_error
 
-    def call(self, spec, frame, try_no: int, run_timeout: float) -> dict[str, Any]:
+    def call(self, spec, frame, try_no: int, run_timeout: float) -> TryOutcome:
         """One try of one mini-batch in the runner; always returns an outcome."""
         start = time.perf_counter()
-        base = {
-            "items": spec.items or 1,
-            "succeeded": 0,
-            "failed": spec.items or 1,
-            "read_seconds": 0.0,
-            "run_seconds": 0.0,
-            "traceback": "",
-            "has_output": False,
-            "warning": "",
-            "read_failed": 0,
-        }
+        items = spec.items or 1
         try:
             self.conn.send(("run", spec, frame, try_no))
             msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
             if msg is None:
                 self.kill()
-                return {
-                    **base,
-                    "status": TryStatus.READ_ERROR,
-                    "error": "reading the mini-batch did not finish in time",
-                }
+                return _failure(
+                    items,
+                    TryStatus.READ_ERROR,
+                    "reading the mini-batch did not finish in time",
+                )
             items = msg[1]
-            base.update(items=items, failed=items)
             run_start = time.perf_counter()
             msg = self._recv(run_timeout)
             if msg is None:
                 self.kill()
-                return {
-                    **base,
-                    "status": TryStatus.RUN_TIMEOUT,
-                    "run_seconds": time.perf_counter() - run_start,
-                    "error": f"run() did not return within run_invocation_timeout="
+                return _failure(
+                    items,
+                    TryStatus.RUN_TIMEOUT,
+                    f"run() did not return within run_invocation_timeout="
                     f"{run_timeout:g} s; its process was stopped and restarted",
-                }
+                    run_seconds=time.perf_counter() - run_start,
+                )
             if msg[0] == "returned":  # run() returned; now its output is committed
                 msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
                 if msg is None:
                     self.kill()
-                    return {
-                        **base,
-                        "status": TryStatus.RUN_EXCEPTION,
-                        "error": "writing run()'s output did not finish in time",
-                    }
+                    return _failure(
+                        items,
+                        TryStatus.RUN_EXCEPTION,
+                        "writing run()'s output did not finish in time",
+                    )
             return msg[1]
         except (EOFError, OSError, BrokenPipeError):
             self.state = "dead"
             self.proc.wait()
-            return {
-                **base,
-                "status": TryStatus.RUN_EXCEPTION,
-                "run_seconds": time.perf_counter() - start,
-                "error": f"the process running run() "
-                f"{_describe_exit(self.proc.returncode)}",
-            }
+            return _failure(
+                items,
+                TryStatus.RUN_EXCEPTION,
+                f"the process running run() {_describe_exit(self.proc.returncode)}",
+                run_seconds=time.perf_counter() - start,
+            )
 
     def kill(self) -> None:
         self.state = "dead"

@@ -25,7 +25,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .._protocol import TryStatus
+from .._protocol import JobSpec, RunnerSetup, TryOutcome, TryStatus
+from ..storage import describe_storage_error, url_to_fs
 from .handle import RunnerHandle
 
 __all__ = ["ScoringPlugin", "agent_name_for"]
@@ -59,7 +60,7 @@ class ScoringPlugin(WorkerPlugin):
         variables, output locations and formats (see ``ParallelRunStep``).
     """
 
-    def __init__(self, name: str, job: dict[str, Any]) -> None:
+    def __init__(self, name: str, job: JobSpec) -> None:
         self.name = name
         self.job = job
 
@@ -76,13 +77,13 @@ class ScoringPlugin(WorkerPlugin):
         base = getattr(worker, "local_directory", None) or tempfile.gettempdir()
         self.workdir = tempfile.mkdtemp(prefix=f"{self.name}-", dir=base)
         bundle_dir = os.path.join(self.workdir, "src")
-        with zipfile.ZipFile(io.BytesIO(self.job["bundle"])) as zf:
+        with zipfile.ZipFile(io.BytesIO(self.job.bundle)) as zf:
             zf.extractall(bundle_dir)
         self.bundle_dir = bundle_dir
         job = self.job
-        if job["logs_local"]:
-            self.user_log_dir = os.path.join(job["log_dir"], "user", self.agent_name)
-            self.output_dir = job["script_output_dir"]
+        if job.logs_local:
+            self.user_log_dir = os.path.join(job.log_dir, "user", self.agent_name)
+            self.output_dir = job.script_output_dir
         else:
             self.user_log_dir = os.path.join(self.workdir, "logs", self.agent_name)
             self.output_dir = os.path.join(self.workdir, "outputs")
@@ -92,7 +93,7 @@ class ScoringPlugin(WorkerPlugin):
         # process_count_per_node on an existing cluster); they advertise a
         # resource of the job's name, which its tasks require. Names survive a
         # nanny's restart of a worker, so a replacement worker takes over.
-        allowed = job.get("allowed_names")
+        allowed = job.allowed_names
         self.allowed = allowed is None or str(worker.name) in allowed
         self.import_problem = None
         if not self.allowed:
@@ -101,8 +102,8 @@ class ScoringPlugin(WorkerPlugin):
         # it and raises one EntryScriptError (a raise here would only log a
         # traceback on the worker).
         self.import_problem = await asyncio.to_thread(self._start_runner)
-        if job.get("resource") and self.import_problem is None:
-            await worker.set_resources(**{job["resource"]: 1})
+        if job.resource and self.import_problem is None:
+            await worker.set_resources(**{job.resource: 1})
 
     async def teardown(self, worker) -> None:
         await asyncio.to_thread(self._close)
@@ -115,59 +116,55 @@ class ScoringPlugin(WorkerPlugin):
                     with open(os.path.join(self.user_log_dir, "stderr.txt"), "a") as f:
                         f.write(f"daskscore: {error}\n")
                 self.runner = None
-        if not self.job["logs_local"]:
+        if not self.job.logs_local:
             try:
                 self._upload_worker_files()
             except Exception as exc:  # noqa: BLE001 - the user's storage boundary
-                from ..storage import describe_storage_error
-
                 logging.getLogger("daskscore").warning(
                     "could not upload this worker's logs: %s",
                     describe_storage_error(
-                        exc, self.job["log_url"], self.job["output_storage_options"]
+                        exc, self.job.log_url, self.job.output_storage_options
                     ),
                 )
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _upload_worker_files(self) -> None:
-        from ..storage import url_to_fs
-
-        fs, _ = url_to_fs(self.job["output_url"], self.job["output_storage_options"])
+        fs, _ = url_to_fs(self.job.output_url, self.job.output_storage_options)
         for local, remote in (
-            (self.user_log_dir, f"{self.job['log_url']}/user/{self.agent_name}"),
-            (self.output_dir, self.job["script_output_url"]),
+            (self.user_log_dir, f"{self.job.log_url}/user/{self.agent_name}"),
+            (self.output_dir, self.job.script_output_url),
         ):
             if os.path.isdir(local) and os.listdir(local):
                 fs.put(local.rstrip("/") + "/", remote, recursive=True)
 
     # -- the runner -------------------------------------------------------------
-    def _runner_setup(self) -> dict[str, Any]:
+    def _runner_setup(self) -> RunnerSetup:
         job = self.job
         context = {
             "output_dir": self.output_dir,
-            "log_dir": job["log_dir"] if job["logs_local"] else self.user_log_dir,
+            "log_dir": job.log_dir if job.logs_local else self.user_log_dir,
             "working_dir": self.workdir,
             "agent_name": self.agent_name,
-            "arguments": list(job["arguments"]),
-            "inputs": dict(job.get("named_inputs", {})),
+            "arguments": list(job.arguments),
+            "inputs": dict(job.named_inputs),
         }
-        return {
-            "bundle_dir": self.bundle_dir,
-            "source_display": job.get("source_display", ""),
-            "script_name": job["script_name"],
-            "arguments": list(job["arguments"]),
-            "logging_level": job["logging_level"],
-            "agent_name": self.agent_name,
-            "entry_script_log": os.path.join(self.user_log_dir, "entry_script.log"),
-            "working_dir": self.workdir,
-            "sources": job["sources"],
-            "model_options": job.get("model_options", {}),
-            "parts_url": job["parts_url"],
-            "output_format": job["output_format"],
-            "output_storage_options": job["output_storage_options"],
-            "output_action": job["output_action"],
-            "context": context,
-        }
+        return RunnerSetup(
+            bundle_dir=self.bundle_dir,
+            source_display=job.source_display,
+            script_name=job.script_name,
+            arguments=list(job.arguments),
+            logging_level=job.logging_level,
+            agent_name=self.agent_name,
+            entry_script_log=os.path.join(self.user_log_dir, "entry_script.log"),
+            working_dir=self.workdir,
+            sources=job.sources,
+            model_options=job.model_options,
+            parts_url=job.parts_url,
+            output_format=job.output_format,
+            output_storage_options=job.output_storage_options,
+            output_action=job.output_action,
+            context=context,
+        )
 
     def _start_runner(self) -> tuple[str, str] | None:
         env = dict(os.environ)
@@ -175,12 +172,12 @@ class ScoringPlugin(WorkerPlugin):
         # worker's environment or the job says otherwise
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env.setdefault(name, "1")
-        env.update(self.job["environment_variables"])
+        env.update(self.job.environment_variables)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
-        env.update(self.job.get("runner_env", {}))
+        env.update(self.job.runner_env)
         runner = RunnerHandle(
             self._runner_setup(),
             env,
@@ -215,7 +212,7 @@ class ScoringPlugin(WorkerPlugin):
                     f"the entry script could not be imported: {problem[0]}",
                     problem[1],
                 )
-        error = self.runner.wait_ready(self.job["init_timeout"])
+        error = self.runner.wait_ready(self.job.init_timeout)
         if error is not None:
             self.runner.kill()
             self.init_failures += 1
@@ -229,30 +226,24 @@ class ScoringPlugin(WorkerPlugin):
         self.init_failures = 0
         return self.runner, None
 
-    def try_mini_batch(self, spec, frame, try_no: int) -> dict[str, Any]:
+    def try_mini_batch(self, spec, frame, try_no: int) -> TryOutcome:
         """One try: start the runner if needed, run, and return the outcome."""
         runner, error = self.ready_runner()
         if runner is None:
             n = spec.items or 1
-            return {
-                "items": n,
-                "succeeded": 0,
-                "failed": n,
-                "read_seconds": 0.0,
-                "run_seconds": 0.0,
-                "status": TryStatus.INIT_ERROR,
-                "error": error[0],
-                "traceback": error[1],
-                "has_output": False,
-                "warning": "",
-                "read_failed": 0,
-            }
-        return runner.call(spec, frame, try_no, self.job["run_invocation_timeout"])
+            return TryOutcome(
+                items=n,
+                failed=n,
+                status=TryStatus.INIT_ERROR,
+                error=error[0],
+                traceback=error[1],
+            )
+        return runner.call(spec, frame, try_no, self.job.run_invocation_timeout)
 
     def prefetch(self, spec) -> None:
         """Hint the runner to fetch ``spec``'s inputs while it scores another."""
         runner = self.runner
-        if runner is None or runner.state != "ready" or not self.job.get("prefetch"):
+        if runner is None or runner.state != "ready" or not self.job.prefetch:
             return
         try:
             runner.conn.send(("prefetch", spec))

@@ -8,11 +8,21 @@ callable, so the retry and counting rules are testable without a cluster.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._protocol import MiniBatchSpec, TryStatus, record_name
+from .._protocol import (
+    JobSpec,
+    MiniBatchRecord,
+    MiniBatchSpec,
+    TryOutcome,
+    TryStatus,
+    record_name,
+)
+from ..output.store import read_record, write_atomic, write_record
+from ..storage import redact, url_to_fs
 
 __all__ = ["score_mini_batch", "score_pack"]
 
@@ -21,9 +31,10 @@ _TRACEBACK_LIMIT = 20_000
 
 def score_mini_batch(
     spec: MiniBatchSpec,
-    try_once: Callable[[int], dict[str, Any]],
+    try_once: Callable[[int], TryOutcome],
     run_max_try: int,
     worker: str = "",
+    lost: TryOutcome | None = None,
 ) -> dict[str, Any]:
     """Try one mini-batch up to ``run_max_try`` times; return its final record.
 
@@ -31,48 +42,50 @@ def score_mini_batch(
     not retried. An exception, a bad return value, a timeout or a dead runner
     leads to another try; after the last one all items count as failed. A read
     error is final at once (reading the same bytes again gives the same error).
+    ``lost``, a try an earlier execution never finished, is recorded first.
+
+    The record is the dict of a :class:`~daskscore._protocol.MiniBatchRecord`.
     """
-    tries: list[dict[str, Any]] = []
-    outcome: dict[str, Any] = {}
+    tries: list[TryOutcome] = []
     for try_no in range(1, run_max_try + 1):
         started = time.time()
         t0 = time.perf_counter()
         outcome = try_once(try_no)
-        outcome["try"] = try_no
-        outcome["worker"] = worker
-        outcome["started_at"] = started
-        outcome["elapsed_seconds"] = time.perf_counter() - t0
-        if outcome.get("traceback"):
-            outcome["traceback"] = outcome["traceback"][-_TRACEBACK_LIMIT:]
+        outcome.try_no = try_no
+        outcome.worker = worker
+        outcome.started_at = started
+        outcome.elapsed_seconds = time.perf_counter() - t0
+        if outcome.traceback:
+            outcome.traceback = outcome.traceback[-_TRACEBACK_LIMIT:]
         tries.append(outcome)
-        if outcome["status"] in (TryStatus.RUN_DONE, TryStatus.READ_ERROR):
+        if outcome.status in (TryStatus.RUN_DONE, TryStatus.READ_ERROR):
             break
     last = tries[-1]
-    scored = last["status"] in (TryStatus.RUN_DONE, TryStatus.READ_ERROR) and not (
-        last["status"] == TryStatus.READ_ERROR and not last.get("read_failed")
+    scored = last.status in (TryStatus.RUN_DONE, TryStatus.READ_ERROR) and not (
+        last.status == TryStatus.READ_ERROR and not last.read_failed
     )
-    items = last["items"]
+    items = last.items
     if scored:
-        succeeded = last["succeeded"]
+        succeeded = last.succeeded
         failed = items - succeeded
     else:
         succeeded, failed = 0, items
-    return {
-        "index": spec.index,
-        "input": spec.describe(),
-        "items": items,
-        "succeeded": succeeded,
-        "failed": failed,
-        "status": last["status"],
+    return MiniBatchRecord(
+        index=spec.index,
+        input=spec.describe(),
+        items=items,
+        succeeded=succeeded,
+        failed=failed,
+        status=last.status,
         # a mini-batch fails when no try succeeded or an input could not be read
-        "failed_mini_batch": last["status"] != TryStatus.RUN_DONE,
-        "error": last.get("error", ""),
-        "warning": last.get("warning", ""),
-        "has_output": bool(last.get("has_output")),
-        "output_rows": last.get("output_rows", 0),
-        "worker": worker,
-        "tries": tries,
-    }
+        failed_mini_batch=last.status != TryStatus.RUN_DONE,
+        error=last.error,
+        warning=last.warning,
+        has_output=bool(last.has_output),
+        output_rows=last.output_rows,
+        worker=worker,
+        tries=[lost, *tries] if lost is not None else tries,
+    ).to_dict()
 
 
 def _marker(records_path: str, index: int) -> str:
@@ -80,7 +93,9 @@ def _marker(records_path: str, index: int) -> str:
     return f"{records_path}/{record_name(index)}.started"
 
 
-def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict | None:
+def _lost_try(
+    fs, records_path: str, index: int, worker: str, run: str
+) -> TryOutcome | None:
     """Mark this mini-batch as started; return the try an earlier one lost, if any.
 
     The marker is written before scoring and is replaced by the record; finding
@@ -89,10 +104,6 @@ def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict 
     in an earlier run (``run`` differs), that run stopped while scoring it (its
     client was killed, or its output storage became unreachable).
     """
-    import json
-
-    from ..output.store import write_atomic
-
     marker = _marker(records_path, index)
     lost = None
     try:
@@ -111,20 +122,13 @@ def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict 
                 "this mini-batch (its client was stopped, or the output storage "
                 "became unreachable)"
             )
-        lost = {
-            "try": 0,
-            "worker": where,
-            "items": 0,
-            "succeeded": 0,
-            "failed": 0,
-            "elapsed_seconds": 0.0,
-            "run_seconds": 0.0,
-            "read_seconds": 0.0,
-            "status": status,
-            "error": f"{error}; scored again on {worker}",
-            "traceback": "",
-            "started_at": earlier.get("started_at"),
-        }
+        lost = TryOutcome(
+            try_no=0,
+            worker=where,
+            status=status,
+            error=f"{error}; scored again on {worker}",
+            started_at=earlier.get("started_at"),
+        )
     write_atomic(
         fs,
         marker,
@@ -133,32 +137,31 @@ def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict 
     return lost
 
 
-def _redacted(outcome: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
+def _redacted(outcome: TryOutcome, job: JobSpec) -> TryOutcome:
     """The outcome with the job's secrets masked in its texts.
 
     An error message or traceback may quote anything (a script that shows its
     configuration, an SDK that echoes a request): what is recorded never holds
     a credential of the job's inputs, output or models.
     """
-    from ..storage import redact
-
     secrets = {
-        "sources": job.get("sources", []),
-        "output": job.get("output_storage_options", {}),
-        "models": job.get("model_options", {}),
+        "sources": job.sources,
+        "output": job.output_storage_options,
+        "models": job.model_options,
     }
     for name in ("error", "traceback", "warning"):
-        if outcome.get(name):
-            outcome[name] = redact(outcome[name], secrets)
+        text = getattr(outcome, name)
+        if text:
+            setattr(outcome, name, redact(text, secrets))
     return outcome
 
 
 def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -> list:
-    """The Dask task: score consecutive mini-batches on this worker's runner."""
-    from distributed import get_worker
+    """The Dask task: score consecutive mini-batches on this worker's runner.
 
-    from ..output.store import read_record, write_record
-    from ..storage import url_to_fs
+    Returns the records (dicts of :class:`~daskscore._protocol.MiniBatchRecord`).
+    """
+    from distributed import get_worker
 
     worker = get_worker()
     plugin = worker.plugins.get(plugin_name)
@@ -167,8 +170,8 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             f"daskscore: worker {worker.address} has no plugin {plugin_name!r}; "
             "was the job cancelled?"
         )
-    job = plugin.job
-    fs, records_path = url_to_fs(job["records_url"], job["output_storage_options"])
+    job: JobSpec = plugin.job
+    fs, records_path = url_to_fs(job.records_url, job.output_storage_options)
     records = []
     with plugin.lock:
         for position, spec in enumerate(specs):
@@ -187,17 +190,15 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             else:
                 plugin.prefetch_queued()
 
-            def try_once(try_no: int, spec=spec, frame=frame) -> dict[str, Any]:
+            def try_once(try_no: int, spec=spec, frame=frame) -> TryOutcome:
                 return _redacted(plugin.try_mini_batch(spec, frame, try_no), job)
 
             record = score_mini_batch(
-                spec, try_once, job["run_max_try"], worker=plugin.agent_name
+                spec, try_once, job.run_max_try, worker=plugin.agent_name, lost=lost
             )
-            if lost is not None:
-                record["tries"].insert(0, lost)
             write_record(fs, records_path, spec.index, record)
-            stop = job.get("stop_on_failure") and (
-                record["failed"] or record.get("failed_mini_batch")
+            stop = job.stop_on_failure and (
+                record["failed"] or record["failed_mini_batch"]
             )
             try:
                 fs.rm_file(_marker(records_path, spec.index))
