@@ -12,6 +12,7 @@ from typing import Any
 
 __all__ = [
     "FINAL_JOB_STATUSES",
+    "SINGLE_THREADED_BLAS",
     "JobStatus",
     "MiniBatchSpec",
     "TryStatus",
@@ -21,6 +22,7 @@ __all__ = [
     "part_name",
     "plugin_name",
     "record_name",
+    "set_single_threaded",
 ]
 
 
@@ -119,6 +121,23 @@ def orchestrator_key(job_id: str) -> str:
 
 # The daskscore routes on the scheduler's dashboard
 DASHBOARD_PATH = "/daskscore/"
+
+
+# -- the environment of worker and runner processes ----------------------------------
+# A worker process runs one run() at a time, one process per core: one BLAS/OpenMP
+# thread each (as Dask's nanny does), unless the environment says otherwise.
+SINGLE_THREADED_BLAS = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+def set_single_threaded(env: dict[str, str]) -> dict[str, str]:
+    """Set :data:`SINGLE_THREADED_BLAS` in ``env`` where not set; returns ``env``."""
+    for name, value in SINGLE_THREADED_BLAS.items():
+        env.setdefault(name, value)
+    return env
 
 
 # -- mini-batches ---------------------------------------------------------------------

@@ -120,8 +120,9 @@ def find_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
 
 def test_no_import_cycle_between_modules():
     cycles = find_cycles(import_graph())
-    assert cycles == [], "import cycles (function-level imports included): " + "; ".join(
-        " <-> ".join(c) for c in cycles
+    assert cycles == [], (
+        "import cycles (function-level imports included): "
+        + "; ".join(" <-> ".join(c) for c in cycles)
     )
 
 

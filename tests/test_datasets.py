@@ -1,7 +1,8 @@
 """Mini-batch planning of file and tabular datasets, read back with the real reader.
 
-No cluster: ``dataset.plan(size)`` gives the specs, and ``daskscore.runner.reader.Reader``
-(the reader the runner processes use) turns each spec into what ``run()`` receives.
+No cluster: ``dataset.plan(size)`` gives the specs, and
+``daskscore.runner.reader.Reader`` (the reader the runner processes use) turns each
+spec into what ``run()`` receives.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ class Workspace(WorkspaceFolder):
     def datasets(self) -> dict[str, Any]:
         """The registered datasets by name, each at its latest version."""
         return {name: _datasets.get_dataset(self, name)
-                for name in self._list_names("datasets")
-                if self._versions("datasets", name)}
+                for name in self._registered("datasets")}
 
     def dataset_versions(self, name: str) -> list[int]:
         """The registered versions of the dataset ``name``, oldest first."""
@@ -66,7 +65,10 @@ class Workspace(WorkspaceFolder):
         tags: Mapping[str, str] | None = None,
         create_new_version: bool = False,
     ) -> Any:
-        """Register ``dataset`` under ``name``; see :func:`.datasets.register_dataset`."""
+        """Register ``dataset`` under ``name``.
+
+        See :func:`.datasets.register_dataset`.
+        """
         return _datasets.register_dataset(
             self, dataset, name, description=description, tags=tags,
             create_new_version=create_new_version,

@@ -165,7 +165,9 @@ class Runner:
         }
         if problem is not None:
             details, self.reader.read_details = self.reader.read_details, ""
-            outcome.update(status=TryStatus.READ_ERROR, error=problem, traceback=details)
+            outcome.update(
+                status=TryStatus.READ_ERROR, error=problem, traceback=details
+            )
             if spec.kind != "files" or not mini_batch:
                 self.conn.send(("started", items))
                 return outcome
@@ -179,7 +181,8 @@ class Runner:
         try:
             if self.takes_context:
                 context = MiniBatchContext(
-                    minibatch_index=spec.index, partition_key_value=spec.partition_key_value()
+                    minibatch_index=spec.index,
+                    partition_key_value=spec.partition_key_value(),
                 )
                 result = self.module.run(mini_batch, context)
             else:

@@ -31,7 +31,8 @@ Secrets never leave this module in clear: :func:`redact` masks them in any text,
 :func:`describe_storage_error` turns an SDK exception into one clear line.
 
 The package: ``_urls`` (URL forms, credentials, filesystems), ``_listing``
-(listing and downloading), ``_secrets`` (masking secrets), ``_errors`` (storage failures as one line).
+(listing and downloading), ``_secrets`` (masking secrets), ``_errors`` (storage
+failures as one line).
 """
 
 from ._errors import describe_storage_error, is_storage_error

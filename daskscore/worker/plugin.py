@@ -25,7 +25,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .._protocol import TryStatus
+from .._protocol import TryStatus, set_single_threaded
+from ..storage import describe_storage_error, url_to_fs
 from .handle import RunnerHandle
 
 __all__ = ["ScoringPlugin", "agent_name_for"]
@@ -119,8 +120,6 @@ class ScoringPlugin(WorkerPlugin):
             try:
                 self._upload_worker_files()
             except Exception as exc:  # noqa: BLE001 - the user's storage boundary
-                from ..storage import describe_storage_error
-
                 logging.getLogger("daskscore").warning(
                     "could not upload this worker's logs: %s",
                     describe_storage_error(
@@ -130,8 +129,6 @@ class ScoringPlugin(WorkerPlugin):
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _upload_worker_files(self) -> None:
-        from ..storage import url_to_fs
-
         fs, _ = url_to_fs(self.job["output_url"], self.job["output_storage_options"])
         for local, remote in (
             (self.user_log_dir, f"{self.job['log_url']}/user/{self.agent_name}"),
@@ -173,8 +170,7 @@ class ScoringPlugin(WorkerPlugin):
         env = dict(os.environ)
         # a worker runs one run() at a time: one BLAS/OpenMP thread, unless the
         # worker's environment or the job says otherwise
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env.setdefault(name, "1")
+        set_single_threaded(env)
         env.update(self.job["environment_variables"])
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p

@@ -8,11 +8,14 @@ callable, so the retry and counting rules are testable without a cluster.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._protocol import MiniBatchSpec, TryStatus, record_name
+from ..output.store import read_record, write_atomic, write_record
+from ..storage import redact, url_to_fs
 
 __all__ = ["score_mini_batch", "score_pack"]
 
@@ -89,10 +92,6 @@ def _lost_try(fs, records_path: str, index: int, worker: str, run: str) -> dict 
     in an earlier run (``run`` differs), that run stopped while scoring it (its
     client was killed, or its output storage became unreachable).
     """
-    import json
-
-    from ..output.store import write_atomic
-
     marker = _marker(records_path, index)
     lost = None
     try:
@@ -140,8 +139,6 @@ def _redacted(outcome: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     configuration, an SDK that echoes a request): what is recorded never holds
     a credential of the job's inputs, output or models.
     """
-    from ..storage import redact
-
     secrets = {
         "sources": job.get("sources", []),
         "output": job.get("output_storage_options", {}),
@@ -156,9 +153,6 @@ def _redacted(outcome: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
 def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -> list:
     """The Dask task: score consecutive mini-batches on this worker's runner."""
     from distributed import get_worker
-
-    from ..output.store import read_record, write_record
-    from ..storage import url_to_fs
 
     worker = get_worker()
     plugin = worker.plugins.get(plugin_name)
