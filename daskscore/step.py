@@ -1,9 +1,15 @@
 """ParallelRunStep: a script, its settings, its inputs and its output folder.
 
-The step is a description: it validates what it is given, plans its inputs into
+The step is a description: it validates what it is given (the name follows
+:data:`STEP_NAME`, the inputs are datasets of one kind, the mini-batch size suits
+them, an output folder is given unless ``summary_only``), plans its inputs into
 mini-batches (:meth:`ParallelRunStep.plan`) and fingerprints everything that
-decides its output (resume and reuse). :meth:`ParallelRunStep.run` hands it to
-:class:`daskscore.engine.job.Job`, which runs it on a Dask cluster.
+decides its output (:meth:`~ParallelRunStep.fingerprint`: resume and reuse).
+:meth:`~ParallelRunStep.settings` gives it as plain values, kept in the output's
+manifest, and :meth:`~ParallelRunStep.from_settings` rebuilds it from them
+(``daskscore run --rerun-failed OUTPUT_DIR``). :meth:`ParallelRunStep.run` hands
+it to :class:`daskscore.engine.job.Job`, which runs it on the given Dask cluster,
+or on an embedded one (:mod:`daskscore.engine.cluster`) that it starts and closes.
 """
 
 from __future__ import annotations

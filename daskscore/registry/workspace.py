@@ -11,7 +11,7 @@ can share one on blob storage. Everything in it is a human-readable file::
     <workspace>/datasets/<name>/<version>.json    a registered dataset's definition
     <workspace>/models/<name>/<version>.json      a registered model's metadata
     <workspace>/models/<name>/<version>/...       the model's stored copy
-    <workspace>/experiments/<name>/runs/<id>.json run history (see pipeline.py)
+    <workspace>/experiments/<name>/runs/<id>.json run history (daskscore.pipeline)
 
 This module holds the public :class:`Workspace`: the folder (``_folder.py``) with
 its registries on top; datastores (and how their credentials are kept by

@@ -2,17 +2,25 @@
 
 Started by the worker's :class:`~daskscore.worker.handle.RunnerHandle` as
 ``python -m daskscore.runner FD PARENT_PID``. It reads its own mini-batches
-(:mod:`.reader`), calls ``run()``, commits the output part itself
+(:mod:`.reader`; a dask DataFrame's partition comes with the message instead),
+calls ``run()`` (with a :class:`~daskscore.entry_script.MiniBatchContext` when it
+takes two arguments), commits the output part itself
 (:class:`~daskscore.output.parts.PartWriter`) and answers with the try's outcome.
 Messages with the worker go over a ``multiprocessing.connection.Connection`` on
 an inherited socket:
 
-worker -> runner: the setup dict first, then ``("run", spec, frame, try_no)``,
-``("prefetch", spec)`` (no answer) and ``("shutdown",)``
+worker -> runner: the setup dict first, then ``("run", spec, frame, try_no)``
+(``frame``: the partition of a ``"frame"`` mini-batch, else None),
+``("prefetch", spec)`` (no answer: read the next mini-batch ahead, a hint only)
+and ``("shutdown",)``
 runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
-``("init_done", seconds)``, ``("init_error", summary, tb)``,
-``("started", items)``, ``("returned",)``, ``("done", outcome)``,
+``("init_done", seconds)``, ``("init_error", summary, tb)``, then per try
+``("started", items)`` (read), ``("returned",)`` (``run()`` returned; the
+timeout covers ``run()`` only) and ``("done", outcome)``; at the end
 ``("shutdown_done", error)``
+
+The process exits with 1 when the script cannot be imported or ``init()``
+fails, and with 3 when the worker that started it is gone.
 """
 
 from __future__ import annotations
