@@ -1,6 +1,7 @@
 """What crosses a process boundary, defined once: statuses, specs, names and keys.
 
-The client, the Dask workers and the runner processes agree on these. This module
+The client, the Dask workers and the runner processes agree on these, and on the
+single-threaded BLAS settings their worker and runner processes start with. This module
 imports nothing of daskscore's, so every layer may use it.
 
 The typed contracts, from the client down to the runner and back:
@@ -27,6 +28,7 @@ from typing import Any
 __all__ = [
     "FINAL_JOB_STATUSES",
     "JobSpec",
+    "SINGLE_THREADED_BLAS",
     "JobStatus",
     "MiniBatchRecord",
     "MiniBatchSpec",
@@ -39,6 +41,7 @@ __all__ = [
     "part_name",
     "plugin_name",
     "record_name",
+    "set_single_threaded",
 ]
 
 
@@ -139,6 +142,23 @@ def orchestrator_key(job_id: str) -> str:
 DASHBOARD_PATH = "/daskscore/"
 
 
+# -- the environment of worker and runner processes ----------------------------------
+# A worker process runs one run() at a time, one process per core: one BLAS/OpenMP
+# thread each (as Dask's nanny does), unless the environment says otherwise.
+SINGLE_THREADED_BLAS = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+def set_single_threaded(env: dict[str, str]) -> dict[str, str]:
+    """Set :data:`SINGLE_THREADED_BLAS` in ``env`` where not set; returns ``env``."""
+    for name, value in SINGLE_THREADED_BLAS.items():
+        env.setdefault(name, value)
+    return env
+
+
 # -- mini-batches ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class MiniBatchSpec:
@@ -149,20 +169,26 @@ class MiniBatchSpec:
     index
         Position in the step's inputs (0-based); the mini-batch id.
     kind
-        How it is read: ``"files"`` (a FileDataset's files), ``"csv"`` and
-        ``"jsonl"`` (a byte range of one file), ``"parquet"`` (row groups of one
-        file, sliced by rows), ``"partition"`` (the rows of one combination of
-        ``partition_keys`` values, from every file), ``"frame"`` (a partition of a
-        dask DataFrame) or ``"error"`` (an input that could not be planned).
+        How it is read: ``"files"`` (consecutive files of a FileDataset, in path
+        order), ``"csv"`` and ``"jsonl"`` (a byte range of one file, rows cut at
+        line ends; the whole file when it is small, compressed, or a CSV with
+        ``support_multi_line``), ``"parquet"`` (row groups of one file, sliced by
+        rows), ``"partition"`` (the rows of one combination of ``partition_keys``
+        values, from every file of the input), ``"frame"`` (a partition of a dask
+        DataFrame, computed by the client and sent to the runner with the spec)
+        or ``"error"`` (an input that could not be planned: a listed file that is
+        gone, a Parquet file whose metadata cannot be read; its mini-batch fails
+        with ``READ_ERROR``, the job goes on).
     paths
-        The files (FileDataset, partition) or the one file (tabular).
+        The files (files, partition) or the one file (csv, jsonl, parquet, error).
     start, stop
         Byte range (csv/jsonl), row range inside ``row_groups`` (parquet), or the
-        partition number (frame).
+        partition number and the next one (frame).
     row_groups
         Parquet row groups read for this mini-batch.
     items
-        Item count when known before reading (files, parquet rows, partitions).
+        Item count when known before reading (files, parquet rows, partitions;
+        1 for an error).
     error
         Why the input could not be planned (``kind == "error"``).
     key_values

@@ -12,8 +12,10 @@ from .errors import ConfigError
 
 __all__ = [
     "DEFAULT_APPEND_ROW_FILE_NAME",
+    "NameRule",
     "OutputAction",
     "ParallelRunConfig",
+    "check_name",
     "parse_file_count",
     "parse_size",
 ]
@@ -71,6 +73,39 @@ def parse_file_count(value: int | str, field_name: str = "mini_batch_size") -> i
     if not isinstance(value, int) or value < 1:
         raise ConfigError(field_name, value, allowed)
     return value
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """What a name must look like: a pattern, a length range and the rule in words.
+
+    ``allowed`` is what a :class:`~daskscore.errors.ConfigError` says is allowed.
+    """
+
+    pattern: re.Pattern[str]
+    allowed: str
+    min_length: int = 1
+    max_length: int | None = None
+
+    def matches(self, name: Any) -> bool:
+        """Whether ``name`` is a string that follows the rule."""
+        return (
+            isinstance(name, str)
+            and self.min_length <= len(name) <= (self.max_length or len(name))
+            and self.pattern.match(name) is not None
+        )
+
+
+def check_name(field_name: str, name: Any, rule: NameRule) -> str:
+    """``name`` when it follows ``rule``, else a ConfigError for ``field_name``.
+
+    The one name validator: step names (``daskscore.step``) and registry names
+    (datastores, datasets, models, experiments: ``daskscore.registry._common``)
+    each pass their own rule.
+    """
+    if not rule.matches(name):
+        raise ConfigError(field_name, name, rule.allowed)
+    return name
 
 
 def _check_int(name: str, value: Any, minimum: int, allowed: str) -> None:

@@ -10,7 +10,7 @@ for retries, exactly-once commits, ordering of the collected output and resume.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,7 @@ from .config import (
     parse_file_count,
     parse_size,
 )
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 from .io._common import fingerprint
 from .io.files import plan_files
 from .io.frame import plan_frame
@@ -30,7 +30,14 @@ from .io.partitions import plan_partitions
 from .io.text import pandas_csv_options, plan_text
 from .storage import list_inputs, resolve, url_to_fs
 
-__all__ = ["Dataset", "FileDataset", "MiniBatchSpec", "TabularDataset"]
+__all__ = [
+    "DATASET_FORMATS",
+    "Dataset",
+    "FileDataset",
+    "MiniBatchSpec",
+    "TabularDataset",
+    "dataset_from_format",
+]
 
 
 class _DatasetBase:
@@ -350,3 +357,50 @@ class Dataset:
     def get_by_name(workspace: Any, name: str, version: int | str = "latest") -> Any:
         """The dataset registered as ``name`` in ``workspace`` (a version or latest)."""
         return workspace.get_dataset(name, version)
+
+
+# the format names a dataset is recorded under: "files" in a workspace registry,
+# "file" in a step's settings (both a FileDataset), and the tabular formats
+DATASET_FORMATS = ("files", "file", "csv", "parquet", "jsonl")
+
+
+def dataset_from_format(
+    fmt: str,
+    path: Any,
+    storage_options: dict[str, Any] | None = None,
+    read_options: Mapping[str, Any] | None = None,
+) -> FileDataset | TabularDataset:
+    """The dataset of a recorded format name: what settings, registries and the
+    command line rebuild datasets with.
+
+    Parameters
+    ----------
+    fmt
+        ``"files"`` or ``"file"`` (a FileDataset), ``"csv"``, ``"parquet"`` or
+        ``"jsonl"``.
+    path, storage_options
+        As the ``Dataset.*`` constructors take them.
+    read_options
+        For ``"csv"``: ``separator`` (default ``","``), ``header`` (default
+        True) and ``support_multi_line`` (default False); other formats take none.
+    """
+    read = dict(read_options or {})
+    if fmt in ("files", "file"):
+        return Dataset.File.from_files(path, storage_options=storage_options)
+    if fmt == "csv":
+        return Dataset.Tabular.from_delimited_files(
+            path,
+            separator=read.get("separator", ","),
+            header=read.get("header", True),
+            storage_options=storage_options,
+            support_multi_line=bool(read.get("support_multi_line", False)),
+        )
+    if fmt == "parquet":
+        return Dataset.Tabular.from_parquet_files(
+            path, storage_options=storage_options
+        )
+    if fmt == "jsonl":
+        return Dataset.Tabular.from_json_lines_files(
+            path, storage_options=storage_options
+        )
+    raise ConfigError("format", fmt, " / ".join(repr(f) for f in DATASET_FORMATS))

@@ -1,9 +1,15 @@
 """ParallelRunStep: a script, its settings, its inputs and its output folder.
 
-The step is a description: it validates what it is given, plans its inputs into
+The step is a description: it validates what it is given (the name follows
+:data:`STEP_NAME`, the inputs are datasets of one kind, the mini-batch size suits
+them, an output folder is given unless ``summary_only``), plans its inputs into
 mini-batches (:meth:`ParallelRunStep.plan`) and fingerprints everything that
-decides its output (resume and reuse). :meth:`ParallelRunStep.run` hands it to
-:class:`daskscore.engine.job.Job`, which runs it on a Dask cluster.
+decides its output (:meth:`~ParallelRunStep.fingerprint`: resume and reuse).
+:meth:`~ParallelRunStep.settings` gives it as plain values, kept in the output's
+manifest, and :meth:`~ParallelRunStep.from_settings` rebuilds it from them
+(``daskscore run --rerun-failed OUTPUT_DIR``). :meth:`ParallelRunStep.run` hands
+it to :class:`daskscore.engine.job.Job`, which runs it on the given Dask cluster,
+or on an embedded one (:mod:`daskscore.engine.cluster`) that it starts and closes.
 """
 
 from __future__ import annotations
@@ -18,8 +24,15 @@ from dataclasses import replace
 from typing import Any
 
 from ._protocol import PARTS_LAYOUT, MiniBatchSpec
-from .config import OutputAction, ParallelRunConfig, parse_file_count, parse_size
-from .datasets import Dataset, FileDataset, TabularDataset
+from .config import (
+    NameRule,
+    OutputAction,
+    ParallelRunConfig,
+    check_name,
+    parse_file_count,
+    parse_size,
+)
+from .datasets import FileDataset, TabularDataset, dataset_from_format
 from .engine.cluster import quiet_embedded_cluster
 from .engine.job import Job
 from .engine.jobspec import public_model_entry
@@ -32,7 +45,13 @@ __all__ = ["ParallelRunStep"]
 
 logger = logging.getLogger("daskscore")
 
-_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+STEP_NAME = NameRule(
+    re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$"),
+    "3-32 characters: lower-case letters, digits and '-', starting with a "
+    "letter and not ending with '-' (e.g. 'batch-mnist')",
+    min_length=3,
+    max_length=32,
+)
 # settings that change how fast a job runs, not what it computes: a job resumes
 # across them
 _NOT_FINGERPRINTED = {
@@ -44,20 +63,6 @@ _NOT_FINGERPRINTED = {
     "allowed_failed_count",
     "allowed_failed_percent",
 }
-
-
-def _check_name(name: Any) -> str:
-    allowed = (
-        "3-32 characters: lower-case letters, digits and '-', starting with a "
-        "letter and not ending with '-' (e.g. 'batch-mnist')"
-    )
-    if (
-        not isinstance(name, str)
-        or not 3 <= len(name) <= 32
-        or not _NAME_RE.match(name)
-    ):
-        raise ConfigError("name", name, allowed)
-    return name
 
 
 def _output_location(output: Any) -> tuple[Any, dict[str, Any]]:
@@ -112,7 +117,7 @@ class ParallelRunStep:
         allow_reuse: bool = True,
         storage_options: dict[str, Any] | None = None,
     ) -> None:
-        self.name = _check_name(name)
+        self.name = check_name("name", name, STEP_NAME)
         if not isinstance(parallel_run_config, ParallelRunConfig):
             raise ConfigError(
                 "parallel_run_config",
@@ -265,30 +270,12 @@ class ParallelRunStep:
         cls, settings: dict[str, Any], storage_options: dict[str, Any] | None = None
     ) -> ParallelRunStep:
         """Rebuild a step from :meth:`settings` (credentials given again)."""
-        datasets = []
-        for item in settings["inputs"]:
-            fmt, path = item["format"], item["path"]
-            if fmt == "file":
-                datasets.append(Dataset.File.from_files(path, storage_options))
-            elif fmt == "csv":
-                opts = item.get("read_options") or {}
-                datasets.append(
-                    Dataset.Tabular.from_delimited_files(
-                        path,
-                        separator=opts.get("separator", ","),
-                        header=opts.get("header", True),
-                        storage_options=storage_options,
-                        support_multi_line=opts.get("support_multi_line", False),
-                    )
-                )
-            elif fmt == "parquet":
-                datasets.append(
-                    Dataset.Tabular.from_parquet_files(path, storage_options)
-                )
-            else:
-                datasets.append(
-                    Dataset.Tabular.from_json_lines_files(path, storage_options)
-                )
+        datasets = [
+            dataset_from_format(
+                item["format"], item["path"], storage_options, item.get("read_options")
+            )
+            for item in settings["inputs"]
+        ]
         return cls(
             name=settings["name"],
             parallel_run_config=ParallelRunConfig(**settings["config"]),

@@ -462,7 +462,10 @@ def test_real_run_over_error_threshold_exits_1(tmp_path):
 
 @pytest.mark.parametrize("how", ["flag", "job file"])
 def test_csv_multi_line_reaches_the_csv_inputs(tmp_path, how):
-    from daskscore import cli
+    import importlib
+
+    # the module (daskscore.cli.main is also the name of its main() function)
+    cli = importlib.import_module("daskscore.cli.main")
 
     (tmp_path / "t.csv").write_text('id,text\n1,"a\nb"\n')
     (tmp_path / "score.py").write_text("def init(): pass\ndef run(b): return b\n")

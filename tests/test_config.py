@@ -462,3 +462,36 @@ def test_step_arguments_become_strings(files):
 
 def test_single_dataset_accepted_without_a_list(files):
     assert make_step(files).inputs == [files]
+
+
+# -- rebuilding a step from its settings -----------------------------------------
+
+
+def test_from_settings_keeps_a_multi_line_csv(tmp_path):
+    (tmp_path / "t.csv").write_text('x;y\n"a\nb";1\n')
+    csv = ds.Dataset.Tabular.from_delimited_files(
+        str(tmp_path / "t.csv"), separator=";", header=False, support_multi_line=True
+    )
+    step = make_step(csv, output=str(tmp_path / "out"))
+    back = ds.ParallelRunStep.from_settings(step.settings())
+    [dataset] = back.inputs
+    assert isinstance(dataset, ds.TabularDataset) and dataset.format == "csv"
+    assert dataset.read_options["support_multi_line"] is True
+    assert dataset.read_options == csv.read_options
+    assert dataset.path == csv.path
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: ds.Dataset.File.from_files(str(p / "*.txt")),
+    lambda p: ds.Dataset.Tabular.from_parquet_files(str(p / "t.parquet")),
+    lambda p: ds.Dataset.Tabular.from_json_lines_files(str(p / "t.jsonl")),
+    lambda p: ds.Dataset.Tabular.from_delimited_files(str(p / "t.csv")),
+])
+def test_from_settings_rebuilds_every_input_format(tmp_path, make):
+    dataset = make(tmp_path)
+    step = make_step(dataset, output=str(tmp_path / "out"))
+    [back] = ds.ParallelRunStep.from_settings(step.settings()).inputs
+    assert type(back) is type(dataset)
+    assert back.path == dataset.path
+    assert getattr(back, "format", None) == getattr(dataset, "format", None)
+    assert getattr(back, "read_options", {}) == getattr(dataset, "read_options", {})

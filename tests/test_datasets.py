@@ -671,3 +671,52 @@ def test_two_inputs_with_the_same_parquet_path_are_read_from_their_own_storage(
         assert problem is None, problem
         got.append(frame["v"].tolist())
     assert got == [["A", "A"], ["B", "B"]]
+
+
+# -- datasets from their format names ---------------------------------------------
+
+
+@pytest.mark.parametrize("fmt, cls, table_format", [
+    ("files", ds.FileDataset, None),
+    ("file", ds.FileDataset, None),
+    ("csv", ds.TabularDataset, "csv"),
+    ("parquet", ds.TabularDataset, "parquet"),
+    ("jsonl", ds.TabularDataset, "jsonl"),
+])
+def test_dataset_from_format_builds_every_format(tmp_path, fmt, cls, table_format):
+    from daskscore.datasets import dataset_from_format
+
+    path = str(tmp_path / "in")
+    dataset = dataset_from_format(fmt, path, {"auto_mkdir": True})
+    assert type(dataset) is cls
+    assert dataset.path == path
+    assert dataset.storage_options == {"auto_mkdir": True}
+    assert getattr(dataset, "format", None) == table_format
+    if fmt == "csv":  # the defaults of Dataset.Tabular.from_delimited_files
+        assert dataset.read_options == {"separator": ",", "header": True}
+    elif cls is ds.TabularDataset:
+        assert dataset.read_options == {}
+
+
+def test_dataset_from_format_keeps_the_csv_read_options(tmp_path):
+    from daskscore.datasets import dataset_from_format
+
+    path = str(tmp_path / "t.tsv")
+    read = {"separator": "\t", "header": False, "support_multi_line": True}
+    dataset = dataset_from_format("csv", [path], None, read)
+    assert dataset.path == [path]
+    assert dataset.read_options == read
+    assert dataset.read_options == ds.Dataset.Tabular.from_delimited_files(
+        [path], separator="\t", header=False, support_multi_line=True
+    ).read_options
+    single = dataset_from_format("csv", path, None, {"support_multi_line": False})
+    assert "support_multi_line" not in single.read_options
+
+
+def test_dataset_from_format_rejects_an_unknown_format(tmp_path):
+    from daskscore.datasets import dataset_from_format
+
+    with pytest.raises(ds.ConfigError) as excinfo:
+        dataset_from_format("xlsx", str(tmp_path / "t.xlsx"))
+    assert excinfo.value.field == "format"
+    assert "'jsonl'" in str(excinfo.value)

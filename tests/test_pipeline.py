@@ -1,4 +1,4 @@
-"""Pipelines, experiments, run history and reuse (daskscore/pipeline.py, cli_runs.py).
+"""Pipelines, experiments, run history, reuse (daskscore/pipeline/, cli/runs.py).
 
 Real worker processes (the session's ``shared_client``), real files in
 ``tmp_path``. Scripts leave a marker file per ``run()`` call, so "recomputed" and

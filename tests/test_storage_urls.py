@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from azurite import ACCOUNT_KEY
 
@@ -374,3 +376,30 @@ def test_listing_local_files_gives_sorted_absolute_paths(tmp_path, monkeypatch):
     assert storage.list_files("c.txt") == [str(tmp_path / "c.txt")]
     [(path, size, mtime)] = storage.list_files("c.txt", detail=True)
     assert (path, size) == (str(tmp_path / "c.txt"), 1) and mtime
+
+
+def test_listing_skips_hidden_and_private_files_only_when_asked(tmp_path):
+    for name in ["a.csv", ".a.csv.crc", "_SUCCESS", "sub/b.csv"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    root = str(tmp_path)
+    names = [os.path.relpath(p, root) for p in storage.list_files(root)]
+    assert names == [".a.csv.crc", "_SUCCESS", "a.csv", "sub/b.csv"]
+    names = [os.path.relpath(p, root)
+             for p in storage.list_files(root, skip_hidden=True)]
+    assert names == ["_SUCCESS", "a.csv", "sub/b.csv"]
+    names = [os.path.relpath(p, root) for p in storage.list_files(
+        root, skip_hidden=True, skip_private=True)]
+    assert names == ["a.csv", "sub/b.csv"]
+    # a file named explicitly is always listed
+    assert storage.list_files(str(tmp_path / "_SUCCESS"), skip_private=True) == [
+        str(tmp_path / "_SUCCESS")
+    ]
+    # a list is taken as given, a missing entry kept without a size
+    listed = storage.list_files([str(tmp_path / "zz.csv"), str(tmp_path / "a.csv")],
+                                detail=True)
+    assert [(p, size) for p, size, _ in listed] == [
+        (str(tmp_path / "a.csv"), 1), (str(tmp_path / "zz.csv"), None)
+    ]
+    with pytest.raises(DatasetError, match="no files match input"):
+        storage.list_files(str(tmp_path / "sub" / "*.txt"))

@@ -1,4 +1,4 @@
-"""Workspaces, datastores and the dataset registry (daskscore/workspace.py).
+"""Workspaces, datastores and the dataset registry (daskscore/registry/).
 
 Plain files in ``tmp_path``; the Azure datastore tests use the session's Azurite.
 The secret store is redirected to ``tmp_path`` for every test.

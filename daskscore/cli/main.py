@@ -9,11 +9,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import ParallelRunConfig
+from ..datasets import dataset_from_format
+from ..engine import detached as remote
 from ..errors import ConfigError, DaskScoreError, UsageError
+from ..io._common import COMPRESSED_SUFFIXES
+from ..output.store import StateStore
+from ..progress import TextProgress
+from ..step import ParallelRunStep
+from .runs import add_runs_commands, run_runs_command
 
 __all__ = ["main"]
 
@@ -159,8 +168,6 @@ def _build_parser() -> argparse.ArgumentParser:
         "id; the job goes on after this command exits.",
     )
     _add_job_flags(submit)
-    from .runs import add_runs_commands
-
     add_runs_commands(sub)
     for verb, text in (
         ("status", "show the state of a submitted job"),
@@ -248,7 +255,7 @@ def _load_job_file(path: str) -> dict[str, Any]:
 def _infer_type(path: str) -> str:
     """'csv', 'tsv', 'parquet', 'jsonl' or 'file' from an input's extension."""
     text = path.rstrip("/")
-    for suffix in (".gz", ".bz2", ".xz", ".zst"):
+    for suffix in COMPRESSED_SUFFIXES:
         if text.endswith(suffix):
             text = text[: -len(suffix)]
     ext = os.path.splitext(text)[1].lower()
@@ -270,8 +277,6 @@ def _datasets(
     storage_options: dict[str, Any],
     csv_multi_line: bool = False,
 ) -> list:
-    from ..datasets import Dataset
-
     if input_type not in (None, "file", "tabular"):
         raise ConfigError("input_type", input_type, '"file" or "tabular"')
     out = []
@@ -284,35 +289,18 @@ def _datasets(
                 f"input {path}: cannot tell the table format; use a .csv, .tsv, "
                 ".parquet or .jsonl path (or a folder of them)"
             )
-        if kind == "file":
-            out.append(Dataset.File.from_files(path, storage_options=storage_options))
-        elif kind in ("csv", "tsv"):
-            out.append(
-                Dataset.Tabular.from_delimited_files(
-                    path,
-                    separator="\t" if kind == "tsv" else ",",
-                    storage_options=storage_options,
-                    support_multi_line=csv_multi_line,
-                )
-            )
-        elif kind == "parquet":
-            out.append(
-                Dataset.Tabular.from_parquet_files(
-                    path, storage_options=storage_options
-                )
-            )
+        if kind in ("csv", "tsv"):
+            read_options = {
+                "separator": "\t" if kind == "tsv" else ",",
+                "support_multi_line": csv_multi_line,
+            }
+            out.append(dataset_from_format("csv", path, storage_options, read_options))
         else:
-            out.append(
-                Dataset.Tabular.from_json_lines_files(
-                    path, storage_options=storage_options
-                )
-            )
+            out.append(dataset_from_format(kind, path, storage_options))
     return out
 
 
 def _step_name(settings: dict[str, Any]) -> str:
-    import re
-
     if settings.get("name"):
         return settings["name"]
     stem = os.path.splitext(os.path.basename(settings["entry_script"]))[0]
@@ -349,9 +337,6 @@ def _settings(args: argparse.Namespace, script_args: list[str]) -> dict[str, Any
 
 
 def _step_from_settings(settings: dict[str, Any]):
-    from ..config import ParallelRunConfig
-    from ..step import ParallelRunStep
-
     if not settings.get("entry_script"):
         raise UsageError(
             "no entry script: give --entry-script or entry_script in the job file"
@@ -379,9 +364,6 @@ def _step_from_settings(settings: dict[str, Any]):
 
 def _rerun_step(output_dir: str, settings: dict[str, Any]):
     """The step to rerun: from the flags when given, else from the output's manifest."""
-    from ..output.store import StateStore
-    from ..step import ParallelRunStep
-
     if settings.get("entry_script"):
         settings.setdefault("output", output_dir)
         return _step_from_settings(settings)
@@ -414,8 +396,6 @@ def _print_result(result) -> int:
 
 
 def _run(args: argparse.Namespace, script_args: list[str]) -> int:
-    from ..progress import TextProgress
-
     settings = _settings(args, script_args)
     if args.rerun_failed:
         step = _rerun_step(args.rerun_failed, settings)
@@ -436,8 +416,6 @@ def _run(args: argparse.Namespace, script_args: list[str]) -> int:
 
 
 def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
-    from ..engine import detached as remote
-
     if args.command == "submit":
         settings = _settings(args, script_args)
         if not settings.get("scheduler"):
@@ -511,8 +489,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args, script_args)
         if args.command == "runs":
-            from .runs import run_runs_command
-
             return run_runs_command(args)
         return _remote(args, script_args)
     except DaskScoreError as exc:

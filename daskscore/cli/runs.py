@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from ..errors import UsageError, WorkspaceError
 from ..pipeline.pipeline import PipelineRun, list_runs
 from ..registry.workspace import DEFAULT_WORKSPACE, Workspace
 
@@ -45,8 +46,6 @@ def add_runs_commands(subparsers: Any) -> argparse.ArgumentParser:
 def _workspace(path: str | None) -> Workspace:
     if path:
         return Workspace(path, create=False)
-    from ..errors import WorkspaceError
-
     try:
         return Workspace.from_config()
     except WorkspaceError:
@@ -62,8 +61,6 @@ def _duration(details: dict[str, Any]) -> str:
 
 def run_runs_command(args: argparse.Namespace) -> int:
     """Run ``daskscore runs ...``; returns the exit code."""
-    from ..errors import UsageError
-
     command = getattr(args, "runs_command", None)
     if command not in ("list", "show"):
         raise UsageError("say 'daskscore runs list' or 'daskscore runs show RUN_ID'")

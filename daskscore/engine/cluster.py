@@ -23,6 +23,8 @@ from typing import Any
 from distributed import Scheduler, SpecCluster
 from distributed.deploy.subprocess import Subprocess
 
+from .._protocol import SINGLE_THREADED_BLAS
+
 __all__ = [
     "SINGLE_THREADED_ENV",
     "free_dashboard_address",
@@ -30,12 +32,9 @@ __all__ = [
     "start_embedded_cluster",
 ]
 
-SINGLE_THREADED_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MALLOC_TRIM_THRESHOLD_": "65536",
-}
+# what an embedded worker process is started with, unless its environment says
+# otherwise: one BLAS/OpenMP thread, and freed memory given back to the system
+SINGLE_THREADED_ENV = {**SINGLE_THREADED_BLAS, "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
 class _WorkerProcess(Subprocess):

@@ -11,6 +11,13 @@
       user/<worker>/entry_script.log  the script's logger (EntryScript().logger)
       user/<worker>/stdout.txt, stderr.txt   what the script printed
       user/error/mini-batch-000000042.try1.txt  the full traceback of a failed try
+      sys/worker-<n>.log            the embedded cluster's worker logs (written by
+                                    the engine, not here)
+
+``processed_mini-batches.csv`` has one row per try (:data:`TRIES_COLUMNS`); its
+``status`` is a :class:`~daskscore._protocol.TryStatus`: RUN_DONE, RUN_EXCEPTION,
+RUN_TIMEOUT, READ_ERROR, INIT_ERROR, and in rows of try 0 WORKER_DIED (the try
+was lost with its worker) or INTERRUPTED (an earlier run left it unfinished).
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
+from .._protocol import TryStatus
 from .store import write_atomic
 
 __all__ = ["TRIES_COLUMNS", "write_reports"]
@@ -40,7 +49,10 @@ TRIES_COLUMNS = [
     "input",
 ]
 
-_README = """\
+_STATUSES = "\n".join(
+    f"{'':28}{line}" for line in textwrap.wrap(", ".join(TryStatus), 56)
+)
+_README = f"""\
 Logs of a daskscore step.
 
 job_result.txt              Status (Completed / Failed), item and mini-batch counts,
@@ -49,9 +61,12 @@ job_report.json             The same figures as JSON, plus timings and throughpu
 job_progress_overview.txt   Progress lines written while the job ran.
 processed_mini-batches.csv  One row per try of every mini-batch: mini_batch_id, try,
                             worker, items, succeeded, failed, elapsed_seconds,
-                            run_seconds, read_seconds, status (RUN_DONE,
-                            RUN_EXCEPTION, RUN_TIMEOUT, READ_ERROR, INIT_ERROR),
-                            error, input (which files / byte ranges / row groups).
+                            run_seconds, read_seconds, status, error, input (which
+                            files / byte ranges / row groups). The statuses:
+{_STATUSES}
+                            (WORKER_DIED and INTERRUPTED rows have try 0: a try
+                            lost with its worker, or left unfinished by an
+                            earlier run of the step).
 user/error/                 The full traceback of every failed try, one file each.
 user/<worker>/              Per worker process: entry_script.log (EntryScript().logger),
                             stdout.txt and stderr.txt (what the script printed).

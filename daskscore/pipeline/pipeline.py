@@ -32,17 +32,24 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from ..errors import ConfigError, JobError, NotRegisteredError
+from ..config import check_name
+from ..datasets import dataset_from_format
+from ..errors import ConfigError, DaskScoreError, JobError, NotRegisteredError
+from ..output.store import StateStore, write_atomic
 from ..progress import TextProgress
-from ..registry._common import check_name, utc_now
+from ..registry._common import REGISTRY_NAME, utc_now
 from ..registry._folder import WorkspaceFolder as Workspace
 from ..registry.datastore import DataPath, Datastore
+from ..storage import url_to_fs
 
 __all__ = ["Experiment", "Pipeline", "PipelineData", "PipelineRun", "StepRun"]
 
 RUNNING, COMPLETED, FAILED, NOT_STARTED = "Running", "Completed", "Failed", "NotStarted"
 _FINAL = (COMPLETED, FAILED)
 _HOST = socket.gethostname()
+# a collected output's extension -> its dataset format (as_tabular_dataset)
+_TABLE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv",
+                  ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 
 
 def _norm(path: str) -> str:
@@ -75,7 +82,7 @@ class PipelineData:
 
     def __init__(self, name: str, datastore: Datastore | None = None,
                  output_path_on_compute: str | None = None) -> None:
-        self.name = check_name("name", name)
+        self.name = check_name("name", name, REGISTRY_NAME)
         if datastore is None:
             datastore = Workspace.from_config().get_default_datastore()
         if not isinstance(datastore, Datastore):
@@ -110,33 +117,23 @@ class PipelineData:
         """The output's files as a FileDataset: by default the collected output file
         (the only file at the top of a step's output folder); ``"outputs/**"``
         for the files a ``summary_only`` script wrote."""
-        from ..datasets import Dataset
-
-        return self._mark(Dataset.File.from_files(
-            self._join(pattern), storage_options=self.storage_options or None))
+        return self._mark(dataset_from_format(
+            "files", self._join(pattern), self.storage_options or None))
 
     def as_tabular_dataset(self, pattern: str = "*.parquet", separator: str = ",",
                            header: bool = True) -> Any:
         """The collected output table as a TabularDataset (``.parquet``, ``.csv``,
         ``.jsonl``: by the pattern's extension)."""
-        from ..datasets import Dataset
-
-        path = self._join(pattern)
-        options = self.storage_options or None
         ext = os.path.splitext(pattern)[1].lower()
-        if ext in (".parquet", ".pq"):
-            dataset = Dataset.Tabular.from_parquet_files(path, storage_options=options)
-        elif ext in (".csv", ".tsv"):
-            dataset = Dataset.Tabular.from_delimited_files(
-                path, separator=separator, header=header, storage_options=options)
-        elif ext in (".jsonl", ".json"):
-            dataset = Dataset.Tabular.from_json_lines_files(path,
-                                                            storage_options=options)
-        else:
+        fmt = _TABLE_FORMATS.get(ext)
+        if fmt is None:
             raise ConfigError("pattern", pattern,
                               "a pattern ending in .parquet, .csv or .jsonl (use "
                               "as_dataset() for text output)")
-        return self._mark(dataset)
+        read_options = {"separator": separator, "header": header}
+        return self._mark(dataset_from_format(
+            fmt, self._join(pattern), self.storage_options or None,
+            read_options if fmt == "csv" else None))
 
     def as_input(self, name: str | None = None) -> Any:
         """:meth:`as_dataset` as a named input (``EntryScript().inputs[name]``)."""
@@ -224,7 +221,7 @@ class Experiment:
 
     def __init__(self, workspace: Workspace, name: str) -> None:
         self.workspace = workspace
-        self.name = check_name("name", name)
+        self.name = check_name("name", name, REGISTRY_NAME)
 
     def __repr__(self) -> str:
         return f"Experiment(name={self.name!r}, workspace={self.workspace.url!r})"
@@ -560,8 +557,6 @@ class PipelineRun:
                      duration_seconds=round(duration, 3), error=error)
 
     def _save_log(self) -> None:
-        from ..output.store import write_atomic
-
         ws = self.workspace
         path = ws._path("experiments", self.experiment.name, "runs", f"{self.id}.log")
         write_atomic(ws._fs, path, self.get_output().encode("utf-8"))
@@ -569,8 +564,6 @@ class PipelineRun:
     def _run_step(self, index: int, step: Any, regenerate: bool,
                   client: Any) -> str | None:
         """Run (or reuse) one step; returns the error that stops the run, if any."""
-        from ..errors import DaskScoreError
-
         self._update_step(index, status=RUNNING, started=utc_now())
         self._print(f"Step {step.name}: started")
         try:
@@ -653,8 +646,6 @@ def _summary(result: Any) -> dict[str, Any]:
 
 def _report_digest(step: Any) -> str | None:
     """sha256 of the step output's logs/job_report.json, or None when missing."""
-    from ..storage import url_to_fs
-
     try:
         fs, root = url_to_fs(step.output, getattr(step, "storage_options", None) or {})
         data = fs.cat_file(f"{root.rstrip('/')}/logs/job_report.json")
@@ -691,8 +682,6 @@ def _reusable(workspace: Workspace, step: Any, fingerprint: str) -> dict | None:
 
 def _discard_committed(step: Any) -> None:
     """Forget an earlier run's committed mini-batches so everything is scored again."""
-    from ..output.store import StateStore
-
     store = StateStore(step.output, getattr(step, "storage_options", None) or {})
     if store.fs.exists(store.state):
         store.reset()

@@ -15,18 +15,14 @@ import re
 import uuid
 from typing import Any
 
-from ..errors import ConfigError
+from ..config import NameRule
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-_NAME_RULE = ("1-255 characters: letters, digits, '_', '.' and '-', starting with a "
-              "letter or digit")
-
-
-def check_name(field: str, name: Any) -> str:
-    """Validate a registry name (datastore, dataset, model, experiment)."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ConfigError(field, name, _NAME_RULE)
-    return name
+# datastore, dataset, model and experiment names (``config.check_name`` checks them)
+REGISTRY_NAME = NameRule(
+    re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$"),
+    "1-255 characters: letters, digits, '_', '.' and '-', starting with a "
+    "letter or digit",
+)
 
 
 def utc_now() -> str:

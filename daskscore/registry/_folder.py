@@ -13,7 +13,8 @@ import os
 import uuid
 from typing import Any
 
-from ..errors import WorkspaceError
+from ..errors import ConfigError, NotRegisteredError, WorkspaceError
+from ..output.store import write_atomic
 from ..storage import is_local, safe_storage_options, url_to_fs
 from ._common import is_url, join, utc_now
 from .datastore import DEFAULT_DATASTORE, Datastore
@@ -198,8 +199,6 @@ class WorkspaceFolder:
             ) from exc
 
     def _write_json(self, data: Any, *names: str) -> None:
-        from ..output.store import write_atomic
-
         text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
         path = self._path(*names)
         if not self.local:
@@ -230,6 +229,55 @@ class WorkspaceFolder:
         """The versions registered in a folder: the numbers of its ``<n>.json``."""
         return sorted(int(n) for n in self._list_names(*names, suffix=".json")
                       if n.isdigit())
+
+    def _registered(self, folder: str) -> list[str]:
+        """The names with at least one version in a registry folder, sorted."""
+        return [n for n in self._list_names(folder) if self._versions(folder, n)]
+
+    def _latest(self, folder: str, name: str) -> tuple[int, dict[str, Any]] | None:
+        """The highest version of ``name`` in a registry folder and its record."""
+        versions = self._versions(folder, name)
+        if not versions:
+            return None
+        return versions[-1], self._read_json(folder, name, f"{versions[-1]}.json")
+
+    def _version_record(
+        self,
+        kind: str,
+        name: Any,
+        version: int | str | None,
+        *,
+        allowed: str,
+        hint: str,
+    ) -> dict[str, Any]:
+        """The record of one version of ``name`` in the registry ``<kind>s/``.
+
+        ``version`` is a number, or ``"latest"`` / None for the highest one.
+
+        Raises
+        ------
+        NotRegisteredError
+            No ``kind`` of that name (the message lists the registered names and
+            says ``hint``), or not that version (it lists the versions).
+        ConfigError
+            ``version`` is no number (``allowed`` says what is).
+        """
+        folder = f"{kind}s"
+        versions = self._versions(folder, name) if isinstance(name, str) else []
+        if not versions:
+            raise NotRegisteredError(kind, name, known=self._registered(folder),
+                                     workspace=self.url, hint=hint)
+        if version in (None, "latest"):
+            number = versions[-1]
+        else:
+            try:
+                number = int(version)
+            except (TypeError, ValueError):
+                raise ConfigError("version", version, allowed) from None
+        if number not in versions:
+            raise NotRegisteredError(kind, name, version=number, known=versions,
+                                     workspace=self.url)
+        return self._read_json(folder, name, f"{number}.json")
 
     def _claim_version(self, *names: str) -> int:
         """The next free version number, reserved by creating its folder.

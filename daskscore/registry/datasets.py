@@ -11,10 +11,11 @@ import shutil
 from collections.abc import Mapping
 from typing import Any
 
-from ..datasets import Dataset, FileDataset, TabularDataset
-from ..errors import ConfigError, NotRegisteredError, WorkspaceError
+from ..config import check_name
+from ..datasets import FileDataset, TabularDataset, dataset_from_format
+from ..errors import ConfigError, WorkspaceError
 from ..storage import safe_storage_options
-from ._common import check_name, is_url, utc_now
+from ._common import REGISTRY_NAME, is_url, utc_now
 from ._folder import WorkspaceFolder
 from .datastore import Datastore
 
@@ -92,18 +93,8 @@ def _build(workspace: WorkspaceFolder, record: dict[str, Any]) -> Any:
     for _, datastore_options in located:
         options.update(datastore_options)
     path: Any = paths if record.get("many") else paths[0]
-    fmt, read = record["format"], record.get("read_options") or {}
-    if record["kind"] == "file":
-        dataset = Dataset.File.from_files(path, storage_options=options)
-    elif fmt == "csv":
-        dataset = Dataset.Tabular.from_delimited_files(
-            path, separator=read.get("separator", ","), header=read.get("header", True),
-            storage_options=options,
-            support_multi_line=read.get("support_multi_line", False))
-    elif fmt == "parquet":
-        dataset = Dataset.Tabular.from_parquet_files(path, storage_options=options)
-    else:
-        dataset = Dataset.Tabular.from_json_lines_files(path, storage_options=options)
+    fmt = "files" if record["kind"] == "file" else record["format"]
+    dataset = dataset_from_format(fmt, path, options, record.get("read_options"))
     dataset.name = record["name"]
     dataset.version = record["version"]
     dataset.description = record.get("description")
@@ -128,18 +119,18 @@ def register_dataset(workspace: WorkspaceFolder, dataset: Any, name: str,
         The name exists with a different definition and ``create_new_version`` is
         False, or the dataset cannot be stored (in-memory, credentials).
     """
-    check_name("name", name)
+    check_name("name", name, REGISTRY_NAME)
     definition = _definition(workspace, dataset)
-    versions = workspace._versions("datasets", name)
-    if versions:
-        latest = workspace._read_json("datasets", name, f"{versions[-1]}.json")
+    found = workspace._latest("datasets", name)
+    if found is not None:
+        number, latest = found
         same = {k: latest.get(k) for k in definition} == definition
         if same and (description is None or description == latest.get("description")):
             return _build(workspace, latest)
         if not create_new_version:
             raise WorkspaceError(
                 f"dataset {name!r} is already registered (latest version "
-                f"{versions[-1]}) with a different definition; pass "
+                f"{number}) with a different definition; pass "
                 "create_new_version=True to add a version"
             )
     version = workspace._claim_version("datasets", name)
@@ -153,15 +144,8 @@ def register_dataset(workspace: WorkspaceFolder, dataset: Any, name: str,
     return _build(workspace, record)
 
 
-def registered_names(workspace: WorkspaceFolder) -> list[str]:
-    """The names with at least one registered version, sorted."""
-    return sorted(n for n in workspace._list_names("datasets")
-                  if workspace._versions("datasets", n))
-
-
-def get_dataset(
-    workspace: WorkspaceFolder, name: str, version: int | str = "latest"
-) -> Any:
+def get_dataset(workspace: WorkspaceFolder, name: str,
+                version: int | str = "latest") -> Any:
     """The dataset registered as ``name`` (``version``: an int or ``"latest"``).
 
     Raises
@@ -170,22 +154,8 @@ def get_dataset(
         No dataset of that name, or not that version (the message lists what is
         registered).
     """
-    versions = workspace._versions("datasets", name) if isinstance(name, str) else []
-    if not versions:
-        raise NotRegisteredError(
-            "dataset", name, known=registered_names(workspace), workspace=workspace.url,
-            hint="register it with dataset.register(ws, name)",
-        )
-    if version in ("latest", None):
-        number = versions[-1]
-    else:
-        try:
-            number = int(version)
-        except (TypeError, ValueError):
-            raise ConfigError("version", version, "an int >= 1 or 'latest'") from None
-    if number not in versions:
-        raise NotRegisteredError("dataset", name, version=number, known=versions,
-                                 workspace=workspace.url)
-    return _build(workspace, workspace._read_json("datasets", name, f"{number}.json"))
-
-
+    record = workspace._version_record(
+        "dataset", name, version, allowed="an int >= 1 or 'latest'",
+        hint="register it with dataset.register(ws, name)",
+    )
+    return _build(workspace, record)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..config import check_name
 from ..errors import ConfigError, NotRegisteredError, WorkspaceError
 from ..storage import url_to_fs
 from ._common import (
-    NAME_RE,
-    check_name,
+    REGISTRY_NAME,
     is_url,
     join,
     read_secrets,
@@ -238,7 +238,7 @@ class Datastore:
         if datastore_name == DEFAULT_DATASTORE:
             return cls._default(workspace)
         record = None
-        if isinstance(datastore_name, str) and NAME_RE.match(datastore_name):
+        if REGISTRY_NAME.matches(datastore_name):
             record = workspace._read_json("datastores", f"{datastore_name}.json")
         if record is None:
             known = [DEFAULT_DATASTORE, *workspace._list_names("datastores",
@@ -271,7 +271,7 @@ class Datastore:
     @classmethod
     def _register(cls, workspace: Workspace, record: dict[str, Any],
                   overwrite: bool, secret: dict[str, str] | None) -> Datastore:
-        name = check_name("datastore_name", record["name"])
+        name = check_name("datastore_name", record["name"], REGISTRY_NAME)
         if name == DEFAULT_DATASTORE:
             raise ConfigError("datastore_name", name,
                               f"any name but the built-in {DEFAULT_DATASTORE!r}")

@@ -22,10 +22,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ..config import check_name
 from ..entry_script import STEP_MODEL_OPTIONS
-from ..errors import ConfigError, NotRegisteredError, WorkspaceError
+from ..errors import NotRegisteredError, WorkspaceError
 from ..storage import url_to_fs
-from ._common import check_name, utc_now
+from ._common import REGISTRY_NAME, utc_now
 from ._folder import WorkspaceFolder as Workspace
 
 __all__ = ["Model"]
@@ -82,24 +83,10 @@ class Model:
 
     def __init__(self, workspace: Workspace, name: str,
                  version: int | str | None = None) -> None:
-        versions = workspace._versions("models", name) if isinstance(name, str) else []
-        if not versions:
-            raise NotRegisteredError(
-                "model", name, known=sorted(workspace._list_names("models")),
-                workspace=workspace.url,
-                hint="register it with ds.Model.register(ws, model_path, model_name)",
-            )
-        if version in (None, "latest"):
-            number = versions[-1]
-        else:
-            try:
-                number = int(version)
-            except (TypeError, ValueError):
-                raise ConfigError("version", version, "an int >= 1 or None") from None
-        if number not in versions:
-            raise NotRegisteredError("model", name, version=number, known=versions,
-                                     workspace=workspace.url)
-        record = workspace._read_json("models", name, f"{number}.json")
+        record = workspace._version_record(
+            "model", name, version, allowed="an int >= 1 or None",
+            hint="register it with ds.Model.register(ws, model_path, model_name)",
+        )
         self._init(workspace, record)
 
     def _init(self, workspace: Workspace, record: dict[str, Any]) -> None:
@@ -157,7 +144,7 @@ class Model:
         tags, properties, description
             Free-form metadata kept with the version.
         """
-        check_name("model_name", model_name)
+        check_name("model_name", model_name, REGISTRY_NAME)
         source = os.path.abspath(os.path.expanduser(os.fspath(model_path)))
         if not os.path.exists(source):
             raise WorkspaceError(f"model_path {source} does not exist; give the model "
@@ -165,9 +152,9 @@ class Model:
         file_name = os.path.basename(source.rstrip(os.sep)) or "model"
         sha = _content_hash(source)
         tags, properties = dict(tags or {}), dict(properties or {})
-        versions = workspace._versions("models", model_name)
-        if versions:
-            latest = workspace._read_json("models", model_name, f"{versions[-1]}.json")
+        found = workspace._latest("models", model_name)
+        if found is not None:
+            _, latest = found
             if (latest.get("sha256"), latest.get("file_name"), latest.get("tags"),
                     latest.get("properties"), latest.get("description")) == (
                     sha, file_name, tags, properties, description):

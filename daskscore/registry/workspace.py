@@ -11,7 +11,7 @@ can share one on blob storage. Everything in it is a human-readable file::
     <workspace>/datasets/<name>/<version>.json    a registered dataset's definition
     <workspace>/models/<name>/<version>.json      a registered model's metadata
     <workspace>/models/<name>/<version>/...       the model's stored copy
-    <workspace>/experiments/<name>/runs/<id>.json run history (see pipeline.py)
+    <workspace>/experiments/<name>/runs/<id>.json run history (daskscore.pipeline)
 
 This module holds the public :class:`Workspace`: the folder (``_folder.py``) with
 its registries on top; datastores (and how their credentials are kept by
@@ -40,8 +40,7 @@ class Workspace(WorkspaceFolder):
     def datasets(self) -> dict[str, Any]:
         """The registered datasets by name, each at its latest version."""
         return {name: _datasets.get_dataset(self, name)
-                for name in self._list_names("datasets")
-                if self._versions("datasets", name)}
+                for name in self._registered("datasets")}
 
     def dataset_versions(self, name: str) -> list[int]:
         """The registered versions of the dataset ``name``, oldest first."""
@@ -66,7 +65,10 @@ class Workspace(WorkspaceFolder):
         tags: Mapping[str, str] | None = None,
         create_new_version: bool = False,
     ) -> Any:
-        """Register ``dataset`` as ``name``; see :func:`.datasets.register_dataset`."""
+        """Register ``dataset`` under ``name``.
+
+        See :func:`.datasets.register_dataset`.
+        """
         return _datasets.register_dataset(
             self, dataset, name, description=description, tags=tags,
             create_new_version=create_new_version,

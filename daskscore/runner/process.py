@@ -2,7 +2,9 @@
 
 Started by the worker's :class:`~daskscore.worker.handle.RunnerHandle` as
 ``python -m daskscore.runner FD PARENT_PID``. It reads its own mini-batches
-(:mod:`.reader`), calls ``run()``, commits the output part itself
+(:mod:`.reader`; a dask DataFrame's partition comes with the message instead),
+calls ``run()`` (with a :class:`~daskscore.entry_script.MiniBatchContext` when it
+takes two arguments), commits the output part itself
 (:class:`~daskscore.output.parts.PartWriter`) and answers with the try's outcome.
 Messages with the worker go over a ``multiprocessing.connection.Connection`` on
 an inherited socket:
@@ -14,6 +16,9 @@ runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
 ``("init_done", seconds)``, ``("init_error", summary, tb)``,
 ``("started", items)``, ``("returned",)``, ``("done", outcome)`` (a
 :class:`~daskscore._protocol.TryOutcome`), ``("shutdown_done", error)``
+
+The process exits with 1 when the script cannot be imported or ``init()``
+fails, and with 3 when the worker that started it is gone.
 """
 
 from __future__ import annotations

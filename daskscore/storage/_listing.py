@@ -137,25 +137,33 @@ def _find_remote(fs: Any, path: str) -> dict[str, dict]:
 
 
 def list_files(
-    urlpath: str | os.PathLike,
+    urlpath: str | os.PathLike | Sequence[str | os.PathLike],
     storage_options: Mapping[str, Any] | None = None,
     *,
     detail: bool = False,
+    skip_hidden: bool = False,
+    skip_private: bool = False,
 ) -> list[str] | list[tuple[str, int | None, Any]]:
     """List the files under ``urlpath``, sorted.
 
     A glob (``abfs://c/images/*.png``, ``data/**/*.csv``), a folder (searched
-    recursively, by one flat prefix listing on blob storage rather than a walk
-    per folder) or a single file.
+    recursively: by one flat prefix listing on blob storage rather than a walk
+    per folder, by ``os.scandir`` on a local disk) or a single file. A list of
+    paths is taken as given: each is one file, and a missing one is kept (with no
+    size) and fails when it is read.
 
     Parameters
     ----------
     urlpath
-        Path or URL.
+        Path or URL, or a list of them.
     storage_options
         Filesystem options (see :func:`resolve`).
     detail
         Return ``(url, size, last_modified)`` tuples instead of URLs.
+    skip_hidden, skip_private
+        Leave out what a folder or glob holds whose name starts with ``.`` (dot
+        files), or with ``_`` (``_SUCCESS``, ``_metadata``, as Spark, dask and
+        pyarrow do for tables). A file named explicitly is always listed.
 
     Returns
     -------
@@ -168,6 +176,36 @@ def list_files(
         Nothing matches, or the storage cannot be listed; the message says which
         URL and what to check, without secrets.
     """
+    if isinstance(urlpath, str | os.PathLike):
+        entries = _list_one(urlpath, storage_options, skip_hidden, skip_private)
+    else:
+        entries = _list_given(urlpath, storage_options)
+    return entries if detail else [e[0] for e in entries]
+
+
+def list_inputs(
+    urlpath: str | os.PathLike | Sequence[str | os.PathLike],
+    storage_options: Mapping[str, Any] | None,
+    skip_private: bool = False,
+) -> list[tuple[str, int | None, Any]]:
+    """A dataset's input files as ``(path, size, mtime)``: :func:`list_files` with
+    ``detail=True`` and ``skip_hidden=True`` (``skip_private`` for tables)."""
+    return list_files(
+        urlpath,
+        storage_options,
+        detail=True,
+        skip_hidden=True,
+        skip_private=skip_private,
+    )
+
+
+def _list_one(
+    urlpath: str | os.PathLike,
+    storage_options: Mapping[str, Any] | None,
+    skip_hidden: bool,
+    skip_private: bool,
+) -> list[tuple[str, int | None, Any]]:
+    """The files of one glob, folder or file, sorted (see :func:`list_files`)."""
     text = os.fspath(urlpath)
     try:
         url, options = resolve(text, storage_options)
@@ -182,10 +220,12 @@ def list_files(
             found = fs.glob(path, detail=True)
         else:
             info = fs.info(path)
-            if info.get("type") == "directory":
-                found = fs.find(path, detail=True)
-            else:
+            if info.get("type") != "directory":
                 found = {path: info}
+            elif local:
+                found = _walk_local(path)
+            else:
+                found = fs.find(path, detail=True)
     except FileNotFoundError:
         found = {}
     except Exception as exc:  # the user's storage boundary: say what and where
@@ -200,11 +240,39 @@ def list_files(
         )
         for p, info in found.items()
         if info.get("type", "file") == "file"
+        and not _hidden(p, path, skip_hidden, skip_private)
     ]
     if not entries:
-        raise DatasetError(_nothing_found(fs, path, text, storage_options, local))
+        raise DatasetError(
+            _nothing_found(fs, path, text, storage_options, local, bool(found))
+        )
     entries.sort(key=lambda e: e[0])
-    return entries if detail else [e[0] for e in entries]
+    return entries
+
+
+def _list_given(
+    urlpaths: Sequence[str | os.PathLike],
+    storage_options: Mapping[str, Any] | None,
+) -> list[tuple[str, int | None, Any]]:
+    """A list of files as given, with their sizes and times where they exist."""
+    items = list(urlpaths)
+    if not items:
+        raise DatasetError("the input list of files is empty; give at least one path")
+    options = dict(storage_options or {})
+    out = []
+    for item in items:
+        text = os.fspath(item)
+        fs, path = url_to_fs(text, options)
+        try:
+            info = fs.info(path)
+            size, mtime = (
+                info.get("size"),
+                info.get("mtime") or info.get("last_modified"),
+            )
+        except (FileNotFoundError, OSError):
+            size, mtime = None, None
+        out.append((path if is_local(fs) else fs.unstrip_protocol(path), size, mtime))
+    return sorted(out, key=lambda e: e[0])
 
 
 def _nothing_found(
@@ -213,7 +281,13 @@ def _nothing_found(
     text: str,
     storage_options: Mapping[str, Any] | None,
     local: bool,
+    listed: bool = False,
 ) -> str:
+    """Why a listing found no file: no container, nothing matching, no such path.
+
+    ``listed``: something was found, but no file to take (a folder of folders, or
+    of hidden files only).
+    """
     shown = redact(text, storage_options)
     if local:
         where = os.path.abspath(text)
@@ -234,7 +308,7 @@ def _nothing_found(
                 "storage account; check the container name and the account "
                 "(storage_options / AZURE_STORAGE_*)"
             )
-    if _has_glob(path):
+    if listed or _has_glob(path) or (local and os.path.isdir(path)):
         return f"no files match input {shown!r}{looked}; check the path or glob"
     return (
         f"input {shown!r} does not exist{looked}; give an existing file, a folder "
@@ -242,13 +316,16 @@ def _nothing_found(
     )
 
 
-def _hidden(found: str, root: str, skip_private: bool) -> bool:
-    """Files a folder or glob listing leaves out: dot files, and for tables also
-    ``_``-files (``_SUCCESS``, ``_metadata``), as Spark, dask and pyarrow do."""
-    if found == root:  # a file named explicitly is always taken
+def _hidden(found: str, root: str, skip_hidden: bool, skip_private: bool) -> bool:
+    """Whether a folder or glob listing leaves ``found`` out: a dot file
+    (``skip_hidden``) or a ``_``-file (``skip_private``); never ``root`` itself,
+    a file named explicitly."""
+    if found == root:
         return False
     name = found.rstrip("/").rsplit("/", 1)[-1]
-    return name.startswith(".") or (skip_private and name.startswith("_"))
+    return (skip_hidden and name.startswith(".")) or (
+        skip_private and name.startswith("_")
+    )
 
 
 def _walk_local(folder: str) -> dict[str, dict[str, Any]]:
@@ -286,80 +363,6 @@ def _walk_local(folder: str) -> dict[str, dict[str, Any]]:
                 "mtime": info.st_mtime,
             }
     return found
-
-
-def list_inputs(
-    urlpath: str | os.PathLike | Sequence[str | os.PathLike],
-    storage_options: dict[str, Any] | None,
-    skip_private: bool = False,
-) -> list[tuple[str, int | None, Any]]:
-    """List the input files as ``(path, size, mtime)`` in sorted path order.
-
-    A string may be a glob, a folder (searched recursively) or one file; a list is
-    taken as given (missing entries are kept and fail at read time).
-    """
-    if isinstance(urlpath, str | os.PathLike):
-        text = os.fspath(urlpath)
-        fs, path = url_to_fs(text, storage_options)
-        local = is_local(fs)
-        if not local:  # one flat prefix listing, clear storage errors
-            return [
-                e
-                for e in list_files(text, storage_options, detail=True)
-                if not _hidden(e[0], text, skip_private)
-            ]
-
-        def full(p: str) -> str:
-            return p if local else fs.unstrip_protocol(p)
-
-        try:
-            if _has_glob(path):
-                found = fs.glob(path, detail=True)
-            elif fs.isdir(path):
-                found = _walk_local(path)
-            elif fs.exists(path):
-                found = {path: fs.info(path)}
-            else:
-                raise DatasetError(
-                    f"input {text!r} does not exist; give an existing file, a folder "
-                    "or a glob such as 'data/*.csv'"
-                )
-        except DatasetError:
-            raise
-        except Exception as exc:  # listing is the user's storage boundary
-            raise DatasetError(f"cannot list input {text!r}: {exc}") from exc
-        entries = [
-            (full(p), info.get("size"), info.get("mtime") or info.get("last_modified"))
-            for p, info in found.items()
-            if info.get("type", "file") == "file" and not _hidden(p, path, skip_private)
-        ]
-        if not entries:
-            raise DatasetError(
-                f"no files match input {text!r}"
-                + (f" (looked in {os.path.abspath(text)})" if local else "")
-                + "; check the path or glob"
-            )
-        return sorted(entries, key=lambda e: e[0])
-
-    items = list(urlpath)
-    if not items:
-        raise DatasetError("the input list of files is empty; give at least one path")
-    out = []
-    for item in items:
-        text = os.fspath(item)
-        fs, path = url_to_fs(text, storage_options)
-        local = is_local(fs)
-        try:
-            info = fs.info(path)
-            size, mtime = (
-                info.get("size"),
-                info.get("mtime") or info.get("last_modified"),
-            )
-        except (FileNotFoundError, OSError):
-            size, mtime = None, None
-        out.append((path if local else fs.unstrip_protocol(path), size, mtime))
-    return sorted(out, key=lambda e: e[0])
-
 
 
 # -- downloading ---------------------------------------------------------------

@@ -25,7 +25,13 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .._protocol import JobSpec, RunnerSetup, TryOutcome, TryStatus
+from .._protocol import (
+    JobSpec,
+    RunnerSetup,
+    TryOutcome,
+    TryStatus,
+    set_single_threaded,
+)
 from ..storage import describe_storage_error, url_to_fs
 from .handle import RunnerHandle
 
@@ -170,8 +176,7 @@ class ScoringPlugin(WorkerPlugin):
         env = dict(os.environ)
         # a worker runs one run() at a time: one BLAS/OpenMP thread, unless the
         # worker's environment or the job says otherwise
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env.setdefault(name, "1")
+        set_single_threaded(env)
         env.update(self.job.environment_variables)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH", "")) if p
