@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from .. import _settings
 from .._protocol import SCRIPT_OUTPUT_DIR, MiniBatchSpec
 from ..config import OutputAction, ParallelRunConfig
 from ..entry_script import bundle_entry_script
@@ -42,8 +43,6 @@ __all__ = ["Job"]
 logger = logging.getLogger("daskscore")
 
 _PROGRESS_LINES = 40
-_PUBLISH_EVERY_S = 0.5
-WORKER_WAIT_S = float(os.environ.get("DASKSCORE_WORKER_WAIT", "60"))
 
 
 class Job:
@@ -106,7 +105,8 @@ class Job:
         """Workers of an existing cluster this job may use (node_count x processes)."""
         cfg = self.cfg
         wanted_nodes = cfg.node_count
-        deadline = time.monotonic() + WORKER_WAIT_S
+        wait_s = _settings.get("worker-wait")
+        deadline = time.monotonic() + wait_s
         while True:
             workers = client.scheduler_info(n_workers=-1)["workers"]
             chosen = select_workers(workers, cfg.node_count, cfg.process_count_per_node)
@@ -117,9 +117,10 @@ class Job:
                 raise JobError(
                     f"node_count={wanted_nodes} but the cluster at "
                     f"{client.scheduler.address} has {len(nodes)} node(s) with "
-                    f"{len(workers)} worker(s) after waiting {WORKER_WAIT_S:g} s; "
-                    "start more workers, lower node_count, or set "
-                    "DASKSCORE_WORKER_WAIT to wait longer"
+                    f"{len(workers)} worker(s) after waiting {wait_s:g} s; "
+                    "start more workers, lower node_count, or set the Dask "
+                    "setting daskscore.worker-wait (DASK_DASKSCORE__WORKER_WAIT) "
+                    "to wait longer"
                 )
             time.sleep(0.5)
         self.allowed_names = [str(workers[a].get("name", a)) for a in chosen]
@@ -316,7 +317,7 @@ class Job:
             "logging_level": cfg.logging_level,
             "run_invocation_timeout": float(cfg.run_invocation_timeout),
             "run_max_try": cfg.run_max_try,
-            "init_timeout": max(600.0, 5 * float(cfg.run_invocation_timeout)),
+            "init_timeout": _settings.init_timeout(cfg.run_invocation_timeout),
             "output_action": str(cfg.output_action),
             "output_format": cfg.output_format,
             "output_url": store.output_url,
@@ -343,7 +344,10 @@ class Job:
             "runner_env": models_env(step.models),
             "model_options": model_options(step.models),
             "allowed_names": self.allowed_names,
-            "prefetch": os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
+            "prefetch": _settings.get("prefetch"),
+            "runner_read_timeout": _settings.get("runner.read-timeout"),
+            "runner_shutdown_timeout": _settings.get("runner.shutdown-timeout"),
+            "runner_init_failures": _settings.get("runner.init-failures"),
             # with a failure budget, every failure must reach the client at once
             "stop_on_failure": cfg.error_threshold != -1
             or cfg.allowed_failed_count not in (None, -1)
@@ -497,7 +501,7 @@ class Job:
     def _watch_cancel(self, client, futures) -> None:
         """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
         key = ["daskscore", "cancel", self.job_id]
-        while not self._done.wait(1.0):
+        while not self._done.wait(_settings.get("cancel-poll-interval")):
             self._publish(client, "Running", force=True)
             try:
                 requested = client.get_metadata(key, default=False)
@@ -677,7 +681,7 @@ class Job:
         result: StepRunResult | None = None,
     ) -> None:
         now = time.monotonic()
-        if not force and now - self._last_publish < _PUBLISH_EVERY_S:
+        if not force and now - self._last_publish < _settings.get("publish-interval"):
             return
         self._last_publish = now
         try:
