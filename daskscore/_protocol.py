@@ -280,6 +280,10 @@ class JobSpec:
     # with a failure budget, every failure must reach the client at once
     stop_on_failure: bool = False
     resource: str | None = None
+    # the client's daskscore.runner.* settings (None: the worker's own)
+    runner_read_timeout: float | None = None
+    runner_shutdown_timeout: float | None = None
+    runner_init_failures: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from dask.utils import parse_bytes, parse_timedelta
+
 from .errors import ConfigError
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "check_name",
     "parse_file_count",
     "parse_size",
+    "parse_timeout",
 ]
 
 DEFAULT_APPEND_ROW_FILE_NAME = "parallel_run_step.txt"
@@ -26,11 +29,19 @@ DEFAULT_TABULAR_MINI_BATCH = 1024 * 1024
 OUTPUT_FORMATS = (".txt", ".csv", ".parquet")
 LOGGING_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG][bB])?\s*$")
-_UNITS = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}
+# mini_batch_size: KB, MB and GB are powers of 1024, as in Azure ML's
+# ParallelRunConfig (where dask.utils.parse_bytes reads them as powers of 1000):
+# they are mapped to KiB, MiB and GiB, with whole numbers only, as there. The IEC
+# units (KiB, MiB, GiB) also take fractions ("1.5 MiB").
+_REFERENCE_SIZE_RE = re.compile(r"^(\d+)\s*([kmg])b$", re.IGNORECASE)
+_BINARY_SIZE_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([kmg])ib$", re.IGNORECASE)
 _SIZE_ALLOWED = (
     "a positive whole number, optionally with KB, MB or GB (powers of 1024), "
-    'e.g. "5", "64KB", "1MB"'
+    'or a number with KiB, MiB or GiB, e.g. "5", "64KB", "1MB", "1.5 MiB"'
+)
+_TIMEOUT_ALLOWED = (
+    "a number of seconds greater than 0, or a duration with a unit, "
+    'e.g. "90s", "2 minutes"'
 )
 
 
@@ -45,22 +56,50 @@ class OutputAction(enum.StrEnum):
 
 
 def parse_size(value: int | str, field_name: str = "mini_batch_size") -> int:
-    """Parse a tabular mini-batch size ("1024", "64KB", "1MB", "1GB") into bytes."""
+    """Parse a tabular mini-batch size into bytes.
+
+    A whole number of bytes ("1024"), optionally with KB, MB or GB: powers of 1024
+    as in the reference system ("64KB" is 65536), or a number with KiB, MiB or
+    GiB ("64 MiB", "1.5MiB"); both through ``dask.utils.parse_bytes``.
+    """
     if isinstance(value, bool):
         raise ConfigError(field_name, value, _SIZE_ALLOWED)
     if isinstance(value, int):
         if value < 1:
             raise ConfigError(field_name, value, _SIZE_ALLOWED)
         return value
-    match = _SIZE_RE.match(str(value))
-    if not match:
+    text = str(value).strip()
+    match = _REFERENCE_SIZE_RE.match(text) or _BINARY_SIZE_RE.match(text)
+    if match:
+        size = parse_bytes(f"{match.group(1)} {match.group(2)}iB")
+    elif re.fullmatch(r"\d+", text):
+        size = int(text)
+    else:
         raise ConfigError(field_name, value, _SIZE_ALLOWED)
-    number = int(match.group(1))
-    unit = (match.group(2) or "").lower()
-    size = number * _UNITS.get(unit, 1)
     if size < 1:
         raise ConfigError(field_name, value, _SIZE_ALLOWED)
     return size
+
+
+def parse_timeout(value: Any, field_name: str = "run_invocation_timeout") -> float:
+    """Seconds, > 0, from a number or a duration string ("90s", "2 minutes").
+
+    A string must name its unit ("60" is refused: give 60 or "60s").
+    """
+    if isinstance(value, bool):
+        raise ConfigError(field_name, value, _TIMEOUT_ALLOWED)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and not re.fullmatch(r"\s*[\d.]+\s*", value):
+        try:
+            seconds = float(parse_timedelta(value.strip()))
+        except (ValueError, TypeError, KeyError, IndexError):
+            raise ConfigError(field_name, value, _TIMEOUT_ALLOWED) from None
+    else:
+        raise ConfigError(field_name, value, _TIMEOUT_ALLOWED)
+    if not seconds > 0:
+        raise ConfigError(field_name, value, _TIMEOUT_ALLOWED)
+    return seconds
 
 
 def parse_file_count(value: int | str, field_name: str = "mini_batch_size") -> int:
@@ -130,7 +169,7 @@ class ParallelRunConfig:
     mini_batch_size
         FileDataset: number of files per ``run()`` call (default 10). TabularDataset:
         approximate bytes per call, an int or ``"64KB"``/``"1MB"``/``"1GB"``
-        (default 1MB).
+        (powers of 1024, as in Azure ML) or ``"1.5 MiB"`` (default 1MB).
     error_threshold
         Failed items (files or rows) allowed over the whole input; the job fails
         when the count goes above it. ``-1`` ignores all failures.
@@ -147,7 +186,9 @@ class ParallelRunConfig:
     node_count, process_count_per_node
         Worker hosts and worker processes per host (``None``: number of cores).
     run_invocation_timeout
-        Seconds one ``run()`` call may take before it is stopped.
+        Seconds one ``run()`` call may take before it is stopped: a number, or a
+        duration string with a unit (``"90s"``, ``"2 minutes"``; stored as float
+        seconds).
     run_max_try
         Tries per mini-batch (a raised exception, a bad return or a timeout leads
         to another try).
@@ -170,7 +211,7 @@ class ParallelRunConfig:
     append_row_file_name: str | None = None
     node_count: int = 1
     process_count_per_node: int | None = None
-    run_invocation_timeout: float = 60
+    run_invocation_timeout: float | str = 60
     run_max_try: int = 3
     logging_level: str = "INFO"
     environment_variables: dict[str, str] | None = field(default=None)
@@ -274,11 +315,9 @@ class ParallelRunConfig:
                 1,
                 "an int >= 1, or None for the number of cores",
             )
-        t = self.run_invocation_timeout
-        if isinstance(t, bool) or not isinstance(t, int | float) or not t > 0:
-            raise ConfigError(
-                "run_invocation_timeout", t, "a number of seconds greater than 0"
-            )
+        seconds = parse_timeout(self.run_invocation_timeout)
+        if isinstance(self.run_invocation_timeout, str):
+            set_(self, "run_invocation_timeout", seconds)
         _check_int("run_max_try", self.run_max_try, 1, "an int >= 1")
 
         level = self.logging_level

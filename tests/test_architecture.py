@@ -164,7 +164,8 @@ def test_import_contracts_hold():
 
 @pytest.mark.parametrize(
     "heavy", ["daskscore.registry", "daskscore.pipeline", "daskscore.engine",
-              "daskscore.step", "distributed", "pandas"]
+              "daskscore.step", "daskscore._settings", "distributed", "pandas",
+              "dask"]
 )
 def test_the_runner_process_does_not_load(heavy):
     """Importing what the runner needs loads no client-side or registry module."""

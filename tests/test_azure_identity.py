@@ -278,7 +278,7 @@ def _identity_env(folder: Path, ca: str, tokens: TokenService) -> dict[str, str]
             "IDENTITY_HEADER": tokens.secret,
             "SSL_CERT_FILE": ca,
             "REQUESTS_CA_BUNDLE": ca,
-            "DASKSCORE_SECRETS_DIR": str(folder / "secrets"),
+            "DASK_DASKSCORE__SECRETS_DIR": str(folder / "secrets"),
         }
     )
     return env

@@ -806,7 +806,7 @@ def _failed_model_job(tmp_path, container, client, show_environment: bool):
         error_threshold=0,
         run_max_try=1,
         logging_level="DEBUG",
-        environment_variables={"DASKSCORE_MODEL_CACHE": str(tmp_path / "cache")},
+        environment_variables={"DASK_DASKSCORE__MODEL_CACHE": str(tmp_path / "cache")},
     )
     result = ds.ParallelRunStep(
         name="blob-model",

@@ -134,8 +134,12 @@ def test_script_is_loaded_only_on_the_workers_the_job_uses(tmp_path, cluster_cli
     assert loaded == used, f"init() ran on {sorted(loaded)}, the job used {used}"
 
 
+@pytest.mark.parametrize("variable, value", [
+    ("DASK_DASKSCORE__WORKER_WAIT", "2s"),  # the Dask setting daskscore.worker-wait
+    ("DASKSCORE_WORKER_WAIT", "2"),  # deprecated, still read for one release
+])
 def test_fewer_nodes_than_node_count_fails_after_the_configured_wait(
-        tmp_path, dask_cluster):
+        tmp_path, dask_cluster, variable, value):
     src = write_script(tmp_path / "src", ENV_SCRIPT)
     make_files(tmp_path / "in", 3)
     out = tmp_path / "out"
@@ -143,7 +147,7 @@ def test_fewer_nodes_than_node_count_fails_after_the_configured_wait(
                "--input", str(tmp_path / "in"), "--output", str(out),
                "--scheduler", dask_cluster.address, "--node-count", "3",
                "--env", f"MARKER_DIR={tmp_path}", "--no-progress",
-               env={"DASKSCORE_WORKER_WAIT": "2"}, timeout=120)
+               env={variable: value}, timeout=120)
 
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -151,7 +155,11 @@ def test_fewer_nodes_than_node_count_fails_after_the_configured_wait(
     message = errors[-1]
     assert "node_count=3" in message
     assert "2 node(s)" in message and "3 worker(s)" in message
-    assert "DASKSCORE_WORKER_WAIT" in message
+    assert "after waiting 2 s" in message
+    assert "daskscore.worker-wait" in message
+    assert "DASK_DASKSCORE__WORKER_WAIT" in message
+    deprecated = "DASKSCORE_WORKER_WAIT environment variable is deprecated"
+    assert (deprecated in proc.stderr) == (variable == "DASKSCORE_WORKER_WAIT")
     assert "Traceback" not in proc.stderr
     assert not (out / ".daskscore" / "records").is_dir() or not any(
         (out / ".daskscore" / "records").iterdir())

@@ -218,12 +218,13 @@ def test_record_describes_the_input():
     "count,workers", [(32, 2), (10_000, 2), (5, 4), (1, 1), (700, 16)]
 )
 def test_packs_keep_order_and_shrink_towards_the_end(count, workers):
-    from daskscore.engine.placement import _MAX_PACK, pack_mini_batches
+    from daskscore import _settings
+    from daskscore.engine.placement import pack_mini_batches
 
     packs = pack_mini_batches(list(range(count)), workers)
     assert [i for pack in packs for i in pack] == list(range(count))
     sizes = [len(p) for p in packs]
-    assert max(sizes) <= _MAX_PACK
+    assert max(sizes) <= _settings.get("pack.max-mini-batches") == 64
     assert sizes == sorted(sizes, reverse=True)
     # the last packs are single mini-batches: no worker is left with a big one
     assert sizes[-min(len(sizes), workers):] == [1] * min(len(sizes), workers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+import dask.config
 import pytest
 from helpers import make_files, read_lines, write_script
 
@@ -119,7 +120,6 @@ def test_a_remote_model_is_downloaded_once(tmp_path, monkeypatch, model_dir):
     ws = ds.Workspace("memory://models-test/ws")
     model = ds.Model.register(ws, model_dir, "mnist")
     assert model.path == "memory://models-test/ws/models/mnist/1/models"
-    monkeypatch.setenv(model_module.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(model_module, "_LOCAL_COPIES", {})
     calls = []
     real = model_module._copy_to_local
@@ -127,13 +127,15 @@ def test_a_remote_model_is_downloaded_once(tmp_path, monkeypatch, model_dir):
                         lambda *a: calls.append(a) or real(*a))
     monkeypatch.setenv(model_module.MODELS_ENV, json.dumps([
         {"name": "mnist", "version": 1, "path": model.path}]))
-    local = ds.Model.get_model_path("mnist")
-    assert local.startswith(str(tmp_path / "cache"))
-    assert open(os.path.join(local, "variables", "w.bin"), "rb").read() == b"weights-1"
-    assert ds.Model.get_model_path("mnist") == local
-    # another process on this machine finds the finished download on disk
-    monkeypatch.setattr(model_module, "_LOCAL_COPIES", {})
-    assert ds.Model.get_model_path("mnist") == local
+    with dask.config.set({"daskscore.model-cache": str(tmp_path / "cache")}):
+        local = ds.Model.get_model_path("mnist")
+        assert local.startswith(str(tmp_path / "cache"))
+        w_bin = os.path.join(local, "variables", "w.bin")
+        assert open(w_bin, "rb").read() == b"weights-1"
+        assert ds.Model.get_model_path("mnist") == local
+        # another process on this machine finds the finished download on disk
+        monkeypatch.setattr(model_module, "_LOCAL_COPIES", {})
+        assert ds.Model.get_model_path("mnist") == local
     assert len(calls) == 1
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import stat
 
+import dask.config
 import pandas as pd
 import pytest
 
@@ -21,10 +22,10 @@ SAS = "sv=2024-01-01&ss=b&srt=co&sp=rl&sig=AbCdEf0123456789sig%3D"
 
 
 @pytest.fixture(autouse=True)
-def secrets_dir(tmp_path, monkeypatch):
+def secrets_dir(tmp_path):
     folder = tmp_path / "secrets"
-    monkeypatch.setenv("DASKSCORE_SECRETS_DIR", str(folder))
-    return folder
+    with dask.config.set({"daskscore.secrets-dir": str(folder)}):
+        yield folder
 
 
 @pytest.fixture

@@ -36,6 +36,15 @@ _TABULAR_EXT = {
     ".ndjson": "jsonl",
 }
 
+def _seconds(text: str) -> float | str:
+    """A number of seconds, or the text of a duration ("90s", "2 minutes") that
+    ParallelRunConfig parses (and refuses with a ConfigError when it is wrong)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 # flag name -> (type, help); the YAML job file uses the same names with underscores
 _SETTINGS: dict[str, tuple[Any, str]] = {
     "entry_script": (str, "the script with init() and run(mini_batch)"),
@@ -57,7 +66,10 @@ _SETTINGS: dict[str, tuple[Any, str]] = {
     "append_row_file_name": (str, "collected file name; .txt, .csv or .parquet"),
     "node_count": (int, "worker hosts to use"),
     "process_count_per_node": (int, "worker processes per host (default: cores)"),
-    "run_invocation_timeout": (float, "seconds one run() call may take"),
+    "run_invocation_timeout": (
+        _seconds,
+        'seconds one run() call may take, or a duration ("90s", "2 minutes")',
+    ),
     "run_max_try": (int, "tries per mini-batch"),
     "logging_level": (str, "DEBUG, INFO, WARNING or ERROR"),
     "scheduler": (

@@ -16,8 +16,10 @@ import time
 import uuid
 from typing import Any
 
+import dask.config
 from distributed import fire_and_forget, worker_client
 
+from .. import _settings
 from .._protocol import (
     FINAL_JOB_STATUSES,
     JobStatus,
@@ -40,9 +42,18 @@ __all__ = [
 ]
 
 
-def _orchestrate(step: Any, bundle: Any, job_id: str) -> str:
-    """The orchestrator task: run the job from a worker."""
-    with worker_client(separate_thread=True) as client:
+def _orchestrate(
+    step: Any, bundle: Any, job_id: str, settings: dict[str, Any] | None = None
+) -> str:
+    """The orchestrator task: run the job from a worker.
+
+    ``settings`` are the submitting client's ``daskscore.*`` settings
+    (:func:`daskscore._settings.snapshot`): the job reads them, not the worker's.
+    """
+    with (
+        dask.config.set(settings or {}),
+        worker_client(separate_thread=True) as client,
+    ):
         try:
             result = Job(
                 step, client, ProgressCallback(), job_id=job_id, bundle=bundle
@@ -86,6 +97,7 @@ def submit_job(step: Any, client: Any) -> str:
         step,
         bundle,
         job_id,
+        _settings.snapshot(),
         key=orchestrator_key(job_id),
         pure=False,
     )

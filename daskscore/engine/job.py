@@ -18,6 +18,7 @@ from typing import Any
 
 from distributed import Client
 
+from .. import _settings
 from .._protocol import LOGS_DIR, JobSpec, JobStatus, MiniBatchSpec, plugin_name
 from ..config import OutputAction, ParallelRunConfig
 from ..entry_script import bundle_entry_script
@@ -42,8 +43,6 @@ from .thresholds import Tally
 __all__ = ["Job"]
 
 logger = logging.getLogger("daskscore")
-
-WORKER_WAIT_S = float(os.environ.get("DASKSCORE_WORKER_WAIT", "60"))
 
 
 class Job:
@@ -81,7 +80,7 @@ class Job:
     def _connect(self) -> Any:
         if self.client is not None:
             self.workers, self.allowed_names = choose_workers(
-                self.client, self.cfg, WORKER_WAIT_S
+                self.client, self.cfg, _settings.get("worker-wait")
             )
             return self.client
         n = workers_wanted(self.cfg)

@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any
 
+from .. import _settings
 from .._protocol import SCRIPT_OUTPUT_DIR, JobSpec
 from ..datasets import FileDataset, TabularDataset
 from ..errors import ConfigError
@@ -55,7 +56,7 @@ def build_job_spec(
         logging_level=cfg.logging_level,
         run_invocation_timeout=float(cfg.run_invocation_timeout),
         run_max_try=cfg.run_max_try,
-        init_timeout=max(600.0, 5 * float(cfg.run_invocation_timeout)),
+        init_timeout=_settings.init_timeout(cfg.run_invocation_timeout),
         output_action=str(cfg.output_action),
         output_format=cfg.output_format,
         output_url=store.output_url,
@@ -82,7 +83,10 @@ def build_job_spec(
         runner_env=models_env(step.models),
         model_options=model_options(step.models),
         allowed_names=allowed_names,
-        prefetch=os.environ.get("DASKSCORE_PREFETCH", "1") != "0",
+        prefetch=_settings.get("prefetch"),
+        runner_read_timeout=_settings.get("runner.read-timeout"),
+        runner_shutdown_timeout=_settings.get("runner.shutdown-timeout"),
+        runner_init_failures=_settings.get("runner.init-failures"),
         # with a failure budget, every failure must reach the client at once
         stop_on_failure=has_failure_budget(cfg),
         resource=resource if allowed_names is not None else None,

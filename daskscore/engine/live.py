@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from .. import _settings
 from .._protocol import JobStatus, cancel_key, job_key, plugin_name
 from ..progress import JobProgress, dashboard_page_link
 from ..scheduler.dashboard import install_routes
@@ -20,8 +21,6 @@ from ..scheduler.reaping import stale_jobs
 __all__ = ["JobBoard", "install_dashboard", "reap_stale_jobs"]
 
 logger = logging.getLogger("daskscore")
-
-_PUBLISH_EVERY_S = 0.5
 
 
 class JobBoard:
@@ -73,7 +72,7 @@ class JobBoard:
         force: bool = False,
     ) -> None:
         now = time.monotonic()
-        if not force and now - self._last < _PUBLISH_EVERY_S:
+        if not force and now - self._last < _settings.get("publish-interval"):
             return
         self._last = now
         try:

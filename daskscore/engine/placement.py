@@ -12,6 +12,7 @@ import os
 import time
 from typing import Any
 
+from .. import _settings
 from ..config import ParallelRunConfig
 from ..errors import JobError
 
@@ -25,8 +26,6 @@ __all__ = [
 
 logger = logging.getLogger("daskscore")
 
-# at most this many mini-batches per Dask task
-_MAX_PACK = 64
 
 
 def node_of(address: str, info: dict[str, Any]) -> str:
@@ -65,20 +64,31 @@ def select_workers(
     return chosen
 
 
-def pack_mini_batches(todo: list, workers: int) -> list[list]:
+def pack_mini_batches(
+    todo: list,
+    workers: int,
+    max_pack: int | None = None,
+    divisor: int | None = None,
+) -> list[list]:
     """Split the mini-batches into packs, one Dask task each, in input order.
 
-    Guided self-scheduling: each pack holds a quarter of what every worker would
-    still get (at most ``_MAX_PACK``), so packs shrink as the queue drains. Big
+    Guided self-scheduling: each pack holds ``1 / divisor`` (a quarter) of what
+    every worker would still get, at most ``max_pack`` (64) mini-batches; the
+    defaults are the settings ``daskscore.pack.divisor`` and
+    ``daskscore.pack.max-mini-batches``. So packs shrink as the queue drains. Big
     packs early keep the scheduler's work small and let the runner prefetch
     within a pack; single mini-batches at the end keep every worker busy until
     the last one is done instead of one worker finishing a big pack alone.
     """
+    if max_pack is None:
+        max_pack = _settings.get("pack.max-mini-batches")
+    if divisor is None:
+        divisor = _settings.get("pack.divisor")
     packs: list[list] = []
     start, workers = 0, max(1, workers)
     while start < len(todo):
         left = len(todo) - start
-        size = max(1, min(_MAX_PACK, left // (workers * 4)))
+        size = max(1, min(max_pack, left // (workers * divisor)))
         packs.append(todo[start : start + size])
         start += size
     return packs
@@ -116,8 +126,9 @@ def choose_workers(
                 f"node_count={cfg.node_count} but the cluster at "
                 f"{client.scheduler.address} has {len(nodes)} node(s) with "
                 f"{len(workers)} worker(s) after waiting {wait_s:g} s; "
-                "start more workers, lower node_count, or set "
-                "DASKSCORE_WORKER_WAIT to wait longer"
+                "start more workers, lower node_count, or set the Dask "
+                "setting daskscore.worker-wait (DASK_DASKSCORE__WORKER_WAIT) "
+                "to wait longer"
             )
         time.sleep(poll_s)
     extra = len(workers) - len(chosen)

@@ -18,6 +18,7 @@ from typing import Any
 import dask
 from distributed import KilledWorker, as_completed
 
+from .. import _settings
 from .._protocol import JobStatus, MiniBatchSpec
 from ..errors import JobError
 from ..progress import JobProgress, ProgressCallback
@@ -36,7 +37,6 @@ logger = logging.getLogger("daskscore")
 CANCELLED = "cancelled on request (daskscore cancel)"
 # at most this many "N/M mini-batches" lines in job_progress_overview.txt
 _PROGRESS_LINES = 40
-_CANCEL_POLL_S = 1.0
 
 
 class ScoringLoop:
@@ -212,7 +212,7 @@ class ScoringLoop:
 
     def _watch_cancel(self) -> None:
         """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
-        while not self.done.wait(_CANCEL_POLL_S):
+        while not self.done.wait(_settings.get("cancel-poll-interval")):
             self.board.publish(
                 self.client, self.progress, JobStatus.RUNNING, self.reason, force=True
             )

@@ -2,8 +2,8 @@
 
 The secret store keeps credentials given as values (a datastore's account key, SAS
 token or connection string) outside the workspace, in
-``~/.daskscore/secrets/<workspace id>.json`` (mode 0600; ``DASKSCORE_SECRETS_DIR``
-moves it).
+``~/.daskscore/secrets/<workspace id>.json`` (mode 0600; the setting
+``daskscore.secrets-dir`` moves it).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 import uuid
 from typing import Any
 
+from .. import _settings
 from ..config import NameRule
 
 # datastore, dataset, model and experiment names (``config.check_name`` checks them)
@@ -42,7 +43,7 @@ def is_url(path: str) -> bool:
 
 
 def secrets_file(workspace_id: str) -> str:
-    folder = os.environ.get("DASKSCORE_SECRETS_DIR") or os.path.join(
+    folder = _settings.get("secrets-dir") or os.path.join(
         os.path.expanduser("~"), ".daskscore", "secrets"
     )
     return os.path.join(folder, f"{workspace_id}.json")

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from .. import _settings
 from ..config import check_name
 from ..entry_script import STEP_MODEL_OPTIONS
 from ..errors import NotRegisteredError, WorkspaceError
@@ -32,7 +33,8 @@ from ._folder import WorkspaceFolder as Workspace
 __all__ = ["Model"]
 
 MODELS_ENV = "DASKSCORE_MODELS"
-CACHE_ENV = "DASKSCORE_MODEL_CACHE"
+# the variable that sets daskscore.model-cache (was DASKSCORE_MODEL_CACHE)
+CACHE_ENV = _settings.env_name("model-cache")
 # remote path -> local copy, for this process
 _LOCAL_COPIES: dict[str, str] = {}
 
@@ -219,7 +221,8 @@ class Model:
         In a job, the models given to ``ParallelRunStep(models=[...])`` are looked
         up (the latest of several versions of one name, unless ``version`` says);
         a model in a remote workspace is downloaded once per machine into a cache
-        folder (``DASKSCORE_MODEL_CACHE``, default under the temp folder). Outside
+        folder (the setting ``daskscore.model-cache``, default under the temp
+        folder, read where the script runs). Outside
         a job (testing a script locally) the model is taken from ``workspace`` or
         ``Workspace.from_config()``.
 
@@ -275,8 +278,8 @@ def _local_path(url: str, storage_options: dict[str, Any]) -> str:
         return path
     if url in _LOCAL_COPIES and os.path.exists(_LOCAL_COPIES[url]):
         return _LOCAL_COPIES[url]
-    cache = os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(),
-                                                      "daskscore-model-cache")
+    cache = _settings.get("model-cache") or os.path.join(tempfile.gettempdir(),
+                                                         "daskscore-model-cache")
     key = hashlib.sha256(url.encode()).hexdigest()[:24]
     name = url.rstrip("/").rsplit("/", 1)[-1]
     final_dir = os.path.join(cache, key)

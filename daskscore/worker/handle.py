@@ -15,12 +15,11 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
+from .. import _settings
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
 
 __all__ = ["RunnerHandle"]
 
-_SHUTDOWN_TIMEOUT_S = 120
-_READ_TIMEOUT_MIN_S = 300
 
 
 def _describe_exit(code: int | None) -> str:
@@ -135,13 +134,28 @@ class RunnerHandle:
         self.init_error = (msg[1], msg[2])
         return self.init_error
 
-    def call(self, spec, frame, try_no: int, run_timeout: float) -> TryOutcome:
-        """One try of one mini-batch in the runner; always returns an outcome."""
+    def call(
+        self,
+        spec,
+        frame,
+        try_no: int,
+        run_timeout: float,
+        read_timeout: float | None = None,
+    ) -> TryOutcome:
+        """One try of one mini-batch in the runner; always returns an outcome.
+
+        Reading the mini-batch and committing run()'s output may take
+        ``max(read_timeout, run_timeout)``; ``read_timeout`` defaults to the
+        setting ``daskscore.runner.read-timeout`` (300 s).
+        """
+        if read_timeout is None:
+            read_timeout = _settings.get("runner.read-timeout")
+        io_timeout = max(read_timeout, run_timeout)
         start = time.perf_counter()
         items = spec.items or 1
         try:
             self.conn.send(("run", spec, frame, try_no))
-            msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
+            msg = self._recv(io_timeout)
             if msg is None:
                 self.kill()
                 return _failure(
@@ -162,7 +176,7 @@ class RunnerHandle:
                     run_seconds=time.perf_counter() - run_start,
                 )
             if msg[0] == "returned":  # run() returned; now its output is committed
-                msg = self._recv(max(_READ_TIMEOUT_MIN_S, run_timeout))
+                msg = self._recv(io_timeout)
                 if msg is None:
                     self.kill()
                     return _failure(
@@ -191,8 +205,13 @@ class RunnerHandle:
             pass
         self.conn.close()
 
-    def shutdown(self, timeout: float = _SHUTDOWN_TIMEOUT_S) -> str:
-        """Ask the script to run ``shutdown()`` and exit; return its error, if any."""
+    def shutdown(self, timeout: float | None = None) -> str:
+        """Ask the script to run ``shutdown()`` and exit; return its error, if any.
+
+        ``timeout`` defaults to the setting ``daskscore.runner.shutdown-timeout``.
+        """
+        if timeout is None:
+            timeout = _settings.get("runner.shutdown-timeout")
         if self.state != "ready" or self.proc.poll() is not None:
             self.kill()
             return ""

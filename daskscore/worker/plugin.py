@@ -25,6 +25,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from .. import _settings
 from .._protocol import (
     JobSpec,
     RunnerSetup,
@@ -41,7 +42,6 @@ __all__ = ["ScoringPlugin", "agent_name_for"]
 _PACKAGE_PARENT = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 )
-_INIT_FAILURES_MAX = 3
 
 
 def agent_name_for(worker: Any) -> str:
@@ -117,7 +117,7 @@ class ScoringPlugin(WorkerPlugin):
     def _close(self) -> None:
         with self.lock:
             if self.runner is not None:
-                error = self.runner.shutdown()
+                error = self.runner.shutdown(self.job.runner_shutdown_timeout)
                 if error:
                     with open(os.path.join(self.user_log_dir, "stderr.txt"), "a") as f:
                         f.write(f"daskscore: {error}\n")
@@ -200,9 +200,10 @@ class ScoringPlugin(WorkerPlugin):
     def ready_runner(self) -> tuple[RunnerHandle | None, tuple[str, str] | None]:
         """The runner with ``init()`` done, (re)starting it when needed.
 
-        After ``_INIT_FAILURES_MAX`` failed ``init()`` calls in a row this worker
-        stops restarting the script: every later try fails at once with the same
-        error (the job's thresholds, or its init watchdog, end the job).
+        After the job's ``runner_init_failures`` (the client's setting
+        ``daskscore.runner.init-failures``, 3) failed ``init()`` calls in a row this
+        worker stops restarting the script: every later try fails at once with the
+        same error (the job's thresholds, or its init watchdog, end the job).
         """
         if self.init_broken is not None:
             return None, self.init_broken
@@ -221,7 +222,10 @@ class ScoringPlugin(WorkerPlugin):
         if error is not None:
             self.runner.kill()
             self.init_failures += 1
-            if self.init_failures >= _INIT_FAILURES_MAX:
+            limit = self.job.runner_init_failures or _settings.get(
+                "runner.init-failures"
+            )
+            if self.init_failures >= limit:
                 self.init_broken = (
                     f"{error[0]} (failed {self.init_failures} times in a row on "
                     f"this worker; not retried any more)",
@@ -243,7 +247,13 @@ class ScoringPlugin(WorkerPlugin):
                 error=error[0],
                 traceback=error[1],
             )
-        return runner.call(spec, frame, try_no, self.job.run_invocation_timeout)
+        return runner.call(
+            spec,
+            frame,
+            try_no,
+            self.job.run_invocation_timeout,
+            self.job.runner_read_timeout,
+        )
 
     def prefetch(self, spec) -> None:
         """Hint the runner to fetch ``spec``'s inputs while it scores another."""
