@@ -4,8 +4,8 @@ Uploads ``--blobs`` blobs of ``--kb`` KB (default 400 x 256 KB) to a local Azuri
 emulator and scores them with ``scripts/sleep_files.py`` (reads each file, then
 sleeps ``--work-ms``, standing in for a model), ``mini_batch_size=10`` on 2 worker
 processes: with the next mini-batch prefetched while the current one is scored
-(the default) and with ``DASKSCORE_PREFETCH=0``, alternately, ``--repeat`` times
-each.
+(the default) and with ``DASK_DASKSCORE__PREFETCH=0`` (``daskscore.prefetch``),
+alternately, ``--repeat`` times each.
 
 Between the workers and Azurite runs ``tests/netproxy.py``, a process of its own,
 standing for a storage account in a remote region: ``--latency`` before the first
@@ -99,7 +99,7 @@ def _one_run(args, variant: str, azurite_port: int, work: Path) -> dict:
             stats_path=work / "proxy-stats.json",
         )
         port = proxy.port
-    os.environ["DASKSCORE_PREFETCH"] = VARIANTS[variant]
+    os.environ["DASK_DASKSCORE__PREFETCH"] = VARIANTS[variant]
     try:
         row = C.run_child(
             Path(__file__),
@@ -117,7 +117,7 @@ def _one_run(args, variant: str, azurite_port: int, work: Path) -> dict:
             log_dir=C.DEFAULT_OUT / "logs",
         )
     finally:
-        os.environ.pop("DASKSCORE_PREFETCH", None)
+        os.environ.pop("DASK_DASKSCORE__PREFETCH", None)
         stats = proxy.stop() if proxy is not None else None
     if stats is not None:
         row["proxy_mb_down"] = round(stats["bytes_down"] / 1e6, 1)
