@@ -16,8 +16,8 @@ import pytest
 
 import daskscore as ds
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "examples", "mnist")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EXAMPLES = os.path.join(ROOT, "examples", "mnist")
 sys.path.insert(0, EXAMPLES)
 
 import build_data  # noqa: E402
