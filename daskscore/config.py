@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -218,122 +219,10 @@ class ParallelRunConfig:
     partition_keys: list[str] | None = None
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__
-        if not isinstance(self.entry_script, str | os.PathLike) or not str(
-            self.entry_script
-        ):
-            raise ConfigError(
-                "entry_script", self.entry_script, "a path to a Python file"
-            )
-        set_(self, "entry_script", os.fspath(self.entry_script))
-        if not self.entry_script.endswith(".py"):
-            raise ConfigError(
-                "entry_script", self.entry_script, "a Python file ending in .py"
-            )
-        if self.source_directory is not None:
-            set_(self, "source_directory", os.fspath(self.source_directory))
-
-        if self.mini_batch_size is not None:
-            if (
-                isinstance(self.mini_batch_size, float)
-                and float(self.mini_batch_size).is_integer()
-            ):
-                set_(self, "mini_batch_size", int(self.mini_batch_size))
-            parse_size(
-                self.mini_batch_size
-            )  # the FileDataset rule is checked by the step
-        if self.partition_keys is not None:
-            keys = self.partition_keys
-            if isinstance(keys, str):
-                keys = [keys]
-            if not keys or not all(isinstance(k, str) and k for k in keys):
-                raise ConfigError(
-                    "partition_keys", self.partition_keys, "a non-empty list of names"
-                )
-            if self.mini_batch_size is not None:
-                raise ConfigError(
-                    "partition_keys",
-                    self.partition_keys,
-                    "either partition_keys or mini_batch_size, not both",
-                )
-            set_(self, "partition_keys", list(keys))
-
-        _check_int("error_threshold", self.error_threshold, -1, "an int >= -1")
-        if self.allowed_failed_count is not None:
-            _check_int(
-                "allowed_failed_count",
-                self.allowed_failed_count,
-                -1,
-                "an int >= -1, or None",
-            )
-        if self.allowed_failed_percent is not None:
-            v = self.allowed_failed_percent
-            if (
-                isinstance(v, bool)
-                or not isinstance(v, int | float)
-                or not 0 <= v <= 100
-            ):
-                raise ConfigError(
-                    "allowed_failed_percent", v, "a number from 0 to 100, or None"
-                )
-
-        try:
-            set_(self, "output_action", OutputAction(self.output_action))
-        except ValueError:
-            raise ConfigError(
-                "output_action", self.output_action, '"append_row" or "summary_only"'
-            ) from None
-
-        name = self.append_row_file_name
-        if name is not None:
-            plain = (
-                isinstance(name, str)
-                and name not in ("", ".", "..")
-                and os.path.basename(name) == name
-                and "/" not in name
-                and "\\" not in name
-            )
-            if not plain:
-                raise ConfigError(
-                    "append_row_file_name",
-                    name,
-                    'a plain file name without folders, e.g. "results.csv"',
-                )
-            if os.path.splitext(name)[1].lower() not in OUTPUT_FORMATS:
-                raise ConfigError(
-                    "append_row_file_name",
-                    name,
-                    "a name ending in .txt, .csv or .parquet (the extension picks "
-                    "the format)",
-                )
-
-        _check_int("node_count", self.node_count, 1, "an int >= 1")
-        if self.process_count_per_node is not None:
-            _check_int(
-                "process_count_per_node",
-                self.process_count_per_node,
-                1,
-                "an int >= 1, or None for the number of cores",
-            )
-        seconds = parse_timeout(self.run_invocation_timeout)
-        if isinstance(self.run_invocation_timeout, str):
-            set_(self, "run_invocation_timeout", seconds)
-        _check_int("run_max_try", self.run_max_try, 1, "an int >= 1")
-
-        level = self.logging_level
-        if not isinstance(level, str) or level.upper() not in LOGGING_LEVELS:
-            raise ConfigError("logging_level", level, ", ".join(LOGGING_LEVELS))
-        set_(self, "logging_level", level.upper())
-
-        env = self.environment_variables
-        if env is not None:
-            if not isinstance(env, dict) or not all(
-                isinstance(k, str) and k for k in env
-            ):
-                raise ConfigError(
-                    "environment_variables", env, "a dict of names to string values"
-                )
-            set_(self, "environment_variables", {k: str(v) for k, v in env.items()})
+        # each check takes the config and gives its field's (normalised) value; in
+        # this order, so that the first bad field is the one reported
+        for name, check in _FIELD_CHECKS:
+            object.__setattr__(self, name, check(self))
 
     @property
     def output_file_name(self) -> str:
@@ -352,3 +241,181 @@ class ParallelRunConfig:
             value = getattr(self, f.name)
             out[f.name] = str(value) if isinstance(value, OutputAction) else value
         return out
+
+
+# -- the checks of ParallelRunConfig's fields ----------------------------------------
+# Each takes the config (earlier fields already checked) and returns the value its
+# field keeps, or raises ConfigError.
+
+
+def _check_entry_script(cfg: ParallelRunConfig) -> str:
+    script = cfg.entry_script
+    if not isinstance(script, str | os.PathLike) or not str(script):
+        raise ConfigError("entry_script", script, "a path to a Python file")
+    script = os.fspath(script)
+    if not script.endswith(".py"):
+        raise ConfigError("entry_script", script, "a Python file ending in .py")
+    return script
+
+
+def _check_source_directory(cfg: ParallelRunConfig) -> str | None:
+    if cfg.source_directory is None:
+        return None
+    return os.fspath(cfg.source_directory)
+
+
+def _check_mini_batch_size(cfg: ParallelRunConfig) -> int | str | None:
+    size = cfg.mini_batch_size
+    if size is None:
+        return None
+    if isinstance(size, float) and float(size).is_integer():
+        size = int(size)
+    parse_size(size)  # the FileDataset rule is checked by the step
+    return size
+
+
+def _check_partition_keys(cfg: ParallelRunConfig) -> list[str] | None:
+    if cfg.partition_keys is None:
+        return None
+    keys = cfg.partition_keys
+    if isinstance(keys, str):
+        keys = [keys]
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise ConfigError(
+            "partition_keys", cfg.partition_keys, "a non-empty list of names"
+        )
+    if cfg.mini_batch_size is not None:
+        raise ConfigError(
+            "partition_keys",
+            cfg.partition_keys,
+            "either partition_keys or mini_batch_size, not both",
+        )
+    return list(keys)
+
+
+def _check_error_threshold(cfg: ParallelRunConfig) -> int:
+    _check_int("error_threshold", cfg.error_threshold, -1, "an int >= -1")
+    return cfg.error_threshold
+
+
+def _check_allowed_failed_count(cfg: ParallelRunConfig) -> int | None:
+    if cfg.allowed_failed_count is not None:
+        _check_int(
+            "allowed_failed_count",
+            cfg.allowed_failed_count,
+            -1,
+            "an int >= -1, or None",
+        )
+    return cfg.allowed_failed_count
+
+
+def _check_allowed_failed_percent(cfg: ParallelRunConfig) -> float | None:
+    v = cfg.allowed_failed_percent
+    if v is not None and (
+        isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 100
+    ):
+        raise ConfigError(
+            "allowed_failed_percent", v, "a number from 0 to 100, or None"
+        )
+    return v
+
+
+def _check_output_action(cfg: ParallelRunConfig) -> OutputAction:
+    try:
+        return OutputAction(cfg.output_action)
+    except ValueError:
+        raise ConfigError(
+            "output_action", cfg.output_action, '"append_row" or "summary_only"'
+        ) from None
+
+
+def _check_append_row_file_name(cfg: ParallelRunConfig) -> str | None:
+    name = cfg.append_row_file_name
+    if name is None:
+        return None
+    plain = (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and os.path.basename(name) == name
+        and "/" not in name
+        and "\\" not in name
+    )
+    if not plain:
+        raise ConfigError(
+            "append_row_file_name",
+            name,
+            'a plain file name without folders, e.g. "results.csv"',
+        )
+    if os.path.splitext(name)[1].lower() not in OUTPUT_FORMATS:
+        raise ConfigError(
+            "append_row_file_name",
+            name,
+            "a name ending in .txt, .csv or .parquet (the extension picks "
+            "the format)",
+        )
+    return name
+
+
+def _check_node_count(cfg: ParallelRunConfig) -> int:
+    _check_int("node_count", cfg.node_count, 1, "an int >= 1")
+    return cfg.node_count
+
+
+def _check_process_count_per_node(cfg: ParallelRunConfig) -> int | None:
+    if cfg.process_count_per_node is not None:
+        _check_int(
+            "process_count_per_node",
+            cfg.process_count_per_node,
+            1,
+            "an int >= 1, or None for the number of cores",
+        )
+    return cfg.process_count_per_node
+
+
+def _check_run_invocation_timeout(cfg: ParallelRunConfig) -> float | str:
+    seconds = parse_timeout(cfg.run_invocation_timeout)
+    if isinstance(cfg.run_invocation_timeout, str):
+        return seconds
+    return cfg.run_invocation_timeout
+
+
+def _check_run_max_try(cfg: ParallelRunConfig) -> int:
+    _check_int("run_max_try", cfg.run_max_try, 1, "an int >= 1")
+    return cfg.run_max_try
+
+
+def _check_logging_level(cfg: ParallelRunConfig) -> str:
+    level = cfg.logging_level
+    if not isinstance(level, str) or level.upper() not in LOGGING_LEVELS:
+        raise ConfigError("logging_level", level, ", ".join(LOGGING_LEVELS))
+    return level.upper()
+
+
+def _check_environment_variables(cfg: ParallelRunConfig) -> dict[str, str] | None:
+    env = cfg.environment_variables
+    if env is None:
+        return None
+    if not isinstance(env, dict) or not all(isinstance(k, str) and k for k in env):
+        raise ConfigError(
+            "environment_variables", env, "a dict of names to string values"
+        )
+    return {k: str(v) for k, v in env.items()}
+
+
+_FIELD_CHECKS: tuple[tuple[str, Callable[[ParallelRunConfig], Any]], ...] = (
+    ("entry_script", _check_entry_script),
+    ("source_directory", _check_source_directory),
+    ("mini_batch_size", _check_mini_batch_size),
+    ("partition_keys", _check_partition_keys),
+    ("error_threshold", _check_error_threshold),
+    ("allowed_failed_count", _check_allowed_failed_count),
+    ("allowed_failed_percent", _check_allowed_failed_percent),
+    ("output_action", _check_output_action),
+    ("append_row_file_name", _check_append_row_file_name),
+    ("node_count", _check_node_count),
+    ("process_count_per_node", _check_process_count_per_node),
+    ("run_invocation_timeout", _check_run_invocation_timeout),
+    ("run_max_try", _check_run_max_try),
+    ("logging_level", _check_logging_level),
+    ("environment_variables", _check_environment_variables),
+)

@@ -82,6 +82,61 @@ def _output_location(output: Any) -> tuple[Any, dict[str, Any]]:
     return os.fspath(path), options
 
 
+def _check_inputs(inputs: Any) -> list[FileDataset | TabularDataset]:
+    """The inputs as a non-empty list of datasets of one type, else a ConfigError."""
+    if isinstance(inputs, FileDataset | TabularDataset):
+        inputs = [inputs]
+    inputs = list(inputs or [])
+    if not inputs or not all(
+        isinstance(i, FileDataset | TabularDataset) for i in inputs
+    ):
+        raise ConfigError(
+            "inputs",
+            inputs,
+            "a non-empty list of Dataset.File / Dataset.Tabular datasets",
+        )
+    kinds = {type(i) for i in inputs}
+    if len(kinds) > 1:
+        raise ConfigError(
+            "inputs",
+            inputs,
+            "datasets of one type: all file datasets or all tabular",
+        )
+    return inputs
+
+
+def _check_config_for_inputs(config: ParallelRunConfig, input_kind: str) -> None:
+    """The settings that depend on the inputs' kind: partition keys, batch size."""
+    if config.partition_keys and input_kind == "file":
+        raise ConfigError(
+            "partition_keys",
+            config.partition_keys,
+            "only with tabular inputs (Dataset.Tabular.*)",
+        )
+    mbs = config.mini_batch_size
+    if mbs is not None:
+        if input_kind == "file":
+            parse_file_count(mbs)
+        else:
+            parse_size(mbs)
+
+
+def _output_folder(output: Any, config: ParallelRunConfig, step_name: str) -> str:
+    """The output folder: absolute when local; a default one with summary_only."""
+    if output is None:
+        if config.output_action != OutputAction.SUMMARY_ONLY:
+            raise ConfigError(
+                "output",
+                output,
+                "an output folder (required with output_action='append_row')",
+            )
+        output = os.path.join("daskscore-output", step_name)
+    folder = os.fspath(output)
+    if "://" not in folder:
+        folder = os.path.abspath(os.path.expanduser(folder))
+    return folder
+
+
 class ParallelRunStep:
     """Score inputs in parallel with a user entry script.
 
@@ -125,50 +180,11 @@ class ParallelRunStep:
                 "a daskscore.ParallelRunConfig",
             )
         self.config = self.parallel_run_config = parallel_run_config
-        if isinstance(inputs, FileDataset | TabularDataset):
-            inputs = [inputs]
-        inputs = list(inputs or [])
-        if not inputs or not all(
-            isinstance(i, FileDataset | TabularDataset) for i in inputs
-        ):
-            raise ConfigError(
-                "inputs",
-                inputs,
-                "a non-empty list of Dataset.File / Dataset.Tabular datasets",
-            )
-        kinds = {type(i) for i in inputs}
-        if len(kinds) > 1:
-            raise ConfigError(
-                "inputs",
-                inputs,
-                "datasets of one type: all file datasets or all tabular",
-            )
-        self.inputs = inputs
-        self.input_kind = inputs[0].input_kind
-        if parallel_run_config.partition_keys and self.input_kind == "file":
-            raise ConfigError(
-                "partition_keys",
-                parallel_run_config.partition_keys,
-                "only with tabular inputs (Dataset.Tabular.*)",
-            )
-        mbs = parallel_run_config.mini_batch_size
-        if mbs is not None:
-            if self.input_kind == "file":
-                parse_file_count(mbs)
-            else:
-                parse_size(mbs)
+        self.inputs = _check_inputs(inputs)
+        self.input_kind = self.inputs[0].input_kind
+        _check_config_for_inputs(parallel_run_config, self.input_kind)
         output, output_options = _output_location(output)
-        if output is None:
-            if parallel_run_config.output_action != OutputAction.SUMMARY_ONLY:
-                raise ConfigError(
-                    "output",
-                    output,
-                    "an output folder (required with output_action='append_row')",
-                )
-            output = os.path.join("daskscore-output", self.name)
-        self.output = os.fspath(output)
-        if "://" not in self.output:
-            self.output = os.path.abspath(os.path.expanduser(self.output))
+        self.output = _output_folder(output, parallel_run_config, self.name)
         self.arguments = [str(a) for a in (arguments or [])]
         self.side_inputs = list(side_inputs or [])
         self.models = list(models or [])

@@ -3,7 +3,8 @@
 Two checks: import-linter's contracts in ``pyproject.toml`` (each layer imports
 only the layers below it), and a graph of every import between daskscore's
 modules, function-level imports included, that must have no cycle. Imports under
-``if TYPE_CHECKING:`` are left out of both: they never run.
+``if TYPE_CHECKING:`` are left out of both: they never run. And a size check: no
+function over 60 lines and no class over 300.
 """
 
 from __future__ import annotations
@@ -180,3 +181,53 @@ def test_the_runner_process_does_not_load(heavy):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+MAX_FUNCTION_LINES = 60
+MAX_CLASS_LINES = 300
+
+
+def oversized(tree: ast.AST, where: str) -> list[str]:
+    """``where:line kind name lines`` for each function or class over its limit.
+
+    Nested functions and methods count on their own too; a definition's lines run
+    from its ``def``/``class`` line (decorators left out) to its last line.
+    """
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            kind, limit = "class", MAX_CLASS_LINES
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            kind, limit = "function", MAX_FUNCTION_LINES
+        else:
+            continue
+        lines = node.end_lineno - node.lineno + 1
+        if lines > limit:
+            found.append(f"{where}:{node.lineno} {kind} {node.name} {lines}")
+    return found
+
+
+def test_no_function_over_60_lines_and_no_class_over_300():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        found.extend(oversized(tree, str(path.relative_to(ROOT))))
+    assert found == [], (
+        f"over {MAX_FUNCTION_LINES} lines (functions) or {MAX_CLASS_LINES} lines "
+        "(classes); split them into private helpers:\n" + "\n".join(found)
+    )
+
+
+def test_the_size_check_finds_long_definitions():
+    def body(n: int) -> str:
+        return "".join(f"    x{i} = {i}\n" for i in range(n))
+
+    source = (
+        "def at_the_limit():\n" + body(59)  # lines 1-60: 60 lines, allowed
+        + "def too_long():\n" + body(60)  # lines 61-121
+        + "class Big:\n" + body(300)  # from line 122
+    )
+    assert oversized(ast.parse(source), "m.py") == [
+        "m.py:61 function too_long 61",
+        "m.py:122 class Big 301",
+    ]

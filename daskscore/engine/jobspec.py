@@ -42,15 +42,11 @@ def build_job_spec(
     (None: all of them); they then advertise ``resource``, which its tasks need.
     """
     cfg = step.config
-    if cfg.source_directory:
-        source_display = os.path.abspath(cfg.source_directory)
-    else:
-        source_display = os.path.dirname(os.path.abspath(cfg.entry_script))
     return JobSpec(
         bundle=bundle.zip_bytes,
         script_name=bundle.script_name,
         script_display=script_display,
-        source_display=source_display,
+        source_display=_source_display(cfg),
         arguments=step.arguments,
         environment_variables=dict(cfg.environment_variables or {}),
         logging_level=cfg.logging_level,
@@ -69,16 +65,7 @@ def build_job_spec(
         script_output_dir=store.path(SCRIPT_OUTPUT_DIR),
         script_output_url=store.url(store.path(SCRIPT_OUTPUT_DIR)),
         # how to read each input (``MiniBatchSpec.source``)
-        sources=[
-            {
-                "storage_options": dict(getattr(d, "storage_options", {}) or {}),
-                "read_options": {
-                    **(getattr(d, "read_options", {}) or {}),
-                    "format": getattr(d, "format", "files"),
-                },
-            }
-            for d in step.inputs
-        ],
+        sources=[_source(d) for d in step.inputs],
         named_inputs=named_inputs(step.inputs, step.side_inputs),
         runner_env=models_env(step.models),
         model_options=model_options(step.models),
@@ -91,6 +78,24 @@ def build_job_spec(
         stop_on_failure=has_failure_budget(cfg),
         resource=resource if allowed_names is not None else None,
     )
+
+
+def _source_display(cfg: Any) -> str:
+    """The folder shown as the script's source: ``source_directory`` or its own."""
+    if cfg.source_directory:
+        return os.path.abspath(cfg.source_directory)
+    return os.path.dirname(os.path.abspath(cfg.entry_script))
+
+
+def _source(dataset: Any) -> dict[str, Any]:
+    """How a runner reads one input: its storage and read options, and format."""
+    return {
+        "storage_options": dict(getattr(dataset, "storage_options", {}) or {}),
+        "read_options": {
+            **(getattr(dataset, "read_options", {}) or {}),
+            "format": getattr(dataset, "format", "files"),
+        },
+    }
 
 
 def _model_entry(model: Any) -> dict[str, Any]:

@@ -35,25 +35,32 @@ def plan_parquet(
                 error=f"cannot read Parquet metadata: {type(exc).__name__}: {exc}",
             )
         ]
+    return _plan_row_groups(path, meta, size)
+
+
+def _piece(path: str, groups: tuple[int, ...], start: int, stop: int) -> MiniBatchSpec:
+    """A mini-batch of rows ``start:stop`` of the row groups ``groups`` together."""
+    return MiniBatchSpec(
+        index=0,
+        kind="parquet",
+        paths=(path,),
+        row_groups=groups,
+        start=start,
+        stop=stop,
+        items=stop - start,
+    )
+
+
+def _plan_row_groups(path: str, meta: Any, size: int) -> list[MiniBatchSpec]:
+    """Row groups grouped up to ``size`` bytes; a bigger one sliced by rows."""
     specs: list[MiniBatchSpec] = []
     group: list[int] = []
     group_rows = group_bytes = 0
 
-    def piece(groups: tuple[int, ...], start: int, stop: int) -> MiniBatchSpec:
-        return MiniBatchSpec(
-            index=0,
-            kind="parquet",
-            paths=(path,),
-            row_groups=groups,
-            start=start,
-            stop=stop,
-            items=stop - start,
-        )
-
     def flush() -> None:
         nonlocal group, group_rows, group_bytes
         if group and group_rows:
-            specs.append(piece(tuple(group), 0, group_rows))
+            specs.append(_piece(path, tuple(group), 0, group_rows))
         group, group_rows, group_bytes = [], 0, 0
 
     for g in range(meta.num_row_groups):
@@ -67,7 +74,7 @@ def plan_parquet(
             pieces = min(math.ceil(nbytes / size), rows)
             step = math.ceil(rows / pieces)
             for start in range(0, rows, step):
-                specs.append(piece((g,), start, min(start + step, rows)))
+                specs.append(_piece(path, (g,), start, min(start + step, rows)))
             continue
         if group and group_bytes + nbytes > size:
             flush()

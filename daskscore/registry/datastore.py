@@ -71,6 +71,63 @@ class DataPath(os.PathLike):
                 f"path_on_datastore={self.path_on_datastore!r})")
 
 
+def _local_relative(folder: str, path: str) -> str | None:
+    """Local ``path`` relative to the local ``folder``, or None when outside it."""
+    root = os.path.abspath(folder)
+    full = os.path.abspath(path)
+    trailing = "/" if path.endswith(("/", os.sep)) and full != root else ""
+    if full == root:
+        return ""
+    if full.startswith(root.rstrip(os.sep) + os.sep):
+        return os.path.relpath(full, root).replace(os.sep, "/") + trailing
+    return None
+
+
+def _copy_tree(src: str, fs: Any, root: str, overwrite: bool) -> int:
+    """Copy the local folder ``src``'s files below ``root`` on ``fs``; how many.
+
+    Existing files are kept unless ``overwrite``.
+    """
+    copied = 0
+    for folder, dirs, files in os.walk(src):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            rel = os.path.relpath(full, src).replace(os.sep, "/")
+            dest = join(root, rel)
+            if not overwrite and fs.exists(dest):
+                continue
+            parent = dest.rsplit("/", 1)[0]
+            fs.makedirs(parent, exist_ok=True)
+            fs.put_file(full, dest)
+            copied += 1
+    return copied
+
+
+def _secret(datastore: Datastore, credential: dict[str, Any]) -> str:
+    """A datastore's secret: from its environment variable or the secret store."""
+    kind = credential["type"]
+    env = credential.get("env")
+    if env:
+        value = os.environ.get(env)
+        if not value:
+            raise WorkspaceError(
+                f"datastore {datastore.name!r} takes its {kind} from the environment "
+                f"variable {env}, which is not set; set it and try again"
+            )
+        return value
+    workspace_id = datastore.workspace.id
+    stored = read_secrets(workspace_id).get(f"datastore:{datastore.name}", {})
+    if kind not in stored:
+        raise WorkspaceError(
+            f"the {kind} of datastore {datastore.name!r} is not in this machine's "
+            f"secret store ({secrets_file(workspace_id)}); register the "
+            "datastore again here, or register it with "
+            f"{kind}_env='VARIABLE' so every machine reads it from the environment"
+        )
+    return stored[kind]
+
+
 class Datastore:
     """A named place where data lives: a local folder or an Azure Blob container.
 
@@ -127,16 +184,7 @@ class Datastore:
     def _relative(self, path: str) -> str | None:
         """``path`` relative to this datastore's root, or None when outside it."""
         if self.datastore_type == "local" and not is_url(self.url):
-            if is_url(path):
-                return None
-            root = os.path.abspath(self.url)
-            full = os.path.abspath(path)
-            trailing = "/" if path.endswith(("/", os.sep)) and full != root else ""
-            if full == root:
-                return ""
-            if full.startswith(root.rstrip(os.sep) + os.sep):
-                return os.path.relpath(full, root).replace(os.sep, "/") + trailing
-            return None
+            return None if is_url(path) else _local_relative(self.url, path)
         root = self.url.rstrip("/")
         if path.rstrip("/") == root:
             return ""
@@ -162,31 +210,10 @@ class Datastore:
         if kind == "anonymous":
             options["anon"] = True
         elif kind in _CREDENTIAL_TYPES:
-            options[kind] = self._secret(credential)
+            options[kind] = _secret(self, credential)
             if kind == "connection_string":
                 options.pop("account_name")
         return options
-
-    def _secret(self, credential: dict[str, Any]) -> str:
-        kind = credential["type"]
-        env = credential.get("env")
-        if env:
-            value = os.environ.get(env)
-            if not value:
-                raise WorkspaceError(
-                    f"datastore {self.name!r} takes its {kind} from the environment "
-                    f"variable {env}, which is not set; set it and try again"
-                )
-            return value
-        stored = read_secrets(self.workspace.id).get(f"datastore:{self.name}", {})
-        if kind not in stored:
-            raise WorkspaceError(
-                f"the {kind} of datastore {self.name!r} is not in this machine's "
-                f"secret store ({secrets_file(self.workspace.id)}); register the "
-                "datastore again here, or register it with "
-                f"{kind}_env='VARIABLE' so every machine reads it from the environment"
-            )
-        return stored[kind]
 
     # -- data --------------------------------------------------------------------------
     def upload(self, src_dir: str | os.PathLike, target_path: str | None = None,
@@ -201,19 +228,7 @@ class Datastore:
             raise WorkspaceError(f"upload: {src} is not a folder")
         target = self.path(target_path or "")
         fs, root = url_to_fs(target.url, self.storage_options)
-        copied = 0
-        for folder, dirs, files in os.walk(src):
-            dirs.sort()
-            for name in sorted(files):
-                full = os.path.join(folder, name)
-                rel = os.path.relpath(full, src).replace(os.sep, "/")
-                dest = join(root, rel)
-                if not overwrite and fs.exists(dest):
-                    continue
-                parent = dest.rsplit("/", 1)[0]
-                fs.makedirs(parent, exist_ok=True)
-                fs.put_file(full, dest)
-                copied += 1
+        copied = _copy_tree(src, fs, root, overwrite)
         if show_progress:
             print(f"Uploaded {copied} files to {target.url}")
         return target
@@ -361,46 +376,68 @@ class Datastore:
         create_if_not_exists
             Create the container when it does not exist.
         """
-        for field, value in (("container_name", container_name),
-                             ("account_name", account_name)):
-            if not isinstance(value, str) or not value:
-                raise ConfigError(field, value, "a non-empty string")
-        given = {
-            "account_key": (account_key, account_key_env),
-            "sas_token": (sas_token, sas_token_env),
-            "connection_string": (connection_string, connection_string_env),
-        }
-        chosen = [(kind, value, env) for kind, (value, env) in given.items()
-                  if value or env]
-        if len(chosen) + bool(anonymous) > 1 or any(v and e for _, v, e in chosen):
-            raise ConfigError(
-                "credential", "several",
-                "at most one of anonymous, account_key(_env), sas_token(_env), "
-                "connection_string(_env)",
-            )
-        secret = None
-        if anonymous:
-            credential: dict[str, Any] = {"type": "anonymous"}
-        elif chosen:
-            kind, value, env = chosen[0]
-            if env:
-                credential = {"type": kind, "env": env}
-            else:
-                credential = {"type": kind, "store": "secret_store"}
-                secret = {kind: value.lstrip("?") if kind == "sas_token" else value}
-        else:
-            credential = {"type": "default"}
-        if endpoint and is_url(endpoint):
-            blob_endpoint = endpoint.rstrip("/")
-        else:
-            suffix = (endpoint or "core.windows.net").strip(".")
-            blob_endpoint = f"{protocol or 'https'}://{account_name}.blob.{suffix}"
+        _require_names(container_name=container_name, account_name=account_name)
+        credential, secret = _blob_credential(
+            anonymous,
+            account_key=(account_key, account_key_env),
+            sas_token=(sas_token, sas_token_env),
+            connection_string=(connection_string, connection_string_env),
+        )
         record = {"name": datastore_name, "type": "azure_blob",
                   "container_name": container_name, "account_name": account_name,
-                  "endpoint": blob_endpoint, "credential": credential}
+                  "endpoint": _blob_endpoint(account_name, endpoint, protocol),
+                  "credential": credential}
         datastore = cls._register(workspace, record, overwrite, secret)
         if create_if_not_exists:
-            fs, root = url_to_fs(datastore.url, datastore.storage_options)
-            if not fs.exists(root):
-                fs.mkdir(root)
+            _create_container(datastore)
         return datastore
+
+
+def _require_names(**names: Any) -> None:
+    """Each of ``names`` (field: value) is a non-empty string, else a ConfigError."""
+    for field, value in names.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(field, value, "a non-empty string")
+
+
+def _blob_credential(
+    anonymous: bool, **given: tuple[str | None, str | None]
+) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """The credential record, and the secret to store, of an Azure Blob datastore.
+
+    ``given`` maps each credential type to its ``(value, environment variable)``;
+    at most one of them, or ``anonymous``, may be given.
+    """
+    chosen = [(kind, value, env) for kind, (value, env) in given.items()
+              if value or env]
+    if len(chosen) + bool(anonymous) > 1 or any(v and e for _, v, e in chosen):
+        raise ConfigError(
+            "credential", "several",
+            "at most one of anonymous, account_key(_env), sas_token(_env), "
+            "connection_string(_env)",
+        )
+    if anonymous:
+        return {"type": "anonymous"}, None
+    if not chosen:
+        return {"type": "default"}, None
+    kind, value, env = chosen[0]
+    if env:
+        return {"type": kind, "env": env}, None
+    secret = {kind: value.lstrip("?") if kind == "sas_token" else value}
+    return {"type": kind, "store": "secret_store"}, secret
+
+
+def _blob_endpoint(account_name: str, endpoint: str | None,
+                   protocol: str | None) -> str:
+    """The blob endpoint URL: ``endpoint`` when it is one, else built from a suffix."""
+    if endpoint and is_url(endpoint):
+        return endpoint.rstrip("/")
+    suffix = (endpoint or "core.windows.net").strip(".")
+    return f"{protocol or 'https'}://{account_name}.blob.{suffix}"
+
+
+def _create_container(datastore: Datastore) -> None:
+    """Create the datastore's container when it does not exist."""
+    fs, root = url_to_fs(datastore.url, datastore.storage_options)
+    if not fs.exists(root):
+        fs.mkdir(root)

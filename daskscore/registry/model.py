@@ -162,18 +162,7 @@ class Model:
                     sha, file_name, tags, properties, description):
                 return cls._from_record(workspace, latest)
         version = workspace._claim_version("models", model_name)
-        target = workspace._path("models", model_name, str(version), file_name)
-        try:
-            if workspace.local:
-                if os.path.isdir(source):
-                    shutil.copytree(source, target)
-                else:
-                    shutil.copy2(source, target)
-            else:
-                workspace._fs.put(source, target, recursive=os.path.isdir(source))
-        except BaseException:
-            workspace._delete("models", model_name, str(version), recursive=True)
-            raise
+        _store_copy(workspace, source, model_name, version, file_name)
         record = {
             "name": model_name, "version": version, "file_name": file_name,
             "is_folder": os.path.isdir(source), "sha256": sha, "tags": tags,
@@ -251,6 +240,26 @@ class Model:
             return _local_path(entry["path"], options)
         model = Model(workspace or Workspace.from_config(), model_name, version)
         return _local_path(model.path, model.storage_options)
+
+
+def _store_copy(workspace: Workspace, source: str, model_name: str, version: int,
+                file_name: str) -> None:
+    """Copy ``source`` into the workspace as ``version`` of ``model_name``.
+
+    A copy that fails part-way leaves nothing of that version behind.
+    """
+    target = workspace._path("models", model_name, str(version), file_name)
+    try:
+        if workspace.local:
+            if os.path.isdir(source):
+                shutil.copytree(source, target)
+            else:
+                shutil.copy2(source, target)
+        else:
+            workspace._fs.put(source, target, recursive=os.path.isdir(source))
+    except BaseException:
+        workspace._delete("models", model_name, str(version), recursive=True)
+        raise
 
 
 def _copy_to_local(url: str, storage_options: dict[str, Any], target: str) -> None:

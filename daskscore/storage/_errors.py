@@ -13,6 +13,25 @@ from ._urls import resolve
 _UNAVAILABLE = re.compile(
     r"unavailable|not (?:be )?found|not installed|not configured", re.IGNORECASE
 )
+# What a classifier of one error family gives: (what, check), or None.
+_Description = tuple[str, str] | None
+_DENIED_CODES = {
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationPermissionMismatch",
+    "InvalidAuthenticationInfo",
+    "AuthorizationResourceTypeMismatch",
+    "AuthorizationServiceMismatch",
+}
+_CONNECTION_ERRORS = (
+    "ServiceRequestError",
+    "ClientConnectorError",
+    "ClientConnectionError",
+    "ServerDisconnectedError",
+    "ServiceResponseError",
+    "gaierror",
+)
+
 
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
@@ -84,6 +103,11 @@ def is_storage_error(exc: BaseException) -> bool:
 def _classify(
     exc: BaseException, container: str, identity: bool = False
 ) -> tuple[str, str]:
+    """``(what happened, what to check)`` for a storage failure.
+
+    The error families are tried in order; the first that recognises the chain
+    of exceptions describes it.
+    """
     chain = _chain(exc)
     names = {type(e).__name__ for e in chain}
     codes = {_error_code(e) for e in chain} - {""}
@@ -95,6 +119,23 @@ def _classify(
         ),
         None,
     )
+    return (
+        _missing_by_code(codes, container)
+        or _access_denied(chain, codes, status, identity)
+        or _no_identity(chain, names)
+        or _dropped_read(chain, names)
+        or _unreachable(chain)
+        or _not_found(chain, names)
+        or _malformed_credentials(chain)
+        or (
+            f"{type(exc).__name__}: {_first_line(exc)[:300]}",
+            "check the URL and storage_options",
+        )
+    )
+
+
+def _missing_by_code(codes: set[str], container: str) -> _Description:
+    """A container or blob the storage says does not exist."""
     where = f"container {container!r}" if container else "the container"
     if "ContainerNotFound" in codes:
         return (
@@ -106,30 +147,35 @@ def _classify(
             "the blob does not exist (deleted or renamed?)",
             "check the path, or list the input again",
         )
-    if codes & {
-        "AuthenticationFailed",
-        "AuthorizationFailure",
-        "AuthorizationPermissionMismatch",
-        "InvalidAuthenticationInfo",
-        "AuthorizationResourceTypeMismatch",
-        "AuthorizationServiceMismatch",
-    } or status in (401, 403):
-        code = sorted(codes)[0] if codes else f"HTTP {status}"
-        if identity:
-            return (
-                f"access denied ({code}{_auth_detail(chain)}): the storage refused "
-                "the Azure identity's token",
-                "check that the identity has a data role on this storage account "
-                "(Storage Blob Data Reader to read, Storage Blob Data Contributor to "
-                "write) and belongs to its tenant, and that the token is for "
-                "https://storage.azure.com",
-            )
+    return None
+
+
+def _access_denied(
+    chain: list[BaseException], codes: set[str], status: Any, identity: bool
+) -> _Description:
+    """A key, SAS token, connection string or identity the storage refused."""
+    if not (codes & _DENIED_CODES or status in (401, 403)):
+        return None
+    code = sorted(codes)[0] if codes else f"HTTP {status}"
+    if identity:
         return (
-            f"access denied ({code})",
-            "check the account key, SAS token (expiry, permissions) or connection "
-            "string in storage_options / AZURE_STORAGE_*, and that it belongs to "
-            "this account",
+            f"access denied ({code}{_auth_detail(chain)}): the storage refused "
+            "the Azure identity's token",
+            "check that the identity has a data role on this storage account "
+            "(Storage Blob Data Reader to read, Storage Blob Data Contributor to "
+            "write) and belongs to its tenant, and that the token is for "
+            "https://storage.azure.com",
         )
+    return (
+        f"access denied ({code})",
+        "check the account key, SAS token (expiry, permissions) or connection "
+        "string in storage_options / AZURE_STORAGE_*, and that it belongs to "
+        "this account",
+    )
+
+
+def _no_identity(chain: list[BaseException], names: set[str]) -> _Description:
+    """No Azure identity could sign in."""
     if "CredentialUnavailableError" in names or "ClientAuthenticationError" in names:
         return (
             f"no Azure identity could sign in (DefaultAzureCredential"
@@ -139,40 +185,48 @@ def _classify(
             "(AZURE_CLIENT_ID picks a user-assigned one); or give account_key, "
             "sas_token or connection_string",
         )
-    if names & {"IncompleteReadError", "ClientPayloadError", "ContentLengthError"}:
-        # The SDK re-reads a response cut mid-body (3 tries, 1 s apart) before
-        # raising this, so the connection kept dropping.
-        got = next(
-            (
-                m
-                for e in chain
-                if (m := re.search(r"received (\d+) of (\d+) bytes", str(e)))
-            ),
-            None,
-        )
-        shown = f" (received {int(got[1]):,} of {int(got[2]):,} bytes)" if got else ""
-        return (
-            f"the connection dropped while the blob was being read{shown}, on "
-            "every retry",
-            "check the network and any proxy or firewall between the workers and "
-            "the storage account; rerun_failed=True scores the failed mini-batches "
-            "again",
-        )
+    return None
+
+
+def _dropped_read(chain: list[BaseException], names: set[str]) -> _Description:
+    """A response cut mid-body on every retry."""
+    if not names & {"IncompleteReadError", "ClientPayloadError", "ContentLengthError"}:
+        return None
+    # The SDK re-reads a response cut mid-body (3 tries, 1 s apart) before
+    # raising this, so the connection kept dropping.
+    got = next(
+        (
+            m
+            for e in chain
+            if (m := re.search(r"received (\d+) of (\d+) bytes", str(e)))
+        ),
+        None,
+    )
+    shown = f" (received {int(got[1]):,} of {int(got[2]):,} bytes)" if got else ""
+    return (
+        f"the connection dropped while the blob was being read{shown}, on "
+        "every retry",
+        "check the network and any proxy or firewall between the workers and "
+        "the storage account; rerun_failed=True scores the failed mini-batches "
+        "again",
+    )
+
+
+def _unreachable(chain: list[BaseException]) -> _Description:
+    """An endpoint that cannot be reached (refused, dropped, unknown host)."""
     for e in chain:
-        if isinstance(e, ConnectionError) or type(e).__name__ in (
-            "ServiceRequestError",
-            "ClientConnectorError",
-            "ClientConnectionError",
-            "ServerDisconnectedError",
-            "ServiceResponseError",
-            "gaierror",
-        ):
+        if isinstance(e, ConnectionError) or type(e).__name__ in _CONNECTION_ERRORS:
             endpoint = _endpoint_in(chain)
             return (
                 f"cannot reach the storage endpoint{endpoint} ({_first_line(e)[:160]})",
                 "check the account name or endpoint, the network and proxy settings "
                 "(for Azurite: is it running on that port?)",
             )
+    return None
+
+
+def _not_found(chain: list[BaseException], names: set[str]) -> _Description:
+    """A path with nothing there, without the storage's error code."""
     if "ResourceNotFoundError" in names or any(
         isinstance(e, FileNotFoundError) for e in chain
     ):
@@ -181,15 +235,17 @@ def _classify(
             "check the container name and the path; a blob deleted after the "
             "input was listed also ends here",
         )
+    return None
+
+
+def _malformed_credentials(chain: list[BaseException]) -> _Description:
+    """Credentials the Azure SDK cannot parse."""
     if any(isinstance(e, ValueError) and "connect to account" in str(e) for e in chain):
         return (
             "the storage credentials are malformed",
             "check the connection string, account key or SAS token format",
         )
-    return (
-        f"{type(exc).__name__}: {_first_line(exc)[:300]}",
-        "check the URL and storage_options",
-    )
+    return None
 
 
 def _auth_detail(chain: list[BaseException]) -> str:

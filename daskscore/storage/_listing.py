@@ -408,8 +408,6 @@ def download(
         :func:`describe_storage_error`). A failed file leaves nothing behind.
         Transient network errors are retried by the Azure SDK first.
     """
-    import asyncio
-
     if not urls:
         return [], {}
     fs, _ = url_to_fs(urls[0], resolve(urls[0], storage_options)[1])
@@ -417,47 +415,65 @@ def download(
     for url in dict.fromkeys(urls):  # a URL given twice is fetched once
         path = url_to_fs(url, resolve(url, storage_options)[1])[1]
         targets.append((url, path, _local_name(dest_dir, path)))
-    errors: dict[str, str] = {}
-
-    def failed(url: str, local: str, exc: BaseException) -> None:
-        errors[url] = describe_storage_error(exc, url, storage_options)
-        try:
-            os.remove(local)
-        except OSError:
-            pass
-
     if getattr(fs, "async_impl", False):
-
-        async def fetch_all() -> list[BaseException | None]:
-            gate = asyncio.Semaphore(concurrency)
-
-            async def fetch(path: str, local: str) -> None:
-                async with gate:
-                    os.makedirs(os.path.dirname(local), exist_ok=True)
-                    await fs._get_file(path, local)
-
-            return await asyncio.gather(
-                *(fetch(path, local) for _, path, local in targets),
-                return_exceptions=True,
-            )
-
-        outcomes = fsspec.asyn.sync(fs.loop, fetch_all)
+        outcomes = _fetch_async(fs, targets, concurrency)
     else:
-        outcomes = []
-        for _, path, local in targets:
-            try:
-                os.makedirs(os.path.dirname(local), exist_ok=True)
-                fs.get_file(path, local)
-                outcomes.append(None)
-            except Exception as exc:  # noqa: BLE001 - reported per file below
-                outcomes.append(exc)
+        outcomes = _fetch_sync(fs, targets)
+    errors: dict[str, str] = {}
     local_of: dict[str, str | None] = {}
     for (url, _, local), outcome in zip(targets, outcomes):
         if isinstance(outcome, BaseException):
             if not isinstance(outcome, Exception):
                 raise outcome  # KeyboardInterrupt, CancelledError: not a file's fault
-            failed(url, local, outcome)
+            errors[url] = describe_storage_error(outcome, url, storage_options)
+            _remove_partial(local)
             local_of[url] = None
         else:
             local_of[url] = local
     return [local_of[url] for url in urls], errors
+
+
+_Target = tuple[str, str, str]  # (url, path on the filesystem, local file)
+
+
+def _fetch_async(
+    fs: Any, targets: list[_Target], concurrency: int
+) -> list[BaseException | None]:
+    """Download on an async filesystem, ``concurrency`` at a time; each outcome."""
+    import asyncio
+
+    async def fetch_all() -> list[BaseException | None]:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def fetch(path: str, local: str) -> None:
+            async with gate:
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                await fs._get_file(path, local)
+
+        return await asyncio.gather(
+            *(fetch(path, local) for _, path, local in targets),
+            return_exceptions=True,
+        )
+
+    return fsspec.asyn.sync(fs.loop, fetch_all)
+
+
+def _fetch_sync(fs: Any, targets: list[_Target]) -> list[BaseException | None]:
+    """Download one file after the other; each outcome (None or the exception)."""
+    outcomes: list[BaseException | None] = []
+    for _, path, local in targets:
+        try:
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            fs.get_file(path, local)
+            outcomes.append(None)
+        except Exception as exc:  # noqa: BLE001 - reported per file by download
+            outcomes.append(exc)
+    return outcomes
+
+
+def _remove_partial(local: str) -> None:
+    """Remove what a failed download left behind, if anything."""
+    try:
+        os.remove(local)
+    except OSError:
+        pass

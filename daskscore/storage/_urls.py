@@ -198,32 +198,10 @@ def _azure_options(
     storage_options: Mapping[str, Any],
     urlpath: str,
 ) -> dict[str, Any]:
-    options = dict(storage_options)
-    given = options.get("account_name")
-    if account and given and str(given).lower() != account:
-        raise ValueError(
-            f"{redact(urlpath, options)} is in storage account {account!r} but "
-            f"storage_options give account_name={given!r}; make them agree"
-        )
-    if account is None and given:
-        account = str(given).lower()
-    if url_sas and not options.get("sas_token"):
-        options["sas_token"] = url_sas
-    explicit = {k for k in _CREDENTIAL_KEYS if options.get(k) is not None}
-    if not explicit:
-        options.update(_env_credentials(account))
-        if account is None and options.get("account_name"):
-            account = str(options["account_name"]).lower()
-
+    options, account = _gather_credentials(account, url_sas, storage_options, urlpath)
     conn = options.get("connection_string")
     if conn:
-        conn_account = _conn_account(conn)
-        if account and conn_account and conn_account != account:
-            raise ValueError(
-                f"{redact(urlpath, options)} is in storage account {account!r} but "
-                f"the connection string is for {conn_account!r}; make them agree"
-            )
-        return _keep(options, connection_string=conn)
+        return _connection_string_options(options, conn, account, urlpath)
     if account is None:
         raise ValueError(
             f"{redact(urlpath, options)}: no storage account given; pass "
@@ -242,8 +220,59 @@ def _azure_options(
         return _keep(
             options, connection_string=_connection_string(endpoint, account, options)
         )
-    # An identity: DefaultAzureCredential, a credential object or a service
-    # principal. adlfs builds https://<account_host> from the account and host.
+    return _identity_options(options, account, endpoint, urlpath)
+
+
+def _gather_credentials(
+    account: str | None,
+    url_sas: str | None,
+    storage_options: Mapping[str, Any],
+    urlpath: str,
+) -> tuple[dict[str, Any], str | None]:
+    """The options with the URL's SAS token, else the environment's credentials.
+
+    Also the account: the URL's, else the options' or the environment's.
+    """
+    options = dict(storage_options)
+    given = options.get("account_name")
+    if account and given and str(given).lower() != account:
+        raise ValueError(
+            f"{redact(urlpath, options)} is in storage account {account!r} but "
+            f"storage_options give account_name={given!r}; make them agree"
+        )
+    if account is None and given:
+        account = str(given).lower()
+    if url_sas and not options.get("sas_token"):
+        options["sas_token"] = url_sas
+    explicit = {k for k in _CREDENTIAL_KEYS if options.get(k) is not None}
+    if not explicit:
+        options.update(_env_credentials(account))
+        if account is None and options.get("account_name"):
+            account = str(options["account_name"]).lower()
+    return options, account
+
+
+def _connection_string_options(
+    options: dict[str, Any], conn: str, account: str | None, urlpath: str
+) -> dict[str, Any]:
+    """Options that sign in with a connection string (for the URL's account)."""
+    conn_account = _conn_account(conn)
+    if account and conn_account and conn_account != account:
+        raise ValueError(
+            f"{redact(urlpath, options)} is in storage account {account!r} but "
+            f"the connection string is for {conn_account!r}; make them agree"
+        )
+    return _keep(options, connection_string=conn)
+
+
+def _identity_options(
+    options: dict[str, Any], account: str, endpoint: str, urlpath: str
+) -> dict[str, Any]:
+    """Options that sign in with an Azure identity.
+
+    DefaultAzureCredential, a credential object or a service principal. adlfs
+    builds https://<account_host> from the account and host.
+    """
     if endpoint.startswith("http://"):
         raise ValueError(
             f"{redact(urlpath, options)}: identity-based credentials need an https "
