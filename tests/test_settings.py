@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+import types
 import warnings
 
 import dask.config
@@ -142,12 +143,12 @@ def test_the_job_waits_as_long_as_the_setting_says():
         def scheduler_info(self, n_workers=-1):
             return {"workers": {"tcp://h1:1": {"name": "a", "host": "h1"}}}
 
-    job = job_module.Job.__new__(job_module.Job)
-    job.cfg, job.client = Cfg(), Client()
+    step = types.SimpleNamespace(config=Cfg(), name="wait-test", output="out")
     start = time.monotonic()
     with dask.config.set({"daskscore.worker-wait": "100ms"}):
-        with pytest.raises(ds.JobError) as excinfo:
-            job._connect()
+        job = job_module.Job(step, Client(), ds.ProgressCallback())
+    with pytest.raises(ds.JobError) as excinfo:
+        job._connect()
     assert time.monotonic() - start < 5
     assert "after waiting 0.1 s" in str(excinfo.value)
     assert "daskscore.worker-wait" in str(excinfo.value)

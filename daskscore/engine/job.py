@@ -74,13 +74,22 @@ class Job:
         self.progress_lines: list[str] = []
         self.reason = ""
         self.sys_log_dir: str | None = None
-        self.board = JobBoard(self.job_id, step.name, step.output)
+        # read once, so that a bad setting fails the job before it starts
+        self.worker_wait = _settings.get("worker-wait")
+        self.cancel_poll = _settings.get("cancel-poll-interval")
+        self.pack_sizes = (
+            _settings.get("pack.max-mini-batches"),
+            _settings.get("pack.divisor"),
+        )
+        self.board = JobBoard(
+            self.job_id, step.name, step.output, _settings.get("publish-interval")
+        )
 
     # -- cluster -----------------------------------------------------------------
     def _connect(self) -> Any:
         if self.client is not None:
             self.workers, self.allowed_names = choose_workers(
-                self.client, self.cfg, _settings.get("worker-wait")
+                self.client, self.cfg, self.worker_wait
             )
             return self.client
         n = workers_wanted(self.cfg)
@@ -203,6 +212,8 @@ class Job:
                 self.reason = loop.run(todo, self.step.inputs)
             finally:
                 loop.done.set()
+            # a cancel the watcher saw just as the last mini-batch finished
+            self.reason = self.reason or loop.reason
         try:
             client.unregister_worker_plugin(self.plugin_name)
         except Exception as exc:  # noqa: BLE001 - a worker left mid-way

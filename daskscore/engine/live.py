@@ -12,7 +12,6 @@ import logging
 import time
 from typing import Any
 
-from .. import _settings
 from .._protocol import JobStatus, cancel_key, job_key, plugin_name
 from ..progress import JobProgress, dashboard_page_link
 from ..scheduler.dashboard import install_routes
@@ -24,10 +23,13 @@ logger = logging.getLogger("daskscore")
 
 
 class JobBoard:
-    """Publishes one job's state on the scheduler, at most every half second."""
+    """Publishes one job's state on the scheduler, at most every ``interval_s``."""
 
-    def __init__(self, job_id: str, step_name: str, output_dir: str) -> None:
+    def __init__(
+        self, job_id: str, step_name: str, output_dir: str, interval_s: float = 0.5
+    ) -> None:
         self.job_id = job_id
+        self.interval_s = interval_s
         self.step_name = step_name
         self.output_dir = output_dir
         self.client_id: str | None = None
@@ -72,7 +74,7 @@ class JobBoard:
         force: bool = False,
     ) -> None:
         now = time.monotonic()
-        if not force and now - self._last < _settings.get("publish-interval"):
+        if not force and now - self._last < self.interval_s:
             return
         self._last = now
         try:

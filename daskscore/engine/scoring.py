@@ -18,7 +18,6 @@ from typing import Any
 import dask
 from distributed import KilledWorker, as_completed
 
-from .. import _settings
 from .._protocol import JobStatus, MiniBatchSpec
 from ..errors import JobError
 from ..progress import JobProgress, ProgressCallback
@@ -126,7 +125,8 @@ class ScoringLoop:
         if frames:
             self.submit_frames(inputs, frames)
         rest = [s for s in todo if s.kind != "frame"]
-        for pack in pack_mini_batches(rest, self._workers()):
+        max_pack, divisor = self.job.pack_sizes
+        for pack in pack_mini_batches(rest, self._workers(), max_pack, divisor):
             self.submit_pack(pack)
         threading.Thread(
             target=self._watch_cancel, daemon=True, name="daskscore-cancel-watch"
@@ -139,7 +139,9 @@ class ScoringLoop:
             records = self._records_of(future)
             future.release()
             breach = self._count(records) or breach
-            self.board.publish(self.client, self.progress, JobStatus.RUNNING)
+            self.board.publish(
+                self.client, self.progress, JobStatus.RUNNING, self.reason
+            )
             # a pack returns early after a failure so that the failure is counted
             # at once; the rest of the pack goes back into the queue
             done = {r["index"] for r in records}
@@ -212,7 +214,7 @@ class ScoringLoop:
 
     def _watch_cancel(self) -> None:
         """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
-        while not self.done.wait(_settings.get("cancel-poll-interval")):
+        while not self.done.wait(self.job.cancel_poll):
             self.board.publish(
                 self.client, self.progress, JobStatus.RUNNING, self.reason, force=True
             )

@@ -103,8 +103,13 @@ def finish(
         "status": counts["status"],
         "step": step_name,
         "job_id": job_id,
-        **{k: v for k, v in counts.items() if k not in ("status", "first_errors")},
+        **{
+            k: v
+            for k, v in counts.items()
+            if k not in ("status", "lost_tries", "first_errors")
+        },
         "resumed_mini_batches": resumed,
+        "lost_tries": counts["lost_tries"],
         "output_dir": store.output_url,
         "output_file": output_file,
         "output_action": str(cfg.output_action),
