@@ -37,6 +37,7 @@ import psutil
 from fsspec.asyn import sync
 
 from ..errors import JobError
+from ..storage import describe_storage_error
 from .store import StateStore, join, remove_quietly, temp_name
 
 __all__ = ["LOCK_FILE", "LockSettings", "OutputLock"]
@@ -44,6 +45,10 @@ __all__ = ["LOCK_FILE", "LockSettings", "OutputLock"]
 logger = logging.getLogger("daskscore")
 
 LOCK_FILE = "lock.json"
+# the tokens of the locks this process holds now: a lock file of this process
+# with another token was left by one of its jobs that could not remove it (its
+# storage was unreachable at the end) and is stale
+_HELD_TOKENS: set[str] = set()
 # seconds after which a guard file (see _LocalLease) left by a dead process goes
 GUARD_STALE_AFTER = 30.0
 
@@ -116,6 +121,7 @@ class OutputLock:
             holder = self._try_take()
             if holder is None:
                 self.held = True
+                _HELD_TOKENS.add(self.token)
                 self._start_heartbeat()
                 return
             if not wait:
@@ -169,9 +175,10 @@ class OutputLock:
             # this same job, run again (a detached job whose worker died)
             return "it was taken by an earlier execution of this same job"
         pid = info.get("pid")
-        if info.get("host") == socket.gethostname() and not _alive(
-            pid, info.get("pid_started")
-        ):
+        here = info.get("host") == socket.gethostname()
+        if here and pid == os.getpid() and info.get("token") not in _HELD_TOKENS:
+            return "an earlier job of this process could not remove it"
+        if here and not _alive(pid, info.get("pid_started")):
             return f"its process {pid} on {info.get('host')} is gone"
         age = now - float(info.get("heartbeat") or 0)
         if age > limit:
@@ -194,19 +201,22 @@ class OutputLock:
         """Give the lock back (only if this job still holds it)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            # a refresh stuck on unreachable storage is not waited for: its
+            # condition (the version) fails once the lock is gone
+            self._thread.join(timeout=max(1.0, self.settings.heartbeat_interval))
             self._thread = None
         if self.held and not self.lost:
             try:
                 self.lease.delete(self._version)
             except Exception as exc:  # noqa: BLE001 - storage gone: it goes stale
                 logger.warning(
-                    "could not remove the lock %s (%s: %s); a later run takes it "
-                    "over once it is stale",
-                    self.path,
-                    type(exc).__name__,
-                    exc,
+                    "could not remove the lock of %s; a later run takes it over "
+                    "once it is stale",
+                    describe_storage_error(
+                        exc, self.store.output_url, self.store.storage_options
+                    ),
                 )
+        _HELD_TOKENS.discard(self.token)
         self.held = False
 
     # -- heartbeat ---------------------------------------------------------------

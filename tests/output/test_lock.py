@@ -122,14 +122,18 @@ def test_the_heartbeat_is_refreshed_and_a_lost_lock_is_left_alone(tmp_path, mess
 
 
 @pytest.mark.parametrize(
-    "why", ["dead pid", "reused pid", "old heartbeat", "unreadable and old"]
+    "why",
+    ["dead pid", "reused pid", "old heartbeat", "unreadable and old",
+     "left by this process"],
 )
 def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, messages, why):
     out = tmp_path / "out"
     if why == "dead pid":
         fake_lock(out, pid=dead_pid())
     elif why == "reused pid":  # a live pid, but not the process that took it
-        fake_lock(out, pid=os.getpid(), pid_started=1.0)
+        fake_lock(out, pid=os.getppid(), pid_started=1.0)
+    elif why == "left by this process":  # a job whose storage failed at its end
+        fake_lock(out, pid=os.getpid())
     elif why == "old heartbeat":
         fake_lock(out, host="elsewhere", heartbeat=time.time() - 3600)
     else:
@@ -148,7 +152,9 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, messages, why):
 
 
 @pytest.mark.parametrize(
-    "fields", [{}, {"host": "elsewhere", "pid": 1}], ids=["this host", "other host"]
+    "fields",
+    [{"pid": os.getppid()}, {"host": "elsewhere", "pid": 1}],
+    ids=["this host", "other host"],
 )
 def test_a_live_lock_is_not_stale(tmp_path, fields):
     out = tmp_path / "out"
