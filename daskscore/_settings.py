@@ -54,6 +54,9 @@ KINDS: dict[str, str] = {
     "runner.init-failures": "count",
     "publish-interval": "seconds",
     "cancel-poll-interval": "interval",
+    "lock.heartbeat-interval": "interval",
+    "lock.stale-after": "interval",
+    "lock.poll-interval": "interval",
 }
 
 # the variables of earlier releases, for one release: name -> key

@@ -306,6 +306,7 @@ class ParallelRunStep:
         client: Any = None,
         progress: ProgressCallback | None = None,
         rerun_failed: bool = False,
+        wait_for_lock: bool = False,
     ) -> StepRunResult:
         """Run the step and return its result.
 
@@ -321,6 +322,11 @@ class ParallelRunStep:
             Score again only the mini-batches an earlier run into the same output
             recorded as failed (e.g. after fixing the script), keep the others,
             and rebuild the collected output.
+        wait_for_lock
+            One job writes into an output folder at a time (it holds
+            ``.daskscore/lock.json``). When another job holds it: False raises
+            :class:`~daskscore.errors.JobError` naming that job at once; True waits
+            until it ends. A lock whose job died is taken over.
 
         Raises
         ------
@@ -328,9 +334,16 @@ class ParallelRunStep:
             The script cannot be loaded (before any data is processed).
         DatasetError
             An input cannot be listed.
+        JobError
+            The job could not run: the output folder is in use by another job
+            (without ``wait_for_lock``), the cluster or the output storage failed.
         """
         job = Job(
-            self, client, progress or ProgressCallback(), rerun_failed=rerun_failed
+            self,
+            client,
+            progress or ProgressCallback(),
+            rerun_failed=rerun_failed,
+            wait_for_lock=wait_for_lock,
         )
         if client is not None:
             return job.run()

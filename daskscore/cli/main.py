@@ -98,6 +98,7 @@ _CONFIG_FIELDS = (
 )
 _YAML_ONLY = {
     "csv_multi_line",
+    "wait_for_lock",
     "input",
     "arguments",
     "environment_variables",
@@ -145,6 +146,13 @@ def _add_job_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CSV/TSV values may hold quoted line breaks: never split a file "
         "(each file is one mini-batch)",
+    )
+    parser.add_argument(
+        "--wait-for-lock",
+        action="store_true",
+        default=None,
+        help="if another job is writing into the output folder, wait for it to "
+        "end instead of refusing (exit 1) at once",
     )
     _add_connection_flags(parser)
 
@@ -335,6 +343,8 @@ def _settings(args: argparse.Namespace, script_args: list[str]) -> dict[str, Any
         settings["input"] = args.input
     if getattr(args, "csv_multi_line", None):
         settings["csv_multi_line"] = True
+    if getattr(args, "wait_for_lock", None):
+        settings["wait_for_lock"] = True
     if args.env:
         env = dict(settings.get("environment_variables") or {})
         for item in args.env:
@@ -419,7 +429,10 @@ def _run(args: argparse.Namespace, script_args: list[str]) -> int:
     progress = None if args.no_progress else TextProgress()
     try:
         result = step.run(
-            client=client, progress=progress, rerun_failed=bool(args.rerun_failed)
+            client=client,
+            progress=progress,
+            rerun_failed=bool(args.rerun_failed),
+            wait_for_lock=bool(settings.get("wait_for_lock")),
         )
     finally:
         if client is not None:
@@ -441,7 +454,9 @@ def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
         client = _connect(args.scheduler, args)
     try:
         if args.command == "submit":
-            job_id = remote.submit_job(step, client)
+            job_id = remote.submit_job(
+                step, client, wait_for_lock=bool(settings.get("wait_for_lock"))
+            )
             print(job_id)
             print(
                 f"Follow it with: daskscore wait {job_id} --scheduler "

@@ -43,7 +43,11 @@ __all__ = [
 
 
 def _orchestrate(
-    step: Any, bundle: Any, job_id: str, settings: dict[str, Any] | None = None
+    step: Any,
+    bundle: Any,
+    job_id: str,
+    settings: dict[str, Any] | None = None,
+    wait_for_lock: bool = False,
 ) -> str:
     """The orchestrator task: run the job from a worker.
 
@@ -56,7 +60,12 @@ def _orchestrate(
     ):
         try:
             result = Job(
-                step, client, ProgressCallback(), job_id=job_id, bundle=bundle
+                step,
+                client,
+                ProgressCallback(),
+                job_id=job_id,
+                bundle=bundle,
+                wait_for_lock=wait_for_lock,
             ).run()
         except Exception as exc:
             client.set_metadata([*job_key(job_id), "status"], JobStatus.FAILED)
@@ -67,8 +76,13 @@ def _orchestrate(
     return result.status
 
 
-def submit_job(step: Any, client: Any) -> str:
-    """Start ``step`` on the cluster of ``client`` and return its job id at once."""
+def submit_job(step: Any, client: Any, wait_for_lock: bool = False) -> str:
+    """Start ``step`` on the cluster of ``client`` and return its job id at once.
+
+    The job takes its output folder's lock when it starts on the cluster; with
+    another job holding it, it fails (its status says why) or, with
+    ``wait_for_lock``, waits for it.
+    """
     cfg = step.config
     bundle = bundle_entry_script(cfg.entry_script, cfg.source_directory)
     job_id = f"{step.name}-{uuid.uuid4().hex[:8]}"
@@ -98,6 +112,7 @@ def submit_job(step: Any, client: Any) -> str:
         bundle,
         job_id,
         _settings.snapshot(),
+        wait_for_lock,
         key=orchestrator_key(job_id),
         pure=False,
     )

@@ -24,6 +24,7 @@ from ..config import OutputAction, ParallelRunConfig
 from ..entry_script import bundle_entry_script
 from ..errors import DaskScoreError, EntryScriptError, JobError
 from ..output.assemble import assemble_output
+from ..output.lock import LockSettings, OutputLock
 from ..output.reports import result_text
 from ..output.store import StateStore
 from ..progress import JobProgress, ProgressCallback
@@ -56,12 +57,15 @@ class Job:
         rerun_failed: bool = False,
         job_id: str | None = None,
         bundle: Any = None,
+        wait_for_lock: bool = False,
     ) -> None:
         self.step = step
         self.cfg: ParallelRunConfig = step.config
         self.client = client
         self.progress_cb = progress
         self.rerun_failed = rerun_failed
+        self.wait_for_lock = wait_for_lock
+        self.lock: OutputLock | None = None
         self.job_id = job_id or f"{step.name}-{uuid.uuid4().hex[:8]}"
         self.plugin_name = plugin_name(self.job_id)
         self.resource = plugin_name(self.job_id)
@@ -80,6 +84,11 @@ class Job:
         self.pack_sizes = (
             _settings.get("pack.max-mini-batches"),
             _settings.get("pack.divisor"),
+        )
+        self.lock_settings = LockSettings(
+            stale_after=_settings.get("lock.stale-after"),
+            heartbeat_interval=_settings.get("lock.heartbeat-interval"),
+            poll_interval=_settings.get("lock.poll-interval"),
         )
         self.board = JobBoard(
             self.job_id, step.name, step.output, _settings.get("publish-interval")
@@ -113,6 +122,13 @@ class Job:
     def run(self) -> StepRunResult:
         started = time.perf_counter()
         bundle, store, specs, plan_seconds = self._prepare()
+        try:
+            return self._run_locked(started, bundle, store, specs, plan_seconds)
+        finally:
+            self._release_lock()
+
+    def _run_locked(self, started, bundle, store, specs, plan_seconds):
+        """Score and collect, holding the output folder's lock."""
         resumed = len(self.records)
         self.progress = JobProgress(
             total_mini_batches=len(specs),
@@ -161,6 +177,7 @@ class Job:
         plan_seconds = time.perf_counter() - t_plan
         try:
             store = StateStore(step.output, step.storage_options)
+            self._take_lock(store)
             self.records = load_state(
                 store,
                 step._fingerprint(bundle.digest, plan_print),
@@ -170,8 +187,10 @@ class Job:
                 settings=step.settings(),
             ).records
         except (DaskScoreError, KeyboardInterrupt):
+            self._release_lock()
             raise
         except Exception as exc:  # the output location is the user's storage
+            self._release_lock()
             raise JobError(
                 "cannot use the output folder "
                 + describe_storage_error(exc, step.output, step.storage_options)
@@ -179,6 +198,23 @@ class Job:
         if store.local:
             self.sys_log_dir = store.path(LOGS_DIR, "sys")
         return bundle, store, specs, plan_seconds
+
+    def _take_lock(self, store: StateStore) -> None:
+        """Hold the output folder (one job at a time); clear earlier temp files."""
+        self.lock = OutputLock(store, self.job_id, self.step.name, self.lock_settings)
+        self.lock.acquire(wait=self.wait_for_lock)
+        removed = store.remove_temp_files()
+        if removed:
+            logger.info(
+                "removed %d temporary file(s) an earlier attempt left in %s",
+                len(removed),
+                store.output_url,
+            )
+
+    def _release_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def _score(self, client, store, bundle, specs, plan_seconds, resumed) -> None:
         """Register the job's plugin, score what is left, remove the plugin."""

@@ -3,5 +3,6 @@
 - :mod:`.store`: atomic writes, the manifest and the per-mini-batch records;
 - :mod:`.parts`: what ``run()`` returned, committed under its mini-batch id;
 - :mod:`.assemble`: the collected file, streamed from the parts in input order;
-- :mod:`.reports`: the ``logs/`` folder a user reads.
+- :mod:`.reports`: the ``logs/`` folder a user reads;
+- :mod:`.lock`: one job at a time writes into an output folder.
 """

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import io
 import os
-import uuid
+import shutil
 from collections.abc import Iterable
 from typing import Any
 
-from ..storage import is_local
+from ..storage import DiskFullError, is_disk_full, is_local
 from .parts import read_part_table
-from .store import StateStore
+from .store import StateStore, remove_quietly, temp_name
 
 __all__ = ["assemble_output"]
 
@@ -40,21 +40,52 @@ def assemble_output(
         if not store.local
         else [p for p in parts if os.path.exists(p)]
     )
-    tmp = store.path(f".{file_name}.tmp-{uuid.uuid4().hex}") if store.local else final
+    tmp = store.path(temp_name(file_name)) if store.local else final
     store.assembly_warnings = []
-    if fmt == "parquet":
-        store.assembly_warnings = _assemble_parquet(fs, parts, tmp)
-    elif fmt == "csv":
-        _assemble_csv(fs, parts, tmp)
-    else:
-        with _open_output(fs, tmp) as out:
-            for part in parts:
-                with fs.open(part, "rb") as f:
-                    while chunk := f.read(_COPY_CHUNK):
-                        out.write(chunk)
-    if store.local:
-        os.replace(tmp, final)
+    try:
+        store.assembly_warnings = _assemble(fs, parts, fmt, tmp)
+        if store.local:
+            os.replace(tmp, final)
+    except BaseException as exc:
+        if store.local:
+            remove_quietly(tmp)
+            if is_disk_full(exc):
+                raise _disk_full(store, parts, file_name, exc) from exc
+        raise
     return store.url(final), len(parts)
+
+
+def _assemble(fs, parts: list[str], fmt: str, target: str) -> list[str]:
+    """Write the collected file ``target``; return the warnings (Parquet)."""
+    if fmt == "parquet":
+        return _assemble_parquet(fs, parts, target)
+    if fmt == "csv":
+        _assemble_csv(fs, parts, target)
+        return []
+    with _open_output(fs, target) as out:
+        for part in parts:
+            with fs.open(part, "rb") as f:
+                while chunk := f.read(_COPY_CHUNK):
+                    out.write(chunk)
+    return []
+
+
+def _disk_full(
+    store: StateStore, parts: list[str], file_name: str, exc: BaseException
+) -> DiskFullError:
+    """The full disk, with about how much the collected file needs (the parts')."""
+    needed = sum(os.path.getsize(p) for p in parts if os.path.exists(p))
+    try:
+        free: int | None = shutil.disk_usage(store.root).free
+    except OSError:
+        free = None
+    return DiskFullError(
+        store.root,
+        what=f"the collected file {file_name}",
+        needed=needed,
+        free=free,
+        code=getattr(exc, "errno", None),
+    )
 
 
 def _open_output(fs, path: str):

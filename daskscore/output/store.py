@@ -11,23 +11,31 @@ Layout inside a step's output folder::
         parts/000000042.txt          what run() returned for mini-batch 42 (committed;
                                      .csv, or .arrow (Arrow IPC) for a .parquet file)
         records/000000042.json       the final record of mini-batch 42 (its tries)
+        lock.json                    the running job's lock (see lock.py)
 
 A part is written to a temporary name and renamed (or uploaded whole), then its
 record is written the same way. A record means "this mini-batch is done"; a part
 without a record is ignored and redone. Because a part's name is its mini-batch
 id, a mini-batch scored twice (worker death, resume) replaces its own part, so
 every item appears exactly once in the collected file, in input order.
+
+On the local disk those temporary names are ``.tmp-<hex>`` (and
+``.<file>.tmp-<hex>`` for the collected file); a write that fails removes its
+own, and :meth:`StateStore.remove_temp_files` removes what an attempt that was
+killed left, called by a job that holds the folder's lock before it writes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from .._protocol import (
+    LOGS_DIR,
     MANIFEST_FILE,
     PARTS_DIR,
     RECORDS_DIR,
@@ -38,22 +46,71 @@ from .._protocol import (
 )
 from ..storage import is_local, resolve, url_to_fs
 
-__all__ = ["StateStore", "join", "read_record", "write_atomic", "write_record"]
+__all__ = [
+    "StateStore",
+    "is_temp_name",
+    "join",
+    "read_record",
+    "remove_quietly",
+    "temp_name",
+    "write_atomic",
+    "write_record",
+]
+
+# what write_atomic and the collected file are written to before their rename:
+# ".tmp-<hex>" and ".<file name>.tmp-<hex>"
+_TEMP_NAME = re.compile(r"^\.(?:.+\.)?tmp-[0-9a-f]{32}$")
+# folders of an output where daskscore writes through a temporary name
+# (outputs/, the script's own files, is never touched)
+_TEMP_FOLDERS = (
+    "",
+    STATE_DIR,
+    f"{STATE_DIR}/{PARTS_DIR}",
+    f"{STATE_DIR}/{RECORDS_DIR}",
+    LOGS_DIR,
+    f"{LOGS_DIR}/user/error",
+)
 
 
 def join(base: str, *names: str) -> str:
     return "/".join([base.rstrip("/"), *names])
 
 
+def temp_name(name: str = "") -> str:
+    """A unique temporary name, ``.tmp-<hex>`` or ``.<name>.tmp-<hex>``."""
+    return f".{name}.tmp-{uuid.uuid4().hex}" if name else f".tmp-{uuid.uuid4().hex}"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one of :func:`temp_name`'s."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def remove_quietly(path: str) -> None:
+    """Remove a local file if it is there (the cleanup of a failed write)."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def write_atomic(fs, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
+    """Write ``data`` to ``path`` so that readers see all of it or nothing.
+
+    On the local disk the data goes to a temporary name first, renamed once
+    complete; a write that fails (a full disk) removes its temporary file.
+    """
     if is_local(fs):
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        tmp = os.path.join(folder, temp_name())
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            remove_quietly(tmp)
+            raise
     else:
         fs.pipe_file(path, data)  # a blob upload is all-or-nothing
 
@@ -107,6 +164,28 @@ class StateStore:
             if self.fs.exists(folder):
                 self.fs.rm(folder, recursive=True)
         self.makedirs()
+
+    def remove_temp_files(self) -> list[str]:
+        """Remove what earlier attempts left under temporary names; return them.
+
+        Only call it while holding the output's lock (:mod:`.lock`) and before
+        the job's own writers start: then no live writer owns any of them. On
+        blob storage nothing is written under a temporary name.
+        """
+        removed: list[str] = []
+        if not self.local:
+            return removed
+        for sub in _TEMP_FOLDERS:
+            folder = os.path.join(self.root, sub) if sub else self.root
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):
+                    remove_quietly(entry.path)
+                    removed.append(entry.path)
+        return removed
 
     def makedirs(self) -> None:
         for folder in (self.parts, self.records):

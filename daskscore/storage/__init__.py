@@ -35,16 +35,23 @@ The package: ``_urls`` (URL forms, credentials, filesystems), ``_listing``
 failures as one line).
 """
 
-from ._errors import describe_storage_error, is_storage_error
+from ._errors import (
+    DiskFullError,
+    describe_storage_error,
+    is_disk_full,
+    is_storage_error,
+)
 from ._listing import download, list_files, list_inputs
 from ._secrets import MASK, redact, safe_storage_options
 from ._urls import is_azure, is_local, resolve, url_to_fs
 
 __all__ = [
     "MASK",
+    "DiskFullError",
     "describe_storage_error",
     "download",
     "is_azure",
+    "is_disk_full",
     "is_local",
     "is_storage_error",
     "list_files",

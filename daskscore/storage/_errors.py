@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +15,9 @@ from ._urls import resolve
 _UNAVAILABLE = re.compile(
     r"unavailable|not (?:be )?found|not installed|not configured", re.IGNORECASE
 )
+# a full disk (ENOSPC) or an exhausted quota (EDQUOT)
+_DISK_FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_DISK_FULL_TEXT = re.compile(r"no space left on device|errno 28\b|disk quota", re.I)
 # What a classifier of one error family gives: (what, check), or None.
 _Description = tuple[str, str] | None
 _DENIED_CODES = {
@@ -52,6 +57,43 @@ def _error_code(exc: BaseException) -> str:
         return str(getattr(code, "value", code))  # StorageErrorCode is an enum
     match = re.search(r"ErrorCode:(\w+)", str(exc))
     return match.group(1) if match else ""
+
+
+class DiskFullError(OSError):
+    """A local disk ran out of space while daskscore wrote ``what`` in ``folder``.
+
+    ``needed`` and ``free`` (bytes) are what the write needed and what was free
+    when it failed, when known.
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        what: str = "",
+        needed: int | None = None,
+        free: int | None = None,
+        code: int | None = None,
+    ) -> None:
+        code = code if code in _DISK_FULL_ERRNOS else errno.ENOSPC
+        super().__init__(code, os.strerror(code), folder)
+        self.folder = folder
+        self.what = what
+        self.needed = needed
+        self.free = free
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a full disk: ENOSPC, EDQUOT."""
+    return _full_disk_in(_chain(exc)) is not None
+
+
+def _full_disk_in(chain: list[BaseException]) -> BaseException | None:
+    for e in chain:
+        if isinstance(e, OSError) and (
+            e.errno in _DISK_FULL_ERRNOS or _DISK_FULL_TEXT.search(str(e))
+        ):
+            return e
+    return None
 
 
 def describe_storage_error(
@@ -120,7 +162,8 @@ def _classify(
         None,
     )
     return (
-        _missing_by_code(codes, container)
+        _disk_full(chain)
+        or _missing_by_code(codes, container)
         or _access_denied(chain, codes, status, identity)
         or _no_identity(chain, names)
         or _dropped_read(chain, names)
@@ -131,6 +174,32 @@ def _classify(
             f"{type(exc).__name__}: {_first_line(exc)[:300]}",
             "check the URL and storage_options",
         )
+    )
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def _disk_full(chain: list[BaseException]) -> _Description:
+    """A local disk (or quota) that ran out of space."""
+    e = _full_disk_in(chain)
+    if e is None:
+        return None
+    code = e.errno if e.errno in _DISK_FULL_ERRNOS else errno.ENOSPC
+    full = next((x for x in chain if isinstance(x, DiskFullError)), None)
+    folder = full.folder if full else os.path.dirname(str(e.filename or ""))
+    what = f"the disk is full (OSError errno {code}, {os.strerror(code)})"
+    if folder:
+        what += f" in {folder}"
+    if full and full.needed is not None:
+        what += f": {full.what or 'the write'} needs about {_megabytes(full.needed)}"
+        if full.free is not None:
+            what += f", {_megabytes(full.free)} free"
+    return (
+        what,
+        "free space on that disk (temporary files of this attempt were removed) "
+        "or give another output folder",
     )
 
 
