@@ -307,3 +307,23 @@ def test_download_from_an_unreachable_endpoint_reports_every_file(tmp_path):
     local, errors = storage.download([url], str(tmp_path), {"account_key": ACCOUNT_KEY})
     assert local == [None]
     assert "cannot reach the storage endpoint" in errors[url]
+
+
+def test_an_existing_blob_or_folder_with_glob_characters_is_taken_as_named(
+        azure_container):
+    """B6 on blob storage: "weird[1].csv" and "br[ack]ets/" exist and are listed
+    as named; a name that does not exist is still a glob."""
+    azure_container.upload({
+        "globnames/weird[1].csv": b"a\n1\n", "globnames/weird1.csv": b"a\n2\n",
+        "br[ack]ets/x.csv": b"a\n3\n", "br[ack]ets/sub/y.csv": b"a\n4\n",
+    })
+    so, url = azure_container.storage_options, azure_container.url
+    assert storage.list_files(f"{url}/globnames/weird[1].csv", so) == [
+        f"{url}/globnames/weird[1].csv"
+    ]
+    assert storage.list_files(f"{url}/br[ack]ets", so) == [
+        f"{url}/br[ack]ets/sub/y.csv", f"{url}/br[ack]ets/x.csv"
+    ]
+    assert storage.list_files(f"{url}/globnames/weird[12].csv", so) == [
+        f"{url}/globnames/weird1.csv"
+    ]
