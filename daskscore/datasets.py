@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from . import _settings
 from ._protocol import MiniBatchSpec
 from .config import (
     DEFAULT_FILE_MINI_BATCH,
@@ -252,7 +253,13 @@ class TabularDataset(_DatasetBase):
             "support_multi_line"
         ) and splittable_encoding(self.read_options)
         if split and text_split_check(
-            self.format, path, file_size, size, self.storage_options, self.read_options
+            self.format,
+            path,
+            file_size,
+            size,
+            self.storage_options,
+            self.read_options,
+            _settings.get("csv.quote-scan"),
         ):
             split = False
             read_whole.append(path)

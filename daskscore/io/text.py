@@ -35,7 +35,6 @@ import math
 import re
 from typing import Any
 
-from .. import _settings
 from .._protocol import MiniBatchSpec
 from ..storage import url_to_fs
 from ._common import WHOLE_FILE, is_compressed, open_range
@@ -305,11 +304,12 @@ def text_split_check(
     size: int,
     storage_options: dict[str, Any],
     read_options: dict[str, Any],
+    scan: int,
 ) -> str | None:
     """Why a text file that planning would split must be read whole, or None.
 
-    ``"quoted line break"``: a CSV file whose first bytes hold a quoted value
-    with a line break (see :func:`quoted_line_break`).
+    ``"quoted line break"``: a CSV file whose first ``scan`` bytes hold a quoted
+    value with a line break (see :func:`quoted_line_break`).
     """
     if (
         fmt != "csv"
@@ -319,8 +319,7 @@ def text_split_check(
         or read_options.get("support_multi_line")
     ):
         return None
-    limit = _settings.get("csv.quote-scan")
-    if quoted_line_break(path, file_size, storage_options, read_options, limit):
+    if quoted_line_break(path, file_size, storage_options, read_options, scan):
         return "quoted line break"
     return None
 
