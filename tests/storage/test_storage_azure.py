@@ -11,8 +11,10 @@ from urllib.parse import quote
 import pytest
 from azurite import ACCOUNT_KEY, ACCOUNT_NAME, free_port
 
+import daskscore as ds
 from daskscore import storage
 from daskscore.errors import DatasetError
+from daskscore.runner.reader import Reader
 
 WRONG_KEY = "A" * 86 + "=="
 
@@ -310,7 +312,7 @@ def test_download_from_an_unreachable_endpoint_reports_every_file(tmp_path):
 
 
 def test_an_existing_blob_or_folder_with_glob_characters_is_taken_as_named(
-        azure_container):
+        azure_container, tmp_path):
     """B6 on blob storage: "weird[1].csv" and "br[ack]ets/" exist and are listed
     as named; a name that does not exist is still a glob."""
     # (adlfs' own writes take "[...]" in a path for an IPv6 host: the SDK uploads)
@@ -331,3 +333,11 @@ def test_an_existing_blob_or_folder_with_glob_characters_is_taken_as_named(
     assert storage.list_files(f"{url}/globnames/weird[12].csv", so) == [
         f"{url}/globnames/weird1.csv"
     ]
+    # and what is listed can be planned and read
+    dataset = ds.Dataset.Tabular.from_delimited_files(f"{url}/br[ack]ets",
+                                                      storage_options=so)
+    specs, _ = dataset.plan("1MB")
+    reader = Reader([{"storage_options": dataset.storage_options,
+                      "read_options": dataset.read_options}], str(tmp_path))
+    frames = [reader.read(spec) for spec in specs]
+    assert [(f["a"].tolist(), p) for f, _, p in frames] == [([4], None), ([3], None)]
