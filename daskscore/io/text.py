@@ -235,10 +235,13 @@ def range_problem(
     for the exact quote state, so a false alarm (a stray quote) still reads.
     """
     rules = _quote_rules(read_options)
-    if rules is None or not data:
+    if rules is None or b'"' not in data:
         return None
-    doubt = rules.ends_inside(data) or (offset > 0 and rules.looks_like_tail(data))
-    if not doubt:
+    # In a well-formed file an odd number of quotes means an edge inside a quoted
+    # value, and a range that starts inside one has a first lone quote that ends
+    # a field; the exact (slower) rules run only then (stray quotes in text)
+    ends = data.count(b'"') % 2 == 1 and rules.ends_inside(data)
+    if not ends and not (offset > 0 and rules.looks_like_tail(data)):
         return None
     inside = rules.inside_at(f, offset) if offset > 0 else False
     ends_inside = rules.ends_inside(data, inside)
