@@ -24,7 +24,7 @@ from typing import Any
 
 import dask.config
 import yaml
-from dask.utils import parse_timedelta
+from dask.utils import parse_bytes, parse_timedelta
 
 from .errors import ConfigError
 
@@ -57,6 +57,7 @@ KINDS: dict[str, str] = {
     "lock.heartbeat-interval": "interval",
     "lock.stale-after": "interval",
     "lock.poll-interval": "interval",
+    "csv.quote-scan": "bytes",
 }
 
 # the variables of earlier releases, for one release: name -> key
@@ -77,6 +78,7 @@ _ALLOWED = {
     "count": "a whole number >= 1",
     "factor": "a number greater than 0",
     "path": "a folder path, or null for the default",
+    "bytes": 'a size >= 0: a number of bytes, or a string such as "1MiB"',
 }
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -151,6 +153,13 @@ def parse(key: str, value: Any) -> Any:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(value)
             return value
+        if kind == "bytes":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            size = parse_bytes(value) if isinstance(value, str) else value
+            if not isinstance(size, int) or size < 0:
+                raise ValueError(value)
+            return size
         if kind == "factor":
             if isinstance(value, bool):
                 raise ValueError(value)

@@ -9,11 +9,14 @@ for retries, exactly-once commits, ordering of the collected output and resume.
 
 from __future__ import annotations
 
+import codecs
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from . import _settings
 from ._protocol import MiniBatchSpec
 from .config import (
     DEFAULT_FILE_MINI_BATCH,
@@ -27,8 +30,15 @@ from .io.files import plan_files
 from .io.frame import plan_frame
 from .io.parquet import plan_parquet
 from .io.partitions import plan_partitions
-from .io.text import pandas_csv_options, plan_text
+from .io.text import (
+    pandas_csv_options,
+    plan_text,
+    splittable_encoding,
+    text_split_check,
+)
 from .storage import list_inputs, resolve, url_to_fs
+
+logger = logging.getLogger("daskscore")
 
 __all__ = [
     "DATASET_FORMATS",
@@ -160,7 +170,8 @@ class TabularDataset(_DatasetBase):
                         pd.read_csv(f, **pandas_csv_options(self.read_options))
                     )
                 else:
-                    frames.append(pd.read_json(f, lines=True))
+                    encoding = self.read_options.get("encoding") or "utf-8"
+                    frames.append(pd.read_json(f, lines=True, encoding=encoding))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def to_dask_dataframe(self):
@@ -179,7 +190,11 @@ class TabularDataset(_DatasetBase):
                 **pandas_csv_options(self.read_options),
             )
         return dd.read_json(
-            paths, lines=True, storage_options=self.storage_options, blocksize=None
+            paths,
+            lines=True,
+            storage_options=self.storage_options,
+            blocksize=None,
+            encoding=self.read_options.get("encoding") or "utf-8",
         )
 
     def plan(
@@ -214,18 +229,57 @@ class TabularDataset(_DatasetBase):
             return plan_frame(self.frame)
         entries = list_inputs(self.path, self.storage_options, skip_private=True)
         specs: list[MiniBatchSpec] = []
+        read_whole: list[str] = []
         for path, file_size, _ in entries:
             if self.format == "parquet":
                 specs.extend(plan_parquet(path, size, self.storage_options))
             else:
-                whole = bool(self.read_options.get("support_multi_line"))
-                specs.extend(
-                    plan_text(self.format, path, file_size, size, split=not whole)
-                )
+                specs.extend(self._plan_text(path, file_size, size, read_whole))
+        if read_whole:
+            _warn_read_whole(read_whole)
         specs = [replace(s, index=i) for i, s in enumerate(specs)]
+        # files read whole change the plan: a resumed run must see the same one
+        extra = [read_whole] if read_whole else []
         return specs, fingerprint(
-            entries, self.format, size, sorted(self.read_options.items())
+            entries, self.format, size, sorted(self.read_options.items()), *extra
         )
+
+    def _plan_text(
+        self, path: str, file_size: int | None, size: int, read_whole: list[str]
+    ) -> list[MiniBatchSpec]:
+        """One CSV/JSON-lines file's byte ranges; a file that must be read whole
+        (a quoted line break seen at planning) is added to ``read_whole``."""
+        split = not self.read_options.get(
+            "support_multi_line"
+        ) and splittable_encoding(self.read_options)
+        if split and text_split_check(
+            self.format,
+            path,
+            file_size,
+            size,
+            self.storage_options,
+            self.read_options,
+            _settings.get("csv.quote-scan"),
+        ):
+            split = False
+            read_whole.append(path)
+        return plan_text(self.format, path, file_size, size, split=split)
+
+
+def _warn_read_whole(paths: list[str]) -> None:
+    """One warning for the CSV files that planning reads whole."""
+    more = len(paths) - 3
+    shown = ", ".join(paths[:3]) + (f" and {more} more" if more > 0 else "")
+    logger.warning(
+        "%d CSV file%s hold%s quoted values with line breaks, so %s read whole, "
+        "one mini-batch per file, whatever mini_batch_size says: %s; say so with "
+        "support_multi_line=True (CLI --csv-multi-line)",
+        len(paths),
+        "" if len(paths) == 1 else "s",
+        "s" if len(paths) == 1 else "",
+        "it is" if len(paths) == 1 else "they are",
+        shown,
+    )
 
 
 def _resolved(path: Any, storage_options: dict[str, Any] | None):
@@ -292,23 +346,34 @@ class _TabularFactory:
         header: bool = True,
         storage_options: dict[str, Any] | None = None,
         support_multi_line: bool = False,
+        encoding: str | None = None,
     ) -> TabularDataset:
         """Rows of CSV/TSV files; big files are split by byte ranges at line ends.
 
         Parameters
         ----------
         support_multi_line
-            Whether quoted values may contain line breaks. By default every line
-            break ends a row, so files can be split into byte ranges anywhere
-            (like ``support_multi_line=False`` in the system we re-implement);
-            a split inside a quoted value then garbles or fails that mini-batch.
-            With ``True`` a file is never split: each file is one mini-batch,
-            read whole by one worker, whatever ``mini_batch_size`` says.
+            Whether quoted values may contain line breaks. By default files are
+            split into byte ranges at line ends (like ``support_multi_line=False``
+            in the system we re-implement), which is only right where no quoted
+            value holds a line break. With ``True`` a file is never split: each
+            file is one mini-batch, read whole by one worker, whatever
+            ``mini_batch_size`` says. With
+            ``False``, a file whose first bytes (``daskscore.csv.quote-scan``)
+            show a quoted line break is read whole too, with a warning; a byte
+            range found later to start or end inside a quoted value fails as
+            ``READ_ERROR`` (its rows counted) rather than giving garbage rows.
+        encoding
+            The files' text encoding (default utf-8), e.g. ``"latin-1"``. Files
+            are split at ``\\n`` bytes, so an encoding that is not
+            ASCII-compatible (utf-16) reads each file whole.
         """
         storage_options = _options_of(path, storage_options)
         read_options: dict[str, Any] = {"separator": separator, "header": header}
         if support_multi_line:
             read_options["support_multi_line"] = True
+        if encoding:
+            read_options["encoding"] = _encoding(encoding)
         return TabularDataset("csv", _norm(path), storage_options, read_options)
 
     @staticmethod
@@ -321,11 +386,17 @@ class _TabularFactory:
 
     @staticmethod
     def from_json_lines_files(
-        path: Any, storage_options: dict[str, Any] | None = None
+        path: Any,
+        storage_options: dict[str, Any] | None = None,
+        encoding: str | None = None,
     ) -> TabularDataset:
-        """Rows of JSON-lines files; big files are split by byte ranges at line ends."""
+        """Rows of JSON-lines files; big files are split by byte ranges at line ends.
+
+        ``encoding``: the files' text encoding (default utf-8).
+        """
         storage_options = _options_of(path, storage_options)
-        return TabularDataset("jsonl", _norm(path), storage_options)
+        read_options = {"encoding": _encoding(encoding)} if encoding else None
+        return TabularDataset("jsonl", _norm(path), storage_options, read_options)
 
     @staticmethod
     def from_dask_dataframe(ddf: Any) -> TabularDataset:
@@ -336,6 +407,18 @@ class _TabularFactory:
                 f"{type(ddf).__name__}"
             )
         return TabularDataset("frame", frame=ddf)
+
+
+def _encoding(name: Any) -> str:
+    """A text encoding Python knows, as given; DatasetError otherwise."""
+    try:
+        codecs.lookup(name)
+    except (LookupError, TypeError):
+        raise DatasetError(
+            f"encoding={name!r} is not a text encoding Python knows; give one such "
+            "as 'utf-8', 'latin-1' or 'cp1252'"
+        ) from None
+    return name
 
 
 def _norm(path: Any) -> Any:
@@ -382,7 +465,8 @@ def dataset_from_format(
         As the ``Dataset.*`` constructors take them.
     read_options
         For ``"csv"``: ``separator`` (default ``","``), ``header`` (default
-        True) and ``support_multi_line`` (default False); other formats take none.
+        True), ``support_multi_line`` (default False) and ``encoding`` (default
+        utf-8); for ``"jsonl"``: ``encoding``; other formats take none.
     """
     read = dict(read_options or {})
     if fmt in ("files", "file"):
@@ -394,6 +478,7 @@ def dataset_from_format(
             header=read.get("header", True),
             storage_options=storage_options,
             support_multi_line=bool(read.get("support_multi_line", False)),
+            encoding=read.get("encoding"),
         )
     if fmt == "parquet":
         return Dataset.Tabular.from_parquet_files(
@@ -401,6 +486,6 @@ def dataset_from_format(
         )
     if fmt == "jsonl":
         return Dataset.Tabular.from_json_lines_files(
-            path, storage_options=storage_options
+            path, storage_options=storage_options, encoding=read.get("encoding")
         )
     raise ConfigError("format", fmt, " / ".join(repr(f) for f in DATASET_FORMATS))

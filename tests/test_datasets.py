@@ -335,7 +335,7 @@ def test_unparseable_csv_block_is_a_read_error(tmp_path):
     specs, _ = dataset.plan("1MB")
     frame, items, problem = read_specs(tmp_path, dataset, specs)[0]
     assert frame is None
-    assert items == 1
+    assert items == 2  # the rows it held, not 1
     assert problem
 
 
@@ -720,3 +720,191 @@ def test_dataset_from_format_rejects_an_unknown_format(tmp_path):
         dataset_from_format("xlsx", str(tmp_path / "t.xlsx"))
     assert excinfo.value.field == "format"
     assert "'jsonl'" in str(excinfo.value)
+
+
+# -- quoted line breaks across byte ranges (B2) ------------------------------------
+
+
+@pytest.fixture
+def daskscore_log(caplog):
+    """Records of the "daskscore" logger (the CLI may have stopped it propagating)."""
+    import logging
+
+    logger = logging.getLogger("daskscore")
+    old = logger.propagate
+    logger.propagate = True
+    with caplog.at_level(logging.INFO, logger="daskscore"):
+        yield caplog
+    logger.propagate = old
+
+
+def write_multi_line_csv(path, rows: int = 3000, every: int = 3) -> pd.DataFrame:
+    """The reproduction of B2: every third value holds a quoted line break (and
+    escaped "" quotes, so that quote parity alone would not do)."""
+    expected = pd.DataFrame({
+        "id": range(1, rows + 1),
+        "text": [f'line one of {i}\nline two of {i} ""{i % 7}""' if i % every == 0
+                 else f"plain {i}, with a comma" for i in range(1, rows + 1)],
+    })
+    expected.to_csv(path, index=False)
+    return expected
+
+
+def test_csv_with_quoted_line_breaks_is_read_whole_with_one_warning(
+        tmp_path, daskscore_log):
+    path = tmp_path / "multi.csv"
+    expected = write_multi_line_csv(path)
+    assert os.path.getsize(path) > 8 * 1024 * 10
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+
+    specs, _ = dataset.plan("8KB")
+
+    # the file is not cut at all: one mini-batch, the whole file
+    assert [(s.start, s.stop) for s in specs] == [(0, os.path.getsize(path))]
+    warnings = [r.getMessage() for r in daskscore_log.records
+                if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert str(path) in warnings[0] and "support_multi_line=True" in warnings[0]
+    ((frame, items, problem),) = read_specs(tmp_path, dataset, specs)
+    assert problem is None and items == 3000
+    pd.testing.assert_frame_equal(frame, expected)
+
+
+def test_csv_quoted_line_breaks_past_the_planning_scan_fail_with_their_rows(
+        tmp_path):
+    """Ranges whose edge falls inside a quoted value fail as READ_ERROR with the
+    rows they hold; every other range reads its rows intact; no garbage row."""
+    import dask
+
+    path = tmp_path / "multi.csv"
+    expected = write_multi_line_csv(path)
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+    with dask.config.set({"daskscore.csv.quote-scan": 0}):
+        specs, _ = dataset.plan("8KB")
+    assert len(specs) > 10
+
+    results = read_specs(tmp_path, dataset, specs)
+
+    failed = [(items, problem) for frame, items, problem in results if problem]
+    assert failed, "some range edges fall inside quoted values"
+    for _, problem in failed:
+        assert "support_multi_line=True" in problem and "--csv-multi-line" in problem
+        assert str(path) in problem
+    # each row is counted once: by the range that scored it, or the one that failed
+    assert sum(items for _, items, _ in results) == 3000
+    good = concat(f for f, _, p in results if p is None)
+    assert good["id"].dtype.kind == "i"  # no text in the id column: no garbage row
+    by_id = expected.set_index("id")
+    assert good["id"].is_unique
+    assert good["text"].tolist() == by_id.loc[good["id"], "text"].tolist()
+    assert len(good) + sum(items for items, _ in failed) == 3000
+
+
+def test_csv_range_of_rows_after_a_multi_line_value_still_reads(tmp_path):
+    """A range whose own bytes are in doubt is checked from the file start: where
+    its edges are row ends after all, it reads."""
+    import dask
+
+    path = tmp_path / "one.csv"
+    rows = [f"{i},plain {i}" for i in range(400)]
+    rows[3] = '3,"first\nsecond"'  # the only quoted line break, early
+    rows[300] = '300,12"'          # a stray quote (text) that ends a field
+    path.write_text("id,text\n" + "\n".join(rows) + "\n")
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+    with dask.config.set({"daskscore.csv.quote-scan": 0}):
+        specs, _ = dataset.plan(256)
+    results = read_specs(tmp_path, dataset, specs)
+    assert [p for _, _, p in results if p] == []
+    got = concat(f for f, _, _ in results)
+    assert got["id"].tolist() == list(range(400))
+    assert got["text"][3] == "first\nsecond" and got["text"][300] == '12"'
+
+
+def test_csv_with_stray_quotes_and_no_line_breaks_is_still_split(tmp_path):
+    path = tmp_path / "inches.csv"
+    expected = pd.DataFrame({"id": range(300),
+                             "size": [f'{i % 30}" pipe' for i in range(300)]})
+    path.write_text("id,size\n" + "".join(f"{i},{s}\n" for i, s in
+                                          zip(expected["id"], expected["size"])))
+    dataset = ds.Dataset.Tabular.from_delimited_files(str(path))
+    specs, _ = dataset.plan(512)
+    assert len(specs) > 5
+    results = read_specs(tmp_path, dataset, specs)
+    assert all(p is None for _, _, p in results)
+    pd.testing.assert_frame_equal(concat(f for f, _, _ in results), expected)
+
+
+def test_broken_json_line_counts_every_line_and_names_the_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    lines = [f'{{"id": {i}, "text": "row {i}"}}' for i in range(60)]
+    lines[16] = '{"id": 16, "text": "row 16"'  # line 17 lost its closing brace
+    path.write_text("\n".join(lines) + "\n")
+    dataset = ds.Dataset.Tabular.from_json_lines_files(str(path))
+
+    (whole,) = dataset.plan("1MB")[0]
+    frame, items, problem = read_specs(tmp_path, dataset, [whole])[0]
+    assert frame is None and items == 60
+    assert f"line 17 of {path}" in problem
+
+    specs, _ = dataset.plan(400)
+    results = read_specs(tmp_path, dataset, specs)
+    bad = [(items, problem) for _, items, problem in results if problem]
+    assert len(bad) == 1
+    items, problem = bad[0]
+    assert items > 1 and "line " in problem and "of the mini-batch" in problem
+    assert sum(i for _, i, _ in results) == 60
+
+
+def test_latin1_csv_needs_its_encoding_and_reads_with_it(tmp_path):
+    path = tmp_path / "latin.csv"
+    expected = pd.DataFrame({"id": [1, 2], "city": ["Zürich", "Genève"]})
+    path.write_bytes(expected.to_csv(index=False).encode("latin-1"))
+
+    plain = ds.Dataset.Tabular.from_delimited_files(str(path))
+    frame, items, problem = read_specs(tmp_path, plain, plain.plan("1MB")[0])[0]
+    assert frame is None and items == 2
+    assert "encoding='latin-1'" in problem and "--encoding" in problem
+    assert str(path) in problem and len(problem.splitlines()) == 1
+
+    latin = ds.Dataset.Tabular.from_delimited_files(str(path), encoding="latin-1")
+    assert latin.read_options["encoding"] == "latin-1"
+    specs, _ = latin.plan(16)  # split into ranges: each reads with the encoding
+    got = concat(f for f, _, _ in read_specs(tmp_path, latin, specs))
+    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(latin.to_pandas_dataframe(), expected)
+
+
+def test_latin1_json_lines_read_with_their_encoding(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes('{"city": "Genève"}\n{"city": "Zürich"}\n'.encode("latin-1"))
+    dataset = ds.Dataset.Tabular.from_json_lines_files(str(path), encoding="latin-1")
+    frame, items, problem = read_specs(tmp_path, dataset, dataset.plan("1MB")[0])[0]
+    assert problem is None
+    assert frame["city"].tolist() == ["Genève", "Zürich"]
+
+
+def test_encoding_is_kept_by_dataset_from_format_and_checked(tmp_path):
+    from daskscore.datasets import dataset_from_format
+
+    path = str(tmp_path / "t.csv")
+    csv = dataset_from_format("csv", path, None, {"encoding": "latin-1"})
+    assert csv.read_options["encoding"] == "latin-1"
+    jsonl = dataset_from_format("jsonl", path, None, {"encoding": "cp1252"})
+    assert jsonl.read_options == {"encoding": "cp1252"}
+    with pytest.raises(ds.DatasetError, match="encoding='klingon'"):
+        ds.Dataset.Tabular.from_delimited_files(path, encoding="klingon")
+
+
+def test_encoding_survives_a_step_rebuilt_from_its_settings(tmp_path):
+    (tmp_path / "score.py").write_text("def init(): pass\ndef run(b): return b\n")
+    inputs = [ds.Dataset.Tabular.from_delimited_files(str(tmp_path / "a.csv"),
+                                                      encoding="latin-1"),
+              ds.Dataset.Tabular.from_json_lines_files(str(tmp_path / "a.jsonl"),
+                                                       encoding="cp1252")]
+    step = ds.ParallelRunStep(
+        name="enc-step", inputs=inputs, output=str(tmp_path / "out"),
+        parallel_run_config=ds.ParallelRunConfig(
+            entry_script=str(tmp_path / "score.py")))
+    again = ds.ParallelRunStep.from_settings(step.settings())
+    assert [d.read_options.get("encoding") for d in again.inputs] == [
+        "latin-1", "cp1252"]

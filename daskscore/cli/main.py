@@ -78,6 +78,10 @@ _SETTINGS: dict[str, tuple[Any, str]] = {
         "tcp://10.0.0.5:8786 (default: start an embedded cluster)",
     ),
     "name": (str, "step name (default: derived from the script)"),
+    "encoding": (
+        str,
+        "text encoding of CSV/TSV/JSON-lines inputs (default utf-8), e.g. latin-1",
+    ),
 }
 _CONFIG_FIELDS = (
     "entry_script",
@@ -272,23 +276,64 @@ def _load_job_file(path: str) -> dict[str, Any]:
     return data
 
 
-def _infer_type(path: str) -> str:
-    """'csv', 'tsv', 'parquet', 'jsonl' or 'file' from an input's extension."""
+# files that sit beside a table's data and are not data: job markers (Spark,
+# Hadoop, Databricks) and checksums; dot files are left out as well
+_MARKER_PREFIXES = ("_SUCCESS", "_committed_", "_started_")
+_MARKER_SUFFIXES = (".crc",)
+
+
+def _is_marker(name: str) -> bool:
+    return (
+        name.startswith(".")
+        or name.startswith(_MARKER_PREFIXES)
+        or name.lower().endswith(_MARKER_SUFFIXES)
+    )
+
+
+def _ext_type(path: str) -> str:
+    """'csv', 'tsv', 'parquet', 'jsonl' or 'file' from a name's extension."""
     text = path.rstrip("/")
     for suffix in COMPRESSED_SUFFIXES:
         if text.endswith(suffix):
             text = text[: -len(suffix)]
-    ext = os.path.splitext(text)[1].lower()
-    if ext in _TABULAR_EXT:
-        return _TABULAR_EXT[ext]
-    if "://" not in path and os.path.isdir(path):
-        for _folder, _dirs, files in os.walk(path):
-            exts = {
-                _TABULAR_EXT.get(os.path.splitext(f)[1].lower(), "file") for f in files
-            }
-            if exts:
-                return exts.pop() if len(exts) == 1 else "file"
-    return "file"
+    return _TABULAR_EXT.get(os.path.splitext(text)[1].lower(), "file")
+
+
+def _infer_type(path: str) -> str:
+    """'csv', 'tsv', 'parquet', 'jsonl' or 'file' from an input's extension.
+
+    A folder takes the type of its files, markers (``_SUCCESS``, ``.crc``, ...)
+    left out; a folder of table files mixed with other files is an error that
+    names the odd ones out.
+    """
+    kind = _ext_type(path)
+    if kind != "file" or "://" in path or not os.path.isdir(path):
+        return kind
+    by_kind: dict[str, list[str]] = {}
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            if not _is_marker(name):
+                by_kind.setdefault(_ext_type(name), []).append(
+                    os.path.relpath(os.path.join(folder, name), path)
+                )
+    tables = [k for k in by_kind if k != "file"]
+    if not tables:
+        return "file"
+    if len(by_kind) == 1:
+        return tables[0]
+    main = max(tables, key=lambda k: len(by_kind[k]))
+    odd = sorted(f for k, names in by_kind.items() if k != main for f in names)
+    shown = ", ".join(odd[:5]) + (f" and {len(odd) - 5} more" if len(odd) > 5 else "")
+    raise UsageError(
+        f"input {path}: the folder holds {main} files and {len(odd)} other "
+        f"file(s): {shown}; remove them or give a glob such as "
+        f"'{os.path.join(path, '*' + _first_ext(main))}', or score every file "
+        "as a file with --input-type file"
+    )
+
+
+def _first_ext(kind: str) -> str:
+    return next(ext for ext, k in _TABULAR_EXT.items() if k == kind)
 
 
 def _datasets(
@@ -296,25 +341,28 @@ def _datasets(
     input_type: str | None,
     storage_options: dict[str, Any],
     csv_multi_line: bool = False,
+    encoding: str | None = None,
 ) -> list:
     if input_type not in (None, "file", "tabular"):
         raise ConfigError("input_type", input_type, '"file" or "tabular"')
     out = []
     for path in inputs:
-        kind = _infer_type(path)
-        if input_type == "file":
-            kind = "file"
-        elif input_type == "tabular" and kind == "file":
+        kind = "file" if input_type == "file" else _infer_type(path)
+        if input_type == "tabular" and kind == "file":
             raise UsageError(
                 f"input {path}: cannot tell the table format; use a .csv, .tsv, "
                 ".parquet or .jsonl path (or a folder of them)"
             )
+        text = {"encoding": encoding} if encoding else {}
         if kind in ("csv", "tsv"):
             read_options = {
                 "separator": "\t" if kind == "tsv" else ",",
                 "support_multi_line": csv_multi_line,
+                **text,
             }
             out.append(dataset_from_format("csv", path, storage_options, read_options))
+        elif kind == "jsonl":
+            out.append(dataset_from_format(kind, path, storage_options, text))
         else:
             out.append(dataset_from_format(kind, path, storage_options))
     return out
@@ -373,6 +421,7 @@ def _step_from_settings(settings: dict[str, Any]):
         settings.get("input_type"),
         dict(settings.get("storage_options") or {}),
         csv_multi_line=bool(settings.get("csv_multi_line")),
+        encoding=settings.get("encoding"),
     )
     return ParallelRunStep(
         name=_step_name(settings),

@@ -22,7 +22,13 @@ from ..io.files import (
 )
 from ..io.parquet import read_row_groups
 from ..io.partitions import read_partition_table, select_partition
-from ..io.text import first_line, parse_text, read_text_bytes
+from ..io.text import (
+    TextReadError,
+    first_line,
+    parse_problem,
+    parse_text,
+    read_text_bytes,
+)
 
 # Mini-batches whose inputs are read ahead from blob storage (see Reader.prefetch)
 _PREFETCHED_KINDS = ("files", "csv", "jsonl", "parquet")
@@ -186,12 +192,21 @@ class Reader:
         )
 
     def _text(self, spec: MiniBatchSpec):
+        """A CSV/JSON-lines range; one that cannot be read fails with its rows
+        counted (all of them, not 1) and says why and where."""
         ahead = self._ahead(spec)
+        read_options = self._read_options(spec)
         try:
             data = ahead.result() if ahead else self._text_bytes(spec)
-            frame = parse_text(data, spec.kind, self._read_options(spec))
+        except TextReadError as exc:
+            return None, exc.rows, str(exc)
         except Exception as exc:  # noqa: BLE001 - unreadable data fails its mini-batch
-            return None, 1, f"{type(exc).__name__}: {exc}"
+            return None, spec.items or 1, f"{type(exc).__name__}: {exc}"
+        try:
+            frame = parse_text(data, spec.kind, read_options)
+        except Exception as exc:  # noqa: BLE001 - unparseable data fails its mini-batch
+            problem = parse_problem(exc, data, spec, read_options)
+            return None, problem.rows, str(problem)
         return frame, len(frame), None
 
     def _header(self, spec: MiniBatchSpec):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,12 @@ from ..errors import DatasetError
 from ._errors import describe_storage_error
 from ._secrets import redact
 from ._urls import _GLOB_CHARS, is_local, resolve, url_to_fs
+
+logger = logging.getLogger("daskscore")
+
+# What tabular listings leave out besides dot and ``_`` files: checksum files
+# written beside the data (Hadoop, Spark)
+_MARKER_SUFFIXES = (".crc",)
 
 # -- listing -------------------------------------------------------------------
 
@@ -124,6 +131,10 @@ def _find_remote(fs: Any, path: str) -> dict[str, dict]:
     if _has_glob(container):
         raise ValueError(f"a glob in the container name is not supported: {path}")
     if _has_glob(key):
+        # a blob or folder whose name holds glob characters is taken as named
+        literal = _find_remote_literal(fs, container, key)
+        if literal:
+            return literal
         first = min(key.index(c) for c in _GLOB_CHARS if c in key)
         regex = re.compile(fsspec.utils.glob_translate(path))
         found = _list_blobs(fs, container, key[:first])
@@ -134,6 +145,16 @@ def _find_remote(fs: Any, path: str) -> dict[str, dict]:
         return found
     info = fs.info(path)  # one blob, or FileNotFoundError
     return {path: info} if info.get("type") == "file" else {}
+
+
+def _find_remote_literal(fs: Any, container: str, key: str) -> dict[str, dict]:
+    """The blob named ``key``, or the blobs below folder ``key`` (one listing of
+    the name as a prefix); {} if neither exists."""
+    name = f"{container}/{key.strip('/')}"
+    found = _list_blobs(fs, container, key.strip("/"))
+    return {
+        p: info for p, info in found.items() if p == name or p.startswith(name + "/")
+    }
 
 
 def list_files(
@@ -216,7 +237,9 @@ def _list_one(
     try:
         if _is_blob_store(fs):
             found = _find_remote(fs, path)
-        elif _has_glob(path):
+        elif _has_glob(path) and not fs.exists(path):
+            # an existing path is taken as named, as fsspec's open() does, even
+            # where its name holds glob characters ("weird[1].csv")
             found = fs.glob(path, detail=True)
         else:
             info = fs.info(path)
@@ -324,7 +347,8 @@ def _hidden(found: str, root: str, skip_hidden: bool, skip_private: bool) -> boo
         return False
     name = found.rstrip("/").rsplit("/", 1)[-1]
     return (skip_hidden and name.startswith(".")) or (
-        skip_private and name.startswith("_")
+        skip_private
+        and (name.startswith("_") or name.lower().endswith(_MARKER_SUFFIXES))
     )
 
 
@@ -334,10 +358,12 @@ def _walk_local(folder: str) -> dict[str, dict[str, Any]]:
     What ``LocalFileSystem.find(detail=True)`` gives, from ``os.scandir`` alone
     (one ``stat`` per file, no per-entry fsspec bookkeeping): 100,000 files are
     listed in ~0.2 s instead of ~1.4 s. Symbolic links are followed, each real
-    folder is walked once.
+    folder is walked once. Entries that cannot be read (a broken link, a loop of
+    links) are skipped, and said so in one info line.
     """
     found: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
+    skipped: list[str] = []
     todo = [os.path.abspath(folder)]
     while todo:
         current = todo.pop()
@@ -355,14 +381,30 @@ def _walk_local(folder: str) -> dict[str, dict[str, Any]]:
                     todo.append(entry.path)
                     continue
                 info = entry.stat()
-            except OSError:  # a broken link or a file gone meanwhile
+            except OSError:  # a broken link, a loop of links, a file gone meanwhile
+                skipped.append(entry.path)
                 continue
             found[entry.path] = {
                 "type": "file",
                 "size": info.st_size,
                 "mtime": info.st_mtime,
             }
+    if skipped:
+        _log_skipped(folder, sorted(skipped))
     return found
+
+
+def _log_skipped(folder: str, paths: list[str]) -> None:
+    more = len(paths) - 5
+    shown = ", ".join(paths[:5]) + (f" and {more} more" if more > 0 else "")
+    logger.info(
+        "input %s: skipped %d entr%s that cannot be read (a broken symbolic link "
+        "or a loop of links): %s",
+        folder,
+        len(paths),
+        "y" if len(paths) == 1 else "ies",
+        shown,
+    )
 
 
 # -- downloading ---------------------------------------------------------------

@@ -302,8 +302,9 @@ def test_multi_line_csv_from_blob_storage_is_read_whole(
     """``support_multi_line=True``: quoted line breaks in files bigger than a
     mini-batch; each file is one mini-batch, read whole, same bytes as local.
 
-    (Split by byte ranges, the default, such a file garbles rows anywhere:
-    ``test_step_tabular.py``.)
+    (Without it, planning sees the quoted line breaks and reads such a file
+    whole too, with a warning; ranges cut inside quoted values fail as
+    READ_ERROR: ``test_step_tabular.py``.)
     """
     script = write_script(tmp_path / "src", TABLE_SCRIPT)
     frames = [_frame("a", 0, 600, newlines=True), _frame("b", 600, 300, newlines=True)]

@@ -481,3 +481,83 @@ def test_csv_multi_line_reaches_the_csv_inputs(tmp_path, how):
     assert step.inputs[0].read_options["support_multi_line"] is True
     specs, _ = step.plan()
     assert len(specs) == 1 and specs[0].stop == (tmp_path / "t.csv").stat().st_size
+
+
+def _cli_step(argv: list[str], job_file: Path | None = None):
+    """The step ``daskscore run ARGV`` would run (built as the command does)."""
+    import importlib
+
+    cli = importlib.import_module("daskscore.cli.main")
+    if job_file is not None:
+        argv = [argv[0], str(job_file), *argv[1:]]
+    args = cli._build_parser().parse_args(argv)
+    return cli._step_from_settings(cli._settings(args, []))
+
+
+def test_existing_input_paths_with_glob_characters_are_taken_as_named(tmp_path):
+    """B6: --input "in/globnames/weird[1].csv" and --input "in/br[ack]ets"."""
+    (tmp_path / "score.py").write_text(GOOD_SCRIPT)
+    names = tmp_path / "in" / "globnames"
+    names.mkdir(parents=True)
+    (names / "weird[1].csv").write_text("a\n1\n2\n")
+    folder = tmp_path / "in" / "br[ack]ets"
+    folder.mkdir()
+    (folder / "x.csv").write_text("a\n3\n")
+    for given, expected in [(names / "weird[1].csv", [names / "weird[1].csv"]),
+                            (folder, [folder / "x.csv"])]:
+        step = _cli_step(["run", "--entry-script", str(tmp_path / "score.py"),
+                          "--input", str(given), "--output", str(tmp_path / "out")])
+        assert step.inputs[0].format == "csv"
+        specs, _ = step.plan()
+        assert [s.paths[0] for s in specs] == [str(p) for p in expected]
+
+
+@pytest.mark.parametrize("how", ["flag", "job file"])
+def test_encoding_reaches_the_text_inputs(tmp_path, how):
+    (tmp_path / "score.py").write_text(GOOD_SCRIPT)
+    (tmp_path / "t.csv").write_bytes("city\nZürich\n".encode("latin-1"))
+    (tmp_path / "t.jsonl").write_bytes('{"city": "Genève"}\n'.encode("latin-1"))
+    argv = ["run", "--entry-script", str(tmp_path / "score.py"),
+            "--input", str(tmp_path / "t.csv"), "--input", str(tmp_path / "t.jsonl"),
+            "--output", str(tmp_path / "out")]
+    job_file = None
+    if how == "flag":
+        argv += ["--encoding", "latin-1"]
+    else:
+        job_file = tmp_path / "job.yaml"
+        job_file.write_text("encoding: latin-1\n")
+    step = _cli_step(argv, job_file)
+    assert [d.read_options.get("encoding") for d in step.inputs] == ["latin-1"] * 2
+    assert step.inputs[0].to_pandas_dataframe()["city"].tolist() == ["Zürich"]
+    assert step.inputs[1].to_pandas_dataframe()["city"].tolist() == ["Genève"]
+
+
+def test_table_folder_with_job_markers_is_a_table(tmp_path):
+    (tmp_path / "score.py").write_text(GOOD_SCRIPT)
+    data = tmp_path / "table"
+    data.mkdir()
+    (data / "part-0000.csv").write_text("a\n1\n2\n")
+    for marker in ("_SUCCESS", "_committed_4711", "_started_4711",
+                   "part-0000.csv.crc", ".part-0000.csv.crc"):
+        (data / marker).write_bytes(b"\x00")
+    step = _cli_step(["run", "--entry-script", str(tmp_path / "score.py"),
+                      "--input", str(data), "--output", str(tmp_path / "out"),
+                      "--mini-batch-size", "8KB"])
+    assert step.inputs[0].format == "csv"
+    specs, _ = step.plan()
+    assert [s.paths[0] for s in specs] == [str(data / "part-0000.csv")]
+
+
+def test_table_folder_with_other_files_names_them(capsys, tmp_path):
+    (tmp_path / "score.py").write_text(GOOD_SCRIPT)
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("a.csv", "b.csv", "notes.txt", "extra.json", "_SUCCESS"):
+        (data / name).write_text("a\n1\n")
+    code, out, err = run_main(capsys, [*base_flags(tmp_path),
+                                       "--mini-batch-size", "8KB"])
+    assert code == 2
+    line = assert_one_error_line(err, str(data), "extra.json", "notes.txt",
+                                 "--input-type file")
+    assert "a.csv" not in line and "_SUCCESS" not in line
+    assert_no_cluster_started(tmp_path)

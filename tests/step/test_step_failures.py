@@ -399,7 +399,7 @@ def test_unparseable_csv_is_a_read_error_and_other_files_are_scored(tmp_path,
 
     assert result.status == "Completed", result.reason
     assert result.mini_batches == 3
-    assert counts(result) == (4, 3, 1)
+    assert counts(result) == (6, 3, 3)  # b.csv's three rows fail, not "1 item"
     tries = tries_by_mini_batch(out)
     assert [r["status"] for r in tries[1]] == ["READ_ERROR"]
     assert "b.csv" in tries[1][0]["input"]

@@ -6,6 +6,8 @@ never span two files. Real worker processes, real files in ``tmp_path``.
 
 from __future__ import annotations
 
+import logging
+
 import dask.dataframe as dd
 import pandas as pd
 import pyarrow as pa
@@ -162,10 +164,22 @@ def multi_line_frame(src: str, start: int, n: int) -> pd.DataFrame:
     return frame
 
 
-def test_csv_with_quoted_line_breaks_needs_support_multi_line(tmp_path,
-                                                              shared_client):
-    """By default a line break ends a row (split files garble quoted ones);
-    support_multi_line=True never splits a file and reads every row intact."""
+@pytest.fixture
+def daskscore_log(caplog):
+    """Records of the "daskscore" logger (the CLI may have stopped it propagating)."""
+
+    logger = logging.getLogger("daskscore")
+    old = logger.propagate
+    logger.propagate = True
+    with caplog.at_level(logging.INFO, logger="daskscore"):
+        yield caplog
+    logger.propagate = old
+
+
+def test_csv_with_quoted_line_breaks_is_read_whole_or_with_support_multi_line(
+        tmp_path, shared_client, daskscore_log):
+    """Planning sees the quoted line breaks and reads each file whole (one
+    warning); support_multi_line=True says so and reads every row intact."""
     script = write_script(tmp_path / "src", ROWS_SCRIPT.replace(
         "    out = mini_batch[[\"id\", \"src\"]].copy()",
         "    if not mini_batch[\"text\"].str.endswith(\"\\n\").all():\n"
@@ -177,21 +191,80 @@ def test_csv_with_quoted_line_breaks_needs_support_multi_line(tmp_path,
     for frame, name in zip(frames, ("a.csv", "b.csv")):
         frame.to_csv(data / name, index=False)
 
-    split = make_step(script, ds.Dataset.Tabular.from_delimited_files(
-        str(data / "*.csv")), tmp_path / "split", mini_batch_size="4KB",
-        append_row_file_name="rows.csv", error_threshold=-1,
-        run_max_try=1).run(client=shared_client)
-    assert split.mini_batches > 2
-    assert split.failed_items > 0  # rows cut at a quoted line break
+    for multi_line in (False, True):
+        daskscore_log.clear()
+        out = tmp_path / f"out-{multi_line}"
+        result = make_step(script, ds.Dataset.Tabular.from_delimited_files(
+            str(data / "*.csv"), support_multi_line=multi_line), out,
+            mini_batch_size="4KB",
+            append_row_file_name="rows.csv").run(client=shared_client)
+        got = check_rows(result, out, frames)
+        assert result.mini_batches == 2  # one per file
+        assert sorted(set(got["batch_rows"])) == [300, 400]
+        warned = [r.getMessage() for r in daskscore_log.records
+                  if "support_multi_line=True" in r.getMessage()]
+        assert len(warned) == (0 if multi_line else 1), warned
 
+
+def test_csv_ranges_cut_inside_quoted_values_fail_with_their_rows_no_garbage(
+        tmp_path, shared_client):
+    """B2 with planning's scan off: a range that starts or ends inside a quoted
+    value fails as READ_ERROR, counting its rows; no garbage row is scored."""
+    import dask
+
+    script = write_script(tmp_path / "src", ROWS_SCRIPT)
+    data = tmp_path / "in"
+    data.mkdir()
+    frame = source_frame("a", 0, 1500)  # every third value holds a line break
+    frame["text"] = [f"row {i}\nline two" if i % 3 == 0 else t
+                     for i, t in zip(frame["id"], frame["text"])]
+    frame.to_csv(data / "a.csv", index=False)
+    out = tmp_path / "out"
+
+    with dask.config.set({"daskscore.csv.quote-scan": 0}):
+        result = make_step(script, ds.Dataset.Tabular.from_delimited_files(
+            str(data / "a.csv")), out, mini_batch_size="4KB",
+            append_row_file_name="rows.csv", run_max_try=1).run(client=shared_client)
+
+    assert result.status == "Completed"
+    assert result.mini_batches > 5
+    assert result.failed_mini_batches > 0
+    assert counts(result)[0] == 1500  # each row counted once, scored or failed
+    assert result.succeeded_items + result.failed_items == 1500
+    tries = [t for rows in tries_by_mini_batch(out).values() for t in rows]
+    assert {t["status"] for t in tries} <= {"RUN_DONE", "READ_ERROR"}
+    errors = [t for t in tries if t["status"] == "READ_ERROR"]
+    assert sum(int(t["items"]) for t in errors) == result.failed_items
+    assert all("support_multi_line=True" in t["error"] for t in errors)
+    got = result.to_dask_dataframe().compute()
+    assert list(got.columns) == ["id", "src", "batch_rows"], (got.columns, got.head())
+    assert got["id"].dtype.kind == "i" and got["id"].is_unique
+    assert set(got["id"]) <= set(range(1500))
+    assert len(got) == result.succeeded_items > 0
+
+
+def test_b2_reproduction_every_row_once_no_garbage(tmp_path, shared_client):
+    """The issue's reproduction: 3,000 rows, every third value with a quoted line
+    break, mini_batch_size=8KB."""
+    script = write_script(tmp_path / "src", """
+        def init():
+            pass
+
+        def run(mini_batch):
+            return mini_batch[["id", "text"]]
+    """)
+    rows = [f'{i},"line one of {i}\nline two of {i}"' if i % 3 == 0
+            else f"{i},plain {i}" for i in range(1, 3001)]
+    (tmp_path / "b2.csv").write_text("id,text\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out"
     result = make_step(script, ds.Dataset.Tabular.from_delimited_files(
-        str(data / "*.csv"), support_multi_line=True), out,
-        mini_batch_size="4KB",
-        append_row_file_name="rows.csv").run(client=shared_client)
-    got = check_rows(result, out, frames)
-    assert result.mini_batches == 2  # one per file
-    assert sorted(set(got["batch_rows"])) == [300, 400]
+        str(tmp_path / "b2.csv")), out, mini_batch_size="8KB",
+        append_row_file_name="scores.csv").run(client=shared_client)
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (3000, 3000, 0)
+    got = pd.read_csv(out / "scores.csv")
+    assert got["id"].tolist() == list(range(1, 3001))
+    assert got["text"][2] == "line one of 3\nline two of 3"
 
 
 def test_dask_dataframe_partitions_are_the_mini_batches(tmp_path, shared_client):

@@ -11,8 +11,10 @@ from urllib.parse import quote
 import pytest
 from azurite import ACCOUNT_KEY, ACCOUNT_NAME, free_port
 
+import daskscore as ds
 from daskscore import storage
 from daskscore.errors import DatasetError
+from daskscore.runner.reader import Reader
 
 WRONG_KEY = "A" * 86 + "=="
 
@@ -307,3 +309,35 @@ def test_download_from_an_unreachable_endpoint_reports_every_file(tmp_path):
     local, errors = storage.download([url], str(tmp_path), {"account_key": ACCOUNT_KEY})
     assert local == [None]
     assert "cannot reach the storage endpoint" in errors[url]
+
+
+def test_an_existing_blob_or_folder_with_glob_characters_is_taken_as_named(
+        azure_container, tmp_path):
+    """B6 on blob storage: "weird[1].csv" and "br[ack]ets/" exist and are listed
+    as named; a name that does not exist is still a glob."""
+    # (adlfs' own writes take "[...]" in a path for an IPv6 host: the SDK uploads)
+    client = azure_container.azurite.service_client().get_container_client(
+        azure_container.name)
+    for name, data in {
+        "globnames/weird[1].csv": b"a\n1\n", "globnames/weird1.csv": b"a\n2\n",
+        "br[ack]ets/x.csv": b"a\n3\n", "br[ack]ets/sub/y.csv": b"a\n4\n",
+    }.items():
+        client.upload_blob(name, data)
+    so, url = azure_container.storage_options, azure_container.url
+    assert storage.list_files(f"{url}/globnames/weird[1].csv", so) == [
+        f"{url}/globnames/weird[1].csv"
+    ]
+    assert storage.list_files(f"{url}/br[ack]ets", so) == [
+        f"{url}/br[ack]ets/sub/y.csv", f"{url}/br[ack]ets/x.csv"
+    ]
+    assert storage.list_files(f"{url}/globnames/weird[12].csv", so) == [
+        f"{url}/globnames/weird1.csv"
+    ]
+    # and what is listed can be planned and read
+    dataset = ds.Dataset.Tabular.from_delimited_files(f"{url}/br[ack]ets",
+                                                      storage_options=so)
+    specs, _ = dataset.plan("1MB")
+    reader = Reader([{"storage_options": dataset.storage_options,
+                      "read_options": dataset.read_options}], str(tmp_path))
+    frames = [reader.read(spec) for spec in specs]
+    assert [(f["a"].tolist(), p) for f, _, p in frames] == [([4], None), ([3], None)]

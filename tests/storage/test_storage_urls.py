@@ -403,3 +403,72 @@ def test_listing_skips_hidden_and_private_files_only_when_asked(tmp_path):
     ]
     with pytest.raises(DatasetError, match="no files match input"):
         storage.list_files(str(tmp_path / "sub" / "*.txt"))
+
+
+def test_an_existing_path_with_glob_characters_is_taken_as_named(tmp_path):
+    """B6: "weird[1].csv" and the folder "br[ack]ets" exist: they are listed as
+    named, not as globs (which match nothing); a glob still globs."""
+    (tmp_path / "globnames").mkdir()
+    weird = tmp_path / "globnames" / "weird[1].csv"
+    weird.write_text("a\n1\n")
+    (tmp_path / "globnames" / "weird1.csv").write_text("a\n2\n")
+    folder = tmp_path / "br[ack]ets"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "x.csv").write_text("a\n3\n")
+    (folder / "sub" / "y.csv").write_text("a\n4\n")
+
+    assert storage.list_inputs(str(weird), None, skip_private=True) == [
+        (str(weird), 4, pytest.approx(weird.stat().st_mtime))
+    ]
+    assert storage.list_files(str(folder)) == [
+        str(folder / "sub" / "y.csv"), str(folder / "x.csv")
+    ]
+    # a path that does not exist is still a glob: [1] is the character 1
+    assert storage.list_files(str(tmp_path / "globnames" / "weird[12].csv")) == [
+        str(tmp_path / "globnames" / "weird1.csv")
+    ]
+    with pytest.raises(DatasetError, match="no files match"):
+        storage.list_files(str(tmp_path / "globnames" / "weird[3].csv"))
+
+
+def test_checksum_files_are_left_out_of_table_listings(tmp_path):
+    for name in ["part-0.csv", "part-0.csv.crc", "_committed_123", "_started_123"]:
+        (tmp_path / name).write_bytes(b"x")
+    names = [os.path.basename(p) for p in storage.list_files(
+        str(tmp_path), skip_hidden=True, skip_private=True)]
+    assert names == ["part-0.csv"]
+    assert len(storage.list_files(str(tmp_path))) == 4  # files: all of them
+
+
+@pytest.fixture
+def daskscore_log(caplog):
+    """Records of the "daskscore" logger (the CLI may have stopped it propagating)."""
+    import logging
+
+    logger = logging.getLogger("daskscore")
+    old = logger.propagate
+    logger.propagate = True
+    with caplog.at_level(logging.INFO, logger="daskscore"):
+        yield caplog
+    logger.propagate = old
+
+
+def test_broken_and_looping_links_in_a_folder_are_said_in_one_info_line(
+        tmp_path, daskscore_log):
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "good.csv").write_text("a\n1\n")
+    (data / "dangling.csv").symlink_to(tmp_path / "gone.csv")
+    (data / "loop-a.csv").symlink_to(data / "loop-b.csv")
+    (data / "loop-b.csv").symlink_to(data / "loop-a.csv")
+
+    assert storage.list_files(str(data)) == [str(data / "good.csv")]
+
+    lines = [r for r in daskscore_log.records if r.name == "daskscore"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert lines[0].levelname == "INFO"
+    text = lines[0].getMessage()
+    assert "skipped 3 entries" in text
+    for name in ("dangling.csv", "loop-a.csv", "loop-b.csv"):
+        assert str(data / name) in text
+    assert str(data / "good.csv") not in text
