@@ -24,7 +24,7 @@ from typing import Any
 
 import dask.config
 import yaml
-from dask.utils import parse_timedelta
+from dask.utils import parse_bytes, parse_timedelta
 
 from .errors import ConfigError
 
@@ -52,6 +52,7 @@ KINDS: dict[str, str] = {
     "runner.shutdown-timeout": "seconds",
     "runner.read-timeout": "seconds",
     "runner.init-failures": "count",
+    "runner.memory-limit": "bytes",
     "publish-interval": "seconds",
     "cancel-poll-interval": "interval",
 }
@@ -74,6 +75,8 @@ _ALLOWED = {
     "count": "a whole number >= 1",
     "factor": "a number greater than 0",
     "path": "a folder path, or null for the default",
+    "bytes": 'a size such as "4GiB" or "1500MB", a number of bytes, or null for '
+    "no limit",
 }
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -148,6 +151,15 @@ def parse(key: str, value: Any) -> Any:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(value)
             return value
+        if kind == "bytes":
+            if value is None or value == "":
+                return None
+            if isinstance(value, bool):
+                raise ValueError(value)
+            size = int(parse_bytes(value))
+            if size < 1:
+                raise ValueError(value)
+            return size
         if kind == "factor":
             if isinstance(value, bool):
                 raise ValueError(value)
