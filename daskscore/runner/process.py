@@ -21,9 +21,10 @@ left this interpreter unusable, see :func:`unusable_after`, or is empty),
 
 The process exits with 1 when the script cannot be imported or ``init()``
 fails, with 4 after a try whose exception left it unusable (the worker starts a
-new runner, ``init()`` again), and when the worker that started it is gone it
-kills its process group, itself and what ``run()`` started (or exits with 3
-when it leads no group of its own).
+new runner, ``init()`` again), and when the worker that started it is gone (its
+connection closed, or it was re-parented) it kills its process group, itself
+and what the script started (or exits with 3 when it leads no group of its
+own).
 """
 
 from __future__ import annotations
@@ -378,7 +379,8 @@ def main() -> None:
     while True:
         try:
             msg = conn.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the worker is gone: so is what we started
+            code = 3
             break
         if msg[0] == "run":
             _, spec, frame, try_no = msg
@@ -400,5 +402,7 @@ def main() -> None:
     sys.stderr.flush()
     logging.shutdown()
     conn.close()
+    if code == 3:
+        _kill_own_group()
     os._exit(code)
 
