@@ -50,11 +50,13 @@ class TryStatus(enum.StrEnum):
 
     - ``RUN_DONE``: ``run()`` returned a list, tuple or DataFrame that was committed.
     - ``RUN_EXCEPTION``: ``run()`` raised, returned something else, or its result
-      could not be written.
+      could not be written (after a ``MemoryError``, ``SystemExit`` or
+      ``KeyboardInterrupt`` the runner is restarted, ``init()`` again).
     - ``RUN_TIMEOUT``: ``run()`` took longer than ``run_invocation_timeout``; the
       runner was restarted (``init()`` again).
     - ``READ_ERROR``: the input could not be read (not retried).
-    - ``INIT_ERROR``: the runner's ``init()`` failed, so nothing was scored.
+    - ``INIT_ERROR``: the runner's ``init()`` failed or took longer than
+      ``init_timeout``, so nothing was scored.
     - ``WORKER_DIED``: the try was lost with its worker (SIGKILL, out of memory).
     - ``INTERRUPTED``: an earlier run of the step left the try unfinished.
     """
@@ -284,6 +286,8 @@ class JobSpec:
     runner_read_timeout: float | None = None
     runner_shutdown_timeout: float | None = None
     runner_init_failures: int | None = None
+    # the client's daskscore.runner.memory-limit, in bytes (None: no limit)
+    runner_memory_limit: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -310,6 +314,8 @@ class RunnerSetup:
     output_storage_options: dict[str, Any] = field(default_factory=dict)
     output_action: str
     context: dict[str, Any] = field(default_factory=dict)
+    # the runner's address-space limit in bytes (RLIMIT_AS), None: no limit
+    memory_limit: int | None = None
 
 
 # -- outcomes and records -----------------------------------------------------------
@@ -345,6 +351,10 @@ class TryOutcome:
     worker: str = ""
     started_at: float | None = None
     elapsed_seconds: float = 0.0
+    # the runner's peak resident memory during the try, in MiB (Linux: reset at
+    # the start of each try; elsewhere the process's peak so far); None when the
+    # runner could not tell (a timeout, a crash)
+    peak_rss_mib: float | None = None
 
     def __post_init__(self) -> None:
         self.status = TryStatus(self.status)

@@ -52,6 +52,7 @@ KINDS: dict[str, str] = {
     "runner.shutdown-timeout": "seconds",
     "runner.read-timeout": "seconds",
     "runner.init-failures": "count",
+    "runner.memory-limit": "bytes",
     "publish-interval": "seconds",
     "cancel-poll-interval": "interval",
     "lock.heartbeat-interval": "interval",
@@ -78,7 +79,8 @@ _ALLOWED = {
     "count": "a whole number >= 1",
     "factor": "a number greater than 0",
     "path": "a folder path, or null for the default",
-    "bytes": 'a size >= 0: a number of bytes, or a string such as "1MiB"',
+    "bytes": 'a size >= 0: a number of bytes, or a string such as "1MiB" or '
+    '"4GiB" (null, where a setting allows it: no limit)',
 }
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -154,9 +156,11 @@ def parse(key: str, value: Any) -> Any:
                 raise ValueError(value)
             return value
         if kind == "bytes":
+            if value is None or value == "":
+                return None
             if isinstance(value, bool):
                 raise ValueError(value)
-            size = parse_bytes(value) if isinstance(value, str) else value
+            size = int(parse_bytes(value)) if isinstance(value, str) else value
             if not isinstance(size, int) or size < 0:
                 raise ValueError(value)
             return size

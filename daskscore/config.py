@@ -200,6 +200,11 @@ class ParallelRunConfig:
     partition_keys
         Columns whose distinct value combinations each form one mini-batch
         (mutually exclusive with ``mini_batch_size``).
+    init_timeout
+        Seconds ``init()`` may take before its process is stopped (the try
+        fails with ``INIT_ERROR``): a number or a duration string with a unit,
+        like ``run_invocation_timeout``. ``None`` (the default): the settings
+        ``daskscore.init-timeout.*``, ``max(600 s, 5 x run_invocation_timeout)``.
     """
 
     entry_script: str
@@ -217,6 +222,7 @@ class ParallelRunConfig:
     logging_level: str = "INFO"
     environment_variables: dict[str, str] | None = field(default=None)
     partition_keys: list[str] | None = None
+    init_timeout: float | str | None = None
 
     def __post_init__(self) -> None:
         # each check takes the config and gives its field's (normalised) value; in
@@ -379,6 +385,15 @@ def _check_run_invocation_timeout(cfg: ParallelRunConfig) -> float | str:
     return cfg.run_invocation_timeout
 
 
+def _check_init_timeout(cfg: ParallelRunConfig) -> float | str | None:
+    if cfg.init_timeout is None:
+        return None
+    seconds = parse_timeout(cfg.init_timeout, "init_timeout")
+    if isinstance(cfg.init_timeout, str):
+        return seconds
+    return cfg.init_timeout
+
+
 def _check_run_max_try(cfg: ParallelRunConfig) -> int:
     _check_int("run_max_try", cfg.run_max_try, 1, "an int >= 1")
     return cfg.run_max_try
@@ -418,4 +433,5 @@ _FIELD_CHECKS: tuple[tuple[str, Callable[[ParallelRunConfig], Any]], ...] = (
     ("run_max_try", _check_run_max_try),
     ("logging_level", _check_logging_level),
     ("environment_variables", _check_environment_variables),
+    ("init_timeout", _check_init_timeout),
 )

@@ -1,7 +1,9 @@
 """Progress reporting: a small callback interface with a no-op default.
 
 ``ParallelRunStep.run(progress=...)`` calls ``start`` once, ``update`` after every
-completed mini-batch, and ``finish`` once. ``TextProgress`` draws a live bar (on a
+completed mini-batch (and, while ``init()`` is still running on some workers,
+about every second with :attr:`JobProgress.init_workers` set), and ``finish``
+once. ``TextProgress`` draws a live bar (on a
 terminal) or prints a line every few seconds (in a log file), with mini-batches
 and items done, failures and the ETA.
 """
@@ -35,6 +37,9 @@ class JobProgress:
     succeeded_items: int = 0
     failed_items: int = 0
     started: float = 0.0
+    # workers whose init() is still running, and the longest it has run (s)
+    init_workers: int = 0
+    init_seconds: float = 0.0
 
     @property
     def elapsed_seconds(self) -> float:
@@ -62,7 +67,17 @@ class JobProgress:
             f"Processed {self.done_mini_batches} of {self.total_mini_batches} "
             f"mini-batches, {items}{total} items ({self.failed_items} failed items, "
             f"{self.failed_mini_batches} failed mini-batches), "
-            f"{self.items_per_second:.1f} items/s, {eta_text}"
+            f"{self.items_per_second:.1f} items/s, {eta_text}{self.init_text()}"
+        )
+
+    def init_text(self) -> str:
+        """``"; init() still running on 2 workers (for 35 s)"``, or ""."""
+        if not self.init_workers:
+            return ""
+        n = self.init_workers
+        return (
+            f"; init() still running on {n} worker{'s' if n != 1 else ''} "
+            f"(for {self.init_seconds:.0f} s)"
         )
 
 
@@ -114,11 +129,16 @@ class TextProgress(ProgressCallback):
     def update(self, progress: JobProgress) -> None:
         if self._bar is not None:
             self._bar.n = progress.done_mini_batches
-            self._bar.set_postfix(
-                items=progress.succeeded_items + progress.failed_items,
-                failed=progress.failed_items,
-                refresh=False,
-            )
+            postfix = {
+                "items": progress.succeeded_items + progress.failed_items,
+                "failed": progress.failed_items,
+            }
+            if progress.init_workers:
+                postfix["init"] = (
+                    f"running on {progress.init_workers} "
+                    f"({progress.init_seconds:.0f} s)"
+                )
+            self._bar.set_postfix(postfix, refresh=False)
             self._bar.refresh()
             return
         now = time.monotonic()

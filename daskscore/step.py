@@ -59,6 +59,7 @@ _NOT_FINGERPRINTED = {
     "process_count_per_node",
     "logging_level",
     "run_invocation_timeout",
+    "init_timeout",
     "error_threshold",
     "allowed_failed_count",
     "allowed_failed_percent",

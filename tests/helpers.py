@@ -32,7 +32,8 @@ STEP_NAME = "test-step"
 # processed_mini-batches.csv, as docs/engine-contract.md lists it
 TRIES_COLUMNS = [
     "mini_batch_id", "try", "worker", "items", "succeeded", "failed",
-    "elapsed_seconds", "run_seconds", "read_seconds", "status", "error", "input",
+    "elapsed_seconds", "run_seconds", "read_seconds", "peak_rss_mib", "status",
+    "error", "input",
 ]
 # job_report.json, as docs/engine-contract.md lists it
 REPORT_KEYS = {

@@ -24,7 +24,7 @@ from daskscore._protocol import (
 TRY_KEYS = [
     "items", "succeeded", "failed", "read_seconds", "run_seconds", "status",
     "error", "traceback", "has_output", "warning", "read_failed", "output_rows",
-    "try", "worker", "started_at", "elapsed_seconds",
+    "try", "worker", "started_at", "elapsed_seconds", "peak_rss_mib",
 ]
 RECORD_KEYS = [
     "index", "input", "items", "succeeded", "failed", "status",
@@ -192,3 +192,12 @@ def test_a_try_outcome_pickles_with_its_status():
     t = a_try(status=TryStatus.RUN_TIMEOUT)
     back = pickle.loads(pickle.dumps(t))
     assert back == t and back.status is TryStatus.RUN_TIMEOUT
+
+
+def test_peak_rss_is_kept_and_older_tries_without_it_still_load():
+    t = a_try()
+    t.peak_rss_mib = 123.4
+    assert TryOutcome.from_dict(t.to_dict()).peak_rss_mib == 123.4
+    old = t.to_dict()
+    del old["peak_rss_mib"]  # a record written before the column existed
+    assert TryOutcome.from_dict(old).peak_rss_mib is None

@@ -71,6 +71,11 @@ _SETTINGS: dict[str, tuple[Any, str]] = {
         'seconds one run() call may take, or a duration ("90s", "2 minutes")',
     ),
     "run_max_try": (int, "tries per mini-batch"),
+    "init_timeout": (
+        _seconds,
+        "seconds init() may take, or a duration (\"10 minutes\"); default: "
+        "max(600 s, 5 x run_invocation_timeout)",
+    ),
     "logging_level": (str, "DEBUG, INFO, WARNING or ERROR"),
     "scheduler": (
         str,
@@ -99,6 +104,7 @@ _CONFIG_FIELDS = (
     "logging_level",
     "environment_variables",
     "partition_keys",
+    "init_timeout",
 )
 _YAML_ONLY = {
     "csv_multi_line",

@@ -52,7 +52,7 @@ def build_job_spec(
         logging_level=cfg.logging_level,
         run_invocation_timeout=float(cfg.run_invocation_timeout),
         run_max_try=cfg.run_max_try,
-        init_timeout=_settings.init_timeout(cfg.run_invocation_timeout),
+        init_timeout=_init_timeout(cfg),
         output_action=str(cfg.output_action),
         output_format=cfg.output_format,
         output_url=store.output_url,
@@ -74,10 +74,18 @@ def build_job_spec(
         runner_read_timeout=_settings.get("runner.read-timeout"),
         runner_shutdown_timeout=_settings.get("runner.shutdown-timeout"),
         runner_init_failures=_settings.get("runner.init-failures"),
+        runner_memory_limit=_settings.get("runner.memory-limit"),
         # with a failure budget, every failure must reach the client at once
         stop_on_failure=has_failure_budget(cfg),
         resource=resource if allowed_names is not None else None,
     )
+
+
+def _init_timeout(cfg: Any) -> float:
+    """``init_timeout`` when set, else ``daskscore.init-timeout.*``'s rule."""
+    if getattr(cfg, "init_timeout", None) is not None:
+        return float(cfg.init_timeout)
+    return _settings.init_timeout(cfg.run_invocation_timeout)
 
 
 def _source_display(cfg: Any) -> str:

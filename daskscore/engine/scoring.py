@@ -22,7 +22,7 @@ from .._protocol import JobStatus, MiniBatchSpec
 from ..errors import JobError
 from ..progress import JobProgress, ProgressCallback
 from ..storage import is_storage_error
-from ..worker.control import cancel_plugin
+from ..worker.control import cancel_plugin, init_running
 from ..worker.tasks import score_pack
 from .live import JobBoard
 from .placement import pack_mini_batches
@@ -72,6 +72,7 @@ class ScoringLoop:
         )
         self.done = threading.Event()
         self.cancel_requested = threading.Event()
+        self._done_seen = -1  # mini-batches done at the last init() poll
 
     # -- submitting ---------------------------------------------------------------
     def _key(self, first: int, last: int | None = None, suffix: str = "") -> str:
@@ -175,6 +176,7 @@ class ScoringLoop:
             if record["index"] in self.records:
                 continue
             self.records[record["index"]] = record
+            self.progress.init_workers = 0  # asked again when progress stalls
             stop = self.tally.add(record)
             breach = breach or stop
             self.progress_cb.update(self.progress)
@@ -215,6 +217,7 @@ class ScoringLoop:
     def _watch_cancel(self) -> None:
         """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
         while not self.done.wait(self.job.cancel_poll):
+            self._poll_init()
             self.board.publish(
                 self.client, self.progress, JobStatus.RUNNING, self.reason, force=True
             )
@@ -227,6 +230,32 @@ class ScoringLoop:
                 logger.warning("stopping the job: %s", self.reason)
                 self.cancel()
                 return
+
+    def _poll_init(self) -> None:
+        """Put on the progress line how many workers still run ``init()``, and for
+        how long: asked of the workers while no mini-batch completes."""
+        p = self.progress
+        done = p.done_mini_batches
+        if done != self._done_seen and not p.init_workers:
+            self._done_seen = done  # moving: nothing to explain
+            return
+        self._done_seen = done
+        try:
+            running = self.client.run(
+                init_running,
+                self.job.plugin_name,
+                workers=self.job.workers,
+                on_error="ignore",
+            )
+        except Exception:  # noqa: BLE001 - only a hint on the progress line
+            return
+        if self.done.is_set() or p.done_mini_batches != done:
+            return  # a record came in meanwhile: the answer is stale
+        times = [t for t in running.values() if isinstance(t, int | float)]
+        shown = p.init_workers
+        p.init_workers, p.init_seconds = len(times), max(times, default=0.0)
+        if times or shown:
+            self.progress_cb.update(p)
 
     def stop(self) -> None:
         """End a job that failed: none of its tasks may go on writing its output.

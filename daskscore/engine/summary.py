@@ -9,6 +9,7 @@ and returns the :class:`~daskscore.StepRunResult`.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from .._protocol import (
@@ -24,7 +25,13 @@ from ..output.reports import write_reports
 from ..output.store import StateStore, write_atomic
 from ..result import StepRunResult
 
-__all__ = ["early_failure_text", "finish", "job_summary", "lost_with_worker"]
+__all__ = [
+    "early_failure_text",
+    "finish",
+    "job_summary",
+    "lost_with_worker",
+    "no_success_warning",
+]
 
 logger = logging.getLogger("daskscore")
 
@@ -95,8 +102,7 @@ def finish(
 ) -> tuple[dict[str, Any], StepRunResult]:
     """Write the reports of a finished job; return its summary and result."""
     counts = job_summary(records, n_specs, reason, elapsed)
-    warnings = sorted({r["warning"] for r in records if r.get("warning")})
-    warnings += store.assembly_warnings
+    warnings = _job_warnings(records, store)
     for w in warnings[:5]:
         logger.warning("%s", w)
     summary = {
@@ -136,6 +142,31 @@ def finish(
         storage_options=store.storage_options,
     )
     return summary, result
+
+
+def _job_warnings(records: list[dict[str, Any]], store: StateStore) -> list[str]:
+    """Why no item succeeded (if none did), then the records' and the assembly's."""
+    why = no_success_warning(records)
+    warnings = [why] if why else []
+    warnings += sorted({r["warning"] for r in records if r.get("warning")})
+    return warnings + store.assembly_warnings
+
+
+def no_success_warning(records: list[dict[str, Any]]) -> str:
+    """One line saying why no item succeeded, when none did; else "".
+
+    A job whose every item failed may still be Completed (``error_threshold=-1``
+    ignores failures): this line names the most common error, such as a
+    ``run()`` that returns a generator.
+    """
+    if not records or any(r.get("succeeded") for r in records):
+        return ""
+    errors = Counter(r["error"] for r in records if r.get("error"))
+    if not errors:
+        return ""
+    error, n = errors.most_common(1)[0]
+    share = f"all {n}" if n == len(records) else f"{n} of {len(records)}"
+    return f"no item succeeded: {share} mini-batches failed with: {error}"
 
 
 def lost_with_worker(spec: MiniBatchSpec, exc: BaseException) -> dict[str, Any]:

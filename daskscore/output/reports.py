@@ -44,6 +44,7 @@ TRIES_COLUMNS = [
     "elapsed_seconds",
     "run_seconds",
     "read_seconds",
+    "peak_rss_mib",
     "status",
     "error",
     "input",
@@ -61,8 +62,11 @@ job_report.json             The same figures as JSON, plus timings and throughpu
 job_progress_overview.txt   Progress lines written while the job ran.
 processed_mini-batches.csv  One row per try of every mini-batch: mini_batch_id, try,
                             worker, items, succeeded, failed, elapsed_seconds,
-                            run_seconds, read_seconds, status, error, input (which
-                            files / byte ranges / row groups). The statuses:
+                            run_seconds, read_seconds, peak_rss_mib (the runner
+                            process's peak resident memory during the try, MiB;
+                            empty when the runner could not tell), status, error,
+                            input (which files / byte ranges / row groups). The
+                            statuses:
 {_STATUSES}
                             (WORKER_DIED and INTERRUPTED rows have try 0: a try
                             lost with its worker, or left unfinished by an
@@ -71,6 +75,10 @@ user/error/                 The full traceback of every failed try, one file eac
 user/<worker>/              Per worker process: entry_script.log (EntryScript().logger),
                             stdout.txt and stderr.txt (what the script printed).
 """
+
+
+def _blank_if_none(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def tries_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -88,6 +96,7 @@ def tries_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "elapsed_seconds": round(t.get("elapsed_seconds", 0.0), 4),
                     "run_seconds": round(t.get("run_seconds", 0.0), 4),
                     "read_seconds": round(t.get("read_seconds", 0.0), 4),
+                    "peak_rss_mib": _blank_if_none(t.get("peak_rss_mib")),
                     "status": t.get("status"),
                     "error": t.get("error", ""),
                     "input": record.get("input", ""),
@@ -122,6 +131,9 @@ def result_text(summary: dict[str, Any]) -> str:
         lines.append(f"Output: {summary['output_file']}")
     if summary["status"] != "Completed":
         lines.append(f"Root cause: {summary.get('reason') or 'unknown'}")
+    if summary.get("warnings"):
+        lines.append("Warnings:")
+        lines.extend(f"  {w}" for w in summary["warnings"][:5])
     if summary.get("first_errors"):
         lines.append("First errors:")
         lines.extend(f"  {e}" for e in summary["first_errors"])

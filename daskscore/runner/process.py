@@ -14,11 +14,17 @@ then ``("run", spec, frame, try_no)``, ``("prefetch", spec)`` (no answer) and
 ``("shutdown",)``
 runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
 ``("init_done", seconds)``, ``("init_error", summary, tb)``,
-``("started", items)``, ``("returned",)``, ``("done", outcome)`` (a
-:class:`~daskscore._protocol.TryOutcome`), ``("shutdown_done", error)``
+``("started", items)``, ``("returned",)``, ``("done", outcome, restart)`` (a
+:class:`~daskscore._protocol.TryOutcome`; ``restart`` names the exception that
+left this interpreter unusable, see :func:`unusable_after`, or is empty),
+``("shutdown_done", error)``
 
 The process exits with 1 when the script cannot be imported or ``init()``
-fails, and with 3 when the worker that started it is gone.
+fails, with 4 after a try whose exception left it unusable (the worker starts a
+new runner, ``init()`` again), and when the worker that started it is gone (its
+connection closed, or it was re-parented) it kills its process group, itself
+and what the script started (or exits with 3 when it leads no group of its
+own).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import importlib.util
 import inspect
 import logging
 import os
+import resource
+import signal
 import sys
 import threading
 import time
@@ -41,13 +49,85 @@ from . import tracebacks
 from .reader import Reader
 from .tracebacks import error_line, user_traceback
 
+# Exceptions after which the runner is not used again: the worker starts a new
+# one (init() runs again) before the next try. A MemoryError leaves what the
+# script holds in memory (its globals, a fragmented heap), so every retry in the
+# same process would fail at once; SystemExit and KeyboardInterrupt ask the
+# process to end. A RecursionError is not among them: once the stack unwinds the
+# interpreter is as usable as before.
+UNUSABLE_AFTER = (MemoryError, SystemExit, KeyboardInterrupt)
+
+
+def unusable_after(exc: BaseException) -> str:
+    """The name of the exception (``exc`` or its causes) that leaves the runner
+    unusable, or "" when the runner may go on."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, UNUSABLE_AFTER):
+            return type(exc).__name__
+        exc = exc.__cause__ or exc.__context__
+    return ""
+
+
+def _kill_own_group() -> None:
+    """SIGKILL what the script started, when this runner leads its process group."""
+    if os.getpgid(0) == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+
 
 def _watch_parent(parent_pid: int) -> None:
     """Exit when the worker that started us is gone (we were re-parented)."""
     while True:
         if os.getppid() != parent_pid:
+            sys.stdout.flush()
+            _kill_own_group()  # and this process with it
             os._exit(3)
         time.sleep(0.5)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's peak RSS (Linux ``clear_refs``); False when it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float:
+    """The peak resident memory in MiB: ``VmHWM`` (since the last reset), else
+    ``ru_maxrss`` (the process's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # kilobytes on Linux, bytes on macOS
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
+def limit_memory(limit: int | None) -> None:
+    """Cap this process's address space at ``limit`` bytes (``RLIMIT_AS``)."""
+    if not limit:
+        return
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _memory_hint(limit: int | None) -> str:
+    if not limit:
+        return ""
+    return (
+        f" (the runner's memory limit daskscore.runner.memory-limit="
+        f"{limit / 2**20:.0f} MiB was reached)"
+    )
 
 
 def _takes_context(func) -> bool:
@@ -61,6 +141,27 @@ def _takes_context(func) -> bool:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
     ]
     return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)
+
+
+def bad_return(result) -> str:
+    """Why what ``run()`` returned is refused, and what to return instead."""
+    kind = type(result)
+    name = kind.__name__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__.split('.')[0]}.{name}"
+    fix = ""
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+        fix = " (e.g. wrap it in list())"
+    elif hasattr(result, "tolist"):
+        fix = " (e.g. its .tolist())"
+    if result is None:
+        what = "None"
+    else:
+        what = ("an " if name[:1].lower() in "aeiou" else "a ") + name
+    return (
+        f"run() returned {what}; return a list, tuple or pandas "
+        f"DataFrame{fix}, with one element or row per successful input"
+    )
 
 
 def _configure_logging(setup: RunnerSetup) -> logging.Logger:
@@ -86,6 +187,8 @@ class Runner:
         self.conn = conn
         self.setup = setup
         self.module = None
+        # set by a try whose exception left this process unusable
+        self.restart = ""
         self.script_path = os.path.join(setup.bundle_dir, setup.script_name)
         self.reader = Reader(setup.sources, setup.working_dir)
         self.writer = PartWriter(
@@ -149,6 +252,24 @@ class Runner:
         return True
 
     def run_one(self, spec, frame, try_no: int) -> TryOutcome:
+        """One try; its peak RSS is measured from the start of the try."""
+        _reset_peak_rss()
+        try:
+            outcome = self._score(spec, frame, try_no)
+        except MemoryError as exc:  # our own reading or accounting ran out
+            self.restart = unusable_after(exc)
+            error = error_line(exc, self.script_path)
+            outcome = TryOutcome(
+                items=spec.items or 1,
+                failed=spec.items or 1,
+                status=TryStatus.RUN_EXCEPTION,
+                error=f"the runner ran out of memory: {error}"
+                + _memory_hint(self.setup.memory_limit),
+            )
+        outcome.peak_rss_mib = peak_rss_mib()
+        return outcome
+
+    def _score(self, spec, frame, try_no: int) -> TryOutcome:
         t0 = time.perf_counter()
         if frame is not None:
             mini_batch, items, problem = frame, len(frame), None
@@ -190,6 +311,9 @@ class Runner:
             outcome.status = TryStatus.RUN_EXCEPTION
             outcome.error = error_line(exc, self.script_path)
             outcome.traceback = user_traceback(exc, self.script_path)
+            self.restart = unusable_after(exc)
+            if isinstance(exc, MemoryError):
+                outcome.error += _memory_hint(self.setup.memory_limit)
             return outcome
         finally:
             self.reader.cleanup()
@@ -203,11 +327,7 @@ class Runner:
     ) -> TryOutcome:
         if not (isinstance(result, list | tuple) or is_dataframe(result)):
             outcome.status = TryStatus.RUN_EXCEPTION
-            outcome.error = (
-                f"run() returned {type(result).__name__}; it must return a list, "
-                "tuple or pandas DataFrame with one element or row per "
-                "successful input"
-            )
+            outcome.error = bad_return(result)
             return outcome
         scored = len(mini_batch)
         returned = len(result)
@@ -220,6 +340,7 @@ class Runner:
         try:
             outcome.has_output = self.writer.commit(spec.index, result)
         except Exception as exc:  # noqa: BLE001 - user values that cannot be written
+            self.restart = unusable_after(exc)
             outcome.status = TryStatus.RUN_EXCEPTION
             outcome.error = (
                 f"run()'s result cannot be written: {type(exc).__name__}: {exc}"
@@ -248,20 +369,26 @@ def main() -> None:
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     conn = Connection(fd)
     setup = conn.recv()
+    limit_memory(setup.memory_limit)
     runner = Runner(conn, setup)
     if not runner.load():
         conn.close()
         sys.stdout.flush()
         os._exit(1)
+    code = 0
     while True:
         try:
             msg = conn.recv()
-        except (EOFError, OSError):
+        except (EOFError, OSError):  # the worker is gone: so is what we started
+            code = 3
             break
         if msg[0] == "run":
             _, spec, frame, try_no = msg
             outcome = runner.run_one(spec, frame, try_no)
-            conn.send(("done", outcome))
+            conn.send(("done", outcome, runner.restart))
+            if runner.restart:  # not used again: no shutdown(), the worker
+                code = 4  # starts a new runner
+                break
         elif msg[0] == "prefetch":  # no answer: the next mini-batch, fetched ahead
             try:
                 runner.reader.prefetch(msg[1])
@@ -275,5 +402,7 @@ def main() -> None:
     sys.stderr.flush()
     logging.shutdown()
     conn.close()
-    os._exit(0)
+    if code == 3:
+        _kill_own_group()
+    os._exit(code)
 

@@ -39,4 +39,5 @@ def error_line(exc: BaseException, script_path: str) -> str:
             break
     text = str(exc).strip().splitlines()
     msg = text[0] if text else ""
-    return f"{type(exc).__name__}: {msg}{where}"[:500]
+    head = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    return f"{head}{where}"[:500]

@@ -1,8 +1,9 @@
-"""Asked of every worker of a job (``client.run``): stop, and report import problems."""
+"""Asked of every worker of a job (``client.run``): stop, report import problems,
+say whether ``init()`` is still running."""
 
 from __future__ import annotations
 
-__all__ = ["cancel_plugin", "plugin_problem"]
+__all__ = ["cancel_plugin", "init_running", "plugin_problem"]
 
 
 def cancel_plugin(plugin_name: str, dask_worker=None) -> bool:
@@ -17,3 +18,11 @@ def plugin_problem(plugin_name: str, dask_worker=None):
     """Runs on every worker: the import problem of the entry script, if any."""
     plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
     return getattr(plugin, "import_problem", None)
+
+
+def init_running(plugin_name: str, dask_worker=None) -> float | None:
+    """Runs on every worker: seconds ``init()`` has been running there, or None."""
+    plugin = dask_worker.plugins.get(plugin_name) if dask_worker else None
+    if plugin is None or not hasattr(plugin, "initializing_for"):
+        return None
+    return plugin.initializing_for()

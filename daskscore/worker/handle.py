@@ -3,12 +3,18 @@
 The runner is ``python -m daskscore.runner`` on an inherited socket; the worker
 sends it the setup, then one ``("run", ...)`` per try and waits for the answer
 within the job's timeouts (a hung ``run()`` gets the process killed, and the
-plugin starts a new one that runs ``init()`` again).
+plugin starts a new one that runs ``init()`` again; so does a try whose
+exception left the runner unusable, such as a ``MemoryError``).
+
+Each runner leads its own process session (and group): killing it kills the
+group, so what ``run()`` started (a child that never exits) goes with it, after a
+timeout and when the job ends.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,13 +27,10 @@ from .._protocol import RunnerSetup, TryOutcome, TryStatus
 __all__ = ["RunnerHandle"]
 
 
-
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "is still running"
     if code < 0:
-        import signal
-
         try:
             return f"was killed by {signal.Signals(-code).name}"
         except ValueError:
@@ -71,6 +74,8 @@ class RunnerHandle:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
+                # its own process group: killed with everything it started
+                start_new_session=True,
             )
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
@@ -78,6 +83,7 @@ class RunnerHandle:
         self.state = "importing"
         self.init_error: tuple[str, str] | None = None
         self.init_seconds: float | None = None
+        self.init_started: float | None = None  # time.monotonic()
 
     @property
     def alive(self) -> bool:
@@ -103,7 +109,22 @@ class RunnerHandle:
             self.state = "dead"
             return msg[1], msg[2]
         self.state = "initializing"
+        self.init_started = time.monotonic()
         return None
+
+    def initializing_for(self) -> float | None:
+        """Seconds ``init()`` has been running, or None when it is not running.
+
+        Safe from another thread: it only peeks whether the runner answered.
+        """
+        if self.state != "initializing" or self.init_started is None:
+            return None
+        try:
+            if self.proc.poll() is not None or self.conn.poll(0):
+                return None  # init() ended; the next try reads how
+        except (OSError, ValueError):
+            return None
+        return time.monotonic() - self.init_started
 
     def wait_ready(self, timeout: float) -> tuple[str, str] | None:
         """Block until ``init()`` has returned; return (error, traceback) on failure."""
@@ -124,7 +145,12 @@ class RunnerHandle:
             return self.init_error
         if msg is None:
             self.kill()
-            self.init_error = (f"init() did not finish within {timeout:.0f} s", "")
+            self.init_error = (
+                f"init() did not finish within init_timeout={timeout:g} s; its "
+                "process was stopped (give init() longer with init_timeout, "
+                "--init-timeout)",
+                "",
+            )
             return self.init_error
         if msg[0] == "init_done":
             self.state = "ready"
@@ -184,7 +210,7 @@ class RunnerHandle:
                         TryStatus.RUN_EXCEPTION,
                         "writing run()'s output did not finish in time",
                     )
-            return msg[1]
+            return self._done(msg)
         except (EOFError, OSError, BrokenPipeError):
             self.state = "dead"
             self.proc.wait()
@@ -195,8 +221,33 @@ class RunnerHandle:
                 run_seconds=time.perf_counter() - start,
             )
 
+    def _done(self, msg) -> TryOutcome:
+        """The outcome of a ``("done", outcome, restart)`` answer.
+
+        ``restart`` names the exception after which the runner is not used again
+        (a MemoryError): it is stopped, and the next try starts a new one.
+        """
+        outcome: TryOutcome = msg[1]
+        restart = msg[2] if len(msg) > 2 else ""
+        if restart:
+            self.kill()
+            outcome.error = (
+                f"{outcome.error}; the runner process was restarted after "
+                f"{restart} (init() runs again)"
+            )
+        return outcome
+
+    def _kill_group(self) -> None:
+        """SIGKILL the runner's process group: the runner and what it started."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill(self) -> None:
+        """Stop the runner and everything it started (its process group)."""
         self.state = "dead"
+        self._kill_group()
         if self.proc.poll() is None:
             self.proc.kill()
         try:

@@ -170,6 +170,7 @@ class ScoringPlugin(WorkerPlugin):
             output_storage_options=job.output_storage_options,
             output_action=job.output_action,
             context=context,
+            memory_limit=job.runner_memory_limit,
         )
 
     def _start_runner(self) -> tuple[str, str] | None:
@@ -254,6 +255,11 @@ class ScoringPlugin(WorkerPlugin):
             self.job.run_invocation_timeout,
             self.job.runner_read_timeout,
         )
+
+    def initializing_for(self) -> float | None:
+        """Seconds this worker's ``init()`` has been running; None when it is not."""
+        runner = getattr(self, "runner", None)
+        return runner.initializing_for() if runner is not None else None
 
     def prefetch(self, spec) -> None:
         """Hint the runner to fetch ``spec``'s inputs while it scores another."""

@@ -1,0 +1,106 @@
+"""One runner process and what its script started, without Dask: a real
+``RunnerHandle`` starts a real ``python -m daskscore.runner`` whose ``init()``
+starts a child that never exits; the child must go with its runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from daskscore._protocol import RunnerSetup
+from daskscore.worker.handle import RunnerHandle
+
+pytestmark = pytest.mark.timeout(120)
+
+SCRIPT = """
+import os
+import subprocess
+
+def init():
+    child = subprocess.Popen(["sleep", "1000"])
+    with open(os.path.join(os.path.dirname(__file__), "child"), "w") as f:
+        f.write(str(child.pid))
+
+def run(mini_batch):
+    return mini_batch
+"""
+
+
+def running(pids):
+    out = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                out.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def wait_until_gone(pids):
+    """Wait (under the test's timeout) until none of ``pids`` runs any more."""
+    while running(pids):
+        time.sleep(0.05)
+
+
+def start(folder: Path) -> RunnerHandle:
+    (folder / "score.py").write_text(textwrap.dedent(SCRIPT))
+    setup = RunnerSetup(
+        bundle_dir=str(folder), script_name="score.py", logging_level="INFO",
+        agent_name="test", entry_script_log=str(folder / "entry_script.log"),
+        working_dir=str(folder), parts_url=str(folder / "parts"),
+        output_format="txt", output_action="append_row",
+    )
+    handle = RunnerHandle(setup, dict(os.environ), str(folder),
+                          str(folder / "stdout.txt"), str(folder / "stderr.txt"))
+    assert handle.wait_imported() is None
+    assert handle.wait_ready(60) is None
+    return handle
+
+
+def test_killing_a_runner_kills_what_its_script_started(tmp_path):
+    handle = start(tmp_path)
+    child = int((tmp_path / "child").read_text())
+    assert running([handle.proc.pid, child]) == [handle.proc.pid, child]
+    handle.kill()
+    assert handle.proc.returncode is not None
+    wait_until_gone([child])
+
+
+def test_a_runner_shut_down_at_the_end_of_a_job_leaves_no_child(tmp_path):
+    handle = start(tmp_path)
+    child = int((tmp_path / "child").read_text())
+    assert handle.shutdown(timeout=60) == ""
+    assert handle.proc.returncode == 0
+    wait_until_gone([child])
+
+
+# A stand-in for a Dask worker that dies (SIGKILL, OOM) without stopping its
+# runner: the runner sees it is gone and takes its process group with it.
+WORKER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_runner_handle import start
+handle = start(Path(sys.argv[1]))
+print(handle.proc.pid, flush=True)
+import os
+os._exit(0)
+"""
+
+
+def test_a_runner_whose_worker_died_takes_its_children_with_it(tmp_path):
+    code = WORKER.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)],
+                         capture_output=True, text=True, timeout=100)
+    assert out.returncode == 0, out.stderr
+    runner = int(out.stdout.strip())
+    child = int((tmp_path / "child").read_text())
+    wait_until_gone([runner, child])
