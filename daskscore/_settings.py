@@ -54,6 +54,7 @@ KINDS: dict[str, str] = {
     "runner.init-failures": "count",
     "publish-interval": "seconds",
     "cancel-poll-interval": "interval",
+    "no-progress-timeout": "interval",
 }
 
 # the variables of earlier releases, for one release: name -> key
