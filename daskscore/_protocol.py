@@ -37,6 +37,7 @@ __all__ = [
     "TryStatus",
     "cancel_key",
     "job_key",
+    "node_of",
     "orchestrator_key",
     "part_name",
     "plugin_name",
@@ -138,6 +139,25 @@ def plugin_name(job_id: str) -> str:
 def orchestrator_key(job_id: str) -> str:
     """The Dask key of a submitted job's orchestrator task."""
     return f"daskscore-orchestrator-{job_id}"
+
+
+def node_of(address: str, info: dict[str, Any]) -> str:
+    """The node a worker belongs to (the client and the workers agree on it).
+
+    ``dask worker --name NODE --nworkers N`` names its workers ``NODE-0`` ..
+    ``NODE-<N-1>`` (and ``NODE`` when N is 1): those form node NODE, even when
+    several nodes share a host (as in tests on one machine). Workers without a
+    name of their own (named by their address) belong to their host. Both
+    survive a nanny's restart of a worker, where its address does not.
+    """
+    name = str(info.get("name", ""))
+    host = str(info.get("host") or address.split("://")[-1].rsplit(":", 1)[0])
+    if not name or "://" in name or name == address or name.startswith(host + ":"):
+        return host
+    prefix, sep, tail = name.rpartition("-")
+    if sep and tail.isdigit() and prefix:
+        return prefix
+    return name
 
 
 # The daskscore routes on the scheduler's dashboard
@@ -276,8 +296,12 @@ class JobSpec:
     named_inputs: dict[str, Any] = field(default_factory=dict)
     runner_env: dict[str, str] = field(default_factory=dict)
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # placement and flow
+    # placement and flow: on an existing cluster, the workers the job chose
+    # (names) and their nodes (node -> how many workers of it may load the
+    # script, None: all of them), so that a worker that joins or restarts there
+    # takes over; None: every worker (the embedded cluster)
     allowed_names: list[str] | None = None
+    allowed_nodes: dict[str, int | None] | None = None
     prefetch: bool = False
     # with a failure budget, every failure must reach the client at once
     stop_on_failure: bool = False

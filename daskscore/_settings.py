@@ -59,6 +59,7 @@ KINDS: dict[str, str] = {
     "lock.stale-after": "interval",
     "lock.poll-interval": "interval",
     "csv.quote-scan": "bytes",
+    "no-progress-timeout": "interval",
 }
 
 # the variables of earlier releases, for one release: name -> key

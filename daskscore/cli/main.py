@@ -1,7 +1,8 @@
 """``daskscore`` command line: a thin front end over the Python API.
 
 Exit codes: 0 the job Completed, 1 the job Failed (or could not run), 2 a usage or
-configuration error. Errors print one line saying what, where and what to do.
+configuration error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors
+print one line saying what, where and what to do.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -116,6 +118,24 @@ _YAML_ONLY = {
     "output_storage_options",
     "partition_keys",
 }
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: stopped like Ctrl-C (the cluster closed, committed work kept)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    # a second SIGTERM while the job is being stopped ends the process at once
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise _Terminated()
+
+
+def _catch_sigterm():
+    """Treat SIGTERM like Ctrl-C; returns the handler to restore (None: not set)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -563,6 +583,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("distributed", "bokeh", "tornado", "azure"):
         logging.getLogger(name).setLevel(logging.ERROR)
     parser = _build_parser()
+    previous = _catch_sigterm()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
@@ -576,13 +597,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DaskScoreError as exc:
         print(f"daskscore: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
         print(
-            "daskscore: interrupted; committed mini-batches are kept, run the "
-            "same command again to resume",
+            "daskscore: "
+            + ("terminated (SIGTERM)" if terminated else "interrupted")
+            + "; committed mini-batches are kept, run the same command again to "
+            "resume",
             file=sys.stderr,
         )
-        return 130
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def dask_cli() -> Any:

@@ -1,5 +1,7 @@
 """The embedded cluster: a scheduler in this process, workers in subprocesses.
 
+A worker that dies is started again (see ``_WorkerProcess``).
+
 Why not ``LocalCluster``: its worker processes are started with multiprocessing's
 *spawn*, which re-imports the caller's ``__main__`` module; a user script that
 calls ``step.run()`` without an ``if __name__ == "__main__":`` guard would start
@@ -16,8 +18,10 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
+import time
 from typing import Any
 
 from distributed import Scheduler, SpecCluster
@@ -27,18 +31,35 @@ from .._protocol import SINGLE_THREADED_BLAS
 
 __all__ = [
     "SINGLE_THREADED_ENV",
+    "describe_exit",
     "free_dashboard_address",
     "quiet_embedded_cluster",
     "start_embedded_cluster",
+    "worker_exits",
 ]
+
+logger = logging.getLogger("daskscore")
 
 # what an embedded worker process is started with, unless its environment says
 # otherwise: one BLAS/OpenMP thread, and freed memory given back to the system
 SINGLE_THREADED_ENV = {**SINGLE_THREADED_BLAS, "MALLOC_TRIM_THRESHOLD_": "65536"}
+# a dead worker is started again after this pause, doubled while it keeps dying
+# (up to the maximum), back to the first once it lived a while
+_RESTART_PAUSE_S = 0.2
+_RESTART_PAUSE_MAX_S = 5.0
+_STABLE_S = 30.0
 
 
 class _WorkerProcess(Subprocess):
-    """One ``distributed.Worker`` in its own Python process."""
+    """One ``distributed.Worker`` in its own Python process, restarted if it dies.
+
+    Without a nanny nothing else would replace a worker that was killed (its
+    runner killed it, the kernel's OOM killer): the job would wait for good. A
+    worker that exits with a non-zero status is started again under the same
+    name (after a short pause that grows while it keeps dying), in this process's
+    event loop: no nanny process to start, so starting the cluster costs
+    nothing more. Its exit statuses are kept for the job's root cause.
+    """
 
     def __init__(
         self,
@@ -51,9 +72,45 @@ class _WorkerProcess(Subprocess):
         self.name = name
         self.worker_kwargs = dict(worker_kwargs or {})
         self.log_path = log_path
+        self.exit_codes: list[int] = []
+        self._closing = False
+        self._supervisor: asyncio.Task | None = None
         super().__init__()
 
     async def _start(self) -> None:
+        await self._spawn()
+        self._supervisor = asyncio.ensure_future(self._supervise())
+
+    async def _supervise(self) -> None:
+        pause = _RESTART_PAUSE_S
+        while not self._closing and self.process is not None:
+            started = time.monotonic()
+            code = await self.process.wait()
+            if self._closing or code == 0:
+                return
+            self.exit_codes.append(code)
+            if time.monotonic() - started > _STABLE_S:
+                pause = _RESTART_PAUSE_S
+            self._note(f"worker {self.name} {describe_exit(code)}; starting it again")
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, _RESTART_PAUSE_MAX_S)
+            if self._closing:
+                return
+            await self._spawn()
+
+    def _note(self, text: str) -> None:
+        logger.warning("embedded %s", text)
+        if self.log_path:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(f"daskscore: {text}\n")
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        await super().close()
+
+    async def _spawn(self) -> None:
         opts = {**self.worker_kwargs, "name": self.name}
         cmd = [
             sys.executable,
@@ -83,6 +140,26 @@ class _WorkerProcess(Subprocess):
         finally:
             if self.log_path:
                 out.close()
+
+
+def describe_exit(code: int) -> str:
+    """A process's exit status in words: ``killed by SIGKILL``, ``exit code 3``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def worker_exits(cluster: Any) -> dict[str, list[int]]:
+    """The exit statuses of the embedded cluster's workers that died, by name."""
+    out: dict[str, list[int]] = {}
+    for name, worker in dict(getattr(cluster, "workers", {}) or {}).items():
+        codes = list(getattr(worker, "exit_codes", ()))
+        if codes:
+            out[str(name)] = codes
+    return out
 
 
 def start_embedded_cluster(

@@ -32,7 +32,13 @@ from ..result import StepRunResult
 from ..storage import describe_storage_error, is_storage_error
 from ..worker.control import plugin_problem
 from ..worker.plugin import ScoringPlugin
-from .cluster import free_dashboard_address, start_embedded_cluster
+from ..worker.tasks import started_mini_batches
+from .cluster import (
+    describe_exit,
+    free_dashboard_address,
+    start_embedded_cluster,
+    worker_exits,
+)
 from .jobspec import build_job_spec
 from .live import JobBoard, install_dashboard, reap_stale_jobs
 from .placement import choose_workers, workers_wanted
@@ -70,6 +76,7 @@ class Job:
         self.plugin_name = plugin_name(self.job_id)
         self.resource = plugin_name(self.job_id)
         self.allowed_names: list[str] | None = None
+        self.allowed_nodes: dict[str, int | None] | None = None
         self.workers: list[str] | None = None
         self.bundle = bundle
         self.cluster = None
@@ -81,6 +88,8 @@ class Job:
         # read once, so that a bad setting fails the job before it starts
         self.worker_wait = _settings.get("worker-wait")
         self.cancel_poll = _settings.get("cancel-poll-interval")
+        self.no_progress_timeout = _settings.get("no-progress-timeout")
+        self.store: StateStore | None = None
         self.pack_sizes = (
             _settings.get("pack.max-mini-batches"),
             _settings.get("pack.divisor"),
@@ -97,7 +106,7 @@ class Job:
     # -- cluster -----------------------------------------------------------------
     def _connect(self) -> Any:
         if self.client is not None:
-            self.workers, self.allowed_names = choose_workers(
+            self.workers, self.allowed_names, self.allowed_nodes = choose_workers(
                 self.client, self.cfg, self.worker_wait
             )
             return self.client
@@ -197,6 +206,7 @@ class Job:
             ) from exc
         if store.local:
             self.sys_log_dir = store.path(LOGS_DIR, "sys")
+        self.store = store
         return bundle, store, specs, plan_seconds
 
     def _take_lock(self, store: StateStore) -> None:
@@ -298,6 +308,10 @@ class Job:
         logger.info("%s", result_text(summary).strip())
         return result
 
+    def stall_details(self, indices: list[int]) -> tuple[list[int], list[str], str]:
+        """For the root cause of a job that cannot go on (see ``.liveness``)."""
+        return _stall_details(self.store, self.cluster, self.sys_log_dir, indices)
+
     def storage_failure(self, what: str, exc: BaseException) -> JobError:
         """One line for an output folder that failed mid-job, and what to do."""
         where = describe_storage_error(exc, self.step.output, self.step.storage_options)
@@ -308,7 +322,13 @@ class Job:
 
     def _job_spec(self, store: StateStore, bundle, script_display: str) -> JobSpec:
         return build_job_spec(
-            self.step, store, bundle, script_display, self.allowed_names, self.resource
+            self.step,
+            store,
+            bundle,
+            script_display,
+            self.allowed_names,
+            self.resource,
+            allowed_nodes=self.allowed_nodes,
         )
 
     def _register(
@@ -332,3 +352,33 @@ def _known_total(specs: list[MiniBatchSpec]) -> int | None:
     if any(s.items is None for s in specs):
         return None
     return sum(s.items or 0 for s in specs)
+
+
+def _stall_details(
+    store: StateStore | None, cluster: Any, sys_log_dir: str | None, indices: list[int]
+) -> tuple[list[int], list[str], str]:
+    """For the root cause of a job that cannot go on (see ``.liveness``).
+
+    Of ``indices`` (the mini-batches of the tasks dead workers were running),
+    those being scored (started, not recorded); how the embedded cluster's
+    workers died; where their logs are.
+    """
+    scoring = sorted(set(indices))
+    if store is not None and scoring:
+        try:
+            started = started_mini_batches(
+                store.fs, store.records, scoring
+            )
+        except Exception:  # noqa: BLE001 - only a detail of the message
+            started = []
+        scoring = started or scoring[:1]
+    causes: list[str] = []
+    for codes in worker_exits(cluster).values():
+        for code in codes[-1:]:
+            if describe_exit(code) not in causes:
+                causes.append(describe_exit(code))
+    if cluster is not None and sys_log_dir:
+        logs = sys_log_dir.rstrip("/") + "/"
+    else:
+        logs = "the workers' logs"
+    return scoring, causes, logs

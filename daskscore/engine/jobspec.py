@@ -35,11 +35,14 @@ def build_job_spec(
     script_display: str,
     allowed_names: list[str] | None,
     resource: str,
+    allowed_nodes: dict[str, int | None] | None = None,
 ) -> JobSpec:
     """The job spec of one run of ``step``, its output in ``store``.
 
     ``allowed_names`` are the workers the job may use on an existing cluster
     (None: all of them); they then advertise ``resource``, which its tasks need.
+    ``allowed_nodes`` are their nodes: a worker that joins one of them later (a
+    restarted worker) takes a free place (see ``placement.node_limits``).
     """
     cfg = step.config
     return JobSpec(
@@ -70,6 +73,7 @@ def build_job_spec(
         runner_env=models_env(step.models),
         model_options=model_options(step.models),
         allowed_names=allowed_names,
+        allowed_nodes=allowed_nodes if allowed_names is not None else None,
         prefetch=_settings.get("prefetch"),
         runner_read_timeout=_settings.get("runner.read-timeout"),
         runner_shutdown_timeout=_settings.get("runner.shutdown-timeout"),

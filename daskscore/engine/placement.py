@@ -13,11 +13,13 @@ import time
 from typing import Any
 
 from .. import _settings
+from .._protocol import node_of
 from ..config import ParallelRunConfig
 from ..errors import JobError
 
 __all__ = [
     "choose_workers",
+    "node_limits",
     "node_of",
     "pack_mini_batches",
     "select_workers",
@@ -25,25 +27,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("daskscore")
-
-
-
-def node_of(address: str, info: dict[str, Any]) -> str:
-    """The node a worker belongs to.
-
-    ``dask worker --name NODE --nworkers N`` names its workers ``NODE-0`` ..
-    ``NODE-<N-1>`` (and ``NODE`` when N is 1): those form node NODE, even when
-    several nodes share a host (as in tests on one machine). Workers without a
-    name of their own (named by their address) belong to their host.
-    """
-    name = str(info.get("name", ""))
-    host = str(info.get("host") or address.split("://")[-1].rsplit(":", 1)[0])
-    if not name or "://" in name or name == address or name.startswith(host + ":"):
-        return host
-    prefix, sep, tail = name.rpartition("-")
-    if sep and tail.isdigit() and prefix:
-        return prefix
-    return name
 
 
 def select_workers(
@@ -62,6 +45,20 @@ def select_workers(
             members[:process_count_per_node] if process_count_per_node else members
         )
     return chosen
+
+
+def node_limits(
+    workers: dict[str, dict[str, Any]],
+    chosen: list[str],
+    process_count_per_node: int | None,
+) -> dict[str, int | None]:
+    """The chosen nodes, and how many workers of each may load the script.
+
+    A worker that joins one of them later (a nanny's replacement for a dead
+    worker, named by its new address) takes over a free place: None when the
+    job uses every worker of its nodes, else ``process_count_per_node``.
+    """
+    return {node_of(a, workers[a]): process_count_per_node for a in chosen}
 
 
 def pack_mini_batches(
@@ -103,11 +100,13 @@ def workers_wanted(cfg: ParallelRunConfig) -> int:
 
 def choose_workers(
     client: Any, cfg: ParallelRunConfig, wait_s: float, poll_s: float = 0.5
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[str], dict[str, int | None]]:
     """Workers of an existing cluster this job may use (node_count x processes).
 
     Waits up to ``wait_s`` for enough nodes to join. Returns the chosen workers'
-    addresses and their names (names survive a nanny's restart of a worker).
+    addresses, their names, and the chosen nodes with their limits
+    (:func:`node_limits`): names survive a nanny's restart of a worker only when
+    it has a name of its own, nodes always do.
 
     Raises
     ------
@@ -141,5 +140,6 @@ def choose_workers(
             cfg.node_count,
             cfg.process_count_per_node,
         )
-    return chosen, [str(workers[a].get("name", a)) for a in chosen]
+    names = [str(workers[a].get("name", a)) for a in chosen]
+    return chosen, names, node_limits(workers, chosen, cfg.process_count_per_node)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from typing import Any
 
 import dask
@@ -25,8 +26,9 @@ from ..storage import is_storage_error
 from ..worker.control import cancel_plugin, init_running
 from ..worker.tasks import score_pack
 from .live import JobBoard
+from .liveness import Liveness
 from .placement import pack_mini_batches
-from .summary import lost_with_worker
+from .summary import lost_with_worker, scheduler_lost
 from .thresholds import Tally
 
 __all__ = ["CANCELLED", "ScoringLoop"]
@@ -73,6 +75,10 @@ class ScoringLoop:
         self.done = threading.Event()
         self.cancel_requested = threading.Event()
         self._done_seen = -1  # mini-batches done at the last init() poll
+        self.lost_scheduler = False
+        self.liveness = Liveness(
+            job.no_progress_timeout, job.resource if job.workers else None
+        )
 
     # -- submitting ---------------------------------------------------------------
     def _key(self, first: int, last: int | None = None, suffix: str = "") -> str:
@@ -129,13 +135,40 @@ class ScoringLoop:
         max_pack, divisor = self.job.pack_sizes
         for pack in pack_mini_batches(rest, self._workers(), max_pack, divisor):
             self.submit_pack(pack)
+        self.liveness.subscribe(self.client)
         threading.Thread(
             target=self._watch_cancel, daemon=True, name="daskscore-cancel-watch"
         ).start()
+        self.stream = as_completed(self.futures, with_results=False)
+        try:
+            self._consume(self.stream)
+        finally:
+            self.liveness.unsubscribe(self.client)
+        self.done.set()
+        if self.cancel_requested.is_set() and not self.reason:
+            self.reason = CANCELLED
+        left = [s for s in todo if s.index not in self.records]
+        if left and not self.reason and (self.lost_scheduler or self._scheduler_gone()):
+            self.reason = scheduler_lost(self._scheduler_address(), len(left))
+            logger.warning("stopping the job: %s", self.reason)
+        return self.reason
+
+    def _scheduler_gone(self) -> bool:
+        """Whether the client lost its scheduler (its futures were cancelled)."""
+        return getattr(self.client, "status", "running") not in ("running",)
+
+    def _scheduler_address(self) -> str:
+        try:
+            return str(self.client.scheduler.address)
+        except Exception:  # noqa: BLE001 - the client is closed
+            return "its address"
+
+    def _consume(self, stream: Any) -> None:
+        """Count each finished task's records; requeue what a pack left."""
         breach = None
-        stream = as_completed(self.futures, with_results=False)
         for future in stream:
             if future.status == "cancelled":
+                self.lost_scheduler |= _lost_connection(future)
                 continue
             records = self._records_of(future)
             future.release()
@@ -153,10 +186,6 @@ class ScoringLoop:
                 self.reason = breach
                 logger.warning("stopping the job: %s", breach)
                 self.cancel()
-        self.done.set()
-        if self.cancel_requested.is_set() and not self.reason:
-            self.reason = CANCELLED
-        return self.reason
 
     def _records_of(self, future: Any) -> list[dict[str, Any]]:
         if future.status != "error":
@@ -177,6 +206,7 @@ class ScoringLoop:
                 continue
             self.records[record["index"]] = record
             self.progress.init_workers = 0  # asked again when progress stalls
+            self.liveness.progress(record)
             stop = self.tally.add(record)
             breach = breach or stop
             self.progress_cb.update(self.progress)
@@ -198,6 +228,11 @@ class ScoringLoop:
                 "output folder",
                 exc,
             ) from exc
+        if isinstance(exc, KilledWorker) and not any(s.kind == "frame" for s in specs):
+            # Dask gave up after its own retries; the pack goes back into the
+            # queue under a new key: the task counts each lost try against the
+            # mini-batch's run_max_try (the start markers) and fails it then
+            return []
         if not isinstance(exc, KilledWorker):
             raise JobError(
                 f"internal error while scoring mini-batches "
@@ -209,7 +244,8 @@ class ScoringLoop:
     # -- stopping -----------------------------------------------------------------
     def cancel(self) -> None:
         """No new mini-batch starts; those being scored finish and are committed."""
-        self.client.run(cancel_plugin, self.job.plugin_name, workers=self.job.workers)
+        # every worker: a worker that replaced a dead one holds the plugin too
+        self.client.run(cancel_plugin, self.job.plugin_name, on_error="ignore")
         for f in self.futures:
             if not f.done():
                 f.cancel()
@@ -217,10 +253,13 @@ class ScoringLoop:
     def _watch_cancel(self) -> None:
         """Stop the job when someone asks (``daskscore cancel JOB_ID``)."""
         while not self.done.wait(self.job.cancel_poll):
-            self._poll_init()
+            _poll_init(self)
             self.board.publish(
                 self.client, self.progress, JobStatus.RUNNING, self.reason, force=True
             )
+            if self._stuck():
+                return
+            self._requeue_unrunnable()
             requested = self.board.cancel_requested(self.client)
             if requested is None:
                 return
@@ -231,31 +270,57 @@ class ScoringLoop:
                 self.cancel()
                 return
 
-    def _poll_init(self) -> None:
-        """Put on the progress line how many workers still run ``init()``, and for
-        how long: asked of the workers while no mini-batch completes."""
-        p = self.progress
-        done = p.done_mini_batches
-        if done != self._done_seen and not p.init_workers:
-            self._done_seen = done  # moving: nothing to explain
-            return
-        self._done_seen = done
+    def _stuck(self) -> bool:
+        """Stop the job when it cannot make progress (see :mod:`.liveness`)."""
         try:
-            running = self.client.run(
-                init_running,
-                self.job.plugin_name,
-                workers=self.job.workers,
-                on_error="ignore",
-            )
-        except Exception:  # noqa: BLE001 - only a hint on the progress line
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        except Exception:  # noqa: BLE001 - the scheduler is going away
+            return False
+        if self.reason or not self.liveness.check(workers, time.monotonic()):
+            return False
+        deaths, _ = self.liveness.dead()
+        packs = [self.pending.get(k, []) for d in deaths for k in d.keys]
+        mini_batches, causes, logs = self.job.stall_details(
+            [s.index for pack in packs for s in pack if s.index not in self.records]
+        )
+        self.reason = self.liveness.reason(mini_batches, causes, logs)
+        logger.warning("stopping the job: %s", self.reason)
+        try:
+            self.cancel()
+        except Exception as exc:  # noqa: BLE001 - the cluster is failing already
+            logger.warning("could not stop the job on every worker: %s", exc)
+        return True
+
+    def _requeue_unrunnable(self) -> None:
+        """Packs left ``no-worker`` after their workers died go to new workers.
+
+        A worker that replaced a dead one takes the job's resource after it
+        joined, and Dask looks for tasks a worker can run only when it joins:
+        such tasks are submitted again (a mini-batch already recorded is not
+        scored twice: the task returns its record).
+        """
+        if not (self.placement and self.liveness.died and self.liveness.live):
             return
-        if self.done.is_set() or p.done_mini_batches != done:
-            return  # a record came in meanwhile: the answer is stale
-        times = [t for t in running.values() if isinstance(t, int | float)]
-        shown = p.init_workers
-        p.init_workers, p.init_seconds = len(times), max(times, default=0.0)
-        if times or shown:
-            self.progress_cb.update(p)
+        waiting = {
+            f.key: f
+            for f in list(self.futures)
+            if not f.done() and f.key in self.pending and not self.reason
+        }
+        if not waiting:
+            return
+        try:
+            states = self.client.sync(
+                self.client.scheduler.get_task_status, keys=list(waiting)
+            )
+        except Exception as exc:  # noqa: BLE001 - the scheduler is going away
+            logger.debug("cannot ask the scheduler for the job's tasks: %s", exc)
+            return
+        for key, future in waiting.items():
+            if states.get(key) == "no-worker" and not self.reason:
+                pack = self.pending.pop(key)
+                future.cancel()
+                resubmitted = self.submit_pack(pack, suffix=f"-w{len(self.futures)}")
+                self.stream.add(resubmitted)
 
     def stop(self) -> None:
         """End a job that failed: none of its tasks may go on writing its output.
@@ -270,3 +335,36 @@ class ScoringLoop:
             self.client.unregister_worker_plugin(self.job.plugin_name)
         except Exception as exc:  # noqa: BLE001 - the job is failing already
             logger.warning("could not stop the job on every worker: %s", exc)
+
+
+def _lost_connection(future: Any) -> bool:
+    """Whether Dask cancelled ``future`` because the scheduler went away."""
+    exc = getattr(getattr(future, "_state", None), "exception", None)
+    return getattr(exc, "reason", None) == "scheduler-connection-lost"
+
+
+def _poll_init(loop: ScoringLoop) -> None:
+    """Put on the progress line how many workers still run ``init()``, and for
+    how long: asked of the workers while no mini-batch completes."""
+    p = loop.progress
+    done = p.done_mini_batches
+    if done != loop._done_seen and not p.init_workers:
+        loop._done_seen = done  # moving: nothing to explain
+        return
+    loop._done_seen = done
+    try:
+        running = loop.client.run(
+            init_running,
+            loop.job.plugin_name,
+            workers=loop.job.workers,
+            on_error="ignore",
+        )
+    except Exception:  # noqa: BLE001 - only a hint on the progress line
+        return
+    if loop.done.is_set() or p.done_mini_batches != done:
+        return  # a record came in meanwhile: the answer is stale
+    times = [t for t in running.values() if isinstance(t, int | float)]
+    shown = p.init_workers
+    p.init_workers, p.init_seconds = len(times), max(times, default=0.0)
+    if times or shown:
+        loop.progress_cb.update(p)

@@ -31,6 +31,7 @@ __all__ = [
     "job_summary",
     "lost_with_worker",
     "no_success_warning",
+    "scheduler_lost",
 ]
 
 logger = logging.getLogger("daskscore")
@@ -51,6 +52,12 @@ def job_summary(
     init_errors = [r for r in records if r.get("status") == TryStatus.INIT_ERROR]
     if records and len(init_errors) == len(records) and not reason:
         reason = f"init() failed on every worker: {init_errors[0]['error']}"
+    died = [r for r in records if r.get("status") == TryStatus.WORKER_DIED]
+    if records and len(died) == len(records) and not reason:
+        reason = (
+            "the workers died in every try of every mini-batch: "
+            f"{died[0]['error']}"
+        )
     status = JobStatus.FAILED if reason else JobStatus.COMPLETED
     not_run = n_specs - len(records)
     if status == JobStatus.COMPLETED and not_run:
@@ -189,6 +196,15 @@ def lost_with_worker(spec: MiniBatchSpec, exc: BaseException) -> dict[str, Any]:
         error=error,
         tries=[attempt],
     ).to_dict()
+
+
+def scheduler_lost(address: str, not_scored: int) -> str:
+    """The root cause of a job whose Dask scheduler went away mid-job."""
+    return (
+        f"lost the Dask scheduler at {address} while {not_scored} mini-batches "
+        "were still to be scored; the mini-batches committed so far are kept: "
+        "once the scheduler is back, run the same command again to resume"
+    )
 
 
 def early_failure_text(step_name: str, message: str, details: str) -> str:

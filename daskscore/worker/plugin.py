@@ -1,12 +1,12 @@
 """The WorkerPlugin that holds the entry script on every Dask worker.
 
 On ``setup`` (every current worker, and every worker that joins later, such as a
-replacement for a dead one) the plugin unpacks the script bundle into worker-local
-scratch space and starts a runner process (:mod:`daskscore.runner`, through
-:class:`~.handle.RunnerHandle`) that imports the
-script and calls ``init()`` once. Tasks find the plugin by name on their worker
-and hand it mini-batches. On ``teardown`` (the job ends, or the worker closes)
-the runner calls ``shutdown()`` and exits.
+replacement for a dead one, which takes over on the dead one's node) the plugin
+unpacks the script bundle into worker-local scratch space and starts a runner
+process (:mod:`daskscore.runner`, through :class:`~.handle.RunnerHandle`) that
+imports the script and calls ``init()`` once. Tasks find the plugin by name on
+their worker and hand it mini-batches. On ``teardown`` (the job ends, or the
+worker closes) the runner calls ``shutdown()`` and exits.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 import zipfile
 from typing import Any
 
+from distributed.comm import get_address_host
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import _settings
@@ -31,6 +32,7 @@ from .._protocol import (
     RunnerSetup,
     TryOutcome,
     TryStatus,
+    node_of,
     set_single_threaded,
 )
 from ..storage import describe_storage_error, url_to_fs
@@ -97,10 +99,8 @@ class ScoringPlugin(WorkerPlugin):
         os.makedirs(self.output_dir, exist_ok=True)
         # Only the workers the job uses load the script (node_count and
         # process_count_per_node on an existing cluster); they advertise a
-        # resource of the job's name, which its tasks require. Names survive a
-        # nanny's restart of a worker, so a replacement worker takes over.
-        allowed = job.allowed_names
-        self.allowed = allowed is None or str(worker.name) in allowed
+        # resource of the job's name, which its tasks require.
+        self.allowed = await self._takes_part(worker)
         self.import_problem = None
         if not self.allowed:
             return
@@ -110,6 +110,36 @@ class ScoringPlugin(WorkerPlugin):
         self.import_problem = await asyncio.to_thread(self._start_runner)
         if job.resource and self.import_problem is None:
             await worker.set_resources(**{job.resource: 1})
+
+    async def _takes_part(self, worker) -> bool:
+        """Whether this worker is one of the job's (it then loads the script).
+
+        A worker the job chose, by name; or one that joined a chosen node later
+        (a nanny restarted a dead worker: a worker without a name of its own is
+        named by its address, which changes), while the node has a free place.
+        """
+        job = self.job
+        if job.allowed_names is None or str(worker.name) in job.allowed_names:
+            return True
+        info = {"name": worker.name, "host": get_address_host(worker.address)}
+        node = node_of(worker.address, info)
+        limits = job.allowed_nodes or {}
+        if node not in limits:
+            return False
+        if limits[node] is None:
+            return True
+        try:
+            table = await worker.scheduler.identity(n_workers=-1)
+        except Exception:  # noqa: BLE001 - the scheduler is going away
+            return False
+        taken = [
+            address
+            for address, w in (table.get("workers") or {}).items()
+            if address != worker.address
+            and node_of(address, w) == node
+            and (w.get("resources") or {}).get(job.resource, 0) >= 1
+        ]
+        return len(taken) < limits[node]
 
     async def teardown(self, worker) -> None:
         await asyncio.to_thread(self._close)

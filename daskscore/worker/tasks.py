@@ -24,7 +24,7 @@ from .._protocol import (
 from ..output.store import read_record, write_atomic, write_record
 from ..storage import redact, url_to_fs
 
-__all__ = ["score_mini_batch", "score_pack"]
+__all__ = ["score_mini_batch", "score_pack", "started_mini_batches"]
 
 _TRACEBACK_LIMIT = 20_000
 
@@ -34,7 +34,7 @@ def score_mini_batch(
     try_once: Callable[[int], TryOutcome],
     run_max_try: int,
     worker: str = "",
-    lost: TryOutcome | None = None,
+    lost: TryOutcome | Sequence[TryOutcome] | None = None,
 ) -> dict[str, Any]:
     """Try one mini-batch up to ``run_max_try`` times; return its final record.
 
@@ -42,12 +42,23 @@ def score_mini_batch(
     not retried. An exception, a bad return value, a timeout or a dead runner
     leads to another try; after the last one all items count as failed. A read
     error is final at once (reading the same bytes again gives the same error).
-    ``lost``, a try an earlier execution never finished, is recorded first.
+    ``lost``, the tries earlier executions never finished, are recorded first:
+    each one lost with its worker in this run (``WORKER_DIED``) is one of the
+    ``run_max_try`` tries, so after that many the mini-batch fails without
+    another call of ``run()``.
 
     The record is the dict of a :class:`~daskscore._protocol.MiniBatchRecord`.
     """
+    if isinstance(lost, TryOutcome):
+        lost = [lost]
+    lost = list(lost or ())
+    died = [t for t in lost if t.status == TryStatus.WORKER_DIED]
+    for try_no, outcome in enumerate(died, start=1):
+        outcome.try_no = try_no
+    if len(died) >= run_max_try:
+        return _died_every_try(spec, lost, worker)
     tries: list[TryOutcome] = []
-    for try_no in range(1, run_max_try + 1):
+    for try_no in range(len(died) + 1, run_max_try + 1):
         started = time.time()
         t0 = time.perf_counter()
         outcome = try_once(try_no)
@@ -60,6 +71,13 @@ def score_mini_batch(
         tries.append(outcome)
         if outcome.status in (TryStatus.RUN_DONE, TryStatus.READ_ERROR):
             break
+    return _final_record(spec, [*lost, *tries], worker)
+
+
+def _final_record(
+    spec: MiniBatchSpec, tries: list[TryOutcome], worker: str
+) -> dict[str, Any]:
+    """The record of a mini-batch whose last try is ``tries[-1]``."""
     last = tries[-1]
     scored = last.status in (TryStatus.RUN_DONE, TryStatus.READ_ERROR) and not (
         last.status == TryStatus.READ_ERROR and not last.read_failed
@@ -84,7 +102,37 @@ def score_mini_batch(
         has_output=bool(last.has_output),
         output_rows=last.output_rows,
         worker=worker,
-        tries=[lost, *tries] if lost is not None else tries,
+        tries=tries,
+    ).to_dict()
+
+
+def _died_every_try(
+    spec: MiniBatchSpec, lost: list[TryOutcome], worker: str
+) -> dict[str, Any]:
+    """The record of a mini-batch whose worker died in each of its tries."""
+    n = spec.items or 1
+    died = [t for t in lost if t.status == TryStatus.WORKER_DIED]
+    where = sorted({t.worker for t in died if t.worker})
+    error = (
+        f"the worker died in each of the {len(died)} tries of this mini-batch "
+        f"({', '.join(where) or 'unknown workers'}): run() or the libraries it "
+        "calls kill their process (a crash of the interpreter, out of memory, "
+        "os.kill); see the worker logs"
+    )
+    for t in died:
+        t.items, t.failed = n, n
+    # the last one was not scored again: this is the mini-batch's end
+    died[-1].error = died[-1].error.split("; scored again on ")[0]
+    return MiniBatchRecord(
+        index=spec.index,
+        input=spec.describe(),
+        items=n,
+        failed=n,
+        status=TryStatus.WORKER_DIED,
+        failed_mini_batch=True,
+        error=error,
+        worker=worker,
+        tries=lost,
     ).to_dict()
 
 
@@ -93,19 +141,43 @@ def _marker(records_path: str, index: int) -> str:
     return f"{records_path}/{record_name(index)}.started"
 
 
+def started_mini_batches(fs, records_path: str, indices: list[int]) -> list[int]:
+    """Of ``indices``, the mini-batches started and not recorded (being scored)."""
+    out = []
+    for index in indices:
+        if fs.exists(_marker(records_path, index)) and not fs.exists(
+            f"{records_path}/{record_name(index)}"
+        ):
+            out.append(index)
+    return out
+
+
 def _lost_try(
     fs, records_path: str, index: int, worker: str, run: str
 ) -> TryOutcome | None:
     """Mark this mini-batch as started; return the try an earlier one lost, if any.
 
+    See :func:`_lost_tries`, which this is the last of.
+    """
+    lost = _lost_tries(fs, records_path, index, worker, run)
+    return lost[-1] if lost else None
+
+
+def _lost_tries(
+    fs, records_path: str, index: int, worker: str, run: str
+) -> list[TryOutcome]:
+    """Mark this mini-batch as started; return the tries earlier ones lost.
+
     The marker is written before scoring and is replaced by the record; finding
     one without a record means an earlier execution of the task never finished:
     in this run, its worker died mid-way (Dask then runs the task again, here);
     in an earlier run (``run`` differs), that run stopped while scoring it (its
-    client was killed, or its output storage became unreachable).
+    client was killed, or its output storage became unreachable). The marker
+    keeps the tries lost in this run, so that each worker death counts as one
+    of the mini-batch's ``run_max_try`` tries.
     """
     marker = _marker(records_path, index)
-    lost = None
+    lost: list[TryOutcome] = []
     try:
         earlier = json.loads(fs.cat_file(marker))
     except (FileNotFoundError, ValueError):
@@ -113,6 +185,7 @@ def _lost_try(
     if earlier is not None:
         where = earlier.get("worker", "")
         if earlier.get("run", run) == run:
+            lost = [TryOutcome.from_dict(t) for t in earlier.get("lost", [])]
             status = TryStatus.WORKER_DIED
             error = f"the worker {where} died while scoring this mini-batch"
         else:
@@ -122,18 +195,22 @@ def _lost_try(
                 "this mini-batch (its client was stopped, or the output storage "
                 "became unreachable)"
             )
-        lost = TryOutcome(
-            try_no=0,
-            worker=where,
-            status=status,
-            error=f"{error}; scored again on {worker}",
-            started_at=earlier.get("started_at"),
+        lost.append(
+            TryOutcome(
+                try_no=0,
+                worker=where,
+                status=status,
+                error=f"{error}; scored again on {worker}",
+                started_at=earlier.get("started_at"),
+            )
         )
-    write_atomic(
-        fs,
-        marker,
-        json.dumps({"worker": worker, "run": run, "started_at": time.time()}).encode(),
-    )
+    mark = {
+        "worker": worker,
+        "run": run,
+        "started_at": time.time(),
+        "lost": [t.to_dict() for t in lost],
+    }
+    write_atomic(fs, marker, json.dumps(mark).encode())
     return lost
 
 
@@ -181,7 +258,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             if done is not None:  # committed by an earlier execution of this task
                 records.append(done)
                 continue
-            lost = _lost_try(
+            lost = _lost_tries(
                 fs, records_path, spec.index, plugin.agent_name, plugin_name
             )
             frame = frames[position] if frames else None

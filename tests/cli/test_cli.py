@@ -7,13 +7,17 @@ subprocess, each on a two-process embedded cluster.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from daskscore.cli import main
@@ -561,3 +565,98 @@ def test_table_folder_with_other_files_names_them(capsys, tmp_path):
                                  "--input-type file")
     assert "a.csv" not in line and "_SUCCESS" not in line
     assert_no_cluster_started(tmp_path)
+# Items from GATE_AFTER on wait (bounded) for GATE_FILE; each scored item leaves
+# a token in TOKEN_DIR.
+HELD_SCRIPT = """\
+import os
+import time
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    out = []
+    for path in mini_batch:
+        number = int(open(path).read())
+        if number >= int(os.environ["GATE_AFTER"]):
+            deadline = time.time() + 120
+            gate = os.environ["GATE_FILE"]
+            while not os.path.exists(gate) and time.time() < deadline:
+                time.sleep(0.05)
+        token = os.path.join(os.environ["TOKEN_DIR"], f"{number}-{os.getpid()}")
+        open(token, "w").close()
+        out.append(number)
+    return out
+"""
+
+
+def _wait_for(predicate, what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    left = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p)
+        except psutil.NoSuchProcess:
+            continue
+    return left
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
+    (tmp_path / "score.py").write_text(HELD_SCRIPT)
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(8):
+        (data / f"n{i}.txt").write_text(f"{i}\n")
+    tokens = tmp_path / "tokens"
+    tokens.mkdir()
+    gate = tmp_path / "gate-open"
+    env_flags = ["--env", "GATE_AFTER=3", "--env", f"GATE_FILE={gate}",
+                 "--env", f"TOKEN_DIR={tokens}"]
+    # the worktree's daskscore (PYTHONPATH), as `python -m daskscore.cli`
+    cmd = [sys.executable, "-m", "daskscore.cli", "run", "--entry-script", "score.py",
+           "--input", "data", "--output", "out", "--mini-batch-size", "1",
+           "--process-count-per-node", "2", "--no-progress", *env_flags]
+    records = tmp_path / "out" / ".daskscore" / "records"
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    children: list[psutil.Process] = []
+    try:
+        _wait_for(lambda: len(list(records.glob("*.json"))) >= 3,
+                  "3 committed mini-batches")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        committed = len(list(records.glob("*.json")))
+        assert proc.returncode == 143, (proc.returncode, out, err)
+        assert "Traceback" not in err, err
+        assert err.strip().splitlines()[-1] == (
+            "daskscore: terminated (SIGTERM); committed mini-batches are kept, run "
+            "the same command again to resume"), err
+        # the embedded cluster was closed: its workers and runners are gone
+        _wait_for(lambda: not _running(children), "the embedded workers to exit", 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+        for p in _running(children):  # what a silent exit left behind
+            p.kill()
+
+    gate.write_text("open")
+    again = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    report = json.loads((tmp_path / "out" / "logs" / "job_report.json").read_text())
+    assert report["resumed_mini_batches"] == committed >= 3
+    assert (tmp_path / "out" / "parallel_run_step.txt").read_text().split() == [
+        str(i) for i in range(8)]

@@ -64,10 +64,11 @@ class _Client:
 def test_choose_workers_waits_for_enough_nodes_and_returns_names():
     one = worker_table(("a-0", "h1"))
     two = worker_table(("a-0", "h1"), ("b-0", "h2"))
-    chosen, names = choose_workers(
+    chosen, names, nodes = choose_workers(
         _Client([one, one, two]), cfg(node_count=2), wait_s=5, poll_s=0.01
     )
     assert sorted(names) == ["a-0", "b-0"] and len(chosen) == 2
+    assert nodes == {"a": None, "b": None}
 
 
 def test_choose_workers_gives_up_with_a_clear_error():
@@ -84,3 +85,14 @@ def test_packs_shrink_towards_the_end_and_keep_order():
     sizes = [len(p) for p in packs]
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-1] == 1 and max(sizes) <= 64
+
+
+def test_node_limits_let_a_replacement_take_a_free_place():
+    from daskscore.engine.placement import node_limits
+
+    table = worker_table(("tcp://h1:4000", "h1"), ("tcp://h1:4001", "h1"),
+                         ("b-0", "h2"), ("b-1", "h2"))
+    chosen = select_workers(table, node_count=2, process_count_per_node=1)
+    assert node_limits(table, chosen, 1) == {"h1": 1, "b": 1}
+    assert node_limits(table, select_workers(table, 2, None), None) == {
+        "h1": None, "b": None}

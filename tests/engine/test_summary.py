@@ -50,3 +50,22 @@ def test_a_mini_batch_whose_worker_always_died():
     record = lost_with_worker(spec, RuntimeError("KilledWorker: x"))
     assert record["status"] == "WORKER_DIED" and record["failed"] == 2
     assert record["failed_mini_batch"] and record["tries"][0]["try"] == 1
+
+
+def test_workers_dying_in_every_try_of_every_mini_batch_fail_the_job():
+    error = "the worker died in each of the 3 tries of this mini-batch (w-0)"
+    records = [rec(i, TryStatus.WORKER_DIED, 2, error=error) for i in (0, 1)]
+    s = job_summary(records, 2, "", 1.0)
+    assert s["status"] == "Failed"
+    assert s["reason"] == f"the workers died in every try of every mini-batch: {error}"
+    # one such mini-batch among others is only a failed mini-batch
+    s = job_summary([records[0], rec(1)], 2, "", 1.0)
+    assert s["status"] == "Completed"
+
+
+def test_a_lost_scheduler_says_how_to_resume():
+    from daskscore.engine.summary import scheduler_lost
+
+    text = scheduler_lost("tcp://10.0.0.5:8786", 21)
+    assert text.startswith("lost the Dask scheduler at tcp://10.0.0.5:8786 while 21 ")
+    assert text.endswith("run the same command again to resume")

@@ -294,3 +294,52 @@ def test_an_input_account_key_is_masked_in_recorded_errors():
                                traceback=f"... {key} ..."), job).to_dict()
     assert key not in got["error"] + got["traceback"]
     assert got["error"].startswith("ValueError: options")
+
+
+def _died(worker: str) -> TryOutcome:
+    return TryOutcome(status=WORKER_DIED, worker=worker,
+                      error=f"the worker {worker} died while scoring this mini-batch")
+
+
+def test_each_try_lost_with_its_worker_is_one_of_run_max_try():
+    tries = ScriptedTries(failed(RUN_EXCEPTION, 4), done(4))
+    record = score_mini_batch(spec(4), tries, run_max_try=3, worker="w-3",
+                              lost=[_died("w-1")])
+    assert tries.calls == [2, 3]  # the lost try was try 1
+    assert [(t["try"], t["status"]) for t in record["tries"]] == [
+        (1, WORKER_DIED), (2, RUN_EXCEPTION), (3, RUN_DONE)]
+    assert record["status"] == RUN_DONE and record["succeeded"] == 4
+
+
+def test_a_mini_batch_whose_worker_died_run_max_try_times_fails_without_run():
+    tries = ScriptedTries(done(4))
+    record = score_mini_batch(spec(4), tries, run_max_try=2, worker="w-3",
+                              lost=[_died("w-1"), _died("w-2")])
+    assert tries.calls == []  # run() is not called again
+    assert record["status"] == WORKER_DIED and record["failed_mini_batch"]
+    assert (record["items"], record["succeeded"], record["failed"]) == (4, 0, 4)
+    assert [(t["try"], t["status"]) for t in record["tries"]] == [
+        (1, WORKER_DIED), (2, WORKER_DIED)]
+    assert "died in each of the 2 tries" in record["error"]
+    assert "w-1, w-2" in record["error"]
+
+
+def test_the_start_marker_keeps_every_try_lost_in_this_run(tmp_path):
+    import fsspec
+
+    from daskscore.worker.tasks import _lost_tries, started_mini_batches
+
+    fs = fsspec.filesystem("file")
+    records = str(tmp_path)
+    assert _lost_tries(fs, records, 5, "w-a", "run-1") == []
+    assert started_mini_batches(fs, records, [4, 5, 6]) == [5]
+    assert [t.worker for t in _lost_tries(fs, records, 5, "w-b", "run-1")] == ["w-a"]
+    lost = _lost_tries(fs, records, 5, "w-c", "run-1")
+    assert [(t.worker, t.status) for t in lost] == [
+        ("w-a", WORKER_DIED), ("w-b", WORKER_DIED)]
+    # another run of the step: one INTERRUPTED try, and counting starts afresh
+    again = _lost_tries(fs, records, 5, "w-d", "run-2")
+    assert [(t.worker, t.status) for t in again] == [("w-c", TryStatus.INTERRUPTED)]
+    record = score_mini_batch(spec(1, index=5), ScriptedTries(done(1)),
+                              run_max_try=1, lost=again)
+    assert record["status"] == RUN_DONE
