@@ -31,6 +31,13 @@ _ENV = {
     "client_secret": "AZURE_STORAGE_CLIENT_SECRET",
     "tenant_id": "AZURE_STORAGE_TENANT_ID",
 }
+# The environment's secrets that :func:`resolve` copies into the options it
+# returns: a job's workers and runners get them there, never need them in their
+# environment (an identity's own variables, AZURE_CLIENT_SECRET..., are another
+# matter: each process signs in by itself).
+RESOLVED_SECRET_ENV = tuple(
+    _ENV[k] for k in ("connection_string", "account_key", "sas_token", "client_secret")
+)
 # Options that say how to authenticate; any of them given explicitly means the
 # environment's credentials are not consulted.
 _CREDENTIAL_KEYS = (
