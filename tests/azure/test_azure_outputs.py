@@ -457,6 +457,10 @@ def test_output_emulator_killed_mid_job_then_resume(
         emulator = start_azurite(location=data, port=port)
         fs = AzureContainer(name="jobs", azurite=emulator).fs()
         committed = _records(fs, "jobs/results")
+        # the worker that ran mini-batch 3 had committed the one before it, so the
+        # resume below has something to keep (resumed_mini_batches == 0 proves
+        # nothing)
+        assert committed, "nothing was committed before the emulator died"
         assert "000000003.json" not in committed  # its part could not be written
         assert not any(
             json.loads(r).get("failed_mini_batch") for r in committed.values()

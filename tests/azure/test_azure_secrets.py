@@ -122,7 +122,10 @@ def test_the_account_key_is_in_no_file_the_job_writes(
     captured = capfd.readouterr()
     produced |= {"console stdout": captured.out.encode(),
                  "console stderr": captured.err.encode()}
-    # the grep looks at what the script printed and logged, on every worker
+    for name, data in produced.items():
+        for secret in _secrets(azurite):
+            assert secret not in data, f"the account key is in {name}"
+    # the grep looked at what the script printed and logged, on every worker
     names = [n for n in produced if n.endswith(("stdout.txt", "stderr.txt"))]
     assert len(names) == 4, sorted(produced)
     for name in names:
@@ -139,6 +142,3 @@ def test_the_account_key_is_in_no_file_the_job_writes(
     assert errors and all(b"refused with key ***" in produced[n] for n in errors)
     if output_on == "local":
         assert any("/logs/sys/" in n for n in produced), sorted(produced)
-    for name, data in produced.items():
-        for secret in _secrets(azurite):
-            assert secret not in data, f"the account key is in {name}"

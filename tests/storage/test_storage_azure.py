@@ -101,10 +101,12 @@ def test_sas_token_in_options_in_the_url_and_in_a_connection_string(images, azur
 def test_anonymous_read_of_a_public_container(images, azurite):
     client = azurite.service_client().get_container_client(images.name)
     url = f"{azurite.endpoint}/{images.name}/images/*.png"
+    # the documented form: the account and anon=True (no key)
+    anon = {"account_name": azurite.account_name, "anon": True}
     with pytest.raises(DatasetError, match="access denied|not found|no files"):
-        storage.list_files(url, {"anon": True})  # still private
+        storage.list_files(url, anon)  # still private
     client.set_container_access_policy(signed_identifiers={}, public_access="container")
-    assert _read_all(url, {"anon": True}) == EXPECTED[:3]
+    assert _read_all(url, anon) == EXPECTED[:3]
 
 
 def test_credentials_from_the_environment(images, azurite, monkeypatch):
