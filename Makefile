@@ -27,10 +27,12 @@ tests/node_modules/.installed: tests/package.json tests/package-lock.json
 	npm ci --prefix tests --no-audit --no-fund
 	touch $@
 
-# headless Chromium for the dashboard page test (tests/test_cluster_dashboard.py);
-# installed only when missing, and a failed install only skips that one test
+# headless Chromium for the dashboard page test (tests/cluster/test_cluster_dashboard.py);
+# installed only when missing; a failed install fails here (and the test fails
+# without it: it never skips)
 chromium:
-	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || true
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+	@test -x /usr/bin/chromium || { echo "make chromium: /usr/bin/chromium is still missing" >&2; exit 1; }
 
 lint: install
 	$(VENV)/bin/ruff check daskscore tests

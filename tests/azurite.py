@@ -8,12 +8,21 @@ session-scoped fixture (``azurite``) and a fresh-container-per-test fixture
 (``azure_container``); tests that must kill the emulator mid-job start their own.
 ``start_azurite(tls=..., oauth="basic")`` serves HTTPS and accepts bearer tokens
 (``test_azure_identity.py``).
+
+Every emulator serves one storage account with a random name and a random key
+(``AZURITE_ACCOUNTS=name:key``), not the emulator's public development account:
+daskscore masks only the secrets a job was given, so a test that greps for the
+key proves that the job's own key was masked. An emulator restarted on the same
+data folder serves the same account (kept in the folder).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -26,25 +35,62 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "ACCOUNT_KEY",
     "ACCOUNT_NAME",
     "AZURITE_BIN",
+    "ISSUED_KEYS",
     "AzureContainer",
     "Azurite",
     "free_port",
+    "issued_secrets",
+    "random_account",
     "start_azurite",
 ]
 
-# The documented, public development-storage account of the emulator. Tests treat
-# the key as a secret all the same: it must never show up in any output.
+# The documented, public development-storage account of the emulator. No emulator
+# of the suite serves its key (see the module docstring); the name is still
+# served, with a random key, where a test needs it (``account_name=``).
 ACCOUNT_NAME = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
     "K1SZFPTOtr/KBHBeksoGMGw=="
 )
 AZURITE_BIN = Path(__file__).parent / "node_modules" / ".bin" / "azurite-blob"
+
+_ACCOUNT_FILE = "test-account.json"
+# every key an emulator of this test session was given: what the greps look for
+ISSUED_KEYS: list[str] = []
+
+
+def issued_secrets() -> list[str]:
+    """Every key of this session's emulators, raw and URL-encoded."""
+    out = []
+    for key in ISSUED_KEYS:
+        out += [key, quote(key, safe=""), quote_plus(key)]
+    return out
+
+
+def random_account() -> tuple[str, str]:
+    """A fresh storage account name (3-24 lowercase letters and digits) and key."""
+    name = "acct" + secrets.token_hex(8)
+    return name, base64.b64encode(secrets.token_bytes(64)).decode()
+
+
+def _account_for(location: Path, keep: bool, name: str | None) -> tuple[str, str]:
+    """The account of a kept data folder, or a new random one (kept there)."""
+    path = location / _ACCOUNT_FILE
+    if keep and path.exists():
+        saved = json.loads(path.read_text())
+        if name is None or saved["name"] == name:
+            return saved["name"], saved["key"]
+    new_name, key = random_account()
+    account = (name or new_name, key)
+    path.write_text(json.dumps({"name": account[0], "key": account[1]}))
+    return account
+
 
 _LISTENING = re.compile(r"successfully listens on (https?://[0-9.]+:(\d+))")
 
@@ -80,7 +126,7 @@ class Azurite:
 
     @property
     def endpoint(self) -> str:
-        """The blob endpoint, path-style: ``http://127.0.0.1:PORT/devstoreaccount1``."""
+        """The blob endpoint, path-style: ``http://127.0.0.1:PORT/<account>``."""
         return f"{self.scheme}://127.0.0.1:{self.port}/{self.account_name}"
 
     @property
@@ -163,6 +209,7 @@ def start_azurite(
     tls: dict[str, str] | None = None,
     oauth: str | None = None,
     debug: Path | None = None,
+    account_name: str | None = None,
 ) -> Azurite:
     """Start ``azurite-blob`` on a free 127.0.0.1 port and wait until it answers.
 
@@ -188,6 +235,9 @@ def start_azurite(
         A file for the emulator's debug log: one entry per request with its
         method, URL and headers and the operation it was (``BlockBlob_StageBlock``,
         ``BlockBlob_CommitBlockList``, ...), to check how a client talks to it.
+    account_name
+        Serve this account name (with a random key) instead of a random name;
+        the key is random either way (the one of a kept data folder on restart).
 
     Raises
     ------
@@ -204,6 +254,9 @@ def start_azurite(
     if location is None:
         location = Path(tempfile.mkdtemp(prefix="daskscore-azurite-"))
     location.mkdir(parents=True, exist_ok=True)
+    name, key = _account_for(location, keep, account_name)
+    if key not in ISSUED_KEYS:
+        ISSUED_KEYS.append(key)
     log = open(location / "azurite.log", "w+b")  # closed in stop()
     args = [
         str(AZURITE_BIN),
@@ -223,6 +276,7 @@ def start_azurite(
     args += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     proc = subprocess.Popen(
         args,
+        env={**os.environ, "AZURITE_ACCOUNTS": f"{name}:{key}"},
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -231,6 +285,7 @@ def start_azurite(
     azurite = Azurite(
         pid=proc.pid, port=0, location=location, _proc=proc, _log=log, _keep=keep,
         scheme="https" if tls else "http", ca_file=(tls or {}).get("ca"),
+        account_name=name, account_key=key,
     )
     try:
         deadline = time.monotonic() + timeout_s

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,99 @@ def mark(kind, suffix=""):
     with open(os.path.join(MARKER_DIR, name), "w") as f:
         f.write(str(os.getppid()))
 """
+
+
+# -- holding a job until it has stopped ----------------------------------------------
+# Entry-script code: every mini-batch but the failing ones waits at a gate (the
+# file STOP_GATE) and leaves <STOP_GATE>.waiting-<first input name> while it
+# waits; past the gate it leaves <RUN_DIR>/run-<first input name>-<random>.
+STOP_GATE_PRELUDE = """
+import os
+import time
+
+STOP_GATE = os.environ["STOP_GATE"]
+RUN_DIR = os.environ["RUN_DIR"]
+
+
+def hold(names):
+    open(f"{STOP_GATE}.waiting-{names[0]}", "w").close()
+    deadline = time.time() + 600  # only so that a broken test ends its processes
+    while not os.path.exists(STOP_GATE) and time.time() < deadline:
+        time.sleep(0.01)
+    open(os.path.join(RUN_DIR, f"run-{names[0]}-{os.urandom(4).hex()}"), "w").close()
+"""
+
+
+def _job_cancelled(output_url: str, dask_worker=None) -> list[bool]:
+    """On a worker: the ``cancelled`` flag of each plugin of the job writing there."""
+    return [
+        bool(getattr(p, "cancelled", False))
+        for p in dask_worker.plugins.values()
+        if getattr(getattr(p, "job", None), "output_url", None) == output_url
+    ]
+
+
+class StopGate:
+    """Opens ``STOP_GATE`` once the job writing to ``output`` stopped starting work.
+
+    A background thread asks every worker for the job's plugins; once each one
+    it found is cancelled (no worker starts another mini-batch of the job), it
+    counts the mini-batches waiting at the gate (:attr:`in_flight`) and opens it.
+    What the job then scores is what was in flight, and nothing more. A job that
+    never stops keeps its mini-batches at the gate until pytest's timeout.
+    """
+
+    def __init__(self, client: Any, output: Path, folder: Path) -> None:
+        self.client = client
+        self.output_url = str(output)
+        self.gate = Path(folder) / "stop-gate"
+        self.runs = Path(folder) / "runs"
+        self.runs.mkdir(parents=True, exist_ok=True)
+        self.in_flight: list[str] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """``environment_variables`` for a script with :data:`STOP_GATE_PRELUDE`."""
+        return {"STOP_GATE": str(self.gate), "RUN_DIR": str(self.runs)}
+
+    def waiting(self) -> list[str]:
+        prefix = self.gate.name + ".waiting-"
+        return sorted(p.name[len(prefix):] for p in self.gate.parent.iterdir()
+                      if p.name.startswith(prefix))
+
+    def scored(self) -> list[str]:
+        """First input names of the mini-batches that passed the gate."""
+        return sorted(p.name[4:].rsplit("-", 1)[0] for p in self.runs.iterdir())
+
+    def _started(self) -> set[str]:
+        """Mini-batches a worker started (``.started`` marker) and not recorded."""
+        folder = Path(self.output_url) / ".daskscore" / "records"
+        if not folder.is_dir():
+            return set()
+        names = [p.name for p in folder.iterdir()]
+        return {n.split(".")[0] for n in names if n.endswith(".json.started")} - {
+            n.split(".")[0] for n in names if n.endswith(".json")}
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            flags = self.client.run(_job_cancelled, self.output_url)
+            found = [f for fs in flags.values() for f in fs]
+            if found and all(found):
+                break
+            self._stop.wait(0.05)
+        # a mini-batch started just before the stop reaches the gate: count it
+        while not self._stop.is_set() and len(self.waiting()) < len(self._started()):
+            self._stop.wait(0.01)
+        self.in_flight = self.waiting()
+        self.gate.write_text("open")
+
+    def __enter__(self) -> StopGate:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.gate.write_text("open")

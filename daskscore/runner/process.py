@@ -45,6 +45,7 @@ from .. import entry_script
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
 from ..entry_script import MiniBatchContext
 from ..output.parts import PartWriter, is_dataframe
+from ..storage import redact
 from . import tracebacks
 from .reader import Reader
 from .tracebacks import error_line, user_traceback
@@ -162,12 +163,27 @@ def bad_return(result) -> str:
         f"run() returned {what}; return a list, tuple or pandas "
         f"DataFrame{fix}, with one element or row per successful input"
     )
+class _MaskingFormatter(logging.Formatter):
+    """Log lines with the job's credentials masked (``entry_script.log``)."""
+
+    def __init__(self, fmt: str, secrets: dict) -> None:
+        super().__init__(fmt)
+        self.secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
 
 
 def _configure_logging(setup: RunnerSetup) -> logging.Logger:
     level = getattr(logging, setup.logging_level, logging.INFO)
-    fmt = logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s [" + setup.agent_name + "] %(message)s"
+    secrets = {
+        "sources": setup.sources,
+        "output": setup.output_storage_options,
+        "models": setup.model_options,
+    }
+    fmt = _MaskingFormatter(
+        "%(asctime)s %(levelname)s %(name)s [" + setup.agent_name + "] %(message)s",
+        secrets,
     )
     root = logging.getLogger()
     root.handlers.clear()

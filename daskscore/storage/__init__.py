@@ -42,12 +42,14 @@ from ._errors import (
     is_storage_error,
 )
 from ._listing import download, list_files, list_inputs
-from ._secrets import MASK, redact, safe_storage_options
-from ._urls import is_azure, is_local, resolve, url_to_fs
+from ._secrets import MASK, StreamRedactor, redact, safe_storage_options
+from ._urls import RESOLVED_SECRET_ENV, is_azure, is_local, resolve, url_to_fs
 
 __all__ = [
     "MASK",
     "DiskFullError",
+    "RESOLVED_SECRET_ENV",
+    "StreamRedactor",
     "describe_storage_error",
     "download",
     "is_azure",

@@ -9,11 +9,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, unquote
 
 MASK = "***"
-# The emulator's public development account; masked like any other key.
-_DEV_ACCOUNT_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
-    "K1SZFPTOtr/KBHBeksoGMGw=="
-)
 _SECRET_ENV = (
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_STORAGE_ACCOUNT_KEY",
@@ -57,7 +52,7 @@ def _conn_settings(connection_string: str) -> dict[str, str]:
 
 def _secret_values(storage_options: Mapping[str, Any] | None) -> set[str]:
     """Every secret string in ``storage_options`` and the environment."""
-    values: set[str] = {_DEV_ACCOUNT_KEY}
+    values: set[str] = set()
     candidates: list[str] = [os.environ[k] for k in _SECRET_ENV if os.environ.get(k)]
 
     def walk(options: Any) -> None:
@@ -102,12 +97,68 @@ def redact(text: str, storage_options: Mapping[str, Any] | None = None) -> str:
     ``AccountKey=``/``SharedAccessSignature=`` parts of connection strings, SAS
     ``sig=`` parameters and ``Authorization`` headers.
     """
-    text = str(text)
-    for value in sorted(_secret_values(storage_options), key=len, reverse=True):
+    values = sorted(_secret_values(storage_options), key=len, reverse=True)
+    return _mask(str(text), values)
+
+
+def _mask(text: str, values: list[str]) -> str:
+    """``text`` with ``values`` (longest first) and secret-shaped parts masked."""
+    for value in values:
         text = text.replace(value, MASK)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + MASK, text)
     return text
+
+
+class StreamRedactor:
+    """Masks secrets in a byte stream that arrives in arbitrary chunks.
+
+    For what a process prints (a runner's stdout and stderr): :meth:`feed` each
+    chunk as it is read and write what it returns; :meth:`flush` at the end of
+    the stream. Text is masked a whole line (ended by ``\\n`` or ``\\r``) at a
+    time, as :func:`redact` does (the secret values of ``storage_options`` and of
+    the ``AZURE_STORAGE_*`` environment, and anything shaped like a secret), so a
+    secret split across chunks is still found. A line longer than ``max_line``
+    bytes is let out in pieces, keeping back a tail as long as the longest secret
+    value. Bytes that are not UTF-8 pass through unchanged.
+    """
+
+    def __init__(
+        self, storage_options: Mapping[str, Any] | None = None, max_line: int = 65536
+    ) -> None:
+        self._values = sorted(_secret_values(storage_options), key=len, reverse=True)
+        # a tail this long may be the start of a secret: never cut inside it
+        self._hold = max([256, *(len(v.encode()) for v in self._values)])
+        self._max_line = max(max_line, 2 * self._hold)
+        self._pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """What can be written of the stream so far, masked."""
+        self._pending += data
+        cut = max(self._pending.rfind(b"\n"), self._pending.rfind(b"\r")) + 1
+        if cut == 0:
+            if len(self._pending) <= self._max_line:
+                return b""
+            # mask whole values first: what is left of one can only be the start
+            # of a secret at the very end, inside the tail kept back
+            self._pending = self._masked(self._pending, patterns=False)
+            cut = len(self._pending) - self._hold
+        out, self._pending = self._pending[:cut], self._pending[cut:]
+        return self._masked(out)
+
+    def flush(self) -> bytes:
+        """The rest of the stream (a last line without its line end), masked."""
+        out, self._pending = self._pending, b""
+        return self._masked(out) if out else b""
+
+    def _masked(self, data: bytes, patterns: bool = True) -> bytes:
+        text = data.decode("utf-8", "surrogateescape")
+        if patterns:
+            text = _mask(text, self._values)
+        else:
+            for value in self._values:
+                text = text.replace(value, MASK)
+        return text.encode("utf-8", "surrogateescape")
 
 
 def safe_storage_options(

@@ -31,6 +31,13 @@ _ENV = {
     "client_secret": "AZURE_STORAGE_CLIENT_SECRET",
     "tenant_id": "AZURE_STORAGE_TENANT_ID",
 }
+# The environment's secrets that :func:`resolve` copies into the options it
+# returns: a job's workers and runners get them there, never need them in their
+# environment (an identity's own variables, AZURE_CLIENT_SECRET..., are another
+# matter: each process signs in by itself).
+RESOLVED_SECRET_ENV = tuple(
+    _ENV[k] for k in ("connection_string", "account_key", "sas_token", "client_secret")
+)
 # Options that say how to authenticate; any of them given explicitly means the
 # environment's credentials are not consulted.
 _CREDENTIAL_KEYS = (
@@ -116,19 +123,30 @@ def _split_azure(
         return container, path, account, endpoint, sas
     if _is_ip_or_localhost(host) and len(segments) == 2:
         # Path-style endpoint http://host:port/<account>/<container>/<path>; only
-        # taken as Azure when the account is the emulator's or the options are
-        # Azure's, so a plain local web server keeps working through fsspec.
+        # taken as Azure when the account is the emulator's or the environment's,
+        # the options are Azure's or the query is a SAS token, so a plain local
+        # web server keeps working through fsspec.
         account, rest = segments
         azure_options = any(
             k in storage_options
             for k in ("account_key", "sas_token", "connection_string", "account_name")
         )
-        if account != "devstoreaccount1" and not azure_options:
+        if not (_known_account(account) or azure_options or sas):
             return None
         container, _, path = rest.partition("/")
         endpoint = f"{scheme}://{parts.netloc}/{account}"
         return container, path, account, endpoint, sas
     return None
+
+
+def _known_account(account: str) -> bool:
+    """The emulator's account, or the one the ``AZURE_STORAGE_*`` variables name."""
+    known = {"devstoreaccount1"}
+    if os.environ.get("AZURE_STORAGE_ACCOUNT_NAME"):
+        known.add(os.environ["AZURE_STORAGE_ACCOUNT_NAME"].lower())
+    if os.environ.get("AZURE_STORAGE_CONNECTION_STRING"):
+        known.add(_conn_account(os.environ["AZURE_STORAGE_CONNECTION_STRING"]) or "")
+    return account.lower() in known
 
 
 def is_azure(urlpath: str, storage_options: Mapping[str, Any] | None = None) -> bool:

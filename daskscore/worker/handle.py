@@ -19,10 +19,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
+from typing import Any
 
 from .. import _settings
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
+from .capture import Capture
 
 __all__ = ["RunnerHandle"]
 
@@ -57,9 +60,12 @@ class RunnerHandle:
         workdir: str,
         stdout_path: str,
         stderr_path: str,
+        secrets: Mapping[str, Any] | None = None,
     ) -> None:
         parent_sock, child_sock = socket.socketpair()
-        with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
+        # what the runner prints reaches the files with ``secrets`` masked
+        self.capture = Capture(stdout_path, stderr_path, secrets)
+        try:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
@@ -72,11 +78,15 @@ class RunnerHandle:
                 env=env,
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
+                stdout=self.capture.stdout,
+                stderr=self.capture.stderr,
                 # its own process group: killed with everything it started
                 start_new_session=True,
             )
+        except BaseException:
+            self.capture.close()
+            raise
+        self.capture.started()
         child_sock.close()
         self.conn = Connection(parent_sock.detach())
         self.conn.send(setup)
@@ -255,6 +265,7 @@ class RunnerHandle:
         except subprocess.TimeoutExpired:
             pass
         self.conn.close()
+        self.capture.close()
 
     def shutdown(self, timeout: float | None = None) -> str:
         """Ask the script to run ``shutdown()`` and exit; return its error, if any.

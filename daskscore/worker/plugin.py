@@ -35,7 +35,7 @@ from .._protocol import (
     node_of,
     set_single_threaded,
 )
-from ..storage import describe_storage_error, url_to_fs
+from ..storage import RESOLVED_SECRET_ENV, describe_storage_error, url_to_fs
 from .handle import RunnerHandle
 
 __all__ = ["ScoringPlugin", "agent_name_for"]
@@ -203,8 +203,21 @@ class ScoringPlugin(WorkerPlugin):
             memory_limit=job.runner_memory_limit,
         )
 
+    def _secrets(self) -> dict[str, Any]:
+        """Where the job's credentials are: masked in what the runner prints."""
+        job = self.job
+        return {
+            "sources": job.sources,
+            "output": job.output_storage_options,
+            "models": job.model_options,
+            "environment_variables": job.environment_variables,
+        }
+
     def _start_runner(self) -> tuple[str, str] | None:
-        env = dict(os.environ)
+        # The storage credentials of the worker's environment are in the job's
+        # storage options already (resolved on the client): keep them out of the
+        # environment a script may print, log or hand to its own children.
+        env = {k: v for k, v in os.environ.items() if k not in RESOLVED_SECRET_ENV}
         # a worker runs one run() at a time: one BLAS/OpenMP thread, unless the
         # worker's environment or the job says otherwise
         set_single_threaded(env)
@@ -220,6 +233,7 @@ class ScoringPlugin(WorkerPlugin):
             self.workdir,
             os.path.join(self.user_log_dir, "stdout.txt"),
             os.path.join(self.user_log_dir, "stderr.txt"),
+            self._secrets(),
         )
         problem = runner.wait_imported()
         if problem is None:

@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
-from azurite import ACCOUNT_KEY, AzureContainer, free_port, start_azurite
-from helpers import make_files, make_step, write_script
+from azurite import AzureContainer, free_port, start_azurite
+from helpers import make_files, make_step, read_lines, write_script
 
 import daskscore as ds
 
@@ -48,9 +48,6 @@ def run(mini_batch):
     return out
 """
 
-SECRETS = (ACCOUNT_KEY, quote(ACCOUNT_KEY, safe=""))
-
-
 def _local_tree(folder: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): p.read_bytes()
@@ -65,10 +62,12 @@ def _blob_tree(container, prefix: str) -> dict[str, bytes]:
     return {p[len(root) + 1:]: fs.cat_file(p) for p in sorted(fs.find(root))}
 
 
-def _assert_no_secret(texts: dict[str, bytes | str]) -> None:
+def _assert_no_secret(azurite, texts: dict[str, bytes | str]) -> None:
+    """The emulator's key (random, this run's only) is in none of ``texts``."""
+    secrets = (azurite.account_key, quote(azurite.account_key, safe=""))
     for name, text in texts.items():
         data = text if isinstance(text, bytes) else text.encode()
-        for secret in SECRETS:
+        for secret in secrets:
             assert secret.encode() not in data, f"the account key is in {name}"
 
 
@@ -116,7 +115,8 @@ def test_file_dataset_job_on_blob_storage(
     assert {"logs/job_result.txt", "logs/job_report.json",
             "logs/processed_mini-batches.csv"} <= set(produced)
     captured = capfd.readouterr()
-    _assert_no_secret(produced | {"stdout": captured.out, "stderr": captured.err,
+    _assert_no_secret(azure_container.azurite,
+                      produced | {"stdout": captured.out, "stderr": captured.err,
                                   "logs": caplog.text, "result": repr(remote)})
 
 
@@ -158,7 +158,8 @@ def test_tabular_dataset_job_on_blob_storage(
     collected = remote.to_dask_dataframe().compute()
     assert list(collected["id"]) == list(range(ROWS))
     captured = capfd.readouterr()
-    _assert_no_secret(produced | {"stdout": captured.out, "stderr": captured.err,
+    _assert_no_secret(azure_container.azurite,
+                      produced | {"stdout": captured.out, "stderr": captured.err,
                                   "logs": caplog.text, "result": repr(remote)})
 
 
@@ -217,9 +218,7 @@ def test_blobs_with_the_same_name_in_different_folders_stay_apart(
     )
     out = tmp_path / "out"
     make_step(script, files, out, mini_batch_size="2").run(client=shared_client)
-    assert (out / "parallel_run_step.txt").read_text().split("\n")[:2] == [
-        "from a", "from b"
-    ]
+    assert read_lines(out / "parallel_run_step.txt") == ["from a", "from b"]
 
 
 # -- credentials resolved once on the client; storage errors in one line -------------
@@ -257,7 +256,7 @@ def test_credential_forms_that_need_resolving_on_the_client(
         base, options = azure_container.url, {}
     else:
         base = f"{azurite.endpoint}/{azure_container.name}"
-        options = {"account_key": ACCOUNT_KEY}
+        options = {"account_key": azurite.account_key}
     step = _file_step(tmp_path, azure_container, f"{base}/in/*.txt", options,
                       f"{base}/results/", options)
     result = step.run(client=shared_client)
@@ -277,12 +276,12 @@ def test_storage_failures_are_one_clear_line(
     bad = {
         "input container": good,
         "input key": {"connection_string": azurite.connection_string.replace(
-            ACCOUNT_KEY, WRONG_KEY)},
+            azurite.account_key, WRONG_KEY)},
         "input endpoint": {"connection_string": azurite.connection_string.replace(
             str(azurite.port), str(free_port()))},
         "output container": good,
         "output key": {"connection_string": azurite.connection_string.replace(
-            ACCOUNT_KEY, WRONG_KEY)},
+            azurite.account_key, WRONG_KEY)},
     }[case]
     url = f"{azure_container.url}/in/*.txt"
     output = str(tmp_path / "out")
@@ -307,7 +306,7 @@ def test_storage_failures_are_one_clear_line(
     message = str(info.value)
     assert expected in message
     assert "\n" not in message and "RequestId" not in message
-    assert ACCOUNT_KEY not in message and WRONG_KEY not in message
+    assert azurite.account_key not in message and WRONG_KEY not in message
 
 
 def _tries(out: Path) -> dict[int, dict[str, str]]:

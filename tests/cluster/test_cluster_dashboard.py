@@ -4,6 +4,12 @@ One job on the shared cluster is held in the middle by a gate
 (``cluster_procs.GATE_SCRIPT``) while the JSON route is polled, the page is
 rendered by a real headless Chromium, and the scheduler's task names are read;
 then the gate opens and the final numbers are compared with ``job_report.json``.
+
+The job publishes its state on completions at most once an hour
+(``daskscore.publish-interval``), so every number the route shows after the start
+comes from the periodic republish (``daskscore.cancel-poll-interval``, 1 s): the
+held job's state must catch up by that alone, however long that takes (the
+global pytest timeout bounds it).
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ import os
 import re
 import shutil
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import dask
 import pytest
 from cluster_procs import (
     GATE_SCRIPT,
@@ -121,7 +127,11 @@ def dash_run(dask_cluster, cluster_client, tmp_path_factory):
     runner = threading.Thread(target=run, daemon=True)
     poller = threading.Thread(target=poll, daemon=True)
     has_chromium = os.path.exists(CHROMIUM)
+    # completions publish nothing after the first state: the job's settings are
+    # read when it starts, in the runner thread, inside this block
+    throttled = dask.config.set({"daskscore.publish-interval": "1 hour"})
     try:
+        throttled.__enter__()
         poller.start()
         runner.start()
         # every worker holds its first mini-batch; then they complete at once
@@ -129,8 +139,7 @@ def dash_run(dask_cluster, cluster_client, tmp_path_factory):
                    "every worker at the burst gate")
         box["first_state"] = wait_until(
             lambda: (s := _ours(dask_cluster)) and s["status"] == "Running" and s,
-            30, "the job in the JSON route")
-        time.sleep(0.6)  # past the engine's publishing interval (0.5 s)
+            120, "the job in the JSON route")
         Path(env["BURST_FILE"]).write_text("go")
         # HOLD_AFTER or more are scored, then every worker waits at the gate
         wait_until(lambda: waiting_at(env["GATE_FILE"]) >= WORKERS, 120,
@@ -141,11 +150,10 @@ def dash_run(dask_cluster, cluster_client, tmp_path_factory):
         def current():
             state = _ours(dask_cluster)
             return state if state["done_mini_batches"] == box["held_records"] else None
-        try:
-            box["held_current"] = wait_until(current, 10, "the live state to catch up")
-        except AssertionError:
-            box["held_current"] = None
-            box["held_stale"] = _ours(dask_cluster)
+        # no deadline of its own: a route that never catches up fails the test at
+        # pytest's timeout (with "the live state to catch up" in the traceback)
+        box["held_current"] = wait_until(
+            current, float("inf"), "the live state to catch up")
 
         def keys(dask_scheduler=None):
             return [str(k) for k in dask_scheduler.tasks]
@@ -160,6 +168,7 @@ def dash_run(dask_cluster, cluster_client, tmp_path_factory):
         runner.join(timeout=240)
         stop.set()
         poller.join(timeout=30)
+        throttled.__exit__(None, None, None)
     assert not runner.is_alive(), "the job did not finish"
     box["final_state"] = _ours(dask_cluster)
     if has_chromium:
@@ -214,10 +223,15 @@ def test_json_route_numbers_move_and_end_equal_to_the_report(dash_run, dask_clus
 
 def test_json_route_is_current_while_the_job_is_held(dash_run):
     """While no mini-batch completes (all workers busy on long ones), the route
-    shows every mini-batch committed so far, not an older throttled snapshot."""
-    assert dash_run["held_current"] is not None, (
-        f"{dash_run['held_records']} mini-batches were committed, the route still "
-        f"showed {dash_run['held_stale']['done_mini_batches']} after 10 s")
+    shows every mini-batch committed so far, not an older throttled snapshot
+    (the fixture waits for it; here: what it saw)."""
+    assert dash_run["held_records"] >= HOLD_AFTER
+    held = dash_run["held_current"]
+    assert held["status"] == "Running"
+    assert held["done_mini_batches"] == dash_run["held_records"]
+    # completions published nothing after the start (a one-hour interval): only
+    # the periodic republish brought the route up to date
+    assert dash_run["first_state"]["done_mini_batches"] == 0
 
 
 def test_html_page_is_served(dask_cluster, dash_run):
@@ -239,9 +253,9 @@ def test_task_names_carry_the_step_name_and_mini_batch_ids(dash_run):
 
 
 def test_page_in_headless_chromium_shows_the_live_and_final_numbers(dash_run):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing (make test installs the Debian packages "
-                    "chromium and chromium-driver)")
+    if not os.path.exists(CHROMIUM):  # a failure, not a skip: make test installs it
+        pytest.fail(f"{CHROMIUM} is missing: install the Debian packages chromium "
+                    "and chromium-driver (`make chromium`)")
     job_id = dash_run["final_state"]["job_id"]
     running = _page_row(dash_run["dom_running"], job_id)
     assert running["status"] == "Running"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -143,13 +144,18 @@ def test_fewer_nodes_than_node_count_fails_after_the_configured_wait(
     src = write_script(tmp_path / "src", ENV_SCRIPT)
     make_files(tmp_path / "in", 3)
     out = tmp_path / "out"
+    started = time.monotonic()
     proc = cli(dask_cluster.tracker, "run", "--entry-script", str(src),
                "--input", str(tmp_path / "in"), "--output", str(out),
                "--scheduler", dask_cluster.address, "--node-count", "3",
                "--env", f"MARKER_DIR={tmp_path}", "--no-progress",
                env={variable: value}, timeout=120)
+    waited = time.monotonic() - started
 
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    # it waited the configured 2 s before it gave up (a lower bound only: the
+    # process may take any longer on a busy machine, never less)
+    assert waited >= 2, f"gave up after {waited:.2f} s, before the 2 s wait"
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert errors and errors[-1].startswith("daskscore: error: "), proc.stderr
     message = errors[-1]

@@ -2,7 +2,8 @@
 
 The certificates are made with ``cryptography`` (``certs.py``): one CA signs the
 scheduler's and workers' certificate and a client certificate; a second CA signs a
-stranger's.
+stranger's. Refusals both ways are shown: a client that does not trust the
+cluster's CA, and a scheduler that does not trust the client's certificate.
 """
 
 from __future__ import annotations
@@ -128,3 +129,45 @@ def test_python_client_without_security_is_refused(tls):
     cluster, _, _ = tls
     with pytest.raises((OSError, TypeError, TimeoutError)):
         Client(cluster.address, timeout="5s")
+
+
+def test_the_scheduler_refuses_a_client_certificate_of_another_ca(tls):
+    """The client trusts the cluster's CA (so it accepts the scheduler) but shows
+    a certificate the cluster's CA did not sign: the scheduler refuses it."""
+    cluster, certs, folder = tls
+    proc = cli(cluster.tracker, *_job_args(folder, "out-untrusted"),
+               "--scheduler", cluster.address,
+               "--tls-ca-file", certs["ca"],
+               "--tls-cert", certs["stranger"]["cert"],
+               "--tls-key", certs["stranger"]["key"], timeout=120)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    line = _one_error_line(proc)
+    assert "cannot connect" in line and cluster.address in line
+    assert not (folder / "out-untrusted" / ".daskscore" / "records").exists()
+
+
+def test_submit_status_and_wait_over_tls(tls):
+    cluster, certs, folder = tls
+    flags = ["--scheduler", cluster.address, "--tls-ca-file", certs["ca"],
+             "--tls-cert", certs["client"]["cert"],
+             "--tls-key", certs["client"]["key"]]
+    args = _job_args(folder, "out-submit")[1:]  # the job's flags, without "run"
+    submit = cli(cluster.tracker, "submit", *args, *flags)
+    assert submit.returncode == 0, (submit.stdout, submit.stderr)
+    job_id = submit.stdout.strip().splitlines()[0]
+    status = cli(cluster.tracker, "status", job_id, *flags)
+    assert status.returncode == 0, (status.stdout, status.stderr)
+    assert status.stdout.startswith(f"{job_id}: "), status.stdout
+    assert "/2 mini-batches" in status.stdout, status.stdout
+    waited = cli(cluster.tracker, "wait", job_id, *flags, timeout=240)
+    assert waited.returncode == 0, (waited.stdout, waited.stderr)
+    assert waited.stdout.startswith("Completed: "), waited.stdout
+    end = cli(cluster.tracker, "status", job_id, *flags)
+    assert end.returncode == 0 and end.stdout.startswith(f"{job_id}: Completed, ")
+    lines = (folder / "out-submit" / "parallel_run_step.txt").read_text().splitlines()
+    assert lines == expected_gate_lines(4)
+    # without the certificates, status cannot reach the cluster: one clear line
+    refused = cli(cluster.tracker, "status", job_id, "--scheduler", cluster.address,
+                  timeout=120)
+    assert refused.returncode == 2, (refused.returncode, refused.stderr[-3000:])
+    assert cluster.address in _one_error_line(refused)

@@ -14,6 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import (
+    N_WORKERS,
+    STOP_GATE_PRELUDE,
+    StopGate,
     alive,
     counts,
     file_names,
@@ -55,45 +58,69 @@ def run(mini_batch):
 """
 
 
+# Fails on "bad" files at once; every other mini-batch waits at the stop gate
+# (helpers.StopGate) until the job has stopped starting work.
+GATED_BAD_CONTENT_SCRIPT = STOP_GATE_PRELUDE + """
+
+def init():
+    pass
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    for path in mini_batch:
+        with open(path) as f:
+            if f.read().strip() == "bad":
+                raise ValueError(f"bad input {os.path.basename(path)}")
+    hold(names)
+    return names
+"""
+
+
 def bad_files(folder, n, bad):
     """``n`` files; those whose index is in ``bad`` hold "bad"."""
     return make_files(folder, n, lambda i: "bad\n" if i in bad else f"{i}\n")
 
 
 # -- thresholds ----------------------------------------------------------------------
-@pytest.mark.slow
 def test_error_threshold_exceeded_fails_the_job_and_cancels_the_rest(tmp_path,
                                                                       shared_client):
-    script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    """Mini-batch 0 fails; the others wait at a gate until the job has stopped
+    starting work: then only what was in flight is scored (a job that counted
+    failures only when a whole pack of mini-batches returned would never stop,
+    and would hold its gated mini-batches until pytest's timeout)."""
+    script = write_script(tmp_path / "src", GATED_BAD_CONTENT_SCRIPT)
     bad_files(tmp_path / "in", 400, bad={0})
-    run_dir = tmp_path / "runs"
-    run_dir.mkdir()
     out = tmp_path / "out"
-    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
-                       mini_batch_size="1", error_threshold=0, run_max_try=1,
-                       environment_variables={"SLEEP_S": "0.02",
-                                              "RUN_DIR": str(run_dir)},
-                       ).run(client=shared_client)
+    with StopGate(shared_client, out, tmp_path) as gate:
+        result = make_step(
+            script, ds.Dataset.File.from_files(str(tmp_path / "in")), out,
+            mini_batch_size="1", error_threshold=0, run_max_try=1,
+            environment_variables=gate.env,
+        ).run(client=shared_client)
 
     assert result.status == "Failed"
     assert "error_threshold" in result.reason
     assert result.mini_batches == 400
     tries = tries_by_mini_batch(out)
     assert tries[0][0]["status"] == "RUN_EXCEPTION"
-    assert len(tries) < 400, "remaining mini-batches must be cancelled"
+    # at most one mini-batch per worker was in flight when the job stopped; those
+    # were scored, and nothing else
+    assert gate.in_flight is not None and len(gate.in_flight) <= N_WORKERS
+    assert gate.scored() == gate.in_flight
+    assert sorted(tries) == sorted([0] + [int(n[5:9]) for n in gate.in_flight])
     report = read_report(out)
     assert report["status"] == "Failed"
     assert report["processed_mini_batches"] == len(tries) < report["mini_batches"]
     # what was committed before the stop stays in the collected file, in order
     done = sorted(i for i, rows in tries.items() if rows[-1]["status"] == "RUN_DONE")
-    assert done
+    assert done == sorted(int(n[5:9]) for n in gate.in_flight)
     assert result.succeeded_items == len(done)
     names = file_names(400)
     assert read_lines(out / "parallel_run_step.txt") == [names[i] for i in done]
     with pytest.raises(ds.ErrorThresholdExceeded):
         result.raise_for_status()
     # no run() call went unrecorded: nothing kept scoring behind the job's back
-    assert len(list(run_dir.iterdir())) == sum(len(r) for r in tries.values())
+    assert len(gate.scored()) + 1 == sum(len(r) for r in tries.values())
 
 
 @pytest.mark.slow
@@ -102,9 +129,10 @@ def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
     """Each job has its own plugin: a job busy on the same cluster must neither
     delay nor hide the other's early failure, nor be stopped by it.
 
-    The failing job's mini-batches take 0.1 s each (12 s in all) so that "stopped
-    early" measures the engine, not a loaded CI machine's scheduling latency."""
+    The failing job's other mini-batches wait at a gate until it has stopped
+    starting work (helpers.StopGate): only what was then in flight is scored."""
     script = write_script(tmp_path / "src", BAD_CONTENT_SCRIPT)
+    gated = write_script(tmp_path / "src-a", GATED_BAD_CONTENT_SCRIPT)
     bad_files(tmp_path / "in-a", 120, bad={0})
     make_files(tmp_path / "in-b", 120)
     runs_b = tmp_path / "runs-b"
@@ -123,18 +151,22 @@ def test_early_failure_stops_a_job_that_shares_the_cluster_with_another(
     try:
         while not any(runs_b.iterdir()) and other.is_alive():
             time.sleep(0.05)  # job b is scoring
-        failing = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in-a")),
-                            tmp_path / "out-a", mini_batch_size="1", error_threshold=0,
-                            run_max_try=1, environment_variables={"SLEEP_S": "0.1"},
-                            ).run(client=shared_client)
+        with StopGate(shared_client, tmp_path / "out-a", tmp_path / "a") as gate:
+            failing = make_step(
+                gated, ds.Dataset.File.from_files(str(tmp_path / "in-a")),
+                tmp_path / "out-a", mini_batch_size="1", error_threshold=0,
+                run_max_try=1, environment_variables=gate.env,
+            ).run(client=shared_client)
     finally:
         other.join()
 
     assert failing.status == "Failed"
     processed = read_report(tmp_path / "out-a")["processed_mini_batches"]
-    assert processed < 60, (
-        f"mini-batch 0 failed, yet {processed} of 120 mini-batches were scored "
-        "before the job stopped")
+    assert gate.in_flight is not None and len(gate.in_flight) <= N_WORKERS
+    assert gate.scored() == gate.in_flight
+    assert processed == 1 + len(gate.in_flight), (
+        f"mini-batch 0 failed, {len(gate.in_flight)} others were in flight, yet "
+        f"{processed} of 120 mini-batches were scored before the job stopped")
     assert results["b"].status == "Completed", results["b"].reason
     assert counts(results["b"]) == (120, 120, 0)
 

@@ -10,9 +10,13 @@ import json
 import logging
 import os
 import sys
+import textwrap
 
 import pytest
 from helpers import (
+    N_WORKERS,
+    STOP_GATE_PRELUDE,
+    StopGate,
     counts,
     file_names,
     make_files,
@@ -468,11 +472,10 @@ def test_rerun_into_the_same_output_resumes_and_any_change_recomputes(
 @pytest.mark.slow
 def test_rerun_after_a_cancelled_job_scores_the_rest_exactly_once(tmp_path,
                                                                   shared_client):
-    script = write_script(tmp_path / "src", """
-        import os
-        import time
-
-        RUNS = os.environ["RUN_DIR"]
+    """The first job stops at mini-batch 0's failure (its other mini-batches wait
+    at a gate until it has stopped: helpers.StopGate); the second, without a
+    threshold, scores the rest, each mini-batch once."""
+    script = write_script(tmp_path / "src", STOP_GATE_PRELUDE + textwrap.dedent("""
 
         def init():
             pass
@@ -481,33 +484,34 @@ def test_rerun_after_a_cancelled_job_scores_the_rest_exactly_once(tmp_path,
             names = [os.path.basename(p) for p in mini_batch]
             if names == ["item-0000.txt"]:
                 raise ValueError("the first mini-batch always fails")
-            open(os.path.join(RUNS, f"run-{names[0]}-{os.urandom(4).hex()}"),
-                 "w").close()
-            time.sleep(0.05)  # long enough that stopping early is the engine's doing
+            hold(names)
             return names
-    """)
-    run_dir = tmp_path / "runs"
-    run_dir.mkdir()
+    """))
     make_files(tmp_path / "in", 200)
     out = tmp_path / "out"
+    gate = StopGate(shared_client, out, tmp_path / "gate")
 
     def run_step(error_threshold):
         return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
                          out, mini_batch_size="1", run_max_try=1,
                          error_threshold=error_threshold,
-                         environment_variables={"RUN_DIR": str(run_dir)},
+                         environment_variables=gate.env,
                          ).run(client=shared_client)
 
-    first = run_step(0)
+    with gate:
+        first = run_step(0)
     assert first.status == "Failed"
-    scored_first = len(markers(run_dir, "run"))
-    assert 0 < scored_first < 199, "the first job must stop early"
+    scored_first = gate.scored()
+    assert gate.in_flight is not None and len(gate.in_flight) <= N_WORKERS
+    assert scored_first == gate.in_flight, "the first job must stop at once"
 
     # thresholds do not change what is computed: the second job resumes
     second = run_step(-1)
     assert second.status == "Completed", second.reason
-    assert second.resumed_mini_batches >= scored_first
-    names = sorted(m.rsplit("-", 1)[0] for m in markers(run_dir, "run"))
+    # kept: what the first job scored, and mini-batch 0's failure (a plain rerun
+    # keeps failures; --rerun-failed would drop them)
+    assert second.resumed_mini_batches == len(scored_first) + 1
+    names = sorted(m.rsplit("-", 1)[0] for m in markers(gate.runs, "run"))
     assert names == file_names(200)[1:], "every mini-batch scored exactly once"
     assert read_lines(second.output_file) == file_names(200)[1:]
 
