@@ -6,6 +6,8 @@ Started by the worker's :class:`~daskscore.worker.handle.RunnerHandle` as
 calls ``run()`` (with a :class:`~daskscore.entry_script.MiniBatchContext` when it
 takes two arguments), commits the output part itself
 (:class:`~daskscore.output.parts.PartWriter`) and answers with the try's outcome.
+For ``ds.map_partitions`` (``RunnerSetup.return_result``) it commits nothing: the
+outcome carries ``run()``'s result back to the worker's task instead.
 Messages with the worker go over a ``multiprocessing.connection.Connection`` on
 an inherited socket:
 
@@ -27,6 +29,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
@@ -88,12 +91,15 @@ class Runner:
         self.module = None
         self.script_path = os.path.join(setup.bundle_dir, setup.script_name)
         self.reader = Reader(setup.sources, setup.working_dir)
-        self.writer = PartWriter(
-            setup.parts_url,
-            setup.output_format,
-            setup.output_storage_options,
-            setup.output_action == "append_row",
-        )
+        # ds.map_partitions: run()'s result goes back to the task, no part
+        self.writer = None
+        if not setup.return_result:
+            self.writer = PartWriter(
+                setup.parts_url,
+                setup.output_format,
+                setup.output_storage_options,
+                setup.output_action == "append_row",
+            )
 
     def load(self) -> bool:
         setup = self.setup
@@ -218,7 +224,10 @@ class Runner:
                 f"{scored} as succeeded, wrote all {returned}"
             )
         try:
-            outcome.has_output = self.writer.commit(spec.index, result)
+            if self.writer is None:
+                outcome.result, outcome.has_output = result, True
+            else:
+                outcome.has_output = self.writer.commit(spec.index, result)
         except Exception as exc:  # noqa: BLE001 - user values that cannot be written
             outcome.status = TryStatus.RUN_EXCEPTION
             outcome.error = (
@@ -242,6 +251,19 @@ class Runner:
         return ""
 
 
+def _send_outcome(conn: Connection, outcome: TryOutcome) -> None:
+    """Answer a try; a returned result that cannot be pickled fails the try."""
+    try:
+        conn.send(("done", outcome))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        outcome.result, outcome.has_output = None, False
+        outcome.status = TryStatus.RUN_EXCEPTION
+        outcome.error = (
+            f"run()'s result cannot be sent back: {type(exc).__name__}: {exc}"
+        )[:500]
+        conn.send(("done", outcome))
+
+
 def main() -> None:
     fd = int(sys.argv[1])
     parent = int(sys.argv[2])
@@ -261,7 +283,7 @@ def main() -> None:
         if msg[0] == "run":
             _, spec, frame, try_no = msg
             outcome = runner.run_one(spec, frame, try_no)
-            conn.send(("done", outcome))
+            _send_outcome(conn, outcome)
         elif msg[0] == "prefetch":  # no answer: the next mini-batch, fetched ahead
             try:
                 runner.reader.prefetch(msg[1])
