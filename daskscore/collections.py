@@ -40,7 +40,7 @@ __all__ = ["Scorer", "map_partitions", "scorer"]
 
 # rows of the first partition scored on a worker to infer ``meta``
 META_ROWS = 5
-# (scheduler address, plugin name) of the plugins registered by this process
+# (scheduler id, plugin name) of the plugins registered by this process
 _REGISTERED: set[tuple[str, str]] = set()
 
 
@@ -58,6 +58,12 @@ def _client_of(client: Any) -> Any:
             "ds.map_partitions needs a Dask distributed cluster: create a "
             "distributed.Client first, or pass client=",
         ) from None
+
+
+def _key(client: Any, name: str) -> tuple[str, str]:
+    """A plugin on one scheduler (its id: a new scheduler on the same port differs)."""
+    info = client.scheduler_info()
+    return (str(info.get("id") or client.scheduler.address), name)
 
 
 class Scorer:
@@ -154,7 +160,7 @@ class Scorer:
         import the script.
         """
         client = _client_of(self.client)
-        key = (client.scheduler.address, self.name)
+        key = _key(client, self.name)
         if key in _REGISTERED:
             return client
         client.register_plugin(ScoringPlugin(self.name, self.job), name=self.name)
@@ -169,7 +175,7 @@ class Scorer:
     def release(self) -> None:
         """Remove the plugin from the workers: each runner runs ``shutdown()``."""
         client = _client_of(self.client)
-        key = (client.scheduler.address, self.name)
+        key = _key(client, self.name)
         if key in _REGISTERED:
             _REGISTERED.discard(key)
             client.unregister_worker_plugin(self.name)

@@ -288,3 +288,37 @@ def test_compute_inside_dask_compute_with_both_kinds(tmp_path, shared_client):
     total = bag.sum()
     got_bag, got_total = dask.compute(bag, total)
     assert list(got_bag) == [10, 20, 30] and got_total == 60
+
+
+KILL_SCRIPT = """
+import os
+import signal
+
+MARKER_DIR = os.environ["MARKER_DIR"]
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    flag = os.path.join(MARKER_DIR, "killed")
+    if 0 in mini_batch and not os.path.exists(flag):
+        with open(flag, "w") as f:
+            f.write(str(os.getppid()))
+        os.kill(os.getppid(), signal.SIGKILL)  # the worker process dies mid-run
+    return [item * 3 for item in mini_batch]
+"""
+
+
+def test_a_worker_that_dies_loses_and_duplicates_nothing(tmp_path):
+    from distributed import Client, LocalCluster
+
+    cfg, folder = _config(tmp_path, KILL_SCRIPT, name="killer.py")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        bag = db.from_sequence(list(range(12)), partition_size=3)
+        got = ds.map_partitions(bag, cfg, client=client).compute()
+        assert got == [i * 3 for i in range(12)]
+        killed = int((folder / "killed").read_text())
+        assert killed not in _worker_pids(client)
