@@ -43,6 +43,7 @@ from ..output.parts import PartWriter, is_dataframe
 from . import tracebacks
 from .reader import Reader
 from .tracebacks import error_line, user_traceback
+from .transfer import discard, pack, unpack
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -256,6 +257,7 @@ def _send_outcome(conn: Connection, outcome: TryOutcome) -> None:
     try:
         conn.send(("done", outcome))
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        discard(outcome.result)
         outcome.result, outcome.has_output = None, False
         outcome.status = TryStatus.RUN_EXCEPTION
         outcome.error = (
@@ -282,7 +284,8 @@ def main() -> None:
             break
         if msg[0] == "run":
             _, spec, frame, try_no = msg
-            outcome = runner.run_one(spec, frame, try_no)
+            outcome = runner.run_one(spec, unpack(frame), try_no)
+            outcome.result = pack(outcome.result, setup.working_dir)
             _send_outcome(conn, outcome)
         elif msg[0] == "prefetch":  # no answer: the next mini-batch, fetched ahead
             try:
