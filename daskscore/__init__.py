@@ -25,6 +25,7 @@ _EXPORTS = {
     "EntryScriptError": "errors",
     "ErrorThresholdExceeded": "errors",
     "JobError": "errors",
+    "MiniBatchError": "errors",
     "NotRegisteredError": "errors",
     "WorkspaceError": "errors",
     "OutputAction": "config",
@@ -40,6 +41,8 @@ _EXPORTS = {
     "TextProgress": "progress",
     "StepRunResult": "result",
     "ParallelRunStep": "step",
+    "map_partitions": "collections",
+    "scorer": "collections",
     "DataPath": "registry.datastore",
     "Datastore": "registry.datastore",
     "Model": "registry.model",
@@ -66,6 +69,7 @@ __all__ = [
     "JobError",
     "JobProgress",
     "MiniBatchContext",
+    "MiniBatchError",
     "MiniBatchSpec",
     "Model",
     "NotRegisteredError",
@@ -83,6 +87,8 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "__version__",
+    "map_partitions",
+    "scorer",
 ]
 
 
@@ -101,6 +107,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from ._protocol import MiniBatchSpec
+    from .collections import map_partitions, scorer
     from .config import OutputAction, ParallelRunConfig
     from .datasets import Dataset, FileDataset, TabularDataset
     from .entry_script import EntryScript, MiniBatchContext
@@ -111,6 +118,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         EntryScriptError,
         ErrorThresholdExceeded,
         JobError,
+        MiniBatchError,
         NotRegisteredError,
         WorkspaceError,
     )

@@ -197,15 +197,17 @@ class MiniBatchSpec:
         ``support_multi_line``), ``"parquet"`` (row groups of one file, sliced by
         rows), ``"partition"`` (the rows of one combination of ``partition_keys``
         values, from every file of the input), ``"frame"`` (a partition of a dask
-        DataFrame, computed by the client and sent to the runner with the spec)
-        or ``"error"`` (an input that could not be planned: a listed file that is
-        gone, a Parquet file whose metadata cannot be read; its mini-batch fails
-        with ``READ_ERROR``, the job goes on).
+        DataFrame, computed by the client and sent to the runner with the spec),
+        ``"items"`` (a partition of a dask Bag, a list sent with the spec the same
+        way; ``run()`` receives the list itself) or ``"error"`` (an input that
+        could not be planned: a listed file that is gone, a Parquet file whose
+        metadata cannot be read; its mini-batch fails with ``READ_ERROR``, the
+        job goes on).
     paths
         The files (files, partition) or the one file (csv, jsonl, parquet, error).
     start, stop
         Byte range (csv/jsonl), row range inside ``row_groups`` (parquet), or the
-        partition number and the next one (frame).
+        partition number and the next one (frame, items).
     row_groups
         Parquet row groups read for this mini-batch.
     items
@@ -245,7 +247,7 @@ class MiniBatchSpec:
                 else f"row groups {self.row_groups[0]}-{self.row_groups[-1]}"
             )
             return f"{self.paths[0]} {groups} rows {self.start}-{self.stop}"
-        if self.kind == "frame":
+        if self.kind in ("frame", "items"):
             return f"partition {self.start}"
         if self.kind == "partition":
             return ", ".join(f"{k}={v!r}" for k, v in self.key_values)
@@ -312,6 +314,9 @@ class JobSpec:
     runner_init_failures: int | None = None
     # the client's daskscore.runner.memory-limit, in bytes (None: no limit)
     runner_memory_limit: int | None = None
+    # ds.map_partitions: the runner hands run()'s result back to the task
+    # (TryOutcome.result) instead of committing a part
+    return_result: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -340,6 +345,8 @@ class RunnerSetup:
     context: dict[str, Any] = field(default_factory=dict)
     # the runner's address-space limit in bytes (RLIMIT_AS), None: no limit
     memory_limit: int | None = None
+    # see JobSpec.return_result
+    return_result: bool = False
 
 
 # -- outcomes and records -----------------------------------------------------------
@@ -379,6 +386,9 @@ class TryOutcome:
     # the start of each try; elsewhere the process's peak so far); None when the
     # runner could not tell (a timeout, a crash)
     peak_rss_mib: float | None = None
+    # what run() returned, when the job returns results (JobSpec.return_result);
+    # never part of a record
+    result: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.status = TryStatus(self.status)
@@ -388,6 +398,8 @@ class TryOutcome:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "result":
+                continue
             if f.name == "try_no":
                 out["try"] = value
             else:

@@ -36,6 +36,7 @@ from .io.text import (
     splittable_encoding,
     text_split_check,
 )
+from .runner.reader import Reader
 from .storage import list_inputs, resolve, url_to_fs
 
 logger = logging.getLogger("daskscore")
@@ -110,6 +111,27 @@ class FileDataset(_DatasetBase):
         """The files of this dataset, in the order mini-batches take them."""
         return [p for p, _, _ in list_inputs(self.path, self.storage_options)]
 
+    def reading(self) -> dict[str, Any]:
+        """How a runner reads this input: its storage and read options."""
+        return {"storage_options": self.storage_options, "read_options": {}}
+
+    def to_dask_bag(self, mini_batch_size: int | str | None = None):
+        """The mini-batches a step's ``run()`` would get, as a lazy dask Bag.
+
+        One partition per mini-batch of ``mini_batch_size`` files (the step's
+        default, 10, when omitted): the local paths of its files, in sorted
+        order; blobs are downloaded to the worker's scratch folder when the
+        partition is computed.
+        """
+        import dask.bag as db
+        from dask.base import tokenize
+
+        specs, _ = self.plan(mini_batch_size)
+        source = self.reading()
+        name = f"daskscore-files-{tokenize(specs, self.path)}"
+        dsk = {(name, s.index): (_read_files, s, source) for s in specs}
+        return db.Bag(dsk, name, len(specs))
+
     def plan(
         self, mini_batch_size: int | str | None
     ) -> tuple[list[MiniBatchSpec], str]:
@@ -174,12 +196,33 @@ class TabularDataset(_DatasetBase):
                     frames.append(pd.read_json(f, lines=True, encoding=encoding))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-    def to_dask_dataframe(self):
-        """The dataset as a dask DataFrame."""
+    def reading(self) -> dict[str, Any]:
+        """How a runner reads this input: storage and read options, and format."""
+        return {
+            "storage_options": self.storage_options,
+            "read_options": {**self.read_options, "format": self.format},
+        }
+
+    def to_dask_dataframe(self, mini_batch_size: int | str | None = None):
+        """The dataset as a dask DataFrame.
+
+        With ``mini_batch_size``, one partition per mini-batch a step's ``run()``
+        would get (byte-sized, never spanning two files: Parquet split by row
+        groups, CSV and JSON lines by byte ranges), read on the workers by the
+        runner's own reader. Without it, dask's own readers
+        (``dd.read_parquet``, ``dd.read_csv``, ``dd.read_json``).
+        """
         import dask.dataframe as dd
 
         if self.frame is not None:
             return self.frame
+        if mini_batch_size is not None:
+            specs, _ = self.plan(mini_batch_size)
+            if not specs:
+                raise DatasetError(f"{self!r} has no rows to read")
+            return dd.from_map(
+                _read_rows, specs, source=self.reading(), label="daskscore-read"
+            )
         paths = [p for p, _, _ in list_inputs(self.path, self.storage_options, True)]
         if self.format == "parquet":
             return dd.read_parquet(paths, storage_options=self.storage_options)
@@ -280,6 +323,41 @@ def _warn_read_whole(paths: list[str]) -> None:
         "it is" if len(paths) == 1 else "they are",
         shown,
     )
+
+
+def _scratch_dir() -> str:
+    """A new folder for downloaded blobs (made on the first download), in the
+    Dask worker's own space, which the worker removes when it closes."""
+    import tempfile
+    import uuid
+
+    try:
+        from distributed import get_worker
+
+        base = get_worker().local_directory
+    except (ImportError, ValueError):
+        base = tempfile.gettempdir()
+    return os.path.join(base, f"daskscore-read-{uuid.uuid4().hex[:12]}")
+
+
+def _read(spec: MiniBatchSpec, source: dict[str, Any], scratch: str) -> Any:
+    """One planned mini-batch, read as the runner reads it; a read error raises."""
+    mini_batch, _, problem = Reader([source], scratch).read(replace(spec, source=0))
+    if problem is not None:
+        raise DatasetError(
+            f"mini-batch {spec.index} ({spec.describe()}) cannot be read: {problem}"
+        )
+    return mini_batch
+
+
+def _read_rows(spec: MiniBatchSpec, source: dict[str, Any]) -> Any:
+    """A tabular mini-batch as a pandas DataFrame (a task of to_dask_dataframe)."""
+    return _read(spec, source, "")
+
+
+def _read_files(spec: MiniBatchSpec, source: dict[str, Any]) -> list[str]:
+    """A file mini-batch as local paths (a task of to_dask_bag)."""
+    return _read(spec, source, _scratch_dir())
 
 
 def _resolved(path: Any, storage_options: dict[str, Any] | None):

@@ -9,6 +9,8 @@
     │                                        import error, missing init/run)
     ├── ErrorThresholdExceeded               raised by StepRunResult.raise_for_status()
     ├── JobError                             the job could not run (cluster, sink)
+    ├── MiniBatchError                       ds.map_partitions: a partition used up
+    │                                        its tries (raised by compute())
     ├── UsageError                           a bad command line or job file
     └── WorkspaceError                       a workspace, its config or a registry entry
         │                                    cannot be read or written
@@ -32,6 +34,7 @@ __all__ = [
     "EntryScriptError",
     "ErrorThresholdExceeded",
     "JobError",
+    "MiniBatchError",
     "NotRegisteredError",
     "UsageError",
     "WorkspaceError",
@@ -116,6 +119,41 @@ class ErrorThresholdExceeded(DaskScoreError):
 
 class JobError(DaskScoreError):
     """The job could not be run: the cluster or the output location failed."""
+
+
+class MiniBatchError(DaskScoreError):
+    """A partition of ``ds.map_partitions`` failed every one of its tries.
+
+    Parameters
+    ----------
+    script
+        The entry script, as configured.
+    partition
+        The partition's number in its collection.
+    tries
+        How many tries it had (``run_max_try``).
+    error
+        The last try's one-line error: the user's exception, file and line.
+    details
+        The last try's traceback (the user's frames), when there is one.
+    """
+
+    def __init__(
+        self, script: str, partition: int, tries: int, error: str, details: str = ""
+    ) -> None:
+        super().__init__(script, partition, tries, error, details)
+        self.script = script
+        self.partition = partition
+        self.tries = tries
+        self.error = error
+        self.details = details
+
+    def __str__(self) -> str:
+        plural = "try" if self.tries == 1 else "tries"
+        return (
+            f"{self.script}: partition {self.partition} failed after {self.tries} "
+            f"{plural}: {self.error}"
+        )
 
 
 class UsageError(DaskScoreError):

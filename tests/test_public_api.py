@@ -45,10 +45,14 @@ PUBLIC_NAMES = {
     "StepRun",
     "Workspace",
     "WorkspaceError",
+    # inside a Dask pipeline (issue 11)
+    "MiniBatchError",
+    "map_partitions",
+    "scorer",
 }
 
 ERRORS = ["ConfigError", "DatasetError", "EntryScriptError", "ErrorThresholdExceeded",
-          "JobError", "NotRegisteredError", "WorkspaceError"]
+          "JobError", "MiniBatchError", "NotRegisteredError", "WorkspaceError"]
 
 
 def test_all_is_pinned():

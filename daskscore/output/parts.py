@@ -14,7 +14,13 @@ from .._protocol import part_name
 from ..storage import is_local, url_to_fs
 from .store import join, write_atomic
 
-__all__ = ["PartWriter", "encode_result", "is_dataframe", "read_part_table"]
+__all__ = [
+    "PartWriter",
+    "encode_result",
+    "is_dataframe",
+    "read_part_table",
+    "result_frame",
+]
 
 
 def _table_from_list(result: list | tuple):
@@ -93,3 +99,12 @@ class PartWriter:
         return True
 
 
+
+
+def result_frame(result: Any):
+    """What ``run()`` returned as a pandas DataFrame, as the step writes it.
+
+    A DataFrame as it is; a list of dicts one row each; any other list one
+    ``result`` column.
+    """
+    return result if is_dataframe(result) else _table_from_list(result)

@@ -6,6 +6,8 @@ Started by the worker's :class:`~daskscore.worker.handle.RunnerHandle` as
 calls ``run()`` (with a :class:`~daskscore.entry_script.MiniBatchContext` when it
 takes two arguments), commits the output part itself
 (:class:`~daskscore.output.parts.PartWriter`) and answers with the try's outcome.
+For ``ds.map_partitions`` (``RunnerSetup.return_result``) it commits nothing: the
+outcome carries ``run()``'s result back to the worker's task instead.
 Messages with the worker go over a ``multiprocessing.connection.Connection`` on
 an inherited socket:
 
@@ -33,6 +35,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import pickle
 import resource
 import signal
 import sys
@@ -49,6 +52,7 @@ from ..storage import redact
 from . import tracebacks
 from .reader import Reader
 from .tracebacks import error_line, user_traceback
+from .transfer import discard, pack, unpack
 
 # Exceptions after which the runner is not used again: the worker starts a new
 # one (init() runs again) before the next try. A MemoryError leaves what the
@@ -207,12 +211,15 @@ class Runner:
         self.restart = ""
         self.script_path = os.path.join(setup.bundle_dir, setup.script_name)
         self.reader = Reader(setup.sources, setup.working_dir)
-        self.writer = PartWriter(
-            setup.parts_url,
-            setup.output_format,
-            setup.output_storage_options,
-            setup.output_action == "append_row",
-        )
+        # ds.map_partitions: run()'s result goes back to the task, no part
+        self.writer = None
+        if not setup.return_result:
+            self.writer = PartWriter(
+                setup.parts_url,
+                setup.output_format,
+                setup.output_storage_options,
+                setup.output_action == "append_row",
+            )
 
     def load(self) -> bool:
         setup = self.setup
@@ -354,7 +361,10 @@ class Runner:
                 f"{scored} as succeeded, wrote all {returned}"
             )
         try:
-            outcome.has_output = self.writer.commit(spec.index, result)
+            if self.writer is None:
+                outcome.result, outcome.has_output = result, True
+            else:
+                outcome.has_output = self.writer.commit(spec.index, result)
         except Exception as exc:  # noqa: BLE001 - user values that cannot be written
             self.restart = unusable_after(exc)
             outcome.status = TryStatus.RUN_EXCEPTION
@@ -379,6 +389,23 @@ class Runner:
         return ""
 
 
+def _send_outcome(conn: Connection, outcome: TryOutcome, restart: str = "") -> None:
+    """Answer a try; a returned result that cannot be pickled fails the try.
+
+    ``restart`` names the exception after which this runner is not used again.
+    """
+    try:
+        conn.send(("done", outcome, restart))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        discard(outcome.result)
+        outcome.result, outcome.has_output = None, False
+        outcome.status = TryStatus.RUN_EXCEPTION
+        outcome.error = (
+            f"run()'s result cannot be sent back: {type(exc).__name__}: {exc}"
+        )[:500]
+        conn.send(("done", outcome, restart))
+
+
 def main() -> None:
     fd = int(sys.argv[1])
     parent = int(sys.argv[2])
@@ -400,8 +427,9 @@ def main() -> None:
             break
         if msg[0] == "run":
             _, spec, frame, try_no = msg
-            outcome = runner.run_one(spec, frame, try_no)
-            conn.send(("done", outcome, runner.restart))
+            outcome = runner.run_one(spec, unpack(frame), try_no)
+            outcome.result = pack(outcome.result, setup.working_dir)
+            _send_outcome(conn, outcome, runner.restart)
             if runner.restart:  # not used again: no shutdown(), the worker
                 code = 4  # starts a new runner
                 break

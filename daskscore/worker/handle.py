@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import _settings
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
+from ..runner.transfer import discard, pack, unpack
 from .capture import Capture
 
 __all__ = ["RunnerHandle"]
@@ -88,6 +89,7 @@ class RunnerHandle:
             raise
         self.capture.started()
         child_sock.close()
+        self.workdir = workdir
         self.conn = Connection(parent_sock.detach())
         self.conn.send(setup)
         self.state = "importing"
@@ -187,10 +189,18 @@ class RunnerHandle:
         if read_timeout is None:
             read_timeout = _settings.get("runner.read-timeout")
         io_timeout = max(read_timeout, run_timeout)
-        start = time.perf_counter()
         items = spec.items or 1
+        # a large partition goes through shared memory, not the socket
+        shipped = pack(frame, self.workdir)
         try:
-            self.conn.send(("run", spec, frame, try_no))
+            return self._call(spec, shipped, try_no, run_timeout, io_timeout, items)
+        finally:
+            discard(shipped)  # the runner removes it once read; not if it died
+
+    def _call(self, spec, shipped, try_no, run_timeout, io_timeout, items):
+        start = time.perf_counter()
+        try:
+            self.conn.send(("run", spec, shipped, try_no))
             msg = self._recv(io_timeout)
             if msg is None:
                 self.kill()
@@ -220,7 +230,9 @@ class RunnerHandle:
                         TryStatus.RUN_EXCEPTION,
                         "writing run()'s output did not finish in time",
                     )
-            return self._done(msg)
+            outcome = self._done(msg)
+            outcome.result = unpack(outcome.result)
+            return outcome
         except (EOFError, OSError, BrokenPipeError):
             self.state = "dead"
             self.proc.wait()

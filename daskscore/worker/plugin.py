@@ -152,7 +152,8 @@ class ScoringPlugin(WorkerPlugin):
                     with open(os.path.join(self.user_log_dir, "stderr.txt"), "a") as f:
                         f.write(f"daskscore: {error}\n")
                 self.runner = None
-        if not self.job.logs_local:
+        # a ds.map_partitions scorer has no output folder (no log_url)
+        if not self.job.logs_local and self.job.log_url:
             try:
                 self._upload_worker_files()
             except Exception as exc:  # noqa: BLE001 - the user's storage boundary
@@ -201,6 +202,7 @@ class ScoringPlugin(WorkerPlugin):
             output_action=job.output_action,
             context=context,
             memory_limit=job.runner_memory_limit,
+            return_result=job.return_result,
         )
 
     def _secrets(self) -> dict[str, Any]:

@@ -4,6 +4,8 @@ One Dask task scores a *pack* of consecutive mini-batches (packing keeps the
 scheduler cool for inputs of many small mini-batches) while every mini-batch
 keeps its own record. ``score_mini_batch`` is plain Python over a ``try_once``
 callable, so the retry and counting rules are testable without a cluster.
+``score_partition`` is the task of ``ds.map_partitions``: one partition of a
+Dask collection through the same plugin, runner and tries, its result returned.
 """
 
 from __future__ import annotations
@@ -21,10 +23,16 @@ from .._protocol import (
     TryStatus,
     record_name,
 )
+from ..errors import MiniBatchError
 from ..output.store import read_record, write_atomic, write_record
 from ..storage import redact, url_to_fs
 
-__all__ = ["score_mini_batch", "score_pack", "started_mini_batches"]
+__all__ = [
+    "score_mini_batch",
+    "score_pack",
+    "score_partition",
+    "started_mini_batches",
+]
 
 _TRACEBACK_LIMIT = 20_000
 
@@ -285,3 +293,55 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             if stop:  # let the client count it now; it requeues the rest
                 break
     return records
+
+
+def _plugin_here(plugin_name: str):
+    from distributed import get_worker
+
+    worker = get_worker()
+    plugin = worker.plugins.get(plugin_name)
+    if plugin is None:
+        raise RuntimeError(
+            f"daskscore: worker {worker.address} has no plugin {plugin_name!r}; "
+            "was its scorer released (ds.scorer) before compute()?"
+        )
+    return plugin
+
+
+def score_partition(plugin_name: str, index: int, partition: Any, kind: str) -> Any:
+    """The Dask task of ``ds.map_partitions``: one partition, one ``run()`` call.
+
+    The same plugin, runner and tries as a step's mini-batch (``score_mini_batch``:
+    retries up to ``run_max_try``, a hung ``run()`` stopped), but nothing is
+    written: ``partition`` (a pandas DataFrame, ``kind="frame"``, or a list,
+    ``kind="items"``) goes to the runner with the spec, and what ``run()``
+    returned comes back as the task's result (None for an empty partition).
+
+    Raises :class:`~daskscore.errors.MiniBatchError` when no try succeeded.
+    """
+    plugin = _plugin_here(plugin_name)
+    job: JobSpec = plugin.job
+    spec = MiniBatchSpec(
+        index=index, kind=kind, start=index, stop=index + 1, items=len(partition)
+    )
+    results: dict[int, Any] = {}
+
+    def try_once(try_no: int) -> TryOutcome:
+        outcome = plugin.try_mini_batch(spec, partition, try_no)
+        results[try_no], outcome.result = outcome.result, None
+        return _redacted(outcome, job)
+
+    with plugin.lock:
+        record = score_mini_batch(
+            spec, try_once, job.run_max_try, worker=plugin.agent_name
+        )
+    last = record["tries"][-1]
+    if record["failed_mini_batch"]:
+        raise MiniBatchError(
+            job.script_display or job.script_name,
+            index,
+            len(record["tries"]),
+            record["error"],
+            last.get("traceback", ""),
+        )
+    return results.get(last["try"])

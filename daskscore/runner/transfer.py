@@ -1,0 +1,101 @@
+"""Large values between a worker and its runner, without copying them through a pipe.
+
+A partition handed to ``run()`` (``ds.map_partitions``, or a dask DataFrame input
+of a step) and what ``run()`` returns for it travel between the worker and its
+runner process. Sent through the socket they are pickled into one bytes object,
+written, read back in chunks and unpickled: four copies of every byte. Here a
+value whose buffers are large is pickled with protocol 5, its buffers (the
+numpy/pandas column data) written once to a file in shared memory
+(``/dev/shm`` when it has room, else the sender's scratch folder), and only the
+small pickle and the file's name go through the socket. The receiver maps the
+file copy-on-write (writable, as a normal unpickled value is) and unpickles
+without copying, then removes the file. Small values go through the socket as
+they are.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Shipped", "discard", "pack", "unpack"]
+
+# values whose out-of-band buffers total less than this go through the socket
+INLINE_LIMIT = 1 << 20
+_SHM = "/dev/shm"
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A value sent through a file: its pickle, the file and its buffers' sizes."""
+
+    payload: bytes
+    path: str
+    sizes: tuple[int, ...]
+
+
+def _folder(total: int, fallback: str) -> str:
+    try:
+        st = os.statvfs(_SHM)
+        if st.f_bavail * st.f_frsize > 2 * total:
+            return _SHM
+    except OSError:
+        pass
+    return fallback or tempfile.gettempdir()
+
+
+def pack(value: Any, fallback_dir: str = "") -> Any:
+    """``value`` itself, or a :class:`Shipped` when its buffers are large."""
+    if value is None or isinstance(value, str | bytes | int | float | list | tuple):
+        return value  # a Bag's list: python objects, no large buffers
+    buffers: list[pickle.PickleBuffer] = []
+    try:
+        payload = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+        raws = [b.raw() for b in buffers]
+    except (BufferError, pickle.PicklingError, TypeError, AttributeError):
+        return value  # pickled the usual way; an unpicklable value fails there
+    total = sum(r.nbytes for r in raws)
+    if total < INLINE_LIMIT:
+        return value
+    fd, path = tempfile.mkstemp(
+        prefix="daskscore-value-", dir=_folder(total, fallback_dir)
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for raw in raws:
+                f.write(raw)
+    except OSError:
+        discard(Shipped(b"", path, ()))
+        return value
+    return Shipped(payload, path, tuple(r.nbytes for r in raws))
+
+
+def unpack(value: Any) -> Any:
+    """The value :func:`pack` gave; a :class:`Shipped` one is read and its file
+    removed."""
+    if not isinstance(value, Shipped):
+        return value
+    try:
+        with open(value.path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    finally:
+        discard(value)
+    view = memoryview(mapped)
+    buffers, offset = [], 0
+    for size in value.sizes:
+        buffers.append(view[offset : offset + size])
+        offset += size
+    return pickle.loads(value.payload, buffers=buffers)
+
+
+def discard(value: Any) -> None:
+    """Remove a :class:`Shipped` value's file (when it was never unpacked)."""
+    if isinstance(value, Shipped):
+        try:
+            os.unlink(value.path)
+        except OSError:
+            pass
