@@ -209,7 +209,9 @@ class OutputLock:
             try:
                 self.lease.delete(self._version)
             except Exception as exc:  # noqa: BLE001 - storage gone: it goes stale
-                logger.warning(
+                # info, not a warning: the job's own error already names the
+                # storage, and a later run takes the lock over by itself
+                logger.info(
                     "could not remove the lock of %s; a later run takes it over "
                     "once it is stale",
                     describe_storage_error(
