@@ -203,21 +203,14 @@ def hold(names):
 """
 
 
-def _job_cancelled(output_url: str, dask_worker=None) -> list[bool]:
-    """On a worker: the ``cancelled`` flag of each plugin of the job writing there."""
-    return [
-        bool(getattr(p, "cancelled", False))
-        for p in dask_worker.plugins.values()
-        if getattr(getattr(p, "job", None), "output_url", None) == output_url
-    ]
-
-
 class StopGate:
     """Opens ``STOP_GATE`` once the job writing to ``output`` stopped starting work.
 
     A background thread asks every worker for the job's plugins; once each one
-    it found is cancelled (no worker starts another mini-batch of the job), it
-    counts the mini-batches waiting at the gate (:attr:`in_flight`) and opens it.
+    it found is cancelled or gone (no worker starts another mini-batch of the
+    job), it
+    counts the mini-batches waiting at the gate (:attr:`in_flight`) and opens it
+    (a job that is over before the thread sees it stop: when the block ends).
     What the job then scores is what was in flight, and nothing more. A job that
     never stops keeps its mini-batches at the gate until pytest's timeout.
     """
@@ -229,6 +222,7 @@ class StopGate:
         self.runs = Path(folder) / "runs"
         self.runs.mkdir(parents=True, exist_ok=True)
         self.in_flight: list[str] | None = None
+        self.error: Exception | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -256,17 +250,36 @@ class StopGate:
             n.split(".")[0] for n in names if n.endswith(".json")}
 
     def _watch(self) -> None:
-        while not self._stop.is_set():
-            flags = self.client.run(_job_cancelled, self.output_url)
-            found = [f for fs in flags.values() for f in fs]
-            if found and all(found):
-                break
-            self._stop.wait(0.05)
-        # a mini-batch started just before the stop reaches the gate: count it
-        while not self._stop.is_set() and len(self.waiting()) < len(self._started()):
-            self._stop.wait(0.01)
-        self.in_flight = self.waiting()
-        self.gate.write_text("open")
+        def job_cancelled(output_url: str, dask_worker=None) -> list[bool]:
+            # on a worker (a local function: pickled by value): the ``cancelled``
+            # flag of each plugin of the job writing to output_url
+            return [
+                bool(getattr(p, "cancelled", False))
+                for p in dask_worker.plugins.values()
+                if getattr(getattr(p, "job", None), "output_url", None) == output_url
+            ]
+
+        try:
+            seen = False
+            while not self._stop.is_set():
+                flags = self.client.run(job_cancelled, self.output_url)
+                found = [f for fs in flags.values() for f in fs]
+                # cancelled everywhere, or already removed (a job that stops
+                # unregisters its plugin at once: no task of it can start then)
+                if (found and all(found)) or (seen and not found):
+                    break
+                seen = seen or bool(found)
+                self._stop.wait(0.05)
+            # a mini-batch started just before the stop reaches the gate: count it
+            while not self._stop.is_set() and len(self.waiting()) < len(
+                    self._started()):
+                self._stop.wait(0.01)
+            if not self._stop.is_set():
+                self.in_flight = self.waiting()
+        except Exception as exc:  # noqa: BLE001 - shown by the test's asserts
+            self.error = exc
+        finally:
+            self.gate.write_text("open")
 
     def __enter__(self) -> StopGate:
         self._thread.start()
@@ -275,4 +288,8 @@ class StopGate:
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+        if self.in_flight is None:  # the job ended before the watch saw it stop
+            self.in_flight = self.waiting()
         self.gate.write_text("open")
+        if self.error is not None and exc_info[0] is None:
+            raise AssertionError(f"the stop gate failed: {self.error!r}")

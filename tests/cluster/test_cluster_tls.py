@@ -151,7 +151,8 @@ def test_submit_status_and_wait_over_tls(tls):
     flags = ["--scheduler", cluster.address, "--tls-ca-file", certs["ca"],
              "--tls-cert", certs["client"]["cert"],
              "--tls-key", certs["client"]["key"]]
-    args = _job_args(folder, "out-submit")[1:]  # the job's flags, without "run"
+    # the job's flags, without "run" and --no-progress (submit shows none)
+    args = [a for a in _job_args(folder, "out-submit")[1:] if a != "--no-progress"]
     submit = cli(cluster.tracker, "submit", *args, *flags)
     assert submit.returncode == 0, (submit.stdout, submit.stderr)
     job_id = submit.stdout.strip().splitlines()[0]

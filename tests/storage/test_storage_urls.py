@@ -529,3 +529,22 @@ def test_broken_and_looping_links_in_a_folder_are_said_in_one_info_line(
     for name in ("dangling.csv", "loop-a.csv", "loop-b.csv"):
         assert str(data / name) in text
     assert str(data / "good.csv") not in text
+def test_a_path_style_url_of_another_account_is_azure_when_something_says_so(
+    monkeypatch,
+):
+    """Not only the emulator's devstoreaccount1: the environment's account, a SAS
+    query or Azure options make ``http://IP:PORT/<account>/...`` an Azure URL; a
+    plain web server's URL stays plain."""
+    url = "http://127.0.0.1:10000/acct/data/x"
+    assert not storage.is_azure(url)
+    assert storage.is_azure(url, {"account_key": KEY})
+    assert storage.is_azure(f"{url}?{SAS}")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    assert storage.is_azure(url)
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_NAME")
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        f"BlobEndpoint=http://127.0.0.1:10000/acct;AccountName=acct;AccountKey={KEY};",
+    )
+    assert storage.is_azure(url)
+    assert not storage.is_azure("http://127.0.0.1:10000/other/data/x")
