@@ -151,7 +151,9 @@ class Liveness:
             )
         expected = max(self.most_workers, 1)
         if len(names) >= expected:
-            who = f"all {len(names)} workers died"
+            # a replacement that died before it was seen is named by its address
+            times = f" ({len(deaths)} times)" if len(deaths) > expected else ""
+            who = f"all {expected} workers died{times}"
         else:
             who = f"workers died {len(deaths)} times in a row ({', '.join(names)})"
         what = ""

@@ -132,12 +132,17 @@ class ScoringPlugin(WorkerPlugin):
             table = await worker.scheduler.identity(n_workers=-1)
         except Exception:  # noqa: BLE001 - the scheduler is going away
             return False
+        # the places taken: workers of the node the job chose (alive: in the
+        # scheduler's table), or that took one (they hold the job's resource)
         taken = [
             address
             for address, w in (table.get("workers") or {}).items()
             if address != worker.address
             and node_of(address, w) == node
-            and (w.get("resources") or {}).get(job.resource, 0) >= 1
+            and (
+                str(w.get("name", address)) in job.allowed_names
+                or (w.get("resources") or {}).get(job.resource, 0) >= 1
+            )
         ]
         return len(taken) < limits[node]
 

@@ -54,6 +54,9 @@ def test_workers_dying_again_and_again_are_stuck_unless_a_mini_batch_ends():
     assert reason.startswith("all 2 workers died while scoring mini-batch 3 "
                              "(killed by SIGKILL)"), reason
     assert reason.endswith("; see out/logs/sys/")
+    # a replacement that died before it was seen is known by its address only
+    live.on_event(removed("tcp://127.0.0.1:5000", "mb-3"))
+    assert live.reason([3], [], "logs").startswith("all 2 workers died (3 times) ")
     # a mini-batch that ended (other than by dying) is progress
     live.progress({"status": TryStatus.RUN_DONE})
     assert not live.check(workers, now=6)
