@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection
 
 from .. import _settings
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
-from ..runner.transfer import discard, pack, unpack
+from ..runner.transfer import discard, pack, sweep_stale, unpack
 
 __all__ = ["RunnerHandle"]
 
@@ -56,6 +56,7 @@ class RunnerHandle:
         stdout_path: str,
         stderr_path: str,
     ) -> None:
+        sweep_stale()  # values a killed worker left in shared memory
         parent_sock, child_sock = socket.socketpair()
         with open(stdout_path, "ab") as out, open(stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
