@@ -13,7 +13,8 @@ an inherited socket:
 
 worker -> runner: the setup (a :class:`~daskscore._protocol.RunnerSetup`) first,
 then ``("run", spec, frame, try_no)``, ``("prefetch", spec)`` (no answer) and
-``("shutdown",)``
+``("shutdown",)`` (a large ``frame``, and a large result in ``done``'s outcome,
+come as a :class:`~.transfer.Shipped` file in shared memory)
 runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
 ``("init_done", seconds)``, ``("init_error", summary, tb)``,
 ``("started", items)``, ``("returned",)``, ``("done", outcome, restart)`` (a

@@ -22,11 +22,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Shipped", "discard", "pack", "unpack"]
+__all__ = ["Shipped", "discard", "pack", "sweep_stale", "unpack"]
 
 # values whose out-of-band buffers total less than this go through the socket
 INLINE_LIMIT = 1 << 20
 _SHM = "/dev/shm"
+_PREFIX = "daskscore-value-"
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ def pack(value: Any, fallback_dir: str = "") -> Any:
     total = sum(r.nbytes for r in raws)
     if total < INLINE_LIMIT:
         return value
+    # named after the writer, so that a file a killed process left is found
     fd, path = tempfile.mkstemp(
-        prefix="daskscore-value-", dir=_folder(total, fallback_dir)
+        prefix=f"{_PREFIX}{os.getpid()}-", dir=_folder(total, fallback_dir)
     )
     try:
         with os.fdopen(fd, "wb") as f:
@@ -99,3 +101,39 @@ def discard(value: Any) -> None:
             os.unlink(value.path)
         except OSError:
             pass
+
+
+def sweep_stale() -> int:
+    """Remove the files of processes that died before the value was read.
+
+    A worker killed between writing a partition and its runner reading it leaves
+    the file in ``/dev/shm``; each new runner's worker sweeps them. Returns how
+    many were removed.
+    """
+    removed = 0
+    try:
+        names = os.listdir(_SHM)
+    except OSError:
+        return 0
+    for name in names:
+        if not name.startswith(_PREFIX):
+            continue
+        pid = name[len(_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(_SHM, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import _settings
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
-from ..runner.transfer import discard, pack, unpack
+from ..runner.transfer import discard, pack, sweep_stale, unpack
 from .capture import Capture
 
 __all__ = ["RunnerHandle"]
@@ -63,6 +63,7 @@ class RunnerHandle:
         stderr_path: str,
         secrets: Mapping[str, Any] | None = None,
     ) -> None:
+        sweep_stale()  # values a killed worker left in shared memory
         parent_sock, child_sock = socket.socketpair()
         # what the runner prints reaches the files with ``secrets`` masked
         self.capture = Capture(stdout_path, stderr_path, secrets)

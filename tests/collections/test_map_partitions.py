@@ -322,3 +322,11 @@ def test_a_worker_that_dies_loses_and_duplicates_nothing(tmp_path):
         assert got == [i * 3 for i in range(12)]
         killed = int((folder / "killed").read_text())
         assert killed not in _worker_pids(client)
+
+
+def test_step_only_settings_are_ignored(tmp_path, shared_client):
+    cfg, _ = _config(tmp_path, LIST_SCRIPT, name="stepless.py", node_count=5,
+                     process_count_per_node=3, output_action="summary_only",
+                     error_threshold=0, mini_batch_size="1MB")
+    bag = db.from_sequence([1, 2, 3, 4], npartitions=2)
+    assert ds.map_partitions(bag, cfg).compute() == [10, 20, 30, 40]

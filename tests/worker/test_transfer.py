@@ -53,3 +53,18 @@ def test_discard_removes_a_file_never_unpacked(tmp_path, monkeypatch):
     assert os.path.dirname(shipped.path) == str(tmp_path)  # fallback folder
     transfer.discard(shipped)
     assert os.listdir(tmp_path) == []
+
+
+def test_files_of_dead_processes_are_swept(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(transfer, "_SHM", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / f"daskscore-value-{dead.stdout.strip()}-abc"
+    stale.write_bytes(b"x")
+    mine = transfer.pack(_frame(100_000))
+    assert transfer.sweep_stale() == 1
+    assert not stale.exists() and os.path.exists(mine.path)
+    transfer.discard(mine)
