@@ -52,7 +52,7 @@ KINDS: dict[str, str] = {
     "runner.shutdown-timeout": "seconds",
     "runner.read-timeout": "seconds",
     "runner.init-failures": "count",
-    "runner.memory-limit": "bytes",
+    "runner.memory-limit": "limit",
     "publish-interval": "seconds",
     "cancel-poll-interval": "interval",
     "lock.heartbeat-interval": "interval",
@@ -80,8 +80,9 @@ _ALLOWED = {
     "count": "a whole number >= 1",
     "factor": "a number greater than 0",
     "path": "a folder path, or null for the default",
-    "bytes": 'a size >= 0: a number of bytes, or a string such as "1MiB" or '
-    '"4GiB" (null, where a setting allows it: no limit)',
+    "bytes": 'a size >= 0: a number of bytes, or a string such as "1MiB"',
+    "limit": 'a size such as "4GiB" or "1500MB", a number of bytes, or null for '
+    "no limit",
 }
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -156,13 +157,13 @@ def parse(key: str, value: Any) -> Any:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(value)
             return value
-        if kind == "bytes":
-            if value is None or value == "":
+        if kind in ("bytes", "limit"):
+            if kind == "limit" and (value is None or value == ""):
                 return None
             if isinstance(value, bool):
                 raise ValueError(value)
             size = int(parse_bytes(value)) if isinstance(value, str) else value
-            if not isinstance(size, int) or size < 0:
+            if not isinstance(size, int) or size < (1 if kind == "limit" else 0):
                 raise ValueError(value)
             return size
         if kind == "factor":

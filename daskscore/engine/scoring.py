@@ -69,6 +69,8 @@ class ScoringLoop:
         self.reason = ""
         self.futures: list[Any] = []
         self.pending: dict[str, list[MiniBatchSpec]] = {}
+        # every task ever submitted (a dead worker's tasks may be requeued since)
+        self.submitted: dict[str, list[MiniBatchSpec]] = {}
         self.placement = (
             {"resources": {job.resource: 1}} if job.workers else {}
         )
@@ -98,7 +100,7 @@ class ScoringLoop:
             **self.placement,
         )
         self.futures.append(future)
-        self.pending[future.key] = pack
+        self.pending[future.key] = self.submitted[future.key] = pack
         return future
 
     def submit_frames(self, inputs: list[Any], frames: list[MiniBatchSpec]) -> None:
@@ -118,7 +120,7 @@ class ScoringLoop:
             )
             future = self.client.compute(task, priority=-spec.index, **self.placement)
             self.futures.append(future)
-            self.pending[future.key] = [spec]
+            self.pending[future.key] = self.submitted[future.key] = [spec]
 
     def _workers(self) -> int:
         if self.job.workers is not None:
@@ -279,7 +281,7 @@ class ScoringLoop:
         if self.reason or not self.liveness.check(workers, time.monotonic()):
             return False
         deaths, _ = self.liveness.dead()
-        packs = [self.pending.get(k, []) for d in deaths for k in d.keys]
+        packs = [self.submitted.get(k, []) for d in deaths for k in d.keys]
         mini_batches, causes, logs = self.job.stall_details(
             [s.index for pack in packs for s in pack if s.index not in self.records]
         )

@@ -132,6 +132,8 @@ def _read_block(f, offset: int, length: int) -> tuple[int, bytes]:
 # -- quoted values across range edges ----------------------------------------------
 # Bytes scanned at a time when a range's quote state is checked from the file start
 _SCAN_CHUNK = 1 << 24
+# Bytes read at a time by planning's scan of a CSV file's start
+_PLAN_CHUNK = 1 << 18
 
 
 class _Quotes:
@@ -278,8 +280,13 @@ def quoted_line_break(
         return False
     try:
         fs, fpath = url_to_fs(path, storage_options)
-        with open_range(fs, fpath, min(limit, file_size)) as f:
-            sample = f.read(limit)
+        # exact ranged reads of a modest size: on blob storage each is one GET
+        # of its own bytes (a read-ahead file would fetch a block more)
+        end = min(limit, file_size)
+        sample = b"".join(
+            fs.cat_file(fpath, start, min(start + _PLAN_CHUNK, end))
+            for start in range(0, end, _PLAN_CHUNK)
+        )
     except Exception:  # noqa: BLE001 - the reader says what is wrong with the file
         return False
     if len(sample) < file_size:
