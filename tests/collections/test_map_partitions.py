@@ -128,10 +128,12 @@ def test_bag_in_bag_out_in_input_order(tmp_path, shared_client):
 def test_init_runs_once_per_worker_process_never_in_the_client(
         tmp_path, shared_client):
     cfg, folder = _config(tmp_path, FRAME_SCRIPT, environment_variables={"TAG": "t"})
-    scores = ds.map_partitions(_frame(40, 8), cfg)  # meta inferred on a worker
-    assert set(scores.compute()["tag"]) == {"t"}
-    assert ds.map_partitions(_frame(40, 8), cfg)["score"].sum().compute() == 2.0 * sum(
-        range(40))
+    # this test's cluster, whatever client an earlier test left as the default
+    with shared_client.as_current():
+        scores = ds.map_partitions(_frame(40, 8), cfg)  # meta inferred on a worker
+        assert set(scores.compute()["tag"]) == {"t"}
+        total = ds.map_partitions(_frame(40, 8), cfg)["score"].sum().compute()
+    assert total == 2.0 * sum(range(40))
     inits = markers(folder, "init")
     parents = [int(m.split("-")[1]) for m in inits]
     runners = [int(m.split("-")[0]) for m in inits]
