@@ -443,6 +443,29 @@ class MiniBatchRecord:
     def __post_init__(self) -> None:
         self.status = TryStatus(self.status)
 
+    @classmethod
+    def all_failed(
+        cls,
+        spec: MiniBatchSpec,
+        status: TryStatus,
+        error: str,
+        tries: list[TryOutcome],
+        worker: str = "",
+    ) -> MiniBatchRecord:
+        """A mini-batch none of whose items was scored (its tries all lost)."""
+        n = spec.items or 1
+        return cls(
+            index=spec.index,
+            input=spec.describe(),
+            items=n,
+            failed=n,
+            status=status,
+            failed_mini_batch=True,
+            error=error,
+            worker=worker,
+            tries=tries,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The record as stored, returned to the client and reported."""
         out: dict[str, Any] = {}

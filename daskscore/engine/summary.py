@@ -186,15 +186,8 @@ def lost_with_worker(spec: MiniBatchSpec, exc: BaseException) -> dict[str, Any]:
     attempt = TryOutcome(
         try_no=1, items=n, failed=n, status=TryStatus.WORKER_DIED, error=error
     )
-    return MiniBatchRecord(
-        index=spec.index,
-        input=spec.describe(),
-        items=n,
-        failed=n,
-        status=TryStatus.WORKER_DIED,
-        failed_mini_batch=True,
-        error=error,
-        tries=[attempt],
+    return MiniBatchRecord.all_failed(
+        spec, TryStatus.WORKER_DIED, error, [attempt]
     ).to_dict()
 
 

@@ -131,16 +131,8 @@ def _died_every_try(
         t.items, t.failed = n, n
     # the last one was not scored again: this is the mini-batch's end
     died[-1].error = died[-1].error.split("; scored again on ")[0]
-    return MiniBatchRecord(
-        index=spec.index,
-        input=spec.describe(),
-        items=n,
-        failed=n,
-        status=TryStatus.WORKER_DIED,
-        failed_mini_batch=True,
-        error=error,
-        worker=worker,
-        tries=lost,
+    return MiniBatchRecord.all_failed(
+        spec, TryStatus.WORKER_DIED, error, lost, worker
     ).to_dict()
 
 
