@@ -11,7 +11,7 @@ as a dataset's path.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import check_name
 from ..errors import ConfigError, NotRegisteredError, WorkspaceError
@@ -26,8 +26,9 @@ from ._common import (
     write_secret,
 )
 
-if TYPE_CHECKING:
-    from ._folder import WorkspaceFolder as Workspace
+# a registry._folder.WorkspaceFolder; that module imports this one, so the type
+# is not imported here (no import cycle, not even for type checkers)
+Workspace = Any
 
 __all__ = ["DEFAULT_DATASTORE", "DataPath", "Datastore"]
 
