@@ -111,6 +111,10 @@ class Model:
         model._init(workspace, record)
         return model
 
+    def _record(self) -> dict[str, Any]:
+        """The version's record as stored (``<name>/<version>.json``)."""
+        return self.workspace._read_json("models", self.name, f"{self.version}.json")
+
     @property
     def id(self) -> str:
         return f"{self.name}:{self.version}"
@@ -173,16 +177,29 @@ class Model:
         return cls._from_record(workspace, record)
 
     @staticmethod
-    def list(workspace: Workspace, name: str | None = None,
-             latest: bool = False) -> list[Model]:
-        """The registered models (every version, or only the latest of each name)."""
+    def list(workspace: Workspace, name: str | None = None, latest: bool = False,
+             tags: Any = None, properties: Any = None) -> list[Model]:
+        """The registered models (every version, or only the latest of each name).
+
+        ``tags`` and ``properties`` keep the versions that have them: a list of
+        keys and ``[key, value]`` pairs (``["stage", ["store", "1001"]]``) or a
+        dict of values. With ``latest``, the latest version of each name among
+        those kept.
+        """
         names = [name] if name is not None else workspace._list_names("models")
+        wanted_tags, wanted_props = _wanted(tags, "tags"), _wanted(properties,
+                                                                   "properties")
         out = []
         for model_name in names:
-            versions = workspace._versions("models", model_name)
-            for version in versions[-1:] if latest else versions:
+            kept = []
+            for version in workspace._versions("models", model_name):
                 record = workspace._read_json("models", model_name, f"{version}.json")
-                out.append(Model._from_record(workspace, record))
+                if record is None:
+                    continue
+                if _has(record.get("tags"), wanted_tags) and _has(
+                        record.get("properties"), wanted_props):
+                    kept.append(Model._from_record(workspace, record))
+            out.extend(kept[-1:] if latest else kept)
         return out
 
     def download(self, target_dir: str | os.PathLike = ".",
@@ -240,6 +257,36 @@ class Model:
             return _local_path(entry["path"], options)
         model = Model(workspace or Workspace.from_config(), model_name, version)
         return _local_path(model.path, model.storage_options)
+
+
+def _wanted(filters: Any, what: str) -> list[tuple[str, Any]]:
+    """``(key, value or _ANY)`` pairs of a tags/properties filter."""
+    if not filters:
+        return []
+    if isinstance(filters, Mapping):
+        return [(str(k), v) for k, v in filters.items()]
+    if isinstance(filters, str):
+        filters = [filters]
+    out: list[tuple[str, Any]] = []
+    for item in filters:
+        if isinstance(item, str):
+            out.append((item, _ANY))
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            out.append((str(item[0]), item[1]))
+        else:
+            raise WorkspaceError(
+                f"Model.list {what}={filters!r}: give keys and [key, value] pairs, "
+                f"e.g. {what}=['stage', ['store', '1001']], or a dict")
+    return out
+
+
+_ANY = object()
+
+
+def _has(values: Mapping[str, Any] | None, wanted: list[tuple[str, Any]]) -> bool:
+    values = values or {}
+    return all(k in values and (v is _ANY or str(values[k]) == str(v))
+               for k, v in wanted)
 
 
 def _store_copy(workspace: Workspace, source: str, model_name: str, version: int,
