@@ -317,6 +317,10 @@ class JobSpec:
     # ds.map_partitions: the runner hands run()'s result back to the task
     # (TryOutcome.result) instead of committing a part
     return_result: bool = False
+    # the step's run (``Run.get_context()``): id, parent, experiment, its folder
+    # and workspace, with their storage options (given to the runner in its
+    # setup's context, never in its environment); empty: no run folder
+    run_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

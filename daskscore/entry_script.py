@@ -42,7 +42,12 @@ class ScriptBundle:
 
 
 def _script_path(entry_script: str, source_directory: str | None) -> tuple[str, str]:
-    """Return (absolute script path, absolute root folder to ship)."""
+    """Return (absolute script path, absolute root folder to ship).
+
+    ``entry_script`` may use Windows separators (``aml_prs\\model_train.py``).
+    """
+    if os.sep == "/":
+        entry_script = entry_script.replace("\\", "/")
     if source_directory:
         root = os.path.abspath(os.path.expanduser(source_directory))
         if not os.path.isdir(root):

@@ -138,6 +138,19 @@ def _output_folder(output: Any, config: ParallelRunConfig, step_name: str) -> st
     return folder
 
 
+def argument_text(value: Any) -> str:
+    """An argument as the script's ``sys.argv`` shows it: ``20`` -> ``"20"``, a
+    pipeline parameter -> its value (``.value``, else ``.default_value``)."""
+    for attr in ("value", "default_value"):
+        if not isinstance(value, str | bytes | int | float) and hasattr(value, attr):
+            found = getattr(value, attr)
+            if found is not None or attr == "default_value":
+                return str(found)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
 class ParallelRunStep:
     """Score inputs in parallel with a user entry script.
 
@@ -186,7 +199,7 @@ class ParallelRunStep:
         _check_config_for_inputs(parallel_run_config, self.input_kind)
         output, output_options = _output_location(output)
         self.output = _output_folder(output, parallel_run_config, self.name)
-        self.arguments = [str(a) for a in (arguments or [])]
+        self.arguments = [argument_text(a) for a in (arguments or [])]
         self.side_inputs = list(side_inputs or [])
         self.models = list(models or [])
         self.allow_reuse = allow_reuse

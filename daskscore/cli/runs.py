@@ -88,8 +88,12 @@ def run_runs_command(args: argparse.Namespace) -> int:
         for row in table:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
         return 0
-    details = PipelineRun.get(ws, args.run_id).get_details()
+    run = PipelineRun.get(ws, args.run_id)
+    details = run.get_details()
+    histories = {s.name: s.history() for s in run.get_steps()}
     if args.json:
+        for step in details.get("steps", []):
+            step["runs"] = histories.get(step["name"], {})
         print(json.dumps(details, indent=2, default=str))
         return 0
     print(f"Run:         {details['run_id']}")
@@ -114,4 +118,18 @@ def run_runs_command(args: argparse.Namespace) -> int:
             print(f"  reason: {step['reason']}")
         if step.get("output_file") or step.get("output_dir"):
             print(f"  output: {step.get('output_file') or step.get('output_dir')}")
+        _print_history(histories.get(step["name"], {}))
     return 0
+
+
+def _print_history(runs: dict[str, dict[str, Any]]) -> None:
+    """What the step's script logged (Run.get_context()), run by run."""
+    for run_id, run in runs.items():
+        label = f" ({run['name']})" if run.get("name") else ""
+        print(f"  run {run_id}{label}: {run['status']}")
+        for name, value in run["metrics"].items():
+            print(f"    metric {name}: {json.dumps(value, default=str)}")
+        if run["tags"]:
+            print(f"    tags: {json.dumps(run['tags'], default=str)}")
+        for name in run["files"]:
+            print(f"    file {name}")

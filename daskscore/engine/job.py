@@ -329,6 +329,7 @@ class Job:
             self.allowed_names,
             self.resource,
             allowed_nodes=self.allowed_nodes,
+            job_id=self.job_id,
         )
 
     def _register(

@@ -13,9 +13,10 @@ import os
 from typing import Any
 
 from .. import _settings
-from .._protocol import SCRIPT_OUTPUT_DIR, JobSpec
+from .._protocol import LOGS_DIR, SCRIPT_OUTPUT_DIR, JobSpec
 from ..datasets import FileDataset, TabularDataset
 from ..errors import ConfigError
+from ..output.runlog import RUN_FOLDER
 from ..output.store import StateStore
 from .thresholds import has_failure_budget
 
@@ -36,6 +37,7 @@ def build_job_spec(
     allowed_names: list[str] | None,
     resource: str,
     allowed_nodes: dict[str, int | None] | None = None,
+    job_id: str = "",
 ) -> JobSpec:
     """The job spec of one run of ``step``, its output in ``store``.
 
@@ -82,7 +84,31 @@ def build_job_spec(
         # with a failure budget, every failure must reach the client at once
         stop_on_failure=has_failure_budget(cfg),
         resource=resource if allowed_names is not None else None,
+        run_context=run_context(step, store, job_id),
     )
+
+
+def run_context(step: Any, store: StateStore, job_id: str) -> dict[str, Any]:
+    """The step's run as the runner sees it (``Run.get_context()``).
+
+    A pipeline sets ``step._run_info`` (the run id, its parent, the experiment
+    and the workspace); a step run alone is its own run (its job id, the step's
+    name as the experiment) in the workspace of its models, if any. Its folder
+    is ``<output>/logs/run``, read by every worker (as the output is).
+    """
+    info = dict(getattr(step, "_run_info", None) or {})
+    workspace = info.get("workspace") or next(
+        (m.workspace for m in step.models if getattr(m, "workspace", None)), None)
+    return {
+        "id": info.get("id") or job_id or step.name,
+        "name": step.name,
+        "parent": info.get("parent"),
+        "experiment": info.get("experiment") or step.name,
+        "folder": f"{store.url(store.path(LOGS_DIR))}/{RUN_FOLDER}",
+        "storage_options": dict(store.storage_options),
+        "workspace": getattr(workspace, "url", None),
+        "workspace_options": dict(getattr(workspace, "storage_options", {}) or {}),
+    }
 
 
 def _init_timeout(cfg: Any) -> float:

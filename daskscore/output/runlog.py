@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from ..storage import is_local, url_to_fs
 from .store import write_atomic
 
-__all__ = ["RUN_FOLDER", "RunLog", "read_events", "run_summary"]
+__all__ = ["RUN_FOLDER", "RunLog", "read_events", "run_summary", "run_tree"]
 
 RUN_FOLDER = "run"  # under the step's logs folder
 
@@ -149,6 +149,20 @@ def _metric(metrics: dict[str, Any], event: dict[str, Any]) -> None:
         metrics[name] = [*(old if isinstance(old, list) else [old]), event["value"]]
     else:
         metrics[name] = event["value"]
+
+
+def run_tree(runs: dict[str, dict[str, Any]], root: str) -> dict[str, dict[str, Any]]:
+    """``root`` and the runs below it (children, grandchildren...), in order."""
+    out = {}
+    for run_id, run in runs.items():
+        seen, current = set(), run_id
+        while current and current not in seen:
+            if current == root:
+                out[run_id] = run
+                break
+            seen.add(current)
+            current = runs.get(current, {}).get("parent")
+    return out
 
 
 def run_summary(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,8 @@ from typing import Any, TextIO
 from ..config import check_name
 from ..datasets import dataset_from_format
 from ..errors import ConfigError, DaskScoreError, JobError, NotRegisteredError
+from .._protocol import LOGS_DIR
+from ..output.runlog import RUN_FOLDER, read_events, run_summary, run_tree
 from ..output.store import StateStore, write_atomic
 from ..progress import TextProgress
 from ..registry._common import REGISTRY_NAME, utc_now
@@ -289,9 +291,44 @@ class StepRun:
         self.output_file: str | None = details.get("output_file")
         self.result = result
 
+    def history(self) -> dict[str, dict[str, Any]]:
+        """The step's run and its child runs as logged by the script
+        (``Run.get_context()``): metrics, tags, status and uploaded files, by
+        run id, merged from every runner process."""
+        run_id = self.run_id
+        if not run_id or not self.output_dir:
+            return {}
+        folder = f"{str(self.output_dir).rstrip('/')}/{LOGS_DIR}/{RUN_FOLDER}"
+        runs = run_tree(run_summary(read_events(folder)), run_id)
+        if runs.get(run_id, {}).get("status") == RUNNING:
+            runs[run_id]["status"] = self.status  # the step's, unless it said
+        return runs
+
+    def get_metrics(self, name: str | None = None,
+                    recursive: bool = False) -> dict[str, Any]:
+        """The metrics the step's script logged to its run (``recursive``: by run
+        id, with those of its child runs)."""
+        runs = self.history()
+        if recursive:
+            return {i: _only(r["metrics"], name) for i, r in runs.items()}
+        return _only(runs.get(self.run_id, {}).get("metrics", {}), name)
+
+    @property
+    def run_id(self) -> str | None:
+        """The id of the step's run (that of the reused run for a reused step)."""
+        if self.reused and self.details.get("reused_from"):
+            return step_run_id(self.details["reused_from"], self.name)
+        return self.details.get("run_id")
+
     def __repr__(self) -> str:
         reused = ", reused" if self.reused else ""
         return f"StepRun(name={self.name!r}, status={self.status!r}{reused})"
+
+
+def _only(metrics: dict[str, Any], name: str | None) -> dict[str, Any]:
+    if name is None:
+        return dict(metrics)
+    return {name: metrics[name]} if name in metrics else {}
 
 
 class _RunOutput:
@@ -564,7 +601,8 @@ class PipelineRun:
     def _run_step(self, index: int, step: Any, regenerate: bool,
                   client: Any) -> str | None:
         """Run (or reuse) one step; returns the error that stops the run, if any."""
-        self._update_step(index, status=RUNNING, started=utc_now())
+        self._update_step(index, status=RUNNING, started=utc_now(),
+                          run_id=step_run_id(self.id, step.name))
         self._print(f"Step {step.name}: started")
         try:
             fingerprint = step.fingerprint()
@@ -587,6 +625,10 @@ class PipelineRun:
             _discard_committed(step)
         try:
             progress = TextProgress(stream=self._output, interval_s=2.0)
+            # the step's run, as Run.get_context() shows it to the script
+            step._run_info = {"id": self._record["steps"][index]["run_id"],
+                              "parent": self.id, "experiment": self.experiment.name,
+                              "workspace": self.workspace}
             result = step.run(client=client, progress=progress)
         except DaskScoreError as exc:
             return self._step_failed(index, step, f"{type(exc).__name__}: {exc}")
@@ -610,6 +652,11 @@ class PipelineRun:
         self._update_step(index, status=FAILED, ended=utc_now(), reason=error)
         self._print(f"Step {step.name}: Failed: {error}")
         return f"step {step.name!r} failed: {error}"
+
+
+def step_run_id(run_id: str, step_name: str) -> str:
+    """The id of a step's run (what ``Run.get_context().id`` gives its script)."""
+    return f"{run_id}_{step_name}"
 
 
 def _effective_status(record: dict[str, Any]) -> str:

@@ -47,6 +47,7 @@ from multiprocessing.connection import Connection
 
 from .. import entry_script
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
+from ..azureml._hook import install as install_v1_names
 from ..entry_script import MiniBatchContext
 from ..output.parts import PartWriter, is_dataframe
 from ..storage import redact
@@ -232,6 +233,9 @@ class Runner:
         if setup.bundle_dir not in sys.path:
             sys.path.insert(0, setup.bundle_dir)
         sys.argv = [self.script_path, *setup.arguments]
+        # `from azureml.core import Model` resolves to daskscore, unless the
+        # real Azure ML SDK is installed (it then wins)
+        install_v1_names()
         name = os.path.splitext(os.path.basename(self.script_path))[0]
         try:
             spec = importlib.util.spec_from_file_location(name, self.script_path)

@@ -94,7 +94,8 @@ class ScoringPlugin(WorkerPlugin):
             self.output_dir = job.script_output_dir
         else:
             self.user_log_dir = os.path.join(self.workdir, "logs", self.agent_name)
-            self.output_dir = os.path.join(self.workdir, "outputs")
+            # not "outputs": that is the script's own ./outputs (see _close)
+            self.output_dir = os.path.join(self.workdir, "script-outputs")
         os.makedirs(self.user_log_dir, exist_ok=True)
         os.makedirs(self.output_dir, exist_ok=True)
         # Only the workers the job uses load the script (node_count and
@@ -157,6 +158,7 @@ class ScoringPlugin(WorkerPlugin):
                     with open(os.path.join(self.user_log_dir, "stderr.txt"), "a") as f:
                         f.write(f"daskscore: {error}\n")
                 self.runner = None
+        self._keep_cwd_outputs()
         # a ds.map_partitions scorer has no output folder (no log_url)
         if not self.job.logs_local and self.job.log_url:
             try:
@@ -169,6 +171,17 @@ class ScoringPlugin(WorkerPlugin):
                     ),
                 )
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _keep_cwd_outputs(self) -> None:
+        """What the script wrote to ``./outputs`` (its working folder is this
+        worker's own) goes to ``logs/user/<agent>/outputs/``: no two processes
+        share one."""
+        cwd_outputs = os.path.join(self.workdir, "outputs")
+        if not self.job.log_url or not os.path.isdir(cwd_outputs):
+            return
+        if os.listdir(cwd_outputs):
+            target = os.path.join(self.user_log_dir, "outputs")
+            shutil.copytree(cwd_outputs, target, dirs_exist_ok=True)
 
     def _upload_worker_files(self) -> None:
         fs, _ = url_to_fs(self.job.output_url, self.job.output_storage_options)
@@ -189,6 +202,7 @@ class ScoringPlugin(WorkerPlugin):
             "agent_name": self.agent_name,
             "arguments": list(job.arguments),
             "inputs": dict(job.named_inputs),
+            "run": dict(job.run_context),
         }
         return RunnerSetup(
             bundle_dir=self.bundle_dir,
@@ -234,6 +248,8 @@ class ScoringPlugin(WorkerPlugin):
         )
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.job.runner_env)
+        # what Azure ML v1 scripts read: EntryScript().output_dir
+        env["AZUREML_BI_OUTPUT_PATH"] = self.output_dir
         runner = RunnerHandle(
             self._runner_setup(),
             env,
