@@ -88,6 +88,10 @@ def run_runs_command(args: argparse.Namespace) -> int:
         for row in table:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
         return 0
+    return _show(ws, args)
+
+
+def _show(ws: Workspace, args: argparse.Namespace) -> int:
     run = PipelineRun.get(ws, args.run_id)
     details = run.get_details()
     histories = {s.name: s.history() for s in run.get_steps()}

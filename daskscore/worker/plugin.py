@@ -38,7 +38,7 @@ from .._protocol import (
 from ..storage import RESOLVED_SECRET_ENV, describe_storage_error, url_to_fs
 from .handle import RunnerHandle
 
-__all__ = ["ScoringPlugin", "agent_name_for"]
+__all__ = ["ScoringPlugin", "agent_name_for", "keep_cwd_outputs"]
 
 # the folder daskscore is imported from, so that the runner imports the same copy
 _PACKAGE_PARENT = os.path.dirname(
@@ -54,6 +54,16 @@ def agent_name_for(worker: Any) -> str:
     if not name.startswith("worker"):
         name = f"worker-{name}"
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{host}-{name}")
+
+
+def keep_cwd_outputs(workdir: str, user_log_dir: str) -> None:
+    """What the script wrote to ``./outputs`` (its working folder, ``workdir``, is
+    this worker's own) goes to ``logs/user/<agent>/outputs/``: no two processes
+    share one."""
+    cwd_outputs = os.path.join(workdir, "outputs")
+    if os.path.isdir(cwd_outputs) and os.listdir(cwd_outputs):
+        target = os.path.join(user_log_dir, "outputs")
+        shutil.copytree(cwd_outputs, target, dirs_exist_ok=True)
 
 
 class ScoringPlugin(WorkerPlugin):
@@ -158,7 +168,8 @@ class ScoringPlugin(WorkerPlugin):
                     with open(os.path.join(self.user_log_dir, "stderr.txt"), "a") as f:
                         f.write(f"daskscore: {error}\n")
                 self.runner = None
-        self._keep_cwd_outputs()
+        if self.job.log_url:
+            keep_cwd_outputs(self.workdir, self.user_log_dir)
         # a ds.map_partitions scorer has no output folder (no log_url)
         if not self.job.logs_local and self.job.log_url:
             try:
@@ -171,17 +182,6 @@ class ScoringPlugin(WorkerPlugin):
                     ),
                 )
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _keep_cwd_outputs(self) -> None:
-        """What the script wrote to ``./outputs`` (its working folder is this
-        worker's own) goes to ``logs/user/<agent>/outputs/``: no two processes
-        share one."""
-        cwd_outputs = os.path.join(self.workdir, "outputs")
-        if not self.job.log_url or not os.path.isdir(cwd_outputs):
-            return
-        if os.listdir(cwd_outputs):
-            target = os.path.join(self.user_log_dir, "outputs")
-            shutil.copytree(cwd_outputs, target, dirs_exist_ok=True)
 
     def _upload_worker_files(self) -> None:
         fs, _ = url_to_fs(self.job.output_url, self.job.output_storage_options)
