@@ -31,6 +31,7 @@ from .io.frame import plan_frame
 from .io.parquet import plan_parquet
 from .io.partitions import plan_partitions
 from .io.text import (
+    column_type_name,
     pandas_csv_options,
     plan_text,
     splittable_encoding,
@@ -425,11 +426,27 @@ class _TabularFactory:
         storage_options: dict[str, Any] | None = None,
         support_multi_line: bool = False,
         encoding: str | None = None,
+        infer_column_types: bool = True,
+        set_column_types: dict[str, Any] | None = None,
+        empty_as_string: bool = False,
+        validate: bool = True,
+        include_path: bool = False,
     ) -> TabularDataset:
         """Rows of CSV/TSV files; big files are split by byte ranges at line ends.
 
         Parameters
         ----------
+        infer_column_types
+            As in the reference system (the default): a column whose values all
+            read as dates or datetimes is ``datetime64``; numbers are numbers.
+        set_column_types
+            Column -> type, over the inferred one: ``"int"``, ``"float"``,
+            ``"str"``, ``"bool"``, ``"datetime"`` (or ``int``, ``float``, ``str``,
+            ``bool``, or a v1 ``DataType`` such as ``DataType.to_datetime(fmt)``).
+        empty_as_string
+            Empty values of text columns are ``""`` instead of missing.
+        validate, include_path
+            Accepted for the reference system's signature (no effect).
         support_multi_line
             Whether quoted values may contain line breaks. By default files are
             split into byte ranges at line ends (like ``support_multi_line=False``
@@ -452,6 +469,8 @@ class _TabularFactory:
             read_options["support_multi_line"] = True
         if encoding:
             read_options["encoding"] = _encoding(encoding)
+        read_options.update(_column_options(infer_column_types, set_column_types,
+                                            empty_as_string))
         return TabularDataset("csv", _norm(path), storage_options, read_options)
 
     @staticmethod
@@ -485,6 +504,24 @@ class _TabularFactory:
                 f"{type(ddf).__name__}"
             )
         return TabularDataset("frame", frame=ddf)
+
+
+def _column_options(infer: bool, types: dict[str, Any] | None,
+                    empty_as_string: bool) -> dict[str, Any]:
+    """The read options of a CSV input's column typing (only those not default,
+    so that older fingerprints stay)."""
+    out: dict[str, Any] = {}
+    if not infer:
+        out["infer_column_types"] = False
+    if types:
+        try:
+            out["set_column_types"] = {str(c): column_type_name(k)
+                                       for c, k in dict(types).items()}
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from None
+    if empty_as_string:
+        out["empty_as_string"] = True
+    return out
 
 
 def _encoding(name: Any) -> str:

@@ -95,7 +95,9 @@ def read_partition_table(
             source=spec.source,
         )
         data = read_text_bytes(whole, storage_options, read_options)
-        frames.append(parse_text(data, fmt, read_options))
+        # the key columns stay as planning read them (select_partition)
+        frames.append(parse_text(data, fmt, read_options,
+                                 keep=tuple(k for k, _ in spec.key_values)))
     return pd.concat(frames, ignore_index=True)
 
 

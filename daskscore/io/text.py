@@ -340,21 +340,119 @@ def first_line(fs, fpath: str) -> bytes:
         return f.readline()
 
 
-def parse_text(data: bytes, kind: str, read_options: dict[str, Any]):
-    """The rows of a CSV/JSON-lines mini-batch as a pandas DataFrame."""
+def parse_text(data: bytes, kind: str, read_options: dict[str, Any],
+               keep: tuple[str, ...] = ()):
+    """The rows of a CSV/JSON-lines mini-batch as a pandas DataFrame.
+
+    CSV columns are typed as :func:`typed_frame` says (but those in ``keep``).
+    """
     import pandas as pd
 
     if not data.strip():
         return pd.DataFrame()
     encoding = read_options.get("encoding") or "utf-8"
     if kind == "csv":
-        return pd.read_csv(
+        frame = pd.read_csv(
             io.BytesIO(data),
             sep=read_options.get("separator", ","),
             header=0 if read_options.get("header", True) else None,
             encoding=encoding,
         )
+        return typed_frame(frame, read_options, keep)
     return pd.read_json(io.BytesIO(data), lines=True, encoding=encoding)
+
+
+# a value that reads as a date or a date and time (ISO 8601 or m/d/Y, with - / .)
+_DATE_LIKE = re.compile(
+    r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}"
+    r"([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?\s*$"
+)
+COLUMN_TYPES = ("str", "int", "float", "bool", "datetime")
+
+
+def column_type_name(kind: Any) -> str:
+    """A ``set_column_types`` value as one of :data:`COLUMN_TYPES` (a datetime with
+    its format as ``datetime:<format>``): a name (``"int"``), a Python type
+    (``int``) or an object with a name such as ``DataType.to_datetime(...)``."""
+    name = str(getattr(kind, "__name__", None) or getattr(kind, "name", None)
+               or kind).lower()
+    for wanted, words in (("datetime", ("date", "time")), ("bool", ("bool",)),
+                          ("int", ("int", "long")),
+                          ("float", ("float", "double", "decimal")),
+                          ("str", ("str", "object"))):
+        if any(w in name for w in words):
+            formats = getattr(kind, "formats", None) or getattr(kind, "format", None)
+            if wanted == "datetime" and formats:
+                first = formats if isinstance(formats, str) else list(formats)[0]
+                return f"datetime:{first}"
+            return wanted
+    raise ValueError(f"set_column_types: {kind!r} is not a column type; give one "
+                     f"of {', '.join(COLUMN_TYPES)} (or int, float, str, bool)")
+
+
+def _as_type(series, kind: str):
+    import pandas as pd
+
+    if kind.startswith("datetime"):
+        fmt = kind.partition(":")[2] or None
+        return pd.to_datetime(series, format=fmt or "mixed", errors="coerce")
+    if kind == "int":
+        numbers = pd.to_numeric(series, errors="coerce")
+        return numbers.astype("int64" if numbers.notna().all() else "Int64")
+    if kind == "float":
+        return pd.to_numeric(series, errors="coerce").astype("float64")
+    if kind == "bool":
+        words = {"true": True, "false": False, "1": True, "0": False, "yes": True,
+                 "no": False}
+        return series.map(lambda v: words.get(str(v).strip().lower())
+                          if pd.notna(v) else None).astype("boolean")
+    return series.map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+
+
+def _dates(series):
+    """``series`` as datetime64 when every value reads as a date, else as is."""
+    import pandas as pd
+
+    values = series.dropna()
+    if values.empty or not all(isinstance(v, str) and _DATE_LIKE.match(v)
+                               for v in values):
+        return series
+    for fmt in ("ISO8601", "mixed"):
+        try:
+            return pd.to_datetime(series, format=fmt)
+        except (ValueError, TypeError):
+            continue
+    return series
+
+
+def _is_text(series) -> bool:
+    import pandas as pd
+
+    return series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
+
+
+def typed_frame(frame, read_options: dict[str, Any], keep: tuple[str, ...] = ()):
+    """A CSV mini-batch's columns typed as the reference system types them.
+
+    ``infer_column_types`` (the default): a text column whose values all read as
+    dates or datetimes becomes ``datetime64`` (numbers are numbers already);
+    ``set_column_types`` (column -> a :data:`COLUMN_TYPES` name) wins over it;
+    ``empty_as_string``: empty values of text columns are ``""``, not missing.
+    """
+    types = read_options.get("set_column_types") or {}
+    if read_options.get("infer_column_types", True):
+        for column in frame.columns:
+            if column in keep or column in types or not _is_text(frame[column]):
+                continue
+            frame[column] = _dates(frame[column])
+    for column, kind in types.items():
+        if column in frame.columns and column not in keep:
+            frame[column] = _as_type(frame[column], kind)
+    if read_options.get("empty_as_string"):
+        for column in frame.columns:
+            if _is_text(frame[column]) and column not in keep:
+                frame[column] = frame[column].fillna("")
+    return frame
 
 
 def parse_problem(

@@ -68,8 +68,8 @@ class Reader:
         if spec.kind == "parquet":
             return self._parquet(spec)
         if spec.kind == "partition":
-            return self._partition(spec)
-        return self._text(spec)
+            return _fresh_index(*self._partition(spec))
+        return _fresh_index(*self._text(spec))
 
     # -- prefetch ---------------------------------------------------------------------
     def prefetch(self, spec: MiniBatchSpec) -> None:
@@ -169,7 +169,7 @@ class Reader:
             frame = table.to_pandas()
         except Exception as exc:  # noqa: BLE001 - corrupt data fails its mini-batch
             return None, spec.items or 1, f"{type(exc).__name__}: {exc}"
-        return frame, len(frame), None
+        return _fresh_index(frame, len(frame), None)
 
     def _partition(self, spec: MiniBatchSpec):
         """The rows of one partition_keys combination, from every file."""
@@ -219,3 +219,17 @@ class Reader:
             return self._headers[key]
 
         return header
+
+
+def _fresh_index(frame: Any, items: int, problem: str | None):
+    """A table mini-batch has a fresh ``0..n-1`` index, as in the reference
+    system (scripts join their predictions onto it)."""
+    if frame is not None and not _is_fresh(frame.index):
+        frame = frame.reset_index(drop=True)
+    return frame, items, problem
+
+
+def _is_fresh(index: Any) -> bool:
+    start = getattr(index, "start", None)
+    return (type(index).__name__ == "RangeIndex" and start == 0
+            and getattr(index, "step", None) == 1)
