@@ -20,7 +20,8 @@ from typing import Any
 
 from .errors import EntryScriptError
 
-__all__ = ["EntryScript", "MiniBatchContext", "ScriptBundle", "check_entry_script"]
+__all__ = ["EntryScript", "MiniBatchContext", "PartitionDataset", "ScriptBundle",
+           "check_entry_script"]
 
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".ipynb_checkpoints", ".venv"}
 _MAX_BUNDLE_BYTES = 512 * 1024 * 1024
@@ -166,9 +167,41 @@ def bundle_entry_script(
     )
 
 
+class PartitionDataset:
+    """``mini_batch_context.dataset`` of a ``partition_keys`` mini-batch: a
+    tabular dataset holding just that partition's rows (as the reference
+    system's context gives one), already read."""
+
+    input_kind = "tabular"
+
+    def __init__(self, frame: Any, partition_key_value: dict[str, Any]) -> None:
+        self._frame = frame
+        self.partition_keys = list(partition_key_value)
+        self.partition_key_value = dict(partition_key_value)
+
+    def to_pandas_dataframe(self) -> Any:
+        return self._frame.copy()
+
+    def take(self, count: int) -> PartitionDataset:
+        return PartitionDataset(self._frame.head(count).reset_index(drop=True),
+                                self.partition_key_value)
+
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    def __repr__(self) -> str:
+        return (f"PartitionDataset({self.partition_key_value!r}, "
+                f"rows={len(self._frame)})")
+
+
 @dataclass
 class MiniBatchContext:
-    """Passed as ``run(mini_batch, mini_batch_context)`` to scripts that take it."""
+    """Passed as ``run(mini_batch, mini_batch_context)`` to scripts that take it.
+
+    ``partition_key_value``: the key values of a ``partition_keys`` mini-batch, in
+    ``partition_keys`` order; ``dataset``: that partition as a dataset
+    (:class:`PartitionDataset`); ``minibatch_index``: the mini-batch's number.
+    """
 
     minibatch_index: int
     partition_key_value: dict[str, Any] = field(default_factory=dict)

@@ -48,7 +48,7 @@ from multiprocessing.connection import Connection
 from .. import entry_script
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
 from ..azureml._hook import install as install_v1_names
-from ..entry_script import MiniBatchContext
+from ..entry_script import MiniBatchContext, PartitionDataset
 from ..output.parts import PartWriter, is_dataframe
 from ..storage import redact
 from . import tracebacks
@@ -327,9 +327,12 @@ class Runner:
         run_start = time.perf_counter()
         try:
             if self.takes_context:
+                keys = spec.partition_key_value()
                 context = MiniBatchContext(
                     minibatch_index=spec.index,
-                    partition_key_value=spec.partition_key_value(),
+                    partition_key_value=keys,
+                    dataset=PartitionDataset(mini_batch, keys)
+                    if spec.kind == "partition" else None,
                 )
                 result = self.module.run(mini_batch, context)
             else:
