@@ -371,3 +371,74 @@ def test_many_models_train_then_forecast(tmp_path, shared_client, capsys):
     assert "(model_1001_dominicks): Completed" in train_part
     assert "metric rows: 12" in train_part
     assert "file model_1002_dominicks" in train_part
+
+
+# -- MNIST-style PNGs scored by a TF1-style graph (tf.compat.v1) ----------------------
+MNIST_SCORE = """
+    import os
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+    from azureml.core import Model
+
+
+    def init():
+        global g_tf_sess, X, output
+        tf.compat.v1.disable_eager_execution()
+        model_root = Model.get_model_path("mnist")
+        params = np.load(os.path.join(model_root, "weights.npz"))
+        X = tf.compat.v1.placeholder(tf.float32, [None, 64], name="X")
+        W = tf.compat.v1.constant(params["W"], dtype=tf.float32)
+        b = tf.compat.v1.constant(params["b"], dtype=tf.float32)
+        output = tf.compat.v1.argmax(tf.compat.v1.matmul(X, W) + b, 1)
+        g_tf_sess = tf.compat.v1.Session(
+            config=tf.compat.v1.ConfigProto(device_count={"GPU": 0}))
+
+
+    def run(mini_batch):
+        print(f"run method start: {__file__}, run({mini_batch})")
+        resultList = []
+        for image in mini_batch:
+            data = Image.open(image)
+            np_im = np.array(data).reshape((1, 64)) / 255.0
+            pred = g_tf_sess.run(output, feed_dict={X: np_im})
+            resultList.append("{}: {}".format(os.path.basename(image), pred[0]))
+        return resultList
+"""
+
+
+@pytest.mark.slow
+def test_mnist_pngs_with_a_tf1_graph(tmp_path, shared_client):
+    from PIL import Image
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load_digits()
+    pixels = np.round(digits.data * 255 / 16).astype(np.uint8)
+    clf = LogisticRegression(max_iter=2000).fit(pixels / 255.0, digits.target)
+    model_dir = tmp_path / "mnist-model"
+    model_dir.mkdir()
+    W, b = clf.coef_.T.astype(np.float32), clf.intercept_.astype(np.float32)
+    np.savez(model_dir / "weights.npz", W=W, b=b)
+    images = tmp_path / "mnist"
+    images.mkdir()
+    chosen = list(range(0, 120, 10))
+    for i in chosen:
+        Image.fromarray(pixels[i].reshape(8, 8)).save(images / f"digit-{i:04d}.png")
+    ws = ds.Workspace(tmp_path / "ws")
+    model = ds.Model.register(ws, model_dir, "mnist")
+    script = write_script(tmp_path / "src", MNIST_SCORE, name="digit_identification.py")
+    cfg = ds.ParallelRunConfig(entry_script=script.name,
+                               source_directory=str(script.parent),
+                               mini_batch_size="5", error_threshold=0,
+                               run_invocation_timeout=120)
+    step = ds.ParallelRunStep(name="batch-mnist", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(images))],
+                              output=str(tmp_path / "out"), models=[model])
+    result = step.run(client=shared_client)
+
+    assert result.status == "Completed", result.reason
+    expected = [f"digit-{i:04d}.png: {int(np.argmax(pixels[i] / 255.0 @ W + b))}"
+                for i in chosen]
+    assert read_lines(result.output_file) == expected
