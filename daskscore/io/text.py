@@ -379,7 +379,7 @@ def column_type_name(kind: Any) -> str:
     for wanted, words in (("datetime", ("date", "time")), ("bool", ("bool",)),
                           ("int", ("int", "long")),
                           ("float", ("float", "double", "decimal")),
-                          ("str", ("str", "object"))):
+                          ("str", ("str",))):
         if any(w in name for w in words):
             formats = getattr(kind, "formats", None) or getattr(kind, "format", None)
             if wanted == "datetime" and formats:
