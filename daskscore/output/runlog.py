@@ -62,7 +62,8 @@ class RunLog:
         """Where ``name`` uploaded to ``run_id`` is stored (a path of the fs)."""
         return f"{self._root}/files/{run_id}/{_clean_name(name)}"
 
-    def upload(self, run_id: str, name: str, source: str | os.PathLike | BinaryIO) -> str:
+    def upload(self, run_id: str, name: str,
+               source: str | os.PathLike | BinaryIO) -> str:
         """Store a local file (a path) or a binary stream as ``name`` of ``run_id``."""
         target = self.file_path(run_id, name)
         if isinstance(source, str | os.PathLike):

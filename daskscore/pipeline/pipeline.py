@@ -32,10 +32,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from .._protocol import LOGS_DIR
 from ..config import check_name
 from ..datasets import dataset_from_format
 from ..errors import ConfigError, DaskScoreError, JobError, NotRegisteredError
-from .._protocol import LOGS_DIR
 from ..output.runlog import RUN_FOLDER, read_events, run_summary, run_tree
 from ..output.store import StateStore, write_atomic
 from ..progress import TextProgress

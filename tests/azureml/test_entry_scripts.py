@@ -10,7 +10,6 @@ where the runner's import hook resolves their imports to daskscore.
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import textwrap
 from pathlib import Path
@@ -70,7 +69,8 @@ def test_iris_pickled_sklearn_model_and_entry_script_logger(tmp_path, shared_cli
     from sklearn.linear_model import LogisticRegression
 
     iris = load_iris(as_frame=True)
-    frame = iris.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    frame = iris.frame.rename(
+        columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
     frame["target"] = iris.target_names[iris.target]
     data = tmp_path / "iris"
     data.mkdir()
@@ -214,7 +214,8 @@ def test_runtime_environment_of_an_unchanged_script(tmp_path, shared_client):
 
     assert result.status == "Completed"
     lines = read_lines(result.output_file)
-    assert [line.split()[0] for line in lines] == sorted(n for n in names if n != "none.txt")  # none.txt failed
+    scored = sorted(n for n in names if n != "none.txt")
+    assert [line.split()[0] for line in lines] == scored  # none.txt failed
     for line in lines:
         _, doubled, *rest = line.split(" ", 2)
         assert doubled == "40"
@@ -227,7 +228,7 @@ def test_runtime_environment_of_an_unchanged_script(tmp_path, shared_client):
     kept = list((tmp_path / "out" / "logs" / "user").glob("*/outputs/same-name.txt"))
     assert kept
     written = sorted(n for p in kept for n in p.read_text().split())
-    assert written == sorted(n for n in names if n != "none.txt")
+    assert written == scored
 
 
 # -- many models: train with Run.get_context(), then forecast with Model.list ---------
@@ -265,7 +266,8 @@ MM_TRAIN = """
         child = current_step_run.child_run(name=model_name)
         child.log("rows", len(data))
         child.complete()
-        current_step_run.log("mse", float(((model.predict(week) - data[args.target_column]) ** 2).mean()))
+        error = model.predict(week) - data[args.target_column]
+        current_step_run.log("mse", float((error ** 2).mean()))
         current_step_run.log_row("fitted", store=str(key["Store"]), rows=len(data))
         current_step_run.upload_file(model_name, os.path.join("./outputs", model_name))
         current_step_run.register_model(
