@@ -186,6 +186,8 @@ def _configure_logging(setup: RunnerSetup) -> logging.Logger:
         "sources": setup.sources,
         "output": setup.output_storage_options,
         "models": setup.model_options,
+        "workspace": (setup.context.get("run") or {}).get("workspace_options")
+        or {},
     }
     fmt = _MaskingFormatter(
         "%(asctime)s %(levelname)s %(name)s [" + setup.agent_name + "] %(message)s",

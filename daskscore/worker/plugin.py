@@ -232,6 +232,7 @@ class ScoringPlugin(WorkerPlugin):
             "output": job.output_storage_options,
             "models": job.model_options,
             "environment_variables": job.environment_variables,
+            "workspace": job.run_context.get("workspace_options") or {},
         }
 
     def _start_runner(self) -> tuple[str, str] | None:
