@@ -11,6 +11,7 @@ offline run does.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
@@ -24,9 +25,13 @@ from ..registry.workspace import Workspace
 from ._hook import not_provided
 from .model import Model
 
-__all__ = ["Run"]
+__all__ = ["RUN_ENV", "Run"]
 
 _STEP_RUN: list[Run] = []  # this process's step run, once asked for
+# a run handed to a plain script process (e.g. a pipeline's script step) as JSON:
+# id, name, parent, experiment, folder, workspace (no credentials: a local run
+# folder and workspace, or storage whose credentials the environment holds)
+RUN_ENV = "DASKSCORE_RUN"
 
 
 class _Where:
@@ -82,7 +87,7 @@ class Run:
     @classmethod
     def get_context(cls, allow_offline: bool = True, **kwargs: Any) -> Run:
         """The step's run inside a step; else an offline run (``allow_offline``)."""
-        context = entry_script._CONTEXT.get("run")
+        context = entry_script._CONTEXT.get("run") or _env_context()
         if context:
             if not _STEP_RUN:
                 _STEP_RUN.append(_step_run(context))
@@ -279,6 +284,17 @@ def _step_run(context: dict[str, Any]) -> Run:
     if context.get("parent"):
         parent = Run._make(where, context["parent"], None)
     return Run._make(where, context["id"], parent, context.get("name"))
+
+
+def _env_context() -> dict[str, Any]:
+    text = os.environ.get(RUN_ENV)
+    if not text:
+        return {}
+    try:
+        context = json.loads(text)
+    except ValueError:
+        raise WorkspaceError(f"{RUN_ENV} is not JSON: {text[:80]!r}") from None
+    return context if isinstance(context, dict) and context.get("folder") else {}
 
 
 def _fold(metrics: dict[str, Any], values: dict[str, Any]) -> None:

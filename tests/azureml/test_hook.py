@@ -179,3 +179,22 @@ def test_a_real_azureml_core_is_not_shadowed(tmp_path, shared_client):
     result = step.run(client=shared_client)
     assert result.status == "Completed"
     assert (tmp_path / "out" / "parallel_run_step.txt").read_text().strip() == real
+
+
+def test_a_plain_script_process_logs_into_a_run_given_by_the_environment(tmp_path):
+    """What a pipeline's plain-script step hands its process (``DASKSCORE_RUN``)."""
+    from daskscore.output.runlog import read_events, run_summary
+
+    folder = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DASKSCORE_RUN=json.dumps(
+        {"id": "p1_copy", "name": "copy", "parent": "p1", "experiment": "mm",
+         "folder": str(folder)}))
+    code = ("import daskscore.azureml; daskscore.azureml.install(); "
+            "from azureml.core import Run; r = Run.get_context(); "
+            "r.log('copied', 3); print(r.id, r.parent.id, r.experiment.name)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["p1_copy", "p1", "mm"]
+    assert run_summary(read_events(str(folder)))["p1_copy"]["metrics"] == {
+        "copied": 3}
