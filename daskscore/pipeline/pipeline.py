@@ -629,7 +629,10 @@ class PipelineRun:
             step._run_info = {"id": self._record["steps"][index]["run_id"],
                               "parent": self.id, "experiment": self.experiment.name,
                               "workspace": self.workspace}
-            result = step.run(client=client, progress=progress)
+            try:
+                result = step.run(client=client, progress=progress)
+            finally:
+                step._run_info = None  # a later step.run() alone is its own run
         except DaskScoreError as exc:
             return self._step_failed(index, step, f"{type(exc).__name__}: {exc}")
         self._results[step.name] = result

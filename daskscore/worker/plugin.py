@@ -169,7 +169,11 @@ class ScoringPlugin(WorkerPlugin):
                         f.write(f"daskscore: {error}\n")
                 self.runner = None
         if self.job.log_url:
-            keep_cwd_outputs(self.workdir, self.user_log_dir)
+            try:
+                keep_cwd_outputs(self.workdir, self.user_log_dir)
+            except OSError as exc:  # a full disk: the logs still go up
+                logging.getLogger("daskscore").warning(
+                    "could not keep what the script wrote to ./outputs: %s", exc)
         # a ds.map_partitions scorer has no output folder (no log_url)
         if not self.job.logs_local and self.job.log_url:
             try:
