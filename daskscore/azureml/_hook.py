@@ -24,8 +24,8 @@ import sys
 import types
 from typing import Any
 
-__all__ = ["MODULES", "NotProvidedError", "V1Finder", "install", "installed",
-           "real_sdk_available"]
+__all__ = ["MODULES", "NotProvidedError", "V1Class", "V1Finder", "install",
+           "installed", "not_provided", "real_sdk_available", "v1_attribute"]
 
 # v1 module name -> the daskscore module behind it. Add a row (and the module)
 # to provide another v1 module.
@@ -53,6 +53,24 @@ def not_provided(name: str) -> NotProvidedError:
         f"{name} is not provided by daskscore (it replaces the Azure ML v1 SDK "
         f"only in part); see {DOCS} for what is provided and what to use instead"
     )
+
+
+class V1Class(type):
+    """Metaclass of the v1 classes daskscore provides (``Model``, ``Run``): a
+    class attribute or method they lack fails with one line naming it, as does
+    an instance's (``__getattr__`` below, via :func:`v1_attribute`)."""
+
+    v1_name = ""
+
+    def __getattr__(cls, name: str) -> Any:
+        raise v1_attribute(cls.v1_name or cls.__name__, name)
+
+
+def v1_attribute(owner: str, name: str) -> Exception:
+    """What looking up ``owner.name`` raises when daskscore lacks it."""
+    if name.startswith("_"):
+        return AttributeError(name)
+    return not_provided(f"{owner}.{name}")
 
 
 def _is_root_or_below(fullname: str) -> bool:

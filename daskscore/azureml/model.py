@@ -14,11 +14,12 @@ from typing import Any
 from ..errors import NotRegisteredError
 from ..registry.model import Model as _RegistryModel
 from ..registry.workspace import Workspace
+from ._hook import V1Class, v1_attribute
 
 __all__ = ["Model"]
 
 
-class Model(_RegistryModel):
+class Model(_RegistryModel, metaclass=V1Class):
     """A registered model, with the v1 constructor and class methods.
 
     ``Model(ws, name="sales", version=3)``, ``Model(ws, "sales")`` (the latest),
@@ -49,6 +50,11 @@ class Model(_RegistryModel):
             self._init(workspace, found_models[-1]._record())
             return
         super().__init__(workspace, name, version)
+
+    v1_name = "azureml.core.Model"
+
+    def __getattr__(self, name: str) -> Any:
+        raise v1_attribute(self.v1_name, name)
 
     @staticmethod
     def list(workspace: Workspace, name: str | None = None, tags: Any = None,

@@ -22,7 +22,7 @@ from ..errors import WorkspaceError
 from ..output.runlog import RunLog, read_events, run_summary
 from ..pipeline.pipeline import Experiment
 from ..registry.workspace import Workspace
-from ._hook import not_provided
+from ._hook import V1Class, not_provided, v1_attribute
 from .model import Model
 
 __all__ = ["RUN_ENV", "Run"]
@@ -67,8 +67,10 @@ class _OfflineExperiment:
             "use Workspace.from_config() or run the script as a step")
 
 
-class Run:
+class Run(metaclass=V1Class):
     """A run: the step's (``Run.get_context()``), a child of it, or offline."""
+
+    v1_name = "azureml.core.Run"
 
     def __init__(self, experiment: Any, run_id: str, **kwargs: Any) -> None:
         raise not_provided("azureml.core.Run(experiment, run_id) (a run by id; use "
@@ -115,6 +117,9 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, status={self._status!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        raise v1_attribute(self.v1_name, name)
 
     # -- logging -----------------------------------------------------------------------
     def _event(self, event: str, **values: Any) -> None:

@@ -72,6 +72,9 @@ def test_a_name_not_provided_fails_with_one_line_naming_it():
             ("module", "import azureml.train.estimator"),
             ("attribute", "azureml.core.ScriptRunConfig"),
             ("user", "from azureml_user.parallel_run import Nothing"),
+            ("method", "from azureml.core import Run; "
+                       "Run.get_context().log_image('x', plot=None)"),
+            ("model", "from azureml.core import Model; Model.deploy"),
         ]:
             try:
                 exec(code)
@@ -84,7 +87,9 @@ def test_a_name_not_provided_fails_with_one_line_naming_it():
     assert out.pop("hasattr_dunder") is False
     names = {"from": "azureml.core.InferenceConfig", "module": "azureml.train",
              "attribute": "azureml.core.ScriptRunConfig",
-             "user": "azureml_user.parallel_run.Nothing"}
+             "user": "azureml_user.parallel_run.Nothing",
+             "method": "azureml.core.Run.log_image",
+             "model": "azureml.core.Model.deploy"}
     for what, (kind, message) in out.items():
         assert kind == "NotProvidedError"
         assert message.startswith(f"{names[what]} is not provided by daskscore")
