@@ -10,6 +10,7 @@ where the runner's import hook resolves their imports to daskscore.
 from __future__ import annotations
 
 import argparse
+import json
 import pickle
 import textwrap
 from pathlib import Path
@@ -373,6 +374,13 @@ def test_many_models_train_then_forecast(tmp_path, shared_client, capsys):
     assert "(model_1001_dominicks): Completed" in train_part
     assert "metric rows: 12" in train_part
     assert "file model_1002_dominicks" in train_part
+    cli_runs.run_runs_command(parser.parse_args(
+        ["runs", "show", run.id, "--workspace", str(tmp_path / "ws"), "--json"]))
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    step_runs = steps[0]["runs"]
+    assert len(step_runs) == 3  # the step's run and one child per partition
+    assert step_runs[train_run.run_id]["metrics"]["mse"] == metrics["mse"]
+    assert steps[1]["runs"] == {}  # the forecast logged nothing
 
 
 # -- MNIST-style PNGs scored by a TF1-style graph (tf.compat.v1) ----------------------
