@@ -4,7 +4,10 @@ What an entry script logs through ``Run.get_context()`` (``daskscore.azureml``)
 lands in the step's run folder, ``<output>/logs/run/``::
 
     events/<agent>-<pid>.jsonl    one JSON line per log/tag/status event, written
-                                  only by that runner process (append-only)
+                                  only by that runner process (append-only; on
+                                  storage without appends, ``<agent>-<pid>.<n>.jsonl``
+                                  parts of at most REMOTE_PART_LINES lines, each
+                                  written again whole as it grows)
     files/<run id>/<name>         what upload_file() uploaded, per run
 
 Many runner processes log into the same run at once: each writes its own events
@@ -28,6 +31,9 @@ from .store import write_atomic
 __all__ = ["RUN_FOLDER", "RunLog", "read_events", "run_summary", "run_tree"]
 
 RUN_FOLDER = "run"  # under the step's logs folder
+# on storage without appends: lines per events part (a part is written again
+# whole at each event, so this bounds what one event costs)
+REMOTE_PART_LINES = 100
 
 
 class RunLog:
@@ -41,7 +47,8 @@ class RunLog:
         self._fs, self._root = url_to_fs(self.folder_url, self.storage_options)
         self._local = is_local(self._fs)
         self._path = f"{self._root}/events/{writer}.jsonl"
-        self._lines: list[str] = []  # remote: the whole file is written again
+        self._lines: list[str] = []  # remote: the current part, written again
+        self._part = 0
         self._seq = 0
 
     def append(self, run_id: str, event: str, **values: Any) -> None:
@@ -55,8 +62,11 @@ class RunLog:
             with open(self._path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
             return
+        if len(self._lines) >= REMOTE_PART_LINES:
+            self._lines, self._part = [], self._part + 1
         self._lines.append(line)
-        write_atomic(self._fs, self._path, ("\n".join(self._lines) + "\n").encode())
+        path = f"{self._root}/events/{self.writer}.{self._part}.jsonl"
+        write_atomic(self._fs, path, ("\n".join(self._lines) + "\n").encode())
 
     def file_path(self, run_id: str, name: str) -> str:
         """Where ``name`` uploaded to ``run_id`` is stored (a path of the fs)."""

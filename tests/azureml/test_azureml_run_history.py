@@ -7,7 +7,14 @@ import multiprocessing
 
 import pytest
 
-from daskscore.output.runlog import RunLog, read_events, run_summary, run_tree
+from daskscore.output.runlog import (
+    REMOTE_PART_LINES,
+    RunLog,
+    read_events,
+    run_summary,
+    run_tree,
+)
+from daskscore.storage import url_to_fs
 
 
 def _writer(folder: str, name: str, n: int) -> None:
@@ -69,11 +76,14 @@ def test_a_remote_run_folder_keeps_every_event(tmp_path):
     writes its own file again, whole: nothing is lost either."""
     folder = f"memory://runlog-{tmp_path.name}/run"
     log = RunLog(folder, {}, "agent-1")
-    for i in range(5):
+    n = REMOTE_PART_LINES * 2 + 5
+    for i in range(n):
         log.append("r", "metric", name="loss", value=i, kind="scalar")
     log.upload("r", "m.bin", io.BytesIO(b"abc"))
+    fs, root = url_to_fs(folder, {})
+    assert len(fs.glob(f"{root}/events/*.jsonl")) == 3  # parts, none grows forever
     runs = run_summary(read_events(folder))
-    assert runs["r"]["metrics"] == {"loss": [0, 1, 2, 3, 4]}
+    assert runs["r"]["metrics"] == {"loss": list(range(n))}
     assert runs["r"]["files"] == ["m.bin"]
     local = log.fetch("r", "m.bin", str(tmp_path))
     assert open(local, "rb").read() == b"abc"
