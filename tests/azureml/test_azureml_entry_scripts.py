@@ -252,6 +252,11 @@ MM_TRAIN = """
 
     def init():
         os.makedirs("./outputs", exist_ok=True)
+        current_step_run.tag("stage", "train")
+        current_step_run.set_tags({"team": "forecasting"})
+        current_step_run.log("context", " ".join([
+            current_step_run.id, current_step_run.parent.id,
+            current_step_run.experiment.name, current_step_run.get_status()]))
 
 
     def run(input_data, mini_batch_context):
@@ -353,6 +358,11 @@ def test_many_models_train_then_forecast(tmp_path, shared_client, capsys):
     metrics = train_run.get_metrics()
     assert len(metrics["mse"]) == 2 and max(metrics["mse"]) < 1e-6
     assert sorted(metrics["fitted"]["store"]) == ["1001", "1002"]
+    contexts = metrics["context"] if isinstance(metrics["context"], list) else [
+        metrics["context"]]
+    assert set(contexts) == {f"{train_run.run_id} {run.id} many-models Running"}
+    assert train_run.history()[train_run.run_id]["tags"] == {
+        "stage": "train", "team": "forecasting"}
     models = {m.name: m for m in ds.Model.list(ws, latest=True)}
     assert set(models) == {"model_1001_dominicks", "model_1002_dominicks"}
     assert models["model_1001_dominicks"].tags == {
