@@ -92,9 +92,11 @@ class _Alias(types.ModuleType):
     _target: str | None = None
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or self._target is None:
-            if name.startswith("__"):
-                raise AttributeError(name)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if f"{self.__name__}.{name}" in MODULES:  # a v1 submodule, not imported yet
+            return importlib.import_module(f"{self.__name__}.{name}")
+        if self._target is None:
             raise not_provided(f"{self.__name__}.{name}")
         module = importlib.import_module(self._target)
         try:

@@ -54,10 +54,11 @@ def test_v1_names_resolve_to_daskscore_after_install():
                      Experiment is ds.Experiment, EntryScript is ds.EntryScript],
             "model_base": issubclass(Model, ds.Model),
             "again": daskscore.azureml.install(),
+            "submodule": __import__("azureml").core.run.Run is Run,
         }))
     """)
     assert out == {"installed": True, "before": False, "same": [True] * 7,
-                   "model_base": True, "again": True}
+                   "model_base": True, "again": True, "submodule": True}
 
 
 def test_a_name_not_provided_fails_with_one_line_naming_it():
