@@ -82,7 +82,9 @@ class Run(metaclass=V1Class):
         run = object.__new__(cls)
         run._where, run.id, run._parent = where, run_id, parent
         run.name = run.display_name = name or run_id
-        run._status, run._tags, run._offline_metrics = "Running", {}, {}
+        # an offline run keeps its events in memory (shared with its children)
+        run._status, run._tags = "Running", {}
+        run._offline = parent._offline if parent is not None else []
         run.properties = {}
         return run
 
@@ -128,8 +130,7 @@ class Run(metaclass=V1Class):
             what = f"{values.get('kind')} metric" if event == "metric" else event
             print(f"Attempted to log {what} {values.get('name', '')}:\n"
                   f"{values.get('value')}")
-            if event == "metric":
-                _fold(self._offline_metrics, values)
+            self._offline.append({"run": self.id, "event": event, **values})
             return
         log.append(self.id, event, **values)
 
@@ -157,8 +158,6 @@ class Run(metaclass=V1Class):
         run id, this run's and its children's)."""
         runs = self._runs()
         mine = runs.get(self.id, {}).get("metrics", {})
-        if self._where.log is None:
-            mine = self._offline_metrics
         if recursive:
             ids = [self.id, *[i for i, r in runs.items() if _below(runs, i, self.id)]]
             return {i: _named(runs.get(i, {}).get("metrics", {}), name) for i in ids}
@@ -167,7 +166,7 @@ class Run(metaclass=V1Class):
     def _runs(self) -> dict[str, dict[str, Any]]:
         log = self._where.log
         if log is None:
-            return {}
+            return run_summary(self._offline)
         return run_summary(read_events(log.folder_url, log.storage_options))
 
     # -- tags and status ---------------------------------------------------------------
@@ -207,6 +206,9 @@ class Run(metaclass=V1Class):
         child = Run._make(self._where, child_id, self, name)
         if self._where.log is not None:
             self._where.log.append(child_id, "start", parent=self.id, name=name)
+        else:
+            self._offline.append({"run": child_id, "event": "start",
+                                  "parent": self.id, "name": name})
         return child
 
     def get_children(self, **kwargs: Any) -> list[Run]:
@@ -300,19 +302,6 @@ def _env_context() -> dict[str, Any]:
     except ValueError:
         raise WorkspaceError(f"{RUN_ENV} is not JSON: {text[:80]!r}") from None
     return context if isinstance(context, dict) and context.get("folder") else {}
-
-
-def _fold(metrics: dict[str, Any], values: dict[str, Any]) -> None:
-    run_summary_one = run_summary([{"run": "x", "event": "metric", **values}])
-    for key, value in run_summary_one["x"]["metrics"].items():
-        if key in metrics and values.get("kind") == "scalar":
-            old = metrics[key]
-            metrics[key] = [*(old if isinstance(old, list) else [old]), value]
-        elif key in metrics and values.get("kind") == "row":
-            for col, vals in value.items():
-                metrics[key].setdefault(col, []).extend(vals)
-        else:
-            metrics[key] = value
 
 
 def _below(runs: dict[str, dict[str, Any]], run_id: str, ancestor: str) -> bool:
