@@ -36,6 +36,7 @@ from .io.text import (
     plan_text,
     splittable_encoding,
     text_split_check,
+    typed_frame,
 )
 from .runner.reader import Reader
 from .storage import list_inputs, resolve, url_to_fs
@@ -189,9 +190,9 @@ class TabularDataset(_DatasetBase):
                 if self.format == "parquet":
                     frames.append(pd.read_parquet(f))
                 elif self.format == "csv":
-                    frames.append(
-                        pd.read_csv(f, **pandas_csv_options(self.read_options))
-                    )
+                    frames.append(typed_frame(
+                        pd.read_csv(f, **pandas_csv_options(self.read_options)),
+                        self.read_options))
                 else:
                     encoding = self.read_options.get("encoding") or "utf-8"
                     frames.append(pd.read_json(f, lines=True, encoding=encoding))

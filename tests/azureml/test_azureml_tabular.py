@@ -36,6 +36,8 @@ def test_columns_are_typed_as_in_the_reference(tmp_path):
     assert frame["Note"].isna().sum() == 1
     assert frame.set_index("WeekStarting").index.isocalendar().week.tolist() == [
         1, 2, 1, 2]
+    whole = default.to_pandas_dataframe()  # a notebook's view: typed the same way
+    assert whole.dtypes.to_dict() == frame.dtypes.to_dict()
     untyped = ds.Dataset.Tabular.from_delimited_files(
         str(tmp_path / "oj.csv"), infer_column_types=False)
     assert not str(parse_text(data, "csv", untyped.read_options)[
