@@ -118,6 +118,11 @@ class Workspace(_workspace.Workspace):
         return cls.from_config()
 
     @property
+    def name(self) -> str:
+        """The Azure config's ``workspace_name``, else the folder's name."""
+        return self._azure.get("workspace_name") or super().name
+
+    @property
     def subscription_id(self) -> str | None:
         return self._azure.get("subscription_id")
 

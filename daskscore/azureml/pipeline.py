@@ -25,7 +25,6 @@ from ..datasets import FileDataset, TabularDataset
 from ..errors import ConfigError
 from ..pipeline import pipeline as _core
 from ..pipeline.script_step import ScriptStep
-from ..registry._common import join
 from ..registry.datastore import DataPath, Datastore
 from ..storage import url_to_fs
 from .compute import _ignored
@@ -336,17 +335,27 @@ class Pipeline:
                       **kwargs)
 
 
+_clients: list[Any] = []
+
+
 def _current_client() -> Any:
-    """The notebook's ``distributed.Client``, if it made one (else each step
-    starts an embedded cluster)."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
+    """The current Dask cluster: the notebook's ``distributed.Client``, else the
+    scheduler of dask's ``scheduler-address`` setting (``DASK_SCHEDULER_ADDRESS``),
+    connected once; else None (each step starts an embedded cluster)."""
+    import dask.config
+    from distributed import Client, default_client
+
     try:
         return default_client()
     except ValueError:
+        pass
+    address = dask.config.get("scheduler-address", None)
+    if not address:
         return None
+    if not _clients:
+        logger.info("daskscore.azureml: running on the Dask cluster at %s", address)
+        _clients.append(Client(address, set_as_default=False))
+    return _clients[0]
 
 
 def submit(experiment: _core.Experiment, config: Any,
@@ -499,7 +508,3 @@ class PipelineRun:
         for step in self._core.get_steps():
             merged.update(_metrics(step.details))
         return merged
-
-
-def _join(root: str, *names: str) -> str:
-    return join(root, *names)
