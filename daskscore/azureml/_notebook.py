@@ -25,6 +25,7 @@ from ..errors import ConfigError, WorkspaceError
 from ..registry import datastore as _datastore
 from ..registry import workspace as _workspace
 from ..pipeline import pipeline as _core
+from ..storage import list_files
 from .compute import (
     AmlCompute,
     ComputeTarget,
@@ -173,17 +174,21 @@ _DROPPED = ("validate", "include_path", "is_file", "infer_column_types")
 
 
 def _path(path: Any) -> Any:
-    """v1 paths: ``(datastore, "mnist/")`` pairs (or lists of them) as
-    ``DataPath``s; anything else as given."""
+    """v1 paths: ``(datastore, "mnist/")`` pairs as ``DataPath``s; a list of one as
+    that one; a longer list of folders or globs as the files they hold (daskscore
+    takes a list as files)."""
     if isinstance(path, tuple) and len(path) == 2 and hasattr(path[0], "path"):
         return path[0].path(path[1])
-    if isinstance(path, list | tuple):
-        out: list[Any] = []
-        for item in path:
-            converted = _path(item)
-            out.extend(converted if isinstance(converted, list) else [converted])
-        return out
-    return path
+    if not isinstance(path, list | tuple):
+        return path
+    items = [_path(p) for p in path]
+    if len(items) == 1:
+        return items[0]
+    files: list[Any] = []
+    for item in items:
+        options = getattr(item, "storage_options", None)
+        files.extend(list_files(item, options))
+    return files
 
 
 def _call(factory: Any, path: Any, options: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ def run(input_data):
     logger = EntryScript().logger
     num_rows, num_cols = input_data.shape
     logger.info(f"{__file__}: {num_rows} rows, {num_cols} columns")
-    pred = iris_model.predict(input_data.iloc[:, :4].values).reshape((num_rows, 1))
+    pred = iris_model.predict(input_data.iloc[:, :4].values)
     # cleanup output
     result = input_data.drop(input_data.columns[4:], axis=1)
     result["variety"] = pred
