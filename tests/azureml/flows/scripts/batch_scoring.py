@@ -5,12 +5,15 @@ import sys
 
 import pandas as pd
 
+from daskscore import EntryScript
+
 
 def init():
     global model, label_column
     argv = sys.argv[1:]
     model_path = argv[argv.index("--model_name") + 1]
     label_column = argv[argv.index("--label") + 1]
+    EntryScript().logger.info("label column: %s", label_column)
     with open(model_path, "rb") as f:
         model = pickle.load(f)
 
