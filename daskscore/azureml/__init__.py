@@ -30,7 +30,7 @@ from typing import Any
 
 __all__ = ["V1_MODULES", "NotProvidedError", "install", "installed", "uninstall"]
 
-logger = logging.getLogger("daskscore")
+logger = logging.getLogger("daskscore.azureml")
 
 DOCS = "docs/migrating-from-azureml.md"
 
@@ -166,9 +166,21 @@ def install(force: bool = False) -> bool:
                     "daskscore's)")
         return False
     sys.meta_path.insert(0, _FINDER)
+    _show_info_lines()
     logger.info("daskscore.azureml.install(): azureml imports now resolve to "
                 "daskscore (see %s)", DOCS)
     return True
+
+
+def _show_info_lines() -> None:
+    """Print this package's info lines (what is ignored, where it runs) to stderr,
+    as a notebook shows them, unless logging is configured already."""
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def uninstall() -> None:

@@ -47,7 +47,7 @@ __all__ = [
     "Workspace",
 ]
 
-logger = logging.getLogger("daskscore")
+logger = logging.getLogger("daskscore.azureml")
 
 # the names v1 gives the built-in datastores: daskscore's default one
 _BUILT_IN = ("workspaceblobstore", "workspacefilestore", "workspaceworkingdirectory")

@@ -27,7 +27,7 @@ __all__ = [
     "RunConfiguration",
 ]
 
-logger = logging.getLogger("daskscore")
+logger = logging.getLogger("daskscore.azureml")
 
 DEFAULT_CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"
 DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.1-cudnn8-ubuntu20.04"

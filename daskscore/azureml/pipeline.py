@@ -41,7 +41,7 @@ __all__ = [
     "StepRun",
 ]
 
-logger = logging.getLogger("daskscore")
+logger = logging.getLogger("daskscore.azureml")
 
 
 class PipelineParameter:
@@ -354,7 +354,7 @@ def _current_client() -> Any:
         return None
     if not _clients:
         logger.info("daskscore.azureml: running on the Dask cluster at %s", address)
-        _clients.append(Client(address, set_as_default=False))
+        _clients.append(Client(address))
     return _clients[0]
 
 
