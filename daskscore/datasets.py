@@ -495,7 +495,10 @@ def _glob_root(path: Any) -> str:
     """The folder a path's files are relative to: the part before any glob
     character (a list: its first entry's)."""
     if isinstance(path, list | tuple):
-        path = path[0] if path else ""
+        folders = {_glob_root(p) if any(c in os.fspath(p) for c in "*?[")
+                   else os.fspath(p).rsplit("/", 1)[0] for p in path}
+        common = os.path.commonprefix(sorted(folders))
+        return common if common in folders else common.rsplit("/", 1)[0]
     text = os.fspath(path)
     cut = min((text.find(c) for c in "*?[" if c in text), default=-1)
     if cut < 0:

@@ -83,8 +83,9 @@ class ScriptStep:
         self.inputs = list(inputs or [])
         self.side_inputs: list[Any] = []
         self.outputs = [os.fspath(getattr(o, "path", o)) for o in (outputs or [])]
-        self.output = self.outputs[0] if self.outputs else None
         self.log_dir = log_dir or os.path.join(self.source_directory, "logs", name)
+        # where the pipeline looks for a step's output (its logs without one)
+        self.output = self.outputs[0] if self.outputs else self.log_dir
 
     def __repr__(self) -> str:
         return f"ScriptStep(name={self.name!r}, script={self.script!r})"
