@@ -106,8 +106,11 @@ class _Loader(importlib.abc.Loader):
         name = module.__name__
         backing = V1_MODULES.get(name)
         target = importlib.import_module(backing) if backing else None
-        module.__doc__ = (f"Azure ML v1 {name}, backed by {backing}."
-                          if backing else f"Azure ML v1 package {name}.")
+        module.__doc__ = (
+            f"Azure ML v1 {name}, backed by {backing}."
+            if backing
+            else f"Azure ML v1 package {name}."
+        )
         module.__daskscore__ = backing
         exported = set(_exports(target)) if target is not None else set()
         for attr in exported:
@@ -125,13 +128,13 @@ class _Loader(importlib.abc.Loader):
 class _Finder(importlib.abc.MetaPathFinder):
     """Finds the v1 names of :data:`V1_MODULES`; refuses other ``azureml.*``."""
 
-    def find_spec(self, fullname: str, path: Any = None,
-                  target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any = None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname.split(".", 1)[0] not in _PREFIXES:
             return None
         if fullname in V1_MODULES or fullname in _packages():
-            return importlib.machinery.ModuleSpec(fullname, _Loader(),
-                                                  is_package=True)
+            return importlib.machinery.ModuleSpec(fullname, _Loader(), is_package=True)
         raise ModuleNotProvidedError(fullname, "module")
 
 
@@ -161,14 +164,19 @@ def install(force: bool = False) -> bool:
     if installed():
         return True
     if not force and _real_sdk():
-        logger.info("daskscore.azureml.install(): the Azure ML SDK is installed, so "
-                    "azureml imports stay the real SDK's (force=True to use "
-                    "daskscore's)")
+        logger.info(
+            "daskscore.azureml.install(): the Azure ML SDK is installed, so "
+            "azureml imports stay the real SDK's (force=True to use "
+            "daskscore's)"
+        )
         return False
     sys.meta_path.insert(0, _FINDER)
     _show_info_lines()
-    logger.info("daskscore.azureml.install(): azureml imports now resolve to "
-                "daskscore (see %s)", DOCS)
+    logger.info(
+        "daskscore.azureml.install(): azureml imports now resolve to "
+        "daskscore (see %s)",
+        DOCS,
+    )
     return True
 
 
@@ -189,5 +197,6 @@ def uninstall() -> None:
     for name in list(sys.modules):
         module = sys.modules[name]
         if name.split(".", 1)[0] in _PREFIXES and isinstance(
-                getattr(module, "__loader__", None), _Loader):
+            getattr(module, "__loader__", None), _Loader
+        ):
             del sys.modules[name]

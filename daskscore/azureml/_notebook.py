@@ -22,9 +22,9 @@ from typing import Any
 
 from .. import datasets as _datasets
 from ..errors import ConfigError, WorkspaceError
+from ..pipeline import pipeline as _core
 from ..registry import datastore as _datastore
 from ..registry import workspace as _workspace
-from ..pipeline import pipeline as _core
 from ..storage import list_files
 from .compute import (
     AmlCompute,
@@ -63,8 +63,10 @@ def _azure_config(path: str | os.PathLike | None) -> tuple[str, dict] | None:
     else:
         candidates, folder = [], start
         while True:
-            candidates += [os.path.join(folder, "config.json"),
-                           os.path.join(folder, ".azureml", "config.json")]
+            candidates += [
+                os.path.join(folder, "config.json"),
+                os.path.join(folder, ".azureml", "config.json"),
+            ]
             parent = os.path.dirname(folder)
             if parent == folder:
                 break
@@ -78,8 +80,8 @@ def _azure_config(path: str | os.PathLike | None) -> tuple[str, dict] | None:
         except (OSError, ValueError) as exc:
             raise WorkspaceError(f"cannot read {candidate}: {exc}") from exc
         if isinstance(config, dict) and (
-                "daskscore_workspace" in config
-                or any(k in config for k in _AZURE_FIELDS)):
+            "daskscore_workspace" in config or any(k in config for k in _AZURE_FIELDS)
+        ):
             return candidate, config
     return None
 
@@ -90,8 +92,13 @@ class Workspace(_workspace.Workspace):
     _azure: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike | None = None, auth: Any = None,
-                    _logger: Any = None, _file_name: str | None = None) -> Workspace:
+    def from_config(
+        cls,
+        path: str | os.PathLike | None = None,
+        auth: Any = None,
+        _logger: Any = None,
+        _file_name: str | None = None,
+    ) -> Workspace:
         """The workspace of a daskscore config or of an Azure ML ``config.json``
         (see the module's description)."""
         try:
@@ -109,8 +116,12 @@ class Workspace(_workspace.Workspace):
             target = os.path.join(base, os.path.expanduser(target))
         workspace = cls(target)
         workspace._azure = {k: config.get(k) for k in _AZURE_FIELDS}
-        logger.info("Workspace.from_config(): %s is an Azure ML config; using the "
-                    "daskscore workspace %s", candidate, workspace.url)
+        logger.info(
+            "Workspace.from_config(): %s is an Azure ML config; using the "
+            "daskscore workspace %s",
+            candidate,
+            workspace.url,
+        )
         return workspace
 
     @classmethod
@@ -200,9 +211,13 @@ def _call(factory: Any, path: Any, options: dict[str, Any]) -> Any:
         if key in accepted:
             given[key] = value
         elif key not in _DROPPED and value not in (None, False):
-            raise ConfigError(key, value, f"not given: daskscore's "
-                              f"{factory.__qualname__}() does not provide {key} "
-                              "(see docs/migrating-from-azureml.md)")
+            raise ConfigError(
+                key,
+                value,
+                f"not given: daskscore's "
+                f"{factory.__qualname__}() does not provide {key} "
+                "(see docs/migrating-from-azureml.md)",
+            )
     return factory(_path(path), **given)
 
 
@@ -210,10 +225,18 @@ class _File:
     """``Dataset.File``."""
 
     @staticmethod
-    def from_files(path: Any, validate: bool = True, partition_format: str | None = None,
-                   is_file: bool = False, **options: Any) -> _datasets.FileDataset:
-        return _call(_datasets.Dataset.File.from_files, path,
-                     {"partition_format": partition_format, **options})
+    def from_files(
+        path: Any,
+        validate: bool = True,
+        partition_format: str | None = None,
+        is_file: bool = False,
+        **options: Any,
+    ) -> _datasets.FileDataset:
+        return _call(
+            _datasets.Dataset.File.from_files,
+            path,
+            {"partition_format": partition_format, **options},
+        )
 
 
 class _Tabular:
@@ -243,10 +266,16 @@ class ScriptRunConfig:
     """A script to run as a process: ``Experiment.submit(ScriptRunConfig(...))`` is a
     one-step pipeline (``PythonScriptStep``)."""
 
-    def __init__(self, source_directory: str | None = None, script: str | None = None,
-                 arguments: Sequence[Any] | None = None, run_config: Any = None,
-                 compute_target: Any = None, environment: Any = None,
-                 **_: Any) -> None:
+    def __init__(
+        self,
+        source_directory: str | None = None,
+        script: str | None = None,
+        arguments: Sequence[Any] | None = None,
+        run_config: Any = None,
+        compute_target: Any = None,
+        environment: Any = None,
+        **_: Any,
+    ) -> None:
         if not script:
             raise ConfigError("script", script, "the script to run")
         self.source_directory = source_directory
@@ -262,11 +291,15 @@ class Experiment(_core.Experiment):
     the current Dask cluster (the ``distributed.Client`` made, else an embedded
     one per step)."""
 
-    def submit(self, config: Any, tags: Mapping[str, str] | None = None,
-               **kwargs: Any) -> PipelineRun:
+    def submit(
+        self, config: Any, tags: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> PipelineRun:
         if isinstance(config, ScriptRunConfig):
-            step = PythonScriptStep(config.script, arguments=config.arguments,
-                                    source_directory=config.source_directory,
-                                    compute_target=config.compute_target)
+            step = PythonScriptStep(
+                config.script,
+                arguments=config.arguments,
+                source_directory=config.source_directory,
+                compute_target=config.compute_target,
+            )
             config = Pipeline(self.workspace, [step])
         return submit(self, config, tags, **kwargs)

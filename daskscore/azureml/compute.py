@@ -40,8 +40,11 @@ def _ignored(what: str) -> None:
     if what in _said:
         return
     _said.add(what)
-    logger.info("daskscore.azureml: %s is accepted and ignored: daskscore runs on "
-                "the current Dask cluster, in the current Python environment", what)
+    logger.info(
+        "daskscore.azureml: %s is accepted and ignored: daskscore runs on "
+        "the current Dask cluster, in the current Python environment",
+        what,
+    )
 
 
 class ComputeTargetException(Exception):
@@ -52,16 +55,21 @@ class ComputeTargetException(Exception):
 class CondaDependencies:
     """The packages an environment would install: kept, never installed."""
 
-    def __init__(self, conda_dependencies_file_path: str | None = None,
-                 **_: Any) -> None:
+    def __init__(
+        self, conda_dependencies_file_path: str | None = None, **_: Any
+    ) -> None:
         _ignored("CondaDependencies")
         self.conda_packages: list[str] = []
         self.pip_packages: list[str] = []
         self.file = conda_dependencies_file_path
 
     @classmethod
-    def create(cls, pip_packages: list[str] | None = None,
-               conda_packages: list[str] | None = None, **_: Any) -> CondaDependencies:
+    def create(
+        cls,
+        pip_packages: list[str] | None = None,
+        conda_packages: list[str] | None = None,
+        **_: Any,
+    ) -> CondaDependencies:
         deps = cls()
         deps.pip_packages = list(pip_packages or [])
         deps.conda_packages = list(conda_packages or [])
@@ -85,8 +93,9 @@ class PythonSection:
 
     def __init__(self) -> None:
         self.conda_dependencies = CondaDependencies.__new__(CondaDependencies)
-        self.conda_dependencies.__dict__.update(conda_packages=[], pip_packages=[],
-                                                file=None)
+        self.conda_dependencies.__dict__.update(
+            conda_packages=[], pip_packages=[], file=None
+        )
         self.user_managed_dependencies = False
         self.interpreter_path = "python"
 
@@ -145,8 +154,9 @@ class DockerConfiguration:
 class RunConfiguration:
     """A v1 run configuration: its ``environment`` and ``target`` are kept."""
 
-    def __init__(self, script: str | None = None, conda_dependencies: Any = None,
-                 **_: Any) -> None:
+    def __init__(
+        self, script: str | None = None, conda_dependencies: Any = None, **_: Any
+    ) -> None:
         _ignored("RunConfiguration")
         self.script = script
         self.environment = Environment()
@@ -177,8 +187,9 @@ class ComputeTarget:
         return f"ComputeTarget(name={self.name!r}: the current Dask cluster)"
 
     @staticmethod
-    def create(workspace: Any, name: str, provisioning_configuration: Any = None
-               ) -> ComputeTarget:
+    def create(
+        workspace: Any, name: str, provisioning_configuration: Any = None
+    ) -> ComputeTarget:
         """A target named ``name`` (nothing is provisioned)."""
         return AmlCompute(workspace, name)
 
@@ -196,8 +207,9 @@ class AmlCompute(ComputeTarget):
     """An AML compute cluster: the current Dask cluster."""
 
     @staticmethod
-    def provisioning_configuration(**settings: Any
-                                   ) -> AmlComputeProvisioningConfiguration:
+    def provisioning_configuration(
+        **settings: Any,
+    ) -> AmlComputeProvisioningConfiguration:
         _ignored("AmlCompute.provisioning_configuration")
         return AmlComputeProvisioningConfiguration(**settings)
 

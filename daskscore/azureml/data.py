@@ -29,9 +29,13 @@ class OutputFileDatasetConfig:
     default, ``azureml/<step run id>/<name>`` on the default datastore.
     ``{run-id}`` and ``{output-name}`` in the path are filled in per run."""
 
-    def __init__(self, name: str | None = None, destination: Any = None,
-                 source: str | None = None, partition_format: str | None = None
-                 ) -> None:
+    def __init__(
+        self,
+        name: str | None = None,
+        destination: Any = None,
+        source: str | None = None,
+        partition_format: str | None = None,
+    ) -> None:
         self.name = name or "output"
         self.datastore: Datastore | None = None
         self._template: str | None = None
@@ -47,12 +51,16 @@ class OutputFileDatasetConfig:
     def _output_folder(self, step_id: str) -> str:
         if self._template is None:
             return f"azureml/{step_id}/{self.name}"
-        return (self._template.replace("{run-id}", step_id)
-                .replace("{output-name}", self.name).strip("/"))
+        return (
+            self._template.replace("{run-id}", step_id)
+            .replace("{output-name}", self.name)
+            .strip("/")
+        )
 
     # what notebooks chain on it: all keep the same folder
-    def as_upload(self, overwrite: bool = False, source_globs: Any = None
-                  ) -> OutputFileDatasetConfig:
+    def as_upload(
+        self, overwrite: bool = False, source_globs: Any = None
+    ) -> OutputFileDatasetConfig:
         return self
 
     def as_mount(self, disable_metadata_cache: bool = False) -> OutputFileDatasetConfig:
@@ -61,8 +69,9 @@ class OutputFileDatasetConfig:
     def as_input(self, name: str | None = None) -> OutputFileDatasetConfig:
         return self
 
-    def register_on_complete(self, name: str, description: str | None = None,
-                             tags: Any = None) -> OutputFileDatasetConfig:
+    def register_on_complete(
+        self, name: str, description: str | None = None, tags: Any = None
+    ) -> OutputFileDatasetConfig:
         return self
 
     def read_delimited_files(self, **_: Any) -> OutputFileDatasetConfig:
@@ -76,8 +85,13 @@ class DatasetConsumptionConfig:
     """A step input: a dataset, a ``DataPath`` or a ``PipelineParameter`` of one,
     under ``name``."""
 
-    def __init__(self, name: str, dataset: Any, mode: str = "direct",
-                 path_on_compute: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        dataset: Any,
+        mode: str = "direct",
+        path_on_compute: str | None = None,
+    ) -> None:
         self.name = name
         self.dataset = dataset
         self.mode = mode
@@ -86,8 +100,9 @@ class DatasetConsumptionConfig:
     def as_mount(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
         return self
 
-    def as_download(self, path_on_compute: str | None = None
-                    ) -> DatasetConsumptionConfig:
+    def as_download(
+        self, path_on_compute: str | None = None
+    ) -> DatasetConsumptionConfig:
         return self
 
     def _v1_value(self, submission: Any) -> Any:
@@ -103,9 +118,14 @@ class DataReference:
     """v1's ``DataReference(datastore, data_reference_name, path_on_datastore)``:
     a folder of a datastore, read as a FileDataset."""
 
-    def __init__(self, datastore: Datastore, data_reference_name: str | None = None,
-                 path_on_datastore: str | None = None, mode: str = "mount",
-                 **_: Any) -> None:
+    def __init__(
+        self,
+        datastore: Datastore,
+        data_reference_name: str | None = None,
+        path_on_datastore: str | None = None,
+        mode: str = "mount",
+        **_: Any,
+    ) -> None:
         self.datastore = datastore
         self.data_reference_name = data_reference_name
         self.path_on_datastore = path_on_datastore or ""

@@ -53,17 +53,26 @@ class PipelineParameter:
         self.default_value = default_value
 
     def __repr__(self) -> str:
-        return f"PipelineParameter(name={self.name!r}, default_value={self.default_value!r})"
+        return (
+            f"PipelineParameter(name={self.name!r}, "
+            f"default_value={self.default_value!r})"
+        )
 
 
 class PipelineData:
     """A step's output folder, made for each run: ``azureml/<step run id>/<name>``
     on ``datastore`` (default: the workspace's)."""
 
-    def __init__(self, name: str, datastore: Datastore | None = None,
-                 output_name: str | None = None, output_mode: str = "mount",
-                 output_path_on_compute: str | None = None, is_directory: bool = True,
-                 **_: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        datastore: Datastore | None = None,
+        output_name: str | None = None,
+        output_mode: str = "mount",
+        output_path_on_compute: str | None = None,
+        is_directory: bool = True,
+        **_: Any,
+    ) -> None:
         self.name = name
         self.datastore = datastore
         self.output_name = output_name or name
@@ -115,20 +124,27 @@ class _Submission:
         made = self.folders.get(id(data))
         if made is None:
             datastore = getattr(data, "datastore", None) or (
-                self.workspace.get_default_datastore())
+                self.workspace.get_default_datastore()
+            )
             made = _core.PipelineData(
-                _core_name(data.name), datastore,
+                _core_name(data.name),
+                datastore,
                 output_path_on_compute=data._output_folder(step_id)
                 if hasattr(data, "_output_folder")
-                else f"azureml/{step_id}/{data.name}")
+                else f"azureml/{step_id}/{data.name}",
+            )
             self.folders[id(data)] = made
         return made
 
     def folder_of(self, data: Any) -> str:
         made = self.folders.get(id(data))
         if made is None:
-            raise ConfigError("inputs", data, "an output of an earlier step of this "
-                              "pipeline (add the step that writes it)")
+            raise ConfigError(
+                "inputs",
+                data,
+                "an output of an earlier step of this "
+                "pipeline (add the step that writes it)",
+            )
         return made.path
 
     def argument(self, value: Any) -> str:
@@ -177,12 +193,18 @@ class ParallelRunConfig:
 
     def _build(self, submission: _Submission) -> _config.ParallelRunConfig:
         known = set(inspect.signature(_config.ParallelRunConfig).parameters)
-        values = {k: submission.value(v) for k, v in self.settings.items()
-                  if k not in self._IGNORED}
+        values = {
+            k: submission.value(v)
+            for k, v in self.settings.items()
+            if k not in self._IGNORED
+        }
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(unknown[0], values[unknown[0]],
-                              f"a ParallelRunConfig field: {sorted(known)}")
+            raise ConfigError(
+                unknown[0],
+                values[unknown[0]],
+                f"a ParallelRunConfig field: {sorted(known)}",
+            )
         entry = submission.value(self.entry_script)
         return _config.ParallelRunConfig(entry_script=entry, **values)
 
@@ -190,9 +212,15 @@ class ParallelRunConfig:
 class _V1Step:
     """What v1 steps share: name, inputs, outputs, arguments, allow_reuse."""
 
-    def __init__(self, name: str, inputs: Sequence[Any] | None,
-                 outputs: Sequence[Any], arguments: Sequence[Any] | None,
-                 allow_reuse: bool, **ignored: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        inputs: Sequence[Any] | None,
+        outputs: Sequence[Any],
+        arguments: Sequence[Any] | None,
+        allow_reuse: bool,
+        **ignored: Any,
+    ) -> None:
         for key in ("compute_target", "runconfig", "environment"):
             if ignored.get(key) is not None:
                 _ignored(f"{type(self).__name__}({key}=...)")
@@ -216,11 +244,17 @@ class _V1Step:
 class ParallelRunStep(_V1Step):
     """v1's ``ParallelRunStep``: a daskscore ``ParallelRunStep`` at submission."""
 
-    def __init__(self, name: str, parallel_run_config: ParallelRunConfig,
-                 inputs: Sequence[Any], output: Any = None,
-                 side_inputs: Sequence[Any] | None = None,
-                 arguments: Sequence[Any] | None = None, allow_reuse: bool = True,
-                 models: Sequence[Any] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        parallel_run_config: ParallelRunConfig,
+        inputs: Sequence[Any],
+        output: Any = None,
+        side_inputs: Sequence[Any] | None = None,
+        arguments: Sequence[Any] | None = None,
+        allow_reuse: bool = True,
+        models: Sequence[Any] | None = None,
+    ) -> None:
         super().__init__(name, inputs, [output], arguments, allow_reuse)
         self.parallel_run_config = parallel_run_config
         self.output = output
@@ -231,42 +265,64 @@ class ParallelRunStep(_V1Step):
         config = self.parallel_run_config
         if isinstance(config, ParallelRunConfig):
             config = config._build(submission)
-        output = (submission.output(self.output, step_id)
-                  if self.output is not None else None)
+        output = (
+            submission.output(self.output, step_id) if self.output is not None else None
+        )
         return _step.ParallelRunStep(
-            name=self.name, parallel_run_config=config,
-            inputs=[submission.dataset(i) for i in self.inputs], output=output,
+            name=self.name,
+            parallel_run_config=config,
+            inputs=[submission.dataset(i) for i in self.inputs],
+            output=output,
             arguments=[submission.argument(a) for a in self.arguments],
             side_inputs=[submission.dataset(i) for i in self.side_inputs],
-            models=self.models, allow_reuse=self.allow_reuse)
+            models=self.models,
+            allow_reuse=self.allow_reuse,
+        )
 
 
 class PythonScriptStep(_V1Step):
     """v1's ``PythonScriptStep``: runs the script as a process, in pipeline order."""
 
-    def __init__(self, script_name: str, name: str | None = None,
-                 arguments: Sequence[Any] | None = None,
-                 compute_target: Any = None, runconfig: Any = None,
-                 inputs: Sequence[Any] | None = None,
-                 outputs: Sequence[Any] | None = None,
-                 source_directory: str | None = None, allow_reuse: bool = True,
-                 **ignored: Any) -> None:
-        super().__init__(name or os.path.splitext(os.path.basename(script_name))[0],
-                         inputs, list(outputs or []), arguments, allow_reuse,
-                         compute_target=compute_target, runconfig=runconfig,
-                         **ignored)
+    def __init__(
+        self,
+        script_name: str,
+        name: str | None = None,
+        arguments: Sequence[Any] | None = None,
+        compute_target: Any = None,
+        runconfig: Any = None,
+        inputs: Sequence[Any] | None = None,
+        outputs: Sequence[Any] | None = None,
+        source_directory: str | None = None,
+        allow_reuse: bool = True,
+        **ignored: Any,
+    ) -> None:
+        super().__init__(
+            name or os.path.splitext(os.path.basename(script_name))[0],
+            inputs,
+            list(outputs or []),
+            arguments,
+            allow_reuse,
+            compute_target=compute_target,
+            runconfig=runconfig,
+            **ignored,
+        )
         self.script_name = script_name
         self.source_directory = source_directory
 
     def _build(self, submission: _Submission, step_id: str) -> ScriptStep:
         outputs = [submission.output(o, step_id) for o in self.outputs]
         logs = submission.workspace.get_default_datastore().path(
-            f"azureml/{step_id}/logs")
+            f"azureml/{step_id}/logs"
+        )
         return ScriptStep(
-            self.name, self.script_name, self.source_directory,
+            self.name,
+            self.script_name,
+            self.source_directory,
             arguments=[submission.argument(a) for a in self.arguments],
-            inputs=[submission.dataset(i) for i in self.inputs], outputs=outputs,
-            log_dir=logs.url)
+            inputs=[submission.dataset(i) for i in self.inputs],
+            outputs=outputs,
+            log_dir=logs.url,
+        )
 
 
 def _ordered(steps: Sequence[Any]) -> list[Any]:
@@ -278,9 +334,11 @@ def _ordered(steps: Sequence[Any]) -> list[Any]:
         if any(s is step for s in out):
             return
         if id(step) in visiting:
-            raise ConfigError("steps", [s.name for s in steps],
-                              f"steps without a cycle (step {step.name!r} reads "
-                              "its own output)")
+            raise ConfigError(
+                "steps",
+                [s.name for s in steps],
+                f"steps without a cycle (step {step.name!r} reads its own output)",
+            )
         visiting.add(id(step))
         for producer in getattr(step, "_upstream", list)():
             visit(producer)
@@ -295,8 +353,13 @@ class Pipeline:
     """v1's ``Pipeline(workspace, steps)``: the steps and the steps they depend on,
     run in data order when submitted."""
 
-    def __init__(self, workspace: Any, steps: Sequence[Any],
-                 description: str | None = None, **_: Any) -> None:
+    def __init__(
+        self,
+        workspace: Any,
+        steps: Sequence[Any],
+        description: str | None = None,
+        **_: Any,
+    ) -> None:
         self.workspace = workspace
         self.steps = _ordered(list(steps or []))
         self.description = description
@@ -307,8 +370,9 @@ class Pipeline:
     def validate(self) -> list:
         return []
 
-    def _resolve(self, parameters: Mapping[str, Any] | None
-                 ) -> tuple[_core.Pipeline, dict[str, tuple[str, list[Any]]]]:
+    def _resolve(
+        self, parameters: Mapping[str, Any] | None
+    ) -> tuple[_core.Pipeline, dict[str, tuple[str, list[Any]]]]:
         """The daskscore pipeline of one submission, and each step's run id and
         outputs."""
         submission = _Submission(self.workspace, parameters or {})
@@ -322,17 +386,21 @@ class Pipeline:
             ids[step.name] = (step_id, step.outputs)
         unused = sorted(set(submission.parameters) - submission.used)
         if unused:
-            raise ConfigError("pipeline_parameters", unused,
-                              "names of PipelineParameters the pipeline uses")
-        pipeline = _core.Pipeline(self.workspace, built,
-                                  description=self.description)
+            raise ConfigError(
+                "pipeline_parameters",
+                unused,
+                "names of PipelineParameters the pipeline uses",
+            )
+        pipeline = _core.Pipeline(self.workspace, built, description=self.description)
         return pipeline, ids
 
-    def submit(self, experiment_name: str, pipeline_parameters: Any = None,
-               **kwargs: Any) -> PipelineRun:
+    def submit(
+        self, experiment_name: str, pipeline_parameters: Any = None, **kwargs: Any
+    ) -> PipelineRun:
         experiment = _core.Experiment(self.workspace, experiment_name)
-        return submit(experiment, self, pipeline_parameters=pipeline_parameters,
-                      **kwargs)
+        return submit(
+            experiment, self, pipeline_parameters=pipeline_parameters, **kwargs
+        )
 
 
 _clients: list[Any] = []
@@ -358,20 +426,31 @@ def _current_client() -> Any:
     return _clients[0]
 
 
-def submit(experiment: _core.Experiment, config: Any,
-           tags: Mapping[str, str] | None = None,
-           pipeline_parameters: Mapping[str, Any] | None = None,
-           regenerate_outputs: bool = False, **_: Any) -> PipelineRun:
+def submit(
+    experiment: _core.Experiment,
+    config: Any,
+    tags: Mapping[str, str] | None = None,
+    pipeline_parameters: Mapping[str, Any] | None = None,
+    regenerate_outputs: bool = False,
+    **_: Any,
+) -> PipelineRun:
     """Submit a v1 or daskscore pipeline to ``experiment`` on the current cluster."""
     ids: dict[str, tuple[str, list[Any]]] = {}
     if isinstance(config, Pipeline):
         config, ids = config._resolve(pipeline_parameters)
     elif pipeline_parameters:
-        raise ConfigError("pipeline_parameters", pipeline_parameters,
-                          "only with a pipeline built from azureml.pipeline names")
-    run = _core.Experiment.submit(experiment, config, tags,
-                                  regenerate_outputs=regenerate_outputs,
-                                  client=_current_client())
+        raise ConfigError(
+            "pipeline_parameters",
+            pipeline_parameters,
+            "only with a pipeline built from azureml.pipeline names",
+        )
+    run = _core.Experiment.submit(
+        experiment,
+        config,
+        tags,
+        regenerate_outputs=regenerate_outputs,
+        client=_current_client(),
+    )
     return PipelineRun(run, ids)
 
 
@@ -385,11 +464,17 @@ class PortDataReference:
         self.path_on_datastore = path_on_datastore
 
     def __repr__(self) -> str:
-        return (f"PortDataReference(name={self.name!r}, datastore={self.datastore_name!r}, "
-                f"path_on_datastore={self.path_on_datastore!r})")
+        return (
+            f"PortDataReference(name={self.name!r}, datastore={self.datastore_name!r}, "
+            f"path_on_datastore={self.path_on_datastore!r})"
+        )
 
-    def download(self, local_path: str | os.PathLike, overwrite: bool = False,
-                 show_progress: bool = True) -> str:
+    def download(
+        self,
+        local_path: str | os.PathLike,
+        overwrite: bool = False,
+        show_progress: bool = True,
+    ) -> str:
         """Copy the output into ``<local_path>/<path_on_datastore>``; returns that
         folder."""
         source = self.datastore.path(self.path_on_datastore)
@@ -397,7 +482,7 @@ class PortDataReference:
         target = os.path.join(os.fspath(local_path), *self.path_on_datastore.split("/"))
         copied = 0
         for path in sorted(fs.find(root)):
-            rel = path[len(root.rstrip("/")) + 1:]
+            rel = path[len(root.rstrip("/")) + 1 :]
             if rel.split("/", 1)[0] in (".daskscore",):
                 continue
             local = os.path.join(target, *rel.split("/"))
@@ -419,8 +504,13 @@ def _metrics(details: Mapping[str, Any]) -> dict[str, Any]:
 class StepRun:
     """A step of a v1 pipeline run: ``get_output_data(name)``, ``get_metrics()``."""
 
-    def __init__(self, run: PipelineRun, step: _core.StepRun, step_id: str | None,
-                 outputs: list[Any]) -> None:
+    def __init__(
+        self,
+        run: PipelineRun,
+        step: _core.StepRun,
+        step_id: str | None,
+        outputs: list[Any],
+    ) -> None:
         self._run = run
         self._step = step
         self.name = step.name
@@ -428,7 +518,9 @@ class StepRun:
         self._outputs = {o.name: o for o in outputs}
 
     def __repr__(self) -> str:
-        return f"StepRun(name={self.name!r}, id={self.id!r}, status={self.get_status()!r})"
+        return (
+            f"StepRun(name={self.name!r}, id={self.id!r}, status={self.get_status()!r})"
+        )
 
     @property
     def status(self) -> str:
@@ -447,12 +539,19 @@ class StepRun:
         """The output ``name`` of this step (its ``PipelineData`` name)."""
         output = self._outputs.get(name)
         if output is None:
-            raise ConfigError("name", name, f"an output of step {self.name!r}: "
-                              f"{sorted(self._outputs)}")
+            raise ConfigError(
+                "name",
+                name,
+                f"an output of step {self.name!r}: {sorted(self._outputs)}",
+            )
         datastore = getattr(output, "datastore", None) or (
-            self._run.workspace.get_default_datastore())
-        path = (output._output_folder(self.id) if hasattr(output, "_output_folder")
-                else f"azureml/{self.id}/{output.name}")
+            self._run.workspace.get_default_datastore()
+        )
+        path = (
+            output._output_folder(self.id)
+            if hasattr(output, "_output_folder")
+            else f"azureml/{self.id}/{output.name}"
+        )
         return PortDataReference(name, datastore, path)
 
     def get_outputs(self) -> dict[str, PortDataReference]:
@@ -465,8 +564,9 @@ class StepRun:
 class PipelineRun:
     """A submitted v1 pipeline (daskscore's ``PipelineRun`` underneath)."""
 
-    def __init__(self, run: _core.PipelineRun,
-                 ids: dict[str, tuple[str, list[Any]]]) -> None:
+    def __init__(
+        self, run: _core.PipelineRun, ids: dict[str, tuple[str, list[Any]]]
+    ) -> None:
         self._core = run
         self._ids = ids
         self.id = run.id
@@ -482,12 +582,17 @@ class PipelineRun:
     def get_status(self) -> str:
         return self._core.get_status()
 
-    def wait_for_completion(self, show_output: bool = True,
-                            timeout_seconds: float | None = None,
-                            raise_on_error: bool = True) -> str:
-        return self._core.wait_for_completion(show_output=show_output,
-                                              timeout_seconds=timeout_seconds,
-                                              raise_on_error=raise_on_error)
+    def wait_for_completion(
+        self,
+        show_output: bool = True,
+        timeout_seconds: float | None = None,
+        raise_on_error: bool = True,
+    ) -> str:
+        return self._core.wait_for_completion(
+            show_output=show_output,
+            timeout_seconds=timeout_seconds,
+            raise_on_error=raise_on_error,
+        )
 
     def find_core_step(self, name: str) -> _core.StepRun:
         return self._core.find_step_run(name)[0]

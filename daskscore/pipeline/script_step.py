@@ -66,18 +66,27 @@ class ScriptStep:
 
     allow_reuse = False
 
-    def __init__(self, name: str, script_name: str, source_directory: str | None = None,
-                 arguments: Sequence[Any] | None = None,
-                 inputs: Sequence[Any] | None = None,
-                 outputs: Sequence[Any] | None = None,
-                 log_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        script_name: str,
+        source_directory: str | None = None,
+        arguments: Sequence[Any] | None = None,
+        inputs: Sequence[Any] | None = None,
+        outputs: Sequence[Any] | None = None,
+        log_dir: str | None = None,
+    ) -> None:
         self.name = check_name("name", name, REGISTRY_NAME)
         self.source_directory = os.path.abspath(source_directory or ".")
-        script = os.path.join(self.source_directory,
-                              os.fspath(script_name).replace("\\", "/"))
+        script = os.path.join(
+            self.source_directory, os.fspath(script_name).replace("\\", "/")
+        )
         if not os.path.isfile(script):
-            raise ConfigError("script_name", script_name,
-                              f"a script in source_directory={self.source_directory}")
+            raise ConfigError(
+                "script_name",
+                script_name,
+                f"a script in source_directory={self.source_directory}",
+            )
         self.script = script
         self.arguments = [str(a) for a in (arguments or [])]
         self.inputs = list(inputs or [])
@@ -103,22 +112,35 @@ class ScriptStep:
         log = os.path.join(self.log_dir, "stdout.txt")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (self.source_directory, env.get("PYTHONPATH")) if p)
+            p for p in (self.source_directory, env.get("PYTHONPATH")) if p
+        )
         started = time.perf_counter()
         with open(log, "wb") as out:
-            code = subprocess.call([sys.executable, self.script, *self.arguments],
-                                   cwd=self.source_directory, env=env, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            code = subprocess.call(
+                [sys.executable, self.script, *self.arguments],
+                cwd=self.source_directory,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         elapsed = time.perf_counter() - started
         reason = None
         if code != 0:
             with open(log, encoding="utf-8", errors="replace") as f:
                 lines = [line.strip() for line in f if line.strip()]
             last = lines[-1] if lines else "no output"
-            reason = (f"{os.path.basename(self.script)} exited with code {code}: "
-                      f"{last} (log: {log})")
+            reason = (
+                f"{os.path.basename(self.script)} exited with code {code}: "
+                f"{last} (log: {log})"
+            )
         return ScriptRunResult(
-            status="Completed" if code == 0 else "Failed", reason=reason,
-            log_dir=self.log_dir, output_dir=self.output, elapsed_seconds=elapsed,
-            returncode=code, succeeded_items=int(code == 0),
-            failed_items=int(code != 0))
+            status="Completed" if code == 0 else "Failed",
+            reason=reason,
+            log_dir=self.log_dir,
+            output_dir=self.output,
+            elapsed_seconds=elapsed,
+            returncode=code,
+            succeeded_items=int(code == 0),
+            failed_items=int(code != 0),
+        )

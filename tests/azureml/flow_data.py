@@ -16,9 +16,16 @@ import pandas as pd
 def azure_config(folder: Path) -> Path:
     """An Azure ML config.json, as the portal gives it (no daskscore key)."""
     path = folder / "config.json"
-    path.write_text(json.dumps({"subscription_id": "00000000-0000-0000-0000-000000000000",
-                                "resource_group": "rg-batch", "workspace_name": "ws-batch",
-                                "location": "westeurope"}))
+    path.write_text(
+        json.dumps(
+            {
+                "subscription_id": "00000000-0000-0000-0000-000000000000",
+                "resource_group": "rg-batch",
+                "workspace_name": "ws-batch",
+                "location": "westeurope",
+            }
+        )
+    )
     return path
 
 
@@ -48,12 +55,18 @@ def iris(data: Path) -> pd.DataFrame:
     from sklearn.tree import DecisionTreeClassifier
 
     bunch = load_iris(as_frame=True)
-    frame = bunch.frame.rename(columns={
-        "sepal length (cm)": "sepal.length", "sepal width (cm)": "sepal.width",
-        "petal length (cm)": "petal.length", "petal width (cm)": "petal.width"})
+    frame = bunch.frame.rename(
+        columns={
+            "sepal length (cm)": "sepal.length",
+            "sepal width (cm)": "sepal.width",
+            "petal length (cm)": "petal.length",
+            "petal width (cm)": "petal.width",
+        }
+    )
     frame["variety"] = [bunch.target_names[t] for t in frame.pop("target")]
-    model = DecisionTreeClassifier(random_state=0).fit(frame.iloc[:, :4].values,
-                                                        frame["variety"])
+    model = DecisionTreeClassifier(random_state=0).fit(
+        frame.iloc[:, :4].values, frame["variety"]
+    )
     (data / "iris.pkl").write_bytes(pickle.dumps(model))
     (data / "iris").mkdir(parents=True, exist_ok=True)
     frame.iloc[:75].to_csv(data / "iris" / "iris_1.csv", index=False)
@@ -81,10 +94,17 @@ def audio(data: Path) -> dict[tuple[str, str], int]:
 def sales(data: Path) -> pd.DataFrame:
     """``sales/sales.csv``: weekly quantities of 3 stores x 2 brands."""
     rng = np.random.default_rng(1)
-    rows = [{"store": store, "brand": brand, "week": week,
-             "quantity": int(rng.integers(1, 100))}
-            for week in range(1, 9) for store in (1001, 1002, 1003)
-            for brand in ("dominicks", "tropicana")]
+    rows = [
+        {
+            "store": store,
+            "brand": brand,
+            "week": week,
+            "quantity": int(rng.integers(1, 100)),
+        }
+        for week in range(1, 9)
+        for store in (1001, 1002, 1003)
+        for brand in ("dominicks", "tropicana")
+    ]
     frame = pd.DataFrame(rows)
     (data / "sales").mkdir(parents=True, exist_ok=True)
     frame.to_csv(data / "sales" / "sales.csv", index=False)

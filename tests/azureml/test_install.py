@@ -16,12 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
+import flow_data
 import pytest
 
 import daskscore as ds
 import daskscore.azureml as v1
-import flow_data
 from daskscore.azureml import _notebook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,22 +43,34 @@ def ws(tmp_path, monkeypatch, hook):
     return Workspace.from_config()
 
 
-# -- the import hook -------------------------------------------------------------------
+# -- the import hook ---------------------------------------------------------------
 def test_v1_names_resolve_to_daskscore(hook):
     from azureml.core import Dataset, Datastore, Environment, Experiment, Workspace
     from azureml.core.compute import AmlCompute, ComputeTarget
     from azureml.core.runconfig import DEFAULT_CPU_IMAGE, DockerConfiguration
     from azureml.data import OutputFileDatasetConfig
     from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
-    from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep, PythonScriptStep
+    from azureml.pipeline.steps import (
+        ParallelRunConfig,
+        ParallelRunStep,
+        PythonScriptStep,
+    )
 
     assert issubclass(Workspace, ds.Workspace) and issubclass(Experiment, ds.Experiment)
     assert issubclass(Datastore, ds.Datastore) and issubclass(Dataset, ds.Dataset)
     assert issubclass(AmlCompute, ComputeTarget)
     assert DEFAULT_CPU_IMAGE.startswith("mcr.microsoft.com/azureml/")
-    names = [Environment, DockerConfiguration, OutputFileDatasetConfig, Pipeline,
-             PipelineData, PipelineParameter, ParallelRunConfig, ParallelRunStep,
-             PythonScriptStep]
+    names = [
+        Environment,
+        DockerConfiguration,
+        OutputFileDatasetConfig,
+        Pipeline,
+        PipelineData,
+        PipelineParameter,
+        ParallelRunConfig,
+        ParallelRunStep,
+        PythonScriptStep,
+    ]
     assert all(n.__module__.startswith("daskscore.azureml.") for n in names)
     assert sys.modules["azureml.core"].__daskscore__ == "daskscore.azureml._notebook"
 
@@ -72,16 +83,21 @@ def test_a_name_not_provided_fails_on_import_with_one_line(hook):
     assert "docs/migrating-from-azureml.md" in message and "\n" not in message
 
     steps = importlib.import_module("azureml.pipeline.steps")
-    with pytest.raises(v1.NotProvidedError, match=r"^azureml.pipeline.steps.HyperDriveStep: "
-                                                  "daskscore does not provide"):
+    with pytest.raises(
+        v1.NotProvidedError,
+        match=r"^azureml.pipeline.steps.HyperDriveStep: "
+        "daskscore does not provide",
+    ):
         steps.HyperDriveStep  # noqa: B018
     assert not hasattr(steps, "__wrapped__")  # dunder names stay AttributeErrors
 
 
 def test_a_module_not_provided_fails_on_import_with_one_line(hook):
-    with pytest.raises(ModuleNotFoundError,
-                       match=r"^azureml.train: daskscore does not provide this Azure "
-                             "ML v1 module"):
+    with pytest.raises(
+        ModuleNotFoundError,
+        match=r"^azureml.train: daskscore does not provide this Azure "
+        "ML v1 module",
+    ):
         import azureml.train.automl  # noqa: F401
     with pytest.raises(ModuleNotFoundError, match="^azureml.contrib: daskscore"):
         importlib.import_module("azureml.contrib.dataset")
@@ -102,9 +118,22 @@ def test_a_real_azureml_core_is_not_shadowed(tmp_path):
     """With azureml-core installed beside daskscore, install() leaves it alone;
     install(force=True) puts daskscore first."""
     sdk = tmp_path / "sdk"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--target", str(sdk), "azureml-core"], check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(sdk),
+            "azureml-core",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     probe = (
         "import importlib.util, sys\n"
         "import daskscore.azureml as v1\n"
@@ -115,8 +144,13 @@ def test_a_real_azureml_core_is_not_shadowed(tmp_path):
         "print(azureml.core.__daskscore__)\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(sdk)]))
-    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.split()
     assert lines[0] == "False"
@@ -124,11 +158,14 @@ def test_a_real_azureml_core_is_not_shadowed(tmp_path):
     assert lines[2:] == ["True", "daskscore.azureml._notebook"]
 
 
-# -- workspace and datastores ----------------------------------------------------------
+# -- workspace and datastores ------------------------------------------------------
 def test_from_config_reads_an_azure_config_json(ws, tmp_path):
     assert ws.url == str(tmp_path / ".daskscore")
-    assert (ws.name, ws.resource_group, ws.location) == ("ws-batch", "rg-batch",
-                                                         "westeurope")
+    assert (ws.name, ws.resource_group, ws.location) == (
+        "ws-batch",
+        "rg-batch",
+        "westeurope",
+    )
     assert ws.subscription_id == "00000000-0000-0000-0000-000000000000"
     # the same workspace next time, from a subfolder too
     (tmp_path / "notebooks").mkdir()
@@ -138,8 +175,9 @@ def test_from_config_reads_an_azure_config_json(ws, tmp_path):
 
 def test_from_config_daskscore_workspace_key_and_azureml_folder(tmp_path):
     (tmp_path / ".azureml").mkdir()
-    (tmp_path / ".azureml" / "config.json").write_text(json.dumps(
-        {"workspace_name": "w", "daskscore_workspace": "team-ws"}))
+    (tmp_path / ".azureml" / "config.json").write_text(
+        json.dumps({"workspace_name": "w", "daskscore_workspace": "team-ws"})
+    )
     ws = _notebook.Workspace.from_config(tmp_path)
     assert ws.url == str(tmp_path / "team-ws") and ws.name == "w"
     # a daskscore config wins over an Azure one
@@ -172,15 +210,17 @@ def test_upload_files_keeps_paths_below_relative_root(ws, tmp_path):
     (src / "a" / "1.txt").write_text("one")
     (src / "2.txt").write_text("two")
     store = ws.get_default_datastore()
-    target = store.upload_files([src / "a" / "1.txt", src / "2.txt"],
-                                relative_root=src, target_path="up")
+    target = store.upload_files(
+        [src / "a" / "1.txt", src / "2.txt"], relative_root=src, target_path="up"
+    )
     assert Path(target.url, "a", "1.txt").read_text() == "one"
     assert Path(target.url, "2.txt").read_text() == "two"
     (src / "2.txt").write_text("changed")
     store.upload_files([src / "2.txt"], relative_root=src, target_path="up")
-    assert Path(target.url, "2.txt").read_text() == "two"   # kept without overwrite
-    store.upload_files([src / "2.txt"], relative_root=src, target_path="up",
-                       overwrite=True)
+    assert Path(target.url, "2.txt").read_text() == "two"  # kept without overwrite
+    store.upload_files(
+        [src / "2.txt"], relative_root=src, target_path="up", overwrite=True
+    )
     assert Path(target.url, "2.txt").read_text() == "changed"
     with pytest.raises(ds.WorkspaceError, match="not below relative_root"):
         store.upload_files([src / "2.txt"], relative_root=src / "a")
@@ -188,7 +228,7 @@ def test_upload_files_keeps_paths_below_relative_root(ws, tmp_path):
         store.upload_files([src / "missing.txt"])
 
 
-# -- datasets ----------------------------------------------------------------------------
+# -- datasets --------------------------------------------------------------------
 def test_dataset_paths_as_datastore_pairs(ws, tmp_path):
     from azureml.core import Dataset
 
@@ -196,41 +236,59 @@ def test_dataset_paths_as_datastore_pairs(ws, tmp_path):
     (tmp_path / "d").mkdir()
     flow_data.iris(tmp_path / "d")
     store.upload(tmp_path / "d" / "iris", "iris")
-    one = Dataset.Tabular.from_delimited_files(path=(store, "iris/*.csv"), validate=False)
-    two = Dataset.Tabular.from_delimited_files(path=[(store, "iris/iris_1.csv"),
-                                                     (store, "iris/iris_2.csv")])
+    one = Dataset.Tabular.from_delimited_files(
+        path=(store, "iris/*.csv"), validate=False
+    )
+    two = Dataset.Tabular.from_delimited_files(
+        path=[(store, "iris/iris_1.csv"), (store, "iris/iris_2.csv")]
+    )
     assert len(one.to_pandas_dataframe()) == len(two.to_pandas_dataframe()) == 150
     assert len(one.take(7).to_pandas_dataframe()) == 7
     files = Dataset.File.from_files(path=[(store, "iris/"), (store, "iris/iris_1.csv")])
     assert [os.path.basename(p) for p in files.to_path()] == [
-        "iris_1.csv", "iris_1.csv", "iris_2.csv"]
+        "iris_1.csv",
+        "iris_1.csv",
+        "iris_2.csv",
+    ]
     assert files.as_mount() is files and files.as_download() is files
     assert [os.path.basename(p) for p in files.take(1).to_path()] == ["iris_1.csv"]
     got = files.download(tmp_path / "down")
     assert sorted(os.path.relpath(p, tmp_path / "down") for p in got) == [
-        "iris_1.csv", "iris_1.csv", "iris_2.csv"]
+        "iris_1.csv",
+        "iris_1.csv",
+        "iris_2.csv",
+    ]
     with pytest.raises(ds.ConfigError, match="does not provide partition_format"):
-        Dataset.Tabular.from_delimited_files(path=(store, "iris/"),
-                                             partition_format="/{x}.csv")
+        Dataset.Tabular.from_delimited_files(
+            path=(store, "iris/"), partition_format="/{x}.csv"
+        )
 
 
 def test_partition_format_plans_one_mini_batch_per_key_combination(tmp_path):
     counts = flow_data.audio(tmp_path)
-    files = ds.Dataset.File.from_files(str(tmp_path / "audio" / "**" / "*.wav"),
-                                       partition_format="/{user}/{season}/{genres}.wav")
+    files = ds.Dataset.File.from_files(
+        str(tmp_path / "audio" / "**" / "*.wav"),
+        partition_format="/{user}/{season}/{genres}.wav",
+    )
     assert files.partition_keys == ["user", "season", "genres"]
     specs, _ = files.plan(None, partition_keys=["user", "genres"])
     got = {tuple(v for _, v in s.key_values): s.items for s in specs}
     assert got == counts and [s.index for s in specs] == list(range(len(specs)))
     assert all(s.kind == "files" for s in specs)
-    config = ds.ParallelRunConfig(entry_script=str(tmp_path / "s.py"),
-                                  partition_keys=["user", "mood"])
+    config = ds.ParallelRunConfig(
+        entry_script=str(tmp_path / "s.py"), partition_keys=["user", "mood"]
+    )
     (tmp_path / "s.py").write_text("def run(b):\n    return b\n")
     with pytest.raises(ds.ConfigError, match=r"keys of their partition_format.*'mood'"):
-        ds.ParallelRunStep(name="by-user", parallel_run_config=config, inputs=[files],
-                           output=tmp_path / "out")
-    odd = ds.Dataset.File.from_files(str(tmp_path / "audio"),
-                                     partition_format="/{user}/{genres}.wav")
+        ds.ParallelRunStep(
+            name="by-user",
+            parallel_run_config=config,
+            inputs=[files],
+            output=tmp_path / "out",
+        )
+    odd = ds.Dataset.File.from_files(
+        str(tmp_path / "audio"), partition_format="/{user}/{genres}.wav"
+    )
     with pytest.raises(ds.DatasetError, match="does not match partition_format"):
         odd.plan(None, partition_keys=["user"])
 
@@ -243,8 +301,10 @@ def test_partition_by_writes_one_folder_per_combination(ws, tmp_path):
     assert parts.partition_keys == ["store", "brand"] and parts.name == "by_sb"
     folder = Path(store.path("by").url)
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.parquet")) == [
-        f"{s}/{b}/part-0.parquet" for s in (1001, 1002, 1003)
-        for b in ("dominicks", "tropicana")]
+        f"{s}/{b}/part-0.parquet"
+        for s in (1001, 1002, 1003)
+        for b in ("dominicks", "tropicana")
+    ]
     again = ws.get_dataset("by_sb")
     assert again.partition_keys == ["store", "brand"]
     got = again.to_pandas_dataframe().sort_values(["store", "brand", "week"])
@@ -254,7 +314,7 @@ def test_partition_by_writes_one_folder_per_combination(ws, tmp_path):
         table.partition_by(["shop"], target=tmp_path / "x")
 
 
-# -- compute, environments, pipelines --------------------------------------------------
+# -- compute, environments, pipelines ----------------------------------------------
 def test_compute_and_environment_are_accepted_and_ignored(ws):
     from azureml.core import Environment
     from azureml.core.compute import AmlCompute, ComputeTarget
@@ -266,7 +326,9 @@ def test_compute_and_environment_are_accepted_and_ignored(ws):
     env.docker.base_image = DEFAULT_CPU_IMAGE
     env.python.conda_dependencies.add_pip_package("scikit-learn")
     assert env.python.conda_dependencies.pip_packages == ["pillow", "scikit-learn"]
-    config = AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2", max_nodes=4)
+    config = AmlCompute.provisioning_configuration(
+        vm_size="STANDARD_D2_V2", max_nodes=4
+    )
     target = ComputeTarget.create(ws, "cpu-cluster", config)
     assert target.wait_for_completion(show_output=True) is None
     assert "cpu-cluster" in ws.compute_targets
@@ -294,12 +356,18 @@ def test_python_script_step_and_pipeline_parameters(ws, tmp_path):
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "double.py").write_text(PASSING)
-    (tmp_path / "src" / "fail.py").write_text("raise SystemExit('bad input: no rows')\n")
+    (tmp_path / "src" / "fail.py").write_text(
+        "raise SystemExit('bad input: no rows')\n"
+    )
     out = OutputFileDatasetConfig(name="doubled")
-    step = PythonScriptStep(script_name="double.py", source_directory=tmp_path / "src",
-                            arguments=["--out", out, "--n",
-                                       PipelineParameter(name="n", default_value=2)],
-                            outputs=[out], compute_target="cpu", runconfig=None)
+    step = PythonScriptStep(
+        script_name="double.py",
+        source_directory=tmp_path / "src",
+        arguments=["--out", out, "--n", PipelineParameter(name="n", default_value=2)],
+        outputs=[out],
+        compute_target="cpu",
+        runconfig=None,
+    )
     pipeline = Pipeline(workspace=ws, steps=[step])
     run = Experiment(ws, "script").submit(pipeline, pipeline_parameters={"n": 21})
     assert run.wait_for_completion(show_output=False) == "Completed"
@@ -310,7 +378,8 @@ def test_python_script_step_and_pipeline_parameters(ws, tmp_path):
         Experiment(ws, "script").submit(pipeline, pipeline_parameters={"m": 1})
 
     failing = Experiment(ws, "script").submit(
-        ScriptRunConfig(source_directory=str(tmp_path / "src"), script="fail.py"))
+        ScriptRunConfig(source_directory=str(tmp_path / "src"), script="fail.py")
+    )
     assert failing.wait_for_completion(raise_on_error=False) == "Failed"
     reason = failing.find_step_run("fail")[0].get_details()["reason"]
     assert "fail.py exited with code 1: bad input: no rows" in reason

@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 
 import distributed
+import flow_data
 import pandas as pd
 import pytest
 
-import flow_data
 from daskscore.engine.cluster import start_embedded_cluster
 
 FLOWS = Path(__file__).parent / "flows"
@@ -62,17 +62,24 @@ def run_flow(name: str, cwd: Path, data: dict, scheduler: str) -> dict:
         cwd.mkdir(parents=True, exist_ok=True)
         flow_data.azure_config(cwd)
     env = dict(os.environ)
-    env.update(FLOW_DATA=str(data["folder"]), FLOW_SCRIPTS=str(FLOWS / "scripts"),
-               DASK_SCHEDULER_ADDRESS=scheduler,
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH"))
-                                          if p))
-    done = subprocess.run([sys.executable, str(FLOWS / f"{name}_notebook.py")],
-                          cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    env.update(
+        FLOW_DATA=str(data["folder"]),
+        FLOW_SCRIPTS=str(FLOWS / "scripts"),
+        DASK_SCHEDULER_ADDRESS=scheduler,
+        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+    )
+    done = subprocess.run(
+        [sys.executable, str(FLOWS / f"{name}_notebook.py")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert len(lines) == 1, done.stdout[-3000:]
-    result = json.loads(lines[0][len("RESULT "):])
+    result = json.loads(lines[0][len("RESULT ") :])
     result["stdout"], result["stderr"] = done.stdout, done.stderr
     return result
 
@@ -84,17 +91,28 @@ def test_image_inference_on_a_file_dataset(tmp_path, data, cluster):
     # the reference layout of a step output on its datastore, downloaded as such
     assert got["path_on_datastore"] == f"azureml/{got['step_run_id']}/inferences"
     assert got["result_file"] == os.path.join(
-        "mnist_results", "azureml", got["step_run_id"], "inferences", "mnist_outputs.txt")
+        "mnist_results",
+        "azureml",
+        got["step_run_id"],
+        "inferences",
+        "mnist_outputs.txt",
+    )
     # Workspace.from_config() read the Azure config.json, the workspace is beside it
     assert "ws-batch\nrg-batch\nwesteurope\n" in got["stdout"]
     assert (tmp_path / ".daskscore" / "workspace.json").is_file()
     assert (tmp_path / ".daskscore" / "datasets" / "mnist_sample_data").is_dir()
     # compute and environment objects said they are ignored, once each
-    for what in ("Environment", "CondaDependencies", "ComputeTarget",
-                 "ParallelRunConfig(environment=...)",
-                 "ParallelRunConfig(compute_target=...)"):
-        line = (f"daskscore.azureml: {what} is accepted and ignored: daskscore runs "
-                "on the current Dask cluster")
+    for what in (
+        "Environment",
+        "CondaDependencies",
+        "ComputeTarget",
+        "ParallelRunConfig(environment=...)",
+        "ParallelRunConfig(compute_target=...)",
+    ):
+        line = (
+            f"daskscore.azureml: {what} is accepted and ignored: daskscore runs "
+            "on the current Dask cluster"
+        )
         assert got["stderr"].count(line) == 1, (what, got["stderr"])
     assert f"running on the Dask cluster at {cluster}" in got["stderr"]
 
@@ -104,16 +122,18 @@ def test_iris_on_a_tabular_dataset(tmp_path, data, cluster):
     # every row once, in input order (two CSV files), with the model's variety
     assert got["rows"] == 150
     assert got["varieties"] == data["iris"]["variety"].tolist()
-    assert (tmp_path / ".daskscore" / "data" / "iris_data" / "iris" / "iris_2.csv"
-            ).is_file()
+    assert (
+        tmp_path / ".daskscore" / "data" / "iris_data" / "iris" / "iris_2.csv"
+    ).is_file()
 
 
 def test_partition_per_folder(tmp_path, data, cluster):
     got = run_flow("partition_folder", tmp_path, data, cluster)
     assert got["keys"] == ["user", "season", "genres"]
     # one mini-batch per (user, genres), its files from every season
-    counts = {tuple(line.split(",")[:2]): int(line.split(",")[2])
-              for line in got["lines"]}
+    counts = {
+        tuple(line.split(",")[:2]): int(line.split(",")[2]) for line in got["lines"]
+    }
     assert counts == data["audio"]
     assert len(got["lines"]) == len(data["audio"])
     # OutputFileDatasetConfig(destination=(datastore, "partition/{run-id}"))
@@ -125,12 +145,17 @@ def test_partition_per_column(tmp_path, data, cluster):
     sales = data["sales"]
     assert got["keys"] == ["store", "brand"]
     # partition_by() wrote one folder per (store, brand)
-    expected_folders = sorted({f"{s}/{b}" for s, b in zip(sales["store"], sales["brand"])})
+    expected_folders = sorted(
+        {f"{s}/{b}" for s, b in zip(sales["store"], sales["brand"])}
+    )
     assert got["folders"] == expected_folders
     expected = sales.groupby(["store", "brand"])["quantity"].agg(["size", "sum"])
-    summary = {(r["store"], r["brand"]): (r["rows"], r["quantity"])
-               for r in got["summary"]}
-    assert summary == {k: (int(v["size"]), int(v["sum"])) for k, v in expected.iterrows()}
+    summary = {
+        (r["store"], r["brand"]): (r["rows"], r["quantity"]) for r in got["summary"]
+    }
+    assert summary == {
+        k: (int(v["size"]), int(v["sum"])) for k, v in expected.iterrows()
+    }
 
 
 def test_tutorial_batch_scoring_with_pipeline_parameters(tmp_path, data, cluster):
@@ -153,7 +178,9 @@ def test_tutorial_batch_scoring_with_pipeline_parameters(tmp_path, data, cluster
 def test_many_models_training_then_forecasting(tmp_path, data, cluster):
     trained = run_flow("mm_training", tmp_path, data, cluster)
     models = data["many_models"]
-    assert trained["trained"] == sorted(f"{name},{len(f)}" for name, f in models.items())
+    assert trained["trained"] == sorted(
+        f"{name},{len(f)}" for name, f in models.items()
+    )
     assert trained["models"] == sorted(f"{name}.pkl" for name in models)
 
     got = run_flow("mm_forecasting", tmp_path, data, cluster)

@@ -1,6 +1,8 @@
 # The many-models solution accelerator's training notebook as a script, with the
 # one added line: one model per file (store and brand), trained in parallel.
-import daskscore.azureml; daskscore.azureml.install()  # noqa: E702 - the added line
+import daskscore.azureml
+
+daskscore.azureml.install()  # noqa: E702 - the added line
 
 import json
 import os
@@ -13,14 +15,19 @@ from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
 
 ws = Workspace.from_config()
 dstore = ws.get_default_datastore()
-dstore.upload(src_dir=os.path.join(os.environ["FLOW_DATA"], "oj_sales"),
-              target_path="oj_sales_data", overwrite=True, show_progress=True)
+dstore.upload(
+    src_dir=os.path.join(os.environ["FLOW_DATA"], "oj_sales"),
+    target_path="oj_sales_data",
+    overwrite=True,
+    show_progress=True,
+)
 train_ds = Dataset.File.from_files(path=dstore.path("oj_sales_data/"), validate=False)
 train_ds = train_ds.register(ws, "oj_data_small_train", create_new_version=True)
 
 train_env = Environment(name="many_models_environment")
-train_conda_deps = CondaDependencies.create(pip_packages=["sklearn", "pandas", "joblib",
-                                                          "azureml-defaults", "azureml-core"])
+train_conda_deps = CondaDependencies.create(
+    pip_packages=["sklearn", "pandas", "joblib", "azureml-defaults", "azureml-core"]
+)
 train_env.python.conda_dependencies = train_conda_deps
 
 cpu_cluster_name = "cpucluster"
@@ -42,7 +49,9 @@ parallel_run_config = ParallelRunConfig(
     node_count=node_count,
 )
 output_dir = PipelineData(name="training_output", datastore=dstore)
-models_dir = PipelineParameter(name="models_dir", default_value=os.path.abspath("models"))
+models_dir = PipelineParameter(
+    name="models_dir", default_value=os.path.abspath("models")
+)
 parallel_run_step = ParallelRunStep(
     name="many-models-training",
     parallel_run_config=parallel_run_config,
@@ -60,5 +69,13 @@ output = step_run.get_output_data("training_output")
 local = output.download("training_results")
 with open(os.path.join(local, "parallel_run_step.txt")) as f:
     trained = sorted(line.strip() for line in f if line.strip())
-print("RESULT", json.dumps({"trained": trained, "models": sorted(os.listdir("models")),
-                            "status": step_run.get_status()}))
+print(
+    "RESULT",
+    json.dumps(
+        {
+            "trained": trained,
+            "models": sorted(os.listdir("models")),
+            "status": step_run.get_status(),
+        }
+    ),
+)

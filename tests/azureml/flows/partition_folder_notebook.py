@@ -1,13 +1,14 @@
 # The v1 sample "partition-file-dataset" (partition per folder) as a script, with
 # the one added line: files /{user}/{season}/{genres}.wav, one mini-batch per
 # (user, genres).
-import daskscore.azureml; daskscore.azureml.install()  # noqa: E702 - the added line
+import daskscore.azureml
+
+daskscore.azureml.install()  # noqa: E702 - the added line
 
 import json
 import os
 
 from azureml.core import Dataset, Datastore, Experiment, Workspace
-from azureml.core.compute import ComputeTarget
 from azureml.data import OutputFileDatasetConfig
 from azureml.pipeline.core import Pipeline
 from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
@@ -15,14 +16,20 @@ from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
 ws = Workspace.from_config()
 compute_target = ws.compute_targets["cpu-cluster"]
 datastore = Datastore.get(ws, "workspaceblobstore")
-datastore.upload(src_dir=os.path.join(os.environ["FLOW_DATA"], "audio"),
-                 target_path="audio", overwrite=True)
+datastore.upload(
+    src_dir=os.path.join(os.environ["FLOW_DATA"], "audio"),
+    target_path="audio",
+    overwrite=True,
+)
 
 partitioned_dataset = Dataset.File.from_files(
-    path=(datastore, "audio/**/*.wav"), validate=False,
-    partition_format="/{user}/{season}/{genres}.wav")
-partitioned_dataset = partitioned_dataset.register(ws, "partitioned_audio_files",
-                                                   create_new_version=True)
+    path=(datastore, "audio/**/*.wav"),
+    validate=False,
+    partition_format="/{user}/{season}/{genres}.wav",
+)
+partitioned_dataset = partitioned_dataset.register(
+    ws, "partitioned_audio_files", create_new_version=True
+)
 print("partition keys:", partitioned_dataset.partition_keys)
 
 parallel_run_config = ParallelRunConfig(
@@ -36,8 +43,9 @@ parallel_run_config = ParallelRunConfig(
     node_count=1,
     run_invocation_timeout=600,
 )
-output = OutputFileDatasetConfig(name="partition_output",
-                                 destination=(datastore, "partition/{run-id}"))
+output = OutputFileDatasetConfig(
+    name="partition_output", destination=(datastore, "partition/{run-id}")
+)
 parallel_run_step = ParallelRunStep(
     name="partitioned-audio",
     inputs=[partitioned_dataset.as_named_input("partitioned_audio_files")],
@@ -54,6 +62,14 @@ data = step_run.get_output_data("partition_output")
 local = data.download(local_path="partition_results")
 with open(os.path.join(local, "parallel_run_step.txt")) as f:
     lines = [line.strip() for line in f if line.strip()]
-print("RESULT", json.dumps({"keys": partitioned_dataset.partition_keys, "lines": lines,
-                            "path_on_datastore": data.path_on_datastore,
-                            "step_run_id": step_run.id}))
+print(
+    "RESULT",
+    json.dumps(
+        {
+            "keys": partitioned_dataset.partition_keys,
+            "lines": lines,
+            "path_on_datastore": data.path_on_datastore,
+            "step_run_id": step_run.id,
+        }
+    ),
+)

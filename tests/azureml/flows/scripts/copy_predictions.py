@@ -11,7 +11,9 @@ parser.add_argument("--output_dir", required=True)
 parser.add_argument("--file_name", default="predictions.csv")
 args = parser.parse_args()
 
-frame = pd.read_parquet(os.path.join(args.parallel_run_step_output, "forecasts.parquet"))
+frame = pd.read_parquet(
+    os.path.join(args.parallel_run_step_output, "forecasts.parquet")
+)
 os.makedirs(args.output_dir, exist_ok=True)
 frame.to_csv(os.path.join(args.output_dir, args.file_name), index=False)
 print(f"copied {len(frame)} predictions to {args.output_dir}")

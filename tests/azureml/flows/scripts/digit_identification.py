@@ -1,5 +1,6 @@
-# An entry script in the style of the v1 MNIST sample (file-dataset-image-inference-mnist):
-# init() loads the model once, run() gets a list of image paths and returns one line each.
+# An entry script in the style of the v1 MNIST sample
+# (file-dataset-image-inference-mnist): init() loads the model once, run() gets a
+# list of image paths and returns one line each.
 import argparse
 import os
 import pickle
@@ -23,5 +24,5 @@ def run(mini_batch):
     for image in mini_batch:
         data = np.array(Image.open(image), dtype=np.float64).reshape(1, -1) / 255.0 * 16
         best = int(g_model.predict(data)[0])
-        resultList.append("{}: {}".format(os.path.basename(image), best))
+        resultList.append(f"{os.path.basename(image)}: {best}")
     return resultList

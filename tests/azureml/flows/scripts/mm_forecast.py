@@ -25,6 +25,13 @@ def run(input_data):
         last = int(data["week"].max())
         weeks = np.arange(last + 1, last + 1 + args.horizon, dtype=np.float64)
         forecast = model.predict(weeks.reshape(-1, 1))
-        results.append(pd.DataFrame({"model": model_name, "week": weeks.astype(int),
-                                     "forecast": forecast.round(3)}))
+        results.append(
+            pd.DataFrame(
+                {
+                    "model": model_name,
+                    "week": weeks.astype(int),
+                    "forecast": forecast.round(3),
+                }
+            )
+        )
     return pd.concat(results, ignore_index=True)
