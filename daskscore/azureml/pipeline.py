@@ -182,14 +182,15 @@ class ParallelRunConfig:
 
     _IGNORED = ("environment", "compute_target", "description", "docker_configuration")
 
-    def __init__(self, entry_script: str, **settings: Any) -> None:
+    def __init__(self, **settings: Any) -> None:
         for key in self._IGNORED:
             if settings.get(key) is not None:
                 _ignored(f"ParallelRunConfig({key}=...)")
-        self.entry_script = entry_script
         self.settings = settings
         for key, value in settings.items():
             setattr(self, key, value)
+        # checked now with the parameters' defaults, as v1 checks it
+        self._build(_Submission(None, {}))
 
     def _build(self, submission: _Submission) -> _config.ParallelRunConfig:
         known = set(inspect.signature(_config.ParallelRunConfig).parameters)
@@ -205,8 +206,7 @@ class ParallelRunConfig:
                 values[unknown[0]],
                 f"a ParallelRunConfig field: {sorted(known)}",
             )
-        entry = submission.value(self.entry_script)
-        return _config.ParallelRunConfig(entry_script=entry, **values)
+        return _config.ParallelRunConfig(**values)
 
 
 class _V1Step:
@@ -255,6 +255,15 @@ class ParallelRunStep(_V1Step):
         allow_reuse: bool = True,
         models: Sequence[Any] | None = None,
     ) -> None:
+        _config.check_name("name", name, _step.STEP_NAME)
+        if not isinstance(
+            parallel_run_config, ParallelRunConfig | _config.ParallelRunConfig
+        ):
+            raise ConfigError(
+                "parallel_run_config",
+                parallel_run_config,
+                "a ParallelRunConfig (azureml.pipeline.steps)",
+            )
         super().__init__(name, inputs, [output], arguments, allow_reuse)
         self.parallel_run_config = parallel_run_config
         self.output = output

@@ -383,3 +383,30 @@ def test_python_script_step_and_pipeline_parameters(ws, tmp_path):
     assert failing.wait_for_completion(raise_on_error=False) == "Failed"
     reason = failing.find_step_run("fail")[0].get_details()["reason"]
     assert "fail.py exited with code 1: bad input: no rows" in reason
+
+
+def test_v1_parallel_run_config_is_checked_when_made(hook, tmp_path):
+    from azureml.pipeline.core import PipelineParameter
+    from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+    (tmp_path / "score.py").write_text("def run(b):\n    return b\n")
+    with pytest.raises(ds.ConfigError, match="mini_batch_size"):
+        ParallelRunConfig(
+            entry_script="score.py",
+            source_directory=str(tmp_path),
+            mini_batch_size=PipelineParameter("size", "lots"),
+        )
+    with pytest.raises(ds.ConfigError, match="not_a_field"):
+        ParallelRunConfig(
+            entry_script="score.py", source_directory=str(tmp_path), not_a_field=1
+        )
+    config = ParallelRunConfig(
+        entry_script="score.py",
+        source_directory=str(tmp_path),
+        environment=object(),
+        compute_target="cpu",
+        node_count=PipelineParameter("nodes", 2),
+    )
+    assert config.node_count.default_value == 2 and config.entry_script == "score.py"
+    with pytest.raises(ds.ConfigError, match="name"):
+        ParallelRunStep(name="Bad_Name", parallel_run_config=config, inputs=[])

@@ -22,6 +22,7 @@ import flow_data
 import pandas as pd
 import pytest
 
+import daskscore as ds
 from daskscore.engine.cluster import start_embedded_cluster
 
 FLOWS = Path(__file__).parent / "flows"
@@ -31,14 +32,20 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def shared():
     """Two single-threaded worker processes for every flow of the module."""
     spec = start_embedded_cluster(2, None)
     client = distributed.Client(spec)
     client.wait_for_workers(2, timeout=120)
-    yield spec.scheduler_address
+    yield client
     client.close()
     spec.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(shared):
+    """The shared cluster's scheduler address (what the flows connect to)."""
+    return shared.scheduler.address
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +202,62 @@ def test_many_models_training_then_forecasting(tmp_path, data, cluster):
         forecast = frame[frame["model"] == name]["forecast"].to_numpy()
         slope = (history["quantity"].iloc[-1] - history["quantity"].iloc[0]) / 19
         assert abs((forecast[1] - forecast[0]) - slope) < 0.5
+
+
+@pytest.mark.parametrize(
+    "script, kind",
+    [
+        ("digit_identification.py", "mnist"),
+        ("iris_score.py", "iris"),
+        ("batch_scoring.py", "scoring"),
+    ],
+)
+def test_the_entry_scripts_run_unchanged_under_the_daskscore_api(
+    tmp_path, data, shared, script, kind
+):
+    """The flows' entry scripts, as they are, in a plain ds.ParallelRunStep."""
+    folder = data["folder"]
+    if kind == "mnist":
+        inputs = ds.Dataset.File.from_files(str(folder / "mnist"))
+        arguments = ["--model", str(folder / "digits.pkl")]
+        output_file = "out.txt"
+    elif kind == "iris":
+        inputs = ds.Dataset.Tabular.from_delimited_files(str(folder / "iris" / "*.csv"))
+        arguments = ["--model", str(folder / "iris.pkl")]
+        output_file = "out.parquet"
+    else:
+        inputs = ds.Dataset.Tabular.from_delimited_files(
+            str(folder / "score" / "*.csv")
+        )
+        arguments = ["--model_name", str(folder / "scorer.pkl"), "--label", "label"]
+        output_file = "out.parquet"
+    config = ds.ParallelRunConfig(
+        entry_script=script,
+        source_directory=str(FLOWS / "scripts"),
+        mini_batch_size="4" if kind == "mnist" else "1KB",
+        append_row_file_name=output_file,
+        error_threshold=0,
+    )
+    step = ds.ParallelRunStep(
+        name=f"unchanged-{kind}",
+        parallel_run_config=config,
+        inputs=[inputs],
+        output=tmp_path / "out",
+        arguments=arguments,
+    )
+    result = step.run(client=shared)
+    assert result.status == "Completed", result.reason
+    if kind == "mnist":
+        lines = Path(result.output_file).read_text().splitlines()
+        got = {n: int(v) for n, v in (line.split(": ") for line in lines)}
+        assert got == data["digits"]
+    elif kind == "iris":
+        got = pd.read_parquet(result.output_file)
+        assert got["variety"].tolist() == data["iris"]["variety"].tolist()
+        assert list(got.columns[:4]) == list(data["iris"].columns[:4])
+    else:
+        got = pd.read_parquet(result.output_file)
+        frame = data["scoring"]
+        # predictions joined on each mini-batch's index line up with their ids
+        assert got["id"].tolist() == frame["id"].tolist()
+        assert got["label"].tolist() == frame["expected"].tolist()
