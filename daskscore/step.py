@@ -276,6 +276,8 @@ class ParallelRunStep:
                     "read_options": dict(getattr(dataset, "read_options", {})),
                 }
             )
+            if getattr(dataset, "partition_format", None):
+                inputs[-1]["partition_format"] = dataset.partition_format
         cfg = self.config.to_dict()
         for key in ("entry_script", "source_directory"):
             if cfg.get(key) and key == "source_directory":
@@ -296,7 +298,9 @@ class ParallelRunStep:
     ) -> ParallelRunStep:
         """Rebuild a step from :meth:`settings` (credentials given again)."""
         datasets = [
-            dataset_from_format(
+            FileDataset(item["path"], storage_options, item["partition_format"])
+            if item.get("partition_format")
+            else dataset_from_format(
                 item["format"], item["path"], storage_options, item.get("read_options")
             )
             for item in settings["inputs"]

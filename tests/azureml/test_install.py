@@ -286,6 +286,17 @@ def test_partition_format_plans_one_mini_batch_per_key_combination(tmp_path):
             inputs=[files],
             output=tmp_path / "out",
         )
+    step = ds.ParallelRunStep(
+        name="by-user",
+        parallel_run_config=ds.ParallelRunConfig(
+            entry_script=str(tmp_path / "s.py"), partition_keys=["user", "genres"]
+        ),
+        inputs=[files],
+        output=tmp_path / "out",
+    )
+    # what --rerun-failed rebuilds the step from keeps the partition_format
+    again = ds.ParallelRunStep.from_settings(step.settings())
+    assert again.plan() == step.plan() and len(step.plan()[0]) == len(counts)
     odd = ds.Dataset.File.from_files(
         str(tmp_path / "audio"), partition_format="/{user}/{genres}.wav"
     )
