@@ -25,7 +25,7 @@ from ..errors import ConfigError, WorkspaceError
 from ..pipeline import pipeline as _core
 from ..registry import datastore as _datastore
 from ..registry import workspace as _workspace
-from ..storage import list_files
+from ..storage import list_files, resolve
 from .compute import (
     AmlCompute,
     ComputeTarget,
@@ -184,22 +184,28 @@ class Datastore(_datastore.Datastore):
 _DROPPED = ("validate", "include_path", "is_file", "infer_column_types")
 
 
-def _path(path: Any) -> Any:
+def _path(
+    path: Any, storage_options: dict[str, Any] | None = None
+) -> tuple[Any, dict[str, Any] | None]:
     """v1 paths: ``(datastore, "mnist/")`` pairs as ``DataPath``s; a list of one as
     that one; a longer list of folders or globs as the files they hold (daskscore
-    takes a list as files)."""
+    takes a list as files). Also the storage options the files are listed and
+    read with (given, else the datastore's)."""
     if isinstance(path, tuple) and len(path) == 2 and hasattr(path[0], "path"):
-        return path[0].path(path[1])
+        return path[0].path(path[1]), storage_options
     if not isinstance(path, list | tuple):
-        return path
-    items = [_path(p) for p in path]
+        return path, storage_options
+    items = [_path(p)[0] for p in path]
     if len(items) == 1:
-        return items[0]
+        return items[0], storage_options
     files: list[Any] = []
     for item in items:
-        options = getattr(item, "storage_options", None)
-        files.extend(list_files(item, options))
-    return files
+        options = storage_options or getattr(item, "storage_options", None) or None
+        # the options that reach the listed files (endpoint and account included)
+        url, options = resolve(os.fspath(item), options)
+        files.extend(list_files(url, options))
+        storage_options = storage_options or options
+    return files, storage_options
 
 
 def _call(factory: Any, path: Any, options: dict[str, Any]) -> Any:
@@ -218,7 +224,10 @@ def _call(factory: Any, path: Any, options: dict[str, Any]) -> Any:
                 f"{factory.__qualname__}() does not provide {key} "
                 "(see docs/migrating-from-azureml.md)",
             )
-    return factory(_path(path), **given)
+    path, storage_options = _path(path, given.get("storage_options"))
+    if storage_options and "storage_options" in accepted:
+        given["storage_options"] = storage_options
+    return factory(path, **given)
 
 
 class _File:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import flow_data
+import pandas as pd
 import pytest
 
 import daskscore as ds
@@ -421,3 +422,55 @@ def test_v1_parallel_run_config_is_checked_when_made(hook, tmp_path):
     assert config.node_count.default_value == 2 and config.entry_script == "score.py"
     with pytest.raises(ds.ConfigError, match="name"):
         ParallelRunStep(name="Bad_Name", parallel_run_config=config, inputs=[])
+
+
+def test_uploads_and_datasets_on_a_blob_datastore(ws, tmp_path, azure_container):
+    """upload/upload_files and (datastore, path) datasets through the storage
+    layer, on Azurite."""
+    import dask.config
+    from azureml.core import Dataset, Datastore
+
+    azurite = azure_container.azurite
+    with dask.config.set({"daskscore.secrets-dir": str(tmp_path / "secrets")}):
+        store = Datastore.register_azure_blob_container(
+            ws,
+            "blob",
+            container_name=azure_container.name,
+            account_name=azurite.account_name,
+            account_key=azurite.account_key,
+            endpoint=azurite.endpoint,
+        )
+        src = tmp_path / "src"
+        (src / "a").mkdir(parents=True)
+        for name in ("a/1.csv", "2.csv"):
+            pd.DataFrame({"x": [1, 2], "y": [name, name]}).to_csv(
+                src / name, index=False
+            )
+        store.upload_files(
+            [src / "a" / "1.csv", src / "2.csv"],
+            relative_root=src,
+            target_path="tables",
+        )
+        store.upload(src / "a", "more")
+        table = Dataset.Tabular.from_delimited_files(
+            path=[(store, "tables/**/*.csv"), (store, "more/")]
+        )
+        frame = table.to_pandas_dataframe()
+        assert sorted(frame["y"]) == [
+            "2.csv",
+            "2.csv",
+            "a/1.csv",
+            "a/1.csv",
+            "a/1.csv",
+            "a/1.csv",
+        ]
+        parts = table.partition_by(["y"], target=(store, "by_y"))
+        files = Dataset.File.from_files(path=(store, "by_y/"))
+        assert [p.split("by_y/", 1)[1] for p in files.to_path()] == [
+            "2.csv/part-0.parquet",
+            "a/1.csv/part-0.parquet",
+        ]
+        assert len(parts.to_pandas_dataframe()) == 6
+    assert azurite.account_key not in "".join(
+        p.read_text() for p in (tmp_path / ".daskscore").rglob("*.json")
+    )
