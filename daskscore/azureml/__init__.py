@@ -24,6 +24,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import logging
+import os
 import sys
 import types
 from typing import Any
@@ -99,7 +100,14 @@ class _Loader(importlib.abc.Loader):
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         module = types.ModuleType(spec.name)
-        module.__path__ = []  # a package: its v1 submodules import too
+        # a package: its v1 submodules import too, and so do those of other
+        # installed azureml distributions (azureml-dataprep, ...)
+        parts = spec.name.split(".")
+        module.__path__ = [
+            os.path.join(p, *parts)
+            for p in sys.path
+            if isinstance(p, str) and os.path.isdir(os.path.join(p or ".", *parts))
+        ]
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
@@ -135,7 +143,23 @@ class _Finder(importlib.abc.MetaPathFinder):
             return None
         if fullname in V1_MODULES or fullname in _packages():
             return importlib.machinery.ModuleSpec(fullname, _Loader(), is_package=True)
+        if _found_elsewhere(fullname, path, target):
+            return None  # another azureml package installed (azureml-dataprep, ...)
         raise ModuleNotProvidedError(fullname, "module")
+
+
+def _found_elsewhere(fullname: str, path: Any, target: Any) -> bool:
+    """Whether another finder has ``fullname`` (an installed ``azureml.*``
+    distribution that daskscore does not stand in for)."""
+    for finder in sys.meta_path:
+        if finder is _FINDER or not hasattr(finder, "find_spec"):
+            continue
+        try:
+            if finder.find_spec(fullname, path, target) is not None:
+                return True
+        except (ImportError, ValueError):
+            continue
+    return False
 
 
 _FINDER = _Finder()

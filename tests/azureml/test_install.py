@@ -474,3 +474,40 @@ def test_uploads_and_datasets_on_a_blob_datastore(ws, tmp_path, azure_container)
     assert azurite.account_key not in "".join(
         p.read_text() for p in (tmp_path / ".daskscore").rglob("*.json")
     )
+
+
+def test_other_azureml_distributions_still_import(tmp_path):
+    """An installed azureml.* package that daskscore does not stand in for (here a
+    stand-in for azureml-dataprep) imports as it is, beside daskscore's names."""
+    package = tmp_path / "site" / "azureml" / "dataprep"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("WHO = 'the real azureml.dataprep'\n")
+    probe = (
+        "import daskscore.azureml as v1\n"
+        "print(v1.install())\n"
+        "import azureml.dataprep, azureml.core\n"
+        "print(azureml.dataprep.WHO)\n"
+        "print(azureml.core.__daskscore__)\n"
+        "try:\n"
+        "    import azureml.train\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path / "site")])
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [
+        "True",
+        "the real azureml.dataprep",
+        "daskscore.azureml._notebook",
+    ]
+    assert lines[3].startswith("azureml.train: daskscore does not provide")
