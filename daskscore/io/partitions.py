@@ -119,6 +119,12 @@ _FORMAT_KEY = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def partition_format_keys(partition_format: str) -> list[str]:
     """The key names of a ``partition_format`` such as ``/{user}/{genres}.wav``."""
+    if re.search(r"\{[^}]*:", partition_format):
+        raise DatasetError(
+            f"partition_format={partition_format!r}: typed keys such as "
+            "'{PartitionDate:yyyy/MM/dd}' are not provided; name plain keys, e.g. "
+            "'/{year}/{month}/{day}/data.csv'"
+        )
     keys = _FORMAT_KEY.findall(partition_format)
     if not keys or len(set(keys)) != len(keys):
         raise DatasetError(
@@ -129,23 +135,24 @@ def partition_format_keys(partition_format: str) -> list[str]:
 
 
 def _format_regex(partition_format: str) -> re.Pattern[str]:
+    """The format as a pattern matching the end of a path: each key one path
+    part (or part of one), ``*`` any characters within a part."""
     pattern, last = "", 0
     for match in _FORMAT_KEY.finditer(partition_format):
         pattern += re.escape(partition_format[last : match.start()])
         pattern += f"(?P<{match.group(1)}>[^/]+?)"
         last = match.end()
     pattern += re.escape(partition_format[last:])
-    return re.compile(pattern.lstrip("/").lstrip("\\/"))
+    pattern = pattern.replace(r"\*", "[^/]*").lstrip("/")
+    return re.compile(f"(?:^|/){pattern}$")
 
 
-def file_key_values(
-    path: str, root: str, partition_format: str
-) -> dict[str, str]:
-    """The key values of one file below ``root`` (DatasetError when it does not
-    match the format)."""
-    rel = path[len(root):] if path.startswith(root) else path
+def file_key_values(path: str, root: str, partition_format: str) -> dict[str, str]:
+    """The key values of one file: the format matched against the end of its
+    path below ``root`` (DatasetError when it does not match)."""
+    rel = path[len(root) :] if path.startswith(root) else path
     rel = rel.replace("\\", "/").lstrip("/")
-    match = _format_regex(partition_format).fullmatch(rel)
+    match = _format_regex(partition_format).search(rel)
     if match is None:
         raise DatasetError(
             f"{path} does not match partition_format={partition_format!r} (below "

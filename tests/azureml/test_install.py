@@ -298,11 +298,23 @@ def test_partition_format_plans_one_mini_batch_per_key_combination(tmp_path):
     # what --rerun-failed rebuilds the step from keeps the partition_format
     again = ds.ParallelRunStep.from_settings(step.settings())
     assert again.plan() == step.plan() and len(step.plan()[0]) == len(counts)
+    # as in v1, the format matches the end of each file's path
+    tail = ds.Dataset.File.from_files(
+        str(tmp_path / "audio"), partition_format="/{season}/*.wav"
+    )
+    specs, _ = tail.plan(None, partition_keys=["season"])
+    assert [dict(s.key_values)["season"] for s in specs] == [
+        "spring",
+        "summer",
+        "winter",
+    ]
     odd = ds.Dataset.File.from_files(
-        str(tmp_path / "audio"), partition_format="/{user}/{genres}.wav"
+        str(tmp_path / "audio"), partition_format="/{user}/{genres}.mp3"
     )
     with pytest.raises(ds.DatasetError, match="does not match partition_format"):
         odd.plan(None, partition_keys=["user"])
+    with pytest.raises(ds.DatasetError, match="typed keys"):
+        ds.Dataset.File.from_files(str(tmp_path), partition_format="/{d:yyyy/MM}/x")
 
 
 def test_partition_by_writes_one_folder_per_combination(ws, tmp_path):
