@@ -546,8 +546,9 @@ class _FileFactory:
     ) -> FileDataset:
         """A FileDataset from a glob, a folder (recursive), a file or a list of them.
 
-        ``partition_format`` (e.g. ``"/{user}/{season}/{genres}.wav"``, relative
-        to the path's folder) names keys parsed from each file's path; a step
+        ``partition_format`` (e.g. ``"/{user}/{season}/{genres}.wav"``, matched
+        against the end of each file's path; ``*`` matches within one part)
+        names keys parsed from each file's path; a step
         with ``ParallelRunConfig(partition_keys=[...])`` of those keys gives
         ``run()`` one mini-batch per combination of their values.
         """
