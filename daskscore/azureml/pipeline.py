@@ -166,7 +166,7 @@ class _Submission:
             made = self.folders.get(id(value))
             if made is None:
                 raise ConfigError("inputs", value, "an output of an earlier step")
-            return made.as_dataset("**").as_named_input(value.name)
+            return made.as_dataset().as_named_input(value.name)
         if isinstance(value, DataPath):
             return FileDataset(value.url, value.storage_options or None)
         return value
