@@ -199,7 +199,8 @@ class ParallelRunConfig:
         Set before the script is imported, in every process that imports it.
     partition_keys
         Columns whose distinct value combinations each form one mini-batch
-        (mutually exclusive with ``mini_batch_size``).
+        (mutually exclusive with ``mini_batch_size``); for file inputs, keys of
+        their ``partition_format``.
     init_timeout
         Seconds ``init()`` may take before its process is stopped (the try
         fails with ``INIT_ERROR``): a number or a duration string with a unit,

@@ -29,7 +29,11 @@ from .io._common import fingerprint
 from .io.files import plan_files
 from .io.frame import plan_frame
 from .io.parquet import plan_parquet
-from .io.partitions import plan_partitions
+from .io.partitions import (
+    partition_format_keys,
+    plan_file_partitions,
+    plan_partitions,
+)
 from .io.text import (
     column_type_name,
     pandas_csv_options,
@@ -87,6 +91,15 @@ class _DatasetBase:
         clone.input_name = name
         return clone
 
+    def as_mount(self, path_on_compute: str | None = None) -> _DatasetBase:
+        """Accepted for Azure ML v1 code: the dataset itself (runners read inputs
+        where they are; blobs are downloaded per mini-batch)."""
+        return self
+
+    def as_download(self, path_on_compute: str | None = None) -> _DatasetBase:
+        """Accepted for Azure ML v1 code: the dataset itself (see :meth:`as_mount`)."""
+        return self
+
 
 class FileDataset(_DatasetBase):
     """A list of files; ``run()`` gets local paths, ``mini_batch_size`` at a time."""
@@ -97,6 +110,7 @@ class FileDataset(_DatasetBase):
         self,
         path: str | os.PathLike | Sequence[str | os.PathLike],
         storage_options: dict[str, Any] | None = None,
+        partition_format: str | None = None,
     ) -> None:
         if not isinstance(path, str | os.PathLike | list | tuple):
             raise DatasetError(
@@ -105,6 +119,11 @@ class FileDataset(_DatasetBase):
         # as given (what a workspace registers) and as resolved (what runs)
         self.given_path, self.given_storage_options = path, dict(storage_options or {})
         self.path, self.storage_options = _resolved(path, storage_options)
+        # '/{user}/{season}/{genres}.wav': key values from the files' paths
+        self.partition_format = partition_format
+        self.partition_keys: list[str] = (
+            partition_format_keys(partition_format) if partition_format else []
+        )
 
     def __repr__(self) -> str:
         return f"FileDataset(path={self.path!r})"
@@ -134,10 +153,54 @@ class FileDataset(_DatasetBase):
         dsk = {(name, s.index): (_read_files, s, source) for s in specs}
         return db.Bag(dsk, name, len(specs))
 
+    def take(self, count: int) -> FileDataset:
+        """A dataset of this one's first ``count`` files."""
+        return FileDataset(self.to_path()[: int(count)], self.storage_options or None)
+
+    def download(
+        self, target_path: str | os.PathLike | None = None, overwrite: bool = False
+    ) -> list[str]:
+        """Copy the files into the local folder ``target_path`` (default: a new
+        temporary folder), keeping their layout below the dataset's root; returns
+        the local paths."""
+        import tempfile
+
+        target = os.fspath(target_path) if target_path else tempfile.mkdtemp()
+        root = _glob_root(self.path)
+        out = []
+        for path in self.to_path():
+            rel = path[len(root):] if path.startswith(root) else os.path.basename(path)
+            local = os.path.join(target, rel.replace("\\", "/").lstrip("/"))
+            if overwrite or not os.path.exists(local):
+                os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+                fs, fpath = url_to_fs(path, self.storage_options)
+                fs.get_file(fpath, local)
+            out.append(local)
+        return out
+
     def plan(
-        self, mini_batch_size: int | str | None
+        self,
+        mini_batch_size: int | str | None,
+        partition_keys: Sequence[str] | None = None,
     ) -> tuple[list[MiniBatchSpec], str]:
-        """Split into mini-batches of ``mini_batch_size`` files, with a fingerprint."""
+        """Split into mini-batches of ``mini_batch_size`` files, with a fingerprint.
+
+        With ``partition_keys`` (keys of the dataset's ``partition_format``),
+        every distinct combination of their values is one mini-batch instead.
+        """
+        if partition_keys:
+            if not self.partition_format:
+                raise DatasetError(
+                    f"partition_keys {list(partition_keys)} needs a FileDataset made "
+                    "with partition_format=..., e.g. Dataset.File.from_files(path, "
+                    "partition_format='/{user}/{genres}.wav')"
+                )
+            return plan_file_partitions(
+                list_inputs(self.path, self.storage_options),
+                _glob_root(self.path),
+                self.partition_format,
+                list(partition_keys),
+            )
         size = (
             DEFAULT_FILE_MINI_BATCH
             if mini_batch_size is None
@@ -154,6 +217,9 @@ class TabularDataset(_DatasetBase):
     """
 
     input_kind = "tabular"
+    # the keys partition_by() wrote the dataset by (informative: a step's
+    # ParallelRunConfig(partition_keys=...) decides how it is split)
+    partition_keys: list[str] = []
 
     def __init__(
         self,
@@ -197,6 +263,52 @@ class TabularDataset(_DatasetBase):
                     encoding = self.read_options.get("encoding") or "utf-8"
                     frames.append(pd.read_json(f, lines=True, encoding=encoding))
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def take(self, count: int) -> TabularDataset:
+        """A dataset of this one's first ``count`` rows (read now, kept in memory)."""
+        import dask.dataframe as dd
+
+        head = self.to_pandas_dataframe().head(int(count))
+        return TabularDataset("frame", frame=dd.from_pandas(head, npartitions=1))
+
+    def partition_by(
+        self,
+        partition_keys: Sequence[str],
+        target: Any,
+        name: str | None = None,
+        show_progress: bool = False,
+    ) -> TabularDataset:
+        """Write the rows as Parquet, one folder per combination of the
+        ``partition_keys`` columns' values (``<target>/<v1>/<v2>/part-0.parquet``,
+        the key columns kept), and return that dataset, with ``partition_keys``
+        set. ``target`` is a folder, a URL, a ``datastore.path(...)`` or a
+        ``(datastore, path)`` pair; with ``name`` the new dataset is registered
+        in the datastore's workspace."""
+        keys = list(partition_keys or [])
+        frame = self.to_pandas_dataframe()
+        missing = [k for k in keys if k not in frame.columns]
+        if not keys or missing:
+            raise DatasetError(
+                f"partition_by({keys}): {missing or 'no keys'} not among the "
+                f"columns {list(frame.columns)}; give one or more column names"
+            )
+        root, options = _target_of(target)
+        fs, base = url_to_fs(root, options)
+        for values, rows in frame.groupby(keys, sort=True, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            folder = "/".join([base.rstrip("/"), *(str(v) for v in values)])
+            fs.makedirs(folder, exist_ok=True)
+            with fs.open(f"{folder}/part-0.parquet", "wb") as f:
+                rows.reset_index(drop=True).to_parquet(f, index=False)
+        if show_progress:
+            print(f"partition_by({keys}): wrote {root}")
+        out = TabularDataset("parquet", root, options)
+        out.partition_keys = keys
+        datastore = target[0] if isinstance(target, tuple) else getattr(
+            target, "datastore", None)
+        if name and datastore is not None:
+            return out.register(datastore.workspace, name, create_new_version=True)
+        return out
 
     def reading(self) -> dict[str, Any]:
         """How a runner reads this input: storage and read options, and format."""
@@ -381,6 +493,30 @@ def _resolved(path: Any, storage_options: dict[str, Any] | None):
         raise DatasetError(f"input {path!r}: {exc}") from exc
 
 
+def _glob_root(path: Any) -> str:
+    """The folder a path's files are relative to: the part before any glob
+    character (a list: its first entry's)."""
+    if isinstance(path, list | tuple):
+        folders = {_glob_root(p) if any(c in os.fspath(p) for c in "*?[")
+                   else os.fspath(p).rsplit("/", 1)[0] for p in path}
+        common = os.path.commonprefix(sorted(folders))
+        return common if common in folders else common.rsplit("/", 1)[0]
+    text = os.fspath(path)
+    cut = min((text.find(c) for c in "*?[" if c in text), default=-1)
+    if cut < 0:
+        return text.rstrip("/")
+    return text[:cut].rsplit("/", 1)[0]
+
+
+def _target_of(target: Any) -> tuple[str, dict[str, Any]]:
+    """A write target (a folder, URL, datastore path or ``(datastore, path)``) as
+    a path or URL and its storage options."""
+    if isinstance(target, tuple) and len(target) == 2 and hasattr(target[0], "path"):
+        target = target[0].path(target[1])
+    options = dict(getattr(target, "storage_options", None) or {})
+    return _resolve_local(os.fspath(target)), options
+
+
 def _options_of(path: Any, storage_options: dict[str, Any] | None):
     """Storage options given, else those a path object carries (datastore paths)."""
     if storage_options is not None:
@@ -408,12 +544,21 @@ class _FileFactory:
     def from_files(
         path: str | os.PathLike | Sequence[str | os.PathLike],
         storage_options: dict[str, Any] | None = None,
+        partition_format: str | None = None,
     ) -> FileDataset:
-        """A FileDataset from a glob, a folder (recursive), a file or a list of them."""
+        """A FileDataset from a glob, a folder (recursive), a file or a list of them.
+
+        ``partition_format`` (e.g. ``"/{user}/{season}/{genres}.wav"``, matched
+        against the end of each file's path; ``*`` matches within one part)
+        names keys parsed from each file's path; a step
+        with ``ParallelRunConfig(partition_keys=[...])`` of those keys gives
+        ``run()`` one mini-batch per combination of their values.
+        """
         storage_options = _options_of(path, storage_options)
         if isinstance(path, list | tuple):
-            return FileDataset([_resolve_local(p) for p in path], storage_options)
-        return FileDataset(_resolve_local(path), storage_options)
+            return FileDataset([_resolve_local(p) for p in path], storage_options,
+                               partition_format)
+        return FileDataset(_resolve_local(path), storage_options, partition_format)
 
 
 class _TabularFactory:

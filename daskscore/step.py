@@ -106,14 +106,22 @@ def _check_inputs(inputs: Any) -> list[FileDataset | TabularDataset]:
     return inputs
 
 
-def _check_config_for_inputs(config: ParallelRunConfig, input_kind: str) -> None:
+def _check_config_for_inputs(
+    config: ParallelRunConfig, input_kind: str, inputs: Sequence[Any] = ()
+) -> None:
     """The settings that depend on the inputs' kind: partition keys, batch size."""
-    if config.partition_keys and input_kind == "file":
-        raise ConfigError(
-            "partition_keys",
-            config.partition_keys,
-            "only with tabular inputs (Dataset.Tabular.*)",
-        )
+    keys = config.partition_keys
+    if keys and input_kind == "file":
+        unknown = [
+            k for i in inputs for k in keys if k not in (i.partition_keys or [])
+        ]
+        if unknown:
+            raise ConfigError(
+                "partition_keys",
+                keys,
+                "with file inputs, keys of their partition_format (Dataset.File."
+                f"from_files(..., partition_format=...)); not: {sorted(set(unknown))}",
+            )
     mbs = config.mini_batch_size
     if mbs is not None:
         if input_kind == "file":
@@ -196,7 +204,7 @@ class ParallelRunStep:
         self.config = self.parallel_run_config = parallel_run_config
         self.inputs = _check_inputs(inputs)
         self.input_kind = self.inputs[0].input_kind
-        _check_config_for_inputs(parallel_run_config, self.input_kind)
+        _check_config_for_inputs(parallel_run_config, self.input_kind, self.inputs)
         output, output_options = _output_location(output)
         self.output = _output_folder(output, parallel_run_config, self.name)
         self.arguments = [argument_text(a) for a in (arguments or [])]
@@ -281,6 +289,8 @@ class ParallelRunStep:
                     "read_options": dict(getattr(dataset, "read_options", {})),
                 }
             )
+            if getattr(dataset, "partition_format", None):
+                inputs[-1]["partition_format"] = dataset.partition_format
         cfg = self.config.to_dict()
         for key in ("entry_script", "source_directory"):
             if cfg.get(key) and key == "source_directory":
@@ -301,7 +311,9 @@ class ParallelRunStep:
     ) -> ParallelRunStep:
         """Rebuild a step from :meth:`settings` (credentials given again)."""
         datasets = [
-            dataset_from_format(
+            FileDataset(item["path"], storage_options, item["partition_format"])
+            if item.get("partition_format")
+            else dataset_from_format(
                 item["format"], item["path"], storage_options, item.get("read_options")
             )
             for item in settings["inputs"]

@@ -20,12 +20,16 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.machinery
+import logging
 import sys
 import types
 from typing import Any
 
-__all__ = ["MODULES", "NotProvidedError", "V1Class", "V1Finder", "install",
-           "installed", "not_provided", "real_sdk_available", "v1_attribute"]
+__all__ = ["MODULES", "V1_MODULES", "ModuleNotProvidedError", "NotProvidedError",
+           "V1Class", "V1Finder", "install", "installed", "not_provided",
+           "real_sdk_available", "uninstall", "v1_attribute"]
+
+logger = logging.getLogger("daskscore.azureml")
 
 # v1 module name -> the daskscore module behind it. Add a row (and the module)
 # to provide another v1 module.
@@ -37,22 +41,45 @@ MODULES: dict[str, str] = {
     "azureml.core.workspace": "daskscore.azureml.core",
     "azureml.core.datastore": "daskscore.azureml.core",
     "azureml.core.experiment": "daskscore.azureml.core",
+    "azureml.core.compute": "daskscore.azureml.compute",
+    "azureml.core.compute_target": "daskscore.azureml.compute",
+    "azureml.core.environment": "daskscore.azureml.compute",
+    "azureml.core.runconfig": "daskscore.azureml.compute",
+    "azureml.core.conda_dependencies": "daskscore.azureml.compute",
+    "azureml.pipeline.core": "daskscore.azureml.pipeline",
+    "azureml.pipeline.core.graph": "daskscore.azureml.pipeline",
+    "azureml.pipeline.steps": "daskscore.azureml.pipeline",
+    "azureml.data": "daskscore.azureml.data",
+    "azureml.data.dataset_factory": "daskscore.azureml.data",
+    "azureml.data.output_dataset_config": "daskscore.azureml.data",
+    "azureml.data.data_reference": "daskscore.azureml.data",
+    "azureml.data.datapath": "daskscore.azureml.data",
+    "azureml.data.dataset_consumption_config": "daskscore.azureml.data",
     "azureml_user.parallel_run": "daskscore.azureml.parallel_run",
 }
+V1_MODULES = MODULES  # the name notebooks' helpers know it by
 # the top-level packages the hook answers for
 ROOTS = ("azureml", "azureml_user")
 DOCS = "docs/migrating-from-azureml.md"
 
 
 class NotProvidedError(ImportError):
-    """A v1 name daskscore does not provide (one line, naming it)."""
+    """A v1 module or name daskscore does not provide (one line, naming it)."""
+
+    def __init__(self, name: str, what: str = "name") -> None:
+        super().__init__(
+            f"{name}: daskscore does not provide this Azure ML v1 {what}; see "
+            f"{DOCS} for what is provided and what to use instead",
+            name=name,
+        )
+
+
+class ModuleNotProvidedError(NotProvidedError, ModuleNotFoundError):
+    """A v1 module that daskscore does not provide."""
 
 
 def not_provided(name: str) -> NotProvidedError:
-    return NotProvidedError(
-        f"{name} is not provided by daskscore (it replaces the Azure ML v1 SDK "
-        f"only in part); see {DOCS} for what is provided and what to use instead"
-    )
+    return NotProvidedError(name)
 
 
 class V1Class(type):
@@ -120,6 +147,7 @@ class _AliasLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         module = _Alias(spec.name)
         module._target = self.target
+        module.__daskscore__ = self.target
         if self.target is not None:
             # the daskscore module loads with its v1 name: an import error shows
             target = importlib.import_module(self.target)
@@ -179,7 +207,7 @@ class V1Finder(importlib.abc.MetaPathFinder):
             return spec
         if _real_spec(fullname) is not None:
             return None  # installed for real beside us: the path finders load it
-        raise not_provided(fullname)
+        raise ModuleNotProvidedError(fullname, "module")
 
 
 _FINDER = V1Finder()
@@ -193,16 +221,44 @@ def installed() -> bool:
 def install(force: bool = False) -> bool:
     """Make ``azureml.core``, ``azureml_user.parallel_run``, ... resolve to daskscore.
 
-    Does nothing when the real Azure ML SDK is importable (it wins), unless
-    ``force=True``, which also drops the real SDK's modules already imported.
-    Calling it again does nothing. Returns whether the hook is installed.
+    Does nothing (one info line) when the real Azure ML SDK is importable (it
+    wins), unless ``force=True``, which also drops the real SDK's modules already
+    imported. Calling it again does nothing. Returns whether the hook is installed.
     """
     if installed():
         return True
     if not force and real_sdk_available():
+        logger.info(
+            "daskscore.azureml.install(): the Azure ML SDK is installed, so "
+            "azureml imports stay the real SDK's (force=True to use daskscore's)"
+        )
         return False
     if force:
         for name in [n for n in sys.modules if _is_root_or_below(n)]:
             del sys.modules[name]
     sys.meta_path.insert(0, _FINDER)
+    _show_info_lines()
+    logger.info("daskscore.azureml.install(): azureml imports now resolve to "
+                "daskscore (see %s)", DOCS)
     return True
+
+
+def _show_info_lines() -> None:
+    """Print this package's info lines (what is ignored, where it runs) to stderr,
+    as a notebook shows them, unless logging is configured already."""
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def uninstall() -> None:
+    """Remove the hook and forget the v1 modules it made."""
+    sys.meta_path[:] = [f for f in sys.meta_path if f is not _FINDER]
+    for name in list(sys.modules):
+        if _is_root_or_below(name) and isinstance(
+            getattr(sys.modules[name], "__loader__", None), _AliasLoader
+        ):
+            del sys.modules[name]

@@ -1,8 +1,12 @@
 """``azureml.core`` (v1): ``Model``, ``Run``, ``Workspace``, ``Dataset``,
-``Datastore``, ``Experiment``, backed by daskscore.
+``Datastore``, ``Experiment``, ``Environment``, ``ScriptRunConfig``,
+``ComputeTarget``, ``RunConfiguration``, backed by daskscore.
 
-Also behind ``azureml.core.model``, ``azureml.core.run``, ``azureml.core.dataset``
-(see ``daskscore.azureml._hook.MODULES``). Any other name fails with one line
+Also behind ``azureml.core.model``, ``azureml.core.run``, ``azureml.core.dataset``,
+``azureml.core.workspace``, ``azureml.core.datastore``, ``azureml.core.experiment``
+(see ``daskscore.azureml._hook.MODULES``). The notebook names come from
+``_notebook`` (``Workspace.from_config``, datasets on ``(datastore, path)``), the
+entry-script names from ``model`` and ``run``. Any other name fails with one line
 saying daskscore does not provide it.
 """
 
@@ -10,15 +14,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..datasets import Dataset
-from ..pipeline.pipeline import Experiment
-from ..registry.datastore import Datastore
-from ..registry.workspace import Workspace
 from ._hook import not_provided
+from ._notebook import (
+    AmlCompute,
+    ComputeTarget,
+    Dataset,
+    Datastore,
+    Environment,
+    Experiment,
+    RunConfiguration,
+    ScriptRunConfig,
+    Workspace,
+)
 from .model import Model
 from .run import Run
 
-__all__ = ["Dataset", "Datastore", "Experiment", "Model", "Run", "Workspace"]
+__all__ = ["AmlCompute", "ComputeTarget", "Dataset", "Datastore", "Environment",
+           "Experiment", "Model", "Run", "RunConfiguration", "ScriptRunConfig",
+           "Workspace"]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ partitions of the same input) and keeps those of the mini-batch's combination.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .._protocol import MiniBatchSpec
@@ -112,3 +113,85 @@ def select_partition(table, key_values: tuple[tuple[str, Any], ...]):
         else:
             mask &= table[column] == value
     return table[mask].reset_index(drop=True)
+
+
+# -- FileDataset partition_format: key values from the files' folders and names --
+_FORMAT_KEY = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def partition_format_keys(partition_format: str) -> list[str]:
+    """The key names of a ``partition_format`` such as ``/{user}/{genres}.wav``."""
+    if re.search(r"\{[^}]*:", partition_format):
+        raise DatasetError(
+            f"partition_format={partition_format!r}: typed keys such as "
+            "'{PartitionDate:yyyy/MM/dd}' are not provided; name plain keys, e.g. "
+            "'/{year}/{month}/{day}/data.csv'"
+        )
+    keys = _FORMAT_KEY.findall(partition_format)
+    if not keys or len(set(keys)) != len(keys):
+        raise DatasetError(
+            f"partition_format={partition_format!r} must name each key once in "
+            "braces, e.g. '/{user}/{season}/{genres}.wav'"
+        )
+    return keys
+
+
+def _format_regex(partition_format: str) -> re.Pattern[str]:
+    """The format as a pattern matching the end of a path: each key one path
+    part (or part of one), ``*`` any characters within a part."""
+    pattern, last = "", 0
+    for match in _FORMAT_KEY.finditer(partition_format):
+        pattern += re.escape(partition_format[last : match.start()])
+        pattern += f"(?P<{match.group(1)}>[^/]+?)"
+        last = match.end()
+    pattern += re.escape(partition_format[last:])
+    pattern = pattern.replace(r"\*", "[^/]*").lstrip("/")
+    return re.compile(f"(?:^|/){pattern}$")
+
+
+def file_key_values(path: str, root: str, partition_format: str) -> dict[str, str]:
+    """The key values of one file: the format matched against the end of its
+    path below ``root`` (DatasetError when it does not match)."""
+    rel = path[len(root) :] if path.startswith(root) else path
+    rel = rel.replace("\\", "/").lstrip("/")
+    match = _format_regex(partition_format).search(rel)
+    if match is None:
+        raise DatasetError(
+            f"{path} does not match partition_format={partition_format!r} (below "
+            f"{root}); give a format that matches every file, or a path that "
+            "selects only such files"
+        )
+    return match.groupdict()
+
+
+def plan_file_partitions(
+    entries: list[tuple[str, Any, Any]],
+    root: str,
+    partition_format: str,
+    keys: list[str],
+) -> tuple[list[MiniBatchSpec], str]:
+    """One mini-batch of files per combination of ``keys``' values (parsed from
+    the files' paths by ``partition_format``), in sorted key order."""
+    known = partition_format_keys(partition_format)
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise DatasetError(
+            f"partition_keys {keys}: {unknown} not in partition_format="
+            f"{partition_format!r} (its keys: {known})"
+        )
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path, _, _ in entries:
+        values = file_key_values(path, root, partition_format)
+        groups.setdefault(tuple(values[k] for k in keys), []).append(path)
+    specs = [
+        MiniBatchSpec(
+            index=i,
+            kind="files",
+            paths=tuple(groups[combo]),
+            items=len(groups[combo]),
+            key_values=tuple(zip(keys, combo)),
+        )
+        for i, combo in enumerate(sorted(groups))
+    ]
+    return specs, fingerprint(entries, "files", "partition_format",
+                              partition_format, keys)

@@ -82,7 +82,19 @@ def _definition(workspace: WorkspaceFolder, dataset: Any) -> dict[str, Any]:
         "kind": kind, "format": fmt, "sources": sources, "many": many,
         "read_options": read_options,
         "storage_options": {} if on_datastore else options,
+        **_partitioning(dataset),
     }
+
+
+def _partitioning(dataset: Any) -> dict[str, Any]:
+    """A FileDataset's partition_format, a partition_by() table's keys (only
+    when set, so that earlier records compare equal)."""
+    out: dict[str, Any] = {}
+    if getattr(dataset, "partition_format", None):
+        out["partition_format"] = dataset.partition_format
+    elif isinstance(dataset, TabularDataset) and dataset.partition_keys:
+        out["partition_keys"] = list(dataset.partition_keys)
+    return out
 
 
 def _build(workspace: WorkspaceFolder, record: dict[str, Any]) -> Any:
@@ -95,6 +107,11 @@ def _build(workspace: WorkspaceFolder, record: dict[str, Any]) -> Any:
     path: Any = paths if record.get("many") else paths[0]
     fmt = "files" if record["kind"] == "file" else record["format"]
     dataset = dataset_from_format(fmt, path, options, record.get("read_options"))
+    if record.get("partition_format"):
+        dataset = FileDataset(dataset.given_path, dataset.given_storage_options or None,
+                              record["partition_format"])
+    if record.get("partition_keys"):
+        dataset.partition_keys = list(record["partition_keys"])
     dataset.name = record["name"]
     dataset.version = record["version"]
     dataset.description = record.get("description")

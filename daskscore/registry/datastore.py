@@ -105,6 +105,28 @@ def _copy_tree(src: str, fs: Any, root: str, overwrite: bool) -> int:
     return copied
 
 
+def _files_below(files: list[str | os.PathLike],
+                 relative_root: str | os.PathLike | None) -> tuple[list[str], str]:
+    """``upload_files``' files as absolute paths, and the folder they are taken
+    relative to (``relative_root``, default their common folder)."""
+    paths = [os.path.abspath(os.fspath(f)) for f in files]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise WorkspaceError(f"upload_files: {missing[0]} is not a file{more}")
+    if relative_root is not None:
+        root_dir = os.path.abspath(os.fspath(relative_root))
+    elif paths:
+        root_dir = os.path.commonpath([os.path.dirname(p) for p in paths])
+    else:
+        root_dir = os.getcwd()
+    outside = [p for p in paths if _local_relative(root_dir, p) is None]
+    if outside:
+        raise WorkspaceError(f"upload_files: {outside[0]} is not below "
+                             f"relative_root={root_dir}")
+    return paths, root_dir
+
+
 def _secret(datastore: Datastore, credential: dict[str, Any]) -> str:
     """A datastore's secret: from its environment variable or the secret store."""
     kind = credential["type"]
@@ -230,6 +252,31 @@ class Datastore:
         target = self.path(target_path or "")
         fs, root = url_to_fs(target.url, self.storage_options)
         copied = _copy_tree(src, fs, root, overwrite)
+        if show_progress:
+            print(f"Uploaded {copied} files to {target.url}")
+        return target
+
+    def upload_files(self, files: list[str | os.PathLike],
+                     relative_root: str | os.PathLike | None = None,
+                     target_path: str | None = None, overwrite: bool = False,
+                     show_progress: bool = False) -> DataPath:
+        """Copy local files to ``target_path`` on this datastore.
+
+        Each file keeps its path relative to ``relative_root`` (default: the
+        files' common folder). Existing files are kept unless ``overwrite``.
+        Returns the target's :class:`DataPath`.
+        """
+        paths, root_dir = _files_below(files, relative_root)
+        target = self.path(target_path or "")
+        fs, root = url_to_fs(target.url, self.storage_options)
+        copied = 0
+        for path in paths:
+            dest = join(root, os.path.relpath(path, root_dir).replace(os.sep, "/"))
+            if not overwrite and fs.exists(dest):
+                continue
+            fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
+            fs.put_file(path, dest)
+            copied += 1
         if show_progress:
             print(f"Uploaded {copied} files to {target.url}")
         return target
