@@ -25,6 +25,7 @@ from ..output.store import StateStore
 from ..progress import TextProgress
 from ..step import ParallelRunStep
 from .runs import add_runs_commands, run_runs_command
+from .v2run import is_v2_file, run_v2
 
 __all__ = ["main"]
 
@@ -585,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     previous = _catch_sigterm()
     try:
+        if argv[:1] == ["run"] and len(argv) > 1 and is_v2_file(argv[1]):
+            return run_v2(argv[1:], _connect)  # an Azure ML v2 job file
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

@@ -32,6 +32,7 @@ own).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import logging
@@ -136,6 +137,29 @@ def _memory_hint(limit: int | None) -> str:
     )
 
 
+# -- v2 jobs: ``import mltable`` without the package. To be replaced by a row
+# "mltable": "daskscore.v2jobs.mltable_module" of daskscore.azureml's import hook.
+class _MltableFallback:
+    """Last on ``sys.meta_path``: found only when no real ``mltable`` is."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "mltable":
+            return None
+        return importlib.util.spec_from_loader("mltable", self)
+
+    def create_module(self, spec):
+        return importlib.import_module("daskscore.v2jobs.mltable_module")
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+def provide_mltable() -> None:
+    """Let the script ``import mltable`` when the real package is not installed."""
+    if not any(isinstance(f, _MltableFallback) for f in sys.meta_path):
+        sys.meta_path.append(_MltableFallback())
+
+
 def _takes_context(func) -> bool:
     try:
         params = inspect.signature(func).parameters.values()
@@ -232,6 +256,7 @@ class Runner:
         if setup.bundle_dir not in sys.path:
             sys.path.insert(0, setup.bundle_dir)
         sys.argv = [self.script_path, *setup.arguments]
+        provide_mltable()
         name = os.path.splitext(os.path.basename(self.script_path))[0]
         try:
             spec = importlib.util.spec_from_file_location(name, self.script_path)
