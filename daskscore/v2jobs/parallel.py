@@ -19,7 +19,7 @@ import shlex
 from typing import Any
 
 from ..config import ParallelRunConfig
-from ..datasets import Dataset, FileDataset, TabularDataset, dataset_from_format
+from ..datasets import Dataset, FileDataset, dataset_from_format
 from ..errors import UsageError
 from ..step import ParallelRunStep
 from ..storage import url_to_fs
@@ -58,14 +58,16 @@ _FORMATS = {"txt": ".txt", "csv": ".csv", "parquet": ".parquet"}
 class ParallelJob:
     """A built parallel job: the step, and where its collected file goes."""
 
-    def __init__(self, name: str, step: ParallelRunStep, target: Value | None,
+    def __init__(self, name: str, step: Any, target: Value | None,
                  notes: list[str]) -> None:
         self.name = name
-        self.step = step
+        self.step = step  # a ParallelRunStep, or what makes it once the inputs exist
         self.target = target
         self.notes = notes
 
     def run(self, client: Any = None, progress: Any = None):
+        if not isinstance(self.step, ParallelRunStep):
+            self.step = self.step()
         result = self.step.run(client=client, progress=progress)
         if self.target is not None and result.output_file:
             result.output_file = _deliver(result.output_file, self.target)
@@ -188,12 +190,15 @@ def _settings(plan: Plan, name: str, notes: list[str]) -> dict[str, Any]:
 
 
 def build_parallel_job(plan: Plan, name: str, notes: list[str]) -> ParallelJob:
-    """The :class:`ParallelJob` of job ``name`` of ``plan`` (nothing runs)."""
+    """The :class:`ParallelJob` of job ``name`` of ``plan`` (nothing runs).
+
+    Every setting is checked here; the input dataset is made when the job starts
+    when it is an earlier job's output (see :meth:`ParallelJob.run`).
+    """
     rjob = plan.jobs[name]
     job = rjob.job
     task = job.data.get("task") or {}
     value, where = _input_data(plan, name)
-    dataset = _dataset(value, where, os.path.join(rjob.folder, ".daskscore-mltable"))
     arguments = shlex.split(plan.render(name, task.get("program_arguments") or "",
                                         "task.program_arguments"))
     settings = _settings(plan, name, notes)
@@ -212,15 +217,20 @@ def build_parallel_job(plan: Plan, name: str, notes: list[str]) -> ParallelJob:
         settings["append_row_file_name"] = "parallel_run_step" + _FORMATS[fmt]
     else:
         settings["output_action"] = "summary_only"
-    if isinstance(dataset, FileDataset) and "partition_keys" in settings:
+    if value.type in ("uri_folder", "uri_file") and "partition_keys" in settings:
         raise UsageError(f"{job.where('partition_keys')}: partition_keys needs an "
                          "mltable input (a table), not a uri_folder")
     config = ParallelRunConfig(entry_script=str(task["entry_script"]),
                                source_directory=source, **settings)
-    step = ParallelRunStep(name=slug(name), parallel_run_config=config,
-                           inputs=[dataset], output=rjob.folder, arguments=arguments,
-                           allow_reuse=False)
-    return ParallelJob(name, step, target, notes)
+
+    def make_step() -> ParallelRunStep:
+        mltable_dir = os.path.join(rjob.folder, ".daskscore-mltable")
+        return ParallelRunStep(name=slug(name), parallel_run_config=config,
+                               inputs=[_dataset(value, where, mltable_dir)],
+                               output=rjob.folder, arguments=arguments,
+                               allow_reuse=False)
+
+    return ParallelJob(name, make_step if rjob.needs else make_step(), target, notes)
 
 
 def _append_target(plan: Plan, name: str, append: str) -> Value:

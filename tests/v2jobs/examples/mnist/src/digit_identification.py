@@ -15,7 +15,10 @@ def init():
 def run(mini_batch):
     out = []
     for path in mini_batch:
-        pixels = np.asarray(Image.open(path), dtype=float).reshape(-1)
+        try:
+            pixels = np.asarray(Image.open(path), dtype=float).reshape(-1)
+        except OSError:  # an unreadable image: left out, counted as failed
+            continue
         digit = int(np.argmin(((means - pixels) ** 2).sum(axis=1)))
         out.append(f"{os.path.basename(path)} {digit}")
     return out
