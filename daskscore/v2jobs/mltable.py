@@ -152,8 +152,9 @@ class MLTable:
                 names = [root]
                 top = os.path.dirname(root)
             elif kind == "folder":
-                names = sorted(p for p in fs.find(root) if not
-                               os.path.basename(p).startswith((".", "_")))
+                names = sorted(p for p in fs.find(root)
+                               if not os.path.basename(p).startswith((".", "_"))
+                               and os.path.basename(p) != "MLTable")
                 top = root
             else:
                 names = sorted(fs.glob(root))
