@@ -46,6 +46,9 @@ def run_command(command: str, cwd: str, env: dict[str, str], log: str,
                 shim: str | None) -> tuple[int, str, float]:
     """Run ``command`` (a worker task, or here); its exit code and output's tail."""
     full = dict(os.environ)
+    if full.get("PYTHONPATH"):  # the command runs elsewhere: relative entries break
+        full["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(p) for p in full["PYTHONPATH"].split(os.pathsep) if p)
     full.update(env)
     full["PATH"] = os.path.dirname(sys.executable) + os.pathsep + full.get("PATH", "")
     if shim:
