@@ -156,7 +156,8 @@ class _Resolver:
             return self.data(Port(port.name, "uri_folder", None, port.value),
                              owner, where, is_input, default)
         if port.type is None and default is not None and not is_input:
-            return self.data(Port(port.name, "uri_folder"), owner, where, False, default)
+            return self.data(Port(port.name, "uri_folder"), owner, where, False,
+                             default)
         value = port.value
         if isinstance(value, str):
             value = _simple(value, owner, where)
@@ -167,15 +168,16 @@ class _Resolver:
         if port.type == "uri_file":
             task = rjob.job.data.get("task") or {}
             append = str(task.get("append_row_to") or "")
-            leaf = (APPEND_ROW_DEFAULT if re.search(
-                r"outputs\." + re.escape(port.name) + r"\s*\}\}", append) else port.name)
+            used = re.search(r"outputs\." + re.escape(port.name) + r"\s*\}\}", append)
+            leaf = APPEND_ROW_DEFAULT if used else port.name
             return os.path.join(base, leaf)
         return base
 
     def parent_ref(self, ref: str, rjob: ResolvedJob, where: str) -> Value:
         parts = ref.split(".")
         if parts[0] != "parent":
-            raise UsageError(f"{where}: ${{{{{ref}}}}}: a pipeline job's inputs bind to "
+            raise UsageError(f"{where}: ${{{{{ref}}}}}: a pipeline job's inputs bind "
+                             "to "
                              "${{parent.inputs.x}}, ${{parent.outputs.x}} or "
                              "${{parent.jobs.J.outputs.Y}}")
         if not self.pipeline:

@@ -1,4 +1,4 @@
-"""daskscore's own reader of ``MLTable`` files, so the ``mltable`` package is not needed.
+"""daskscore's own reader of ``MLTable`` files: the ``mltable`` package is not needed.
 
 The subset read (anything else is a :class:`~daskscore.errors.UsageError` naming it):
 
@@ -116,8 +116,9 @@ class MLTable:
             if name in _OPTIONS:
                 opts = dict(opts or {})
                 for key in sorted(set(opts) - _OPTIONS[name]):
+                    known = ", ".join(sorted(_OPTIONS[name]))
                     raise UsageError(f"{self.where}: {name}.{key} is not supported "
-                                     f"(supported: {', '.join(sorted(_OPTIONS[name]))})")
+                                     f"(supported: {known})")
             out.append((name, opts))
         return out
 

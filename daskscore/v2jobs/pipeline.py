@@ -1,4 +1,4 @@
-"""Run a resolved v2 job file: its jobs in dependency order, recorded in the run history.
+"""Run a v2 job file: its jobs in dependency order, recorded in the run history.
 
 :func:`run_job_file` loads, resolves and builds every job first (so a bad binding,
 path or MLTable stops everything before anything runs), then runs the jobs whose
@@ -191,7 +191,8 @@ def run_job_file(path: str, *, overrides: list[str] | None = None,
     seconds = time.perf_counter() - started
     kind = "Pipeline" if file.type == "pipeline" else "Job"
     executor.say(f"{kind} {file.name}: {status} in {seconds:.1f} s"
-                 + (f": {error}" if error else "") + f"; outputs under {plan.output_root}")
+                 + (f": {error}" if error else "")
+                 + f"; outputs under {plan.output_root}")
     run._save_log()
     run._update(status=status, ended=utc_now(), duration_seconds=round(seconds, 3),
                 error=error)

@@ -1,4 +1,4 @@
-"""Load and check an Azure ML v2 job file: ``type: pipeline``, ``parallel`` or ``command``.
+"""Load and check an Azure ML v2 job file (type: pipeline, parallel or command).
 
 :func:`load_job_file` reads the YAML (and the ``component: ./x.yml`` files its
 command jobs point at), applies ``--set`` overrides and gives a :class:`JobFile`
@@ -117,7 +117,7 @@ class JobFile:
 
 
 def slug(text: str, fallback: str = "job") -> str:
-    """A name daskscore accepts for steps and experiments: ``train_job`` -> ``train-job``."""
+    """A step or experiment name daskscore accepts: ``train_job`` -> ``train-job``."""
     name = re.sub(r"[^a-z0-9-]+", "-", str(text).lower()).strip("-")
     if not name or not name[0].isalpha():
         name = f"{fallback}-{name}".strip("-")
@@ -255,8 +255,8 @@ def make_job(name: str, raw: Any, file: str, key: str, base_dir: str,
     outputs = _ports(data.get("outputs"), f"{where}{'.' if key else ': '}outputs")
     if "_component_file" in data:
         comp = data["_component_file"]
-        inputs = _merge_ports(_ports(data["_component_inputs"], f"{comp}: inputs", True),
-                              inputs, f"{where}.inputs")
+        declared = _ports(data["_component_inputs"], f"{comp}: inputs", True)
+        inputs = _merge_ports(declared, inputs, f"{where}.inputs")
         outputs = _merge_ports(_ports(data["_component_outputs"], f"{comp}: outputs",
                                       True), outputs, f"{where}.outputs")
     job = Job(name, kind, data, file, key, job_dir, inputs, outputs)

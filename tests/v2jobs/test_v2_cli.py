@@ -31,14 +31,16 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def daskscore(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def daskscore(cwd: Path, *args: str,
+              timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=cli_env(), check=False)
 
 
 def check_iris(folder: Path, proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Job iris-batch-scoring: Completed (1500 of 1500 items succeeded" in proc.stdout
+    assert ("Job iris-batch-scoring: Completed (1500 of 1500 items succeeded"
+            in proc.stdout)
     table = pd.read_csv(folder / "data" / "iris.csv")
     with open(folder / "model" / "iris.pkl", "rb") as f:
         model = pickle.load(f)
@@ -51,7 +53,8 @@ def check_iris(folder: Path, proc: subprocess.CompletedProcess) -> None:
     assert "compute: accepted and ignored" in proc.stderr
 
 
-def check_many_models(folder: Path, root: Path, proc: subprocess.CompletedProcess) -> None:
+def check_many_models(folder: Path, root: Path,
+                      proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Job partition: Completed (exit code 0" in proc.stdout
     assert "Job train: Completed (3 of 60 items succeeded" in proc.stdout

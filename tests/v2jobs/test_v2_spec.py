@@ -28,7 +28,8 @@ def many_models(tmp_path: Path) -> Path:
 
 def _plan(path: Path, tmp_path: Path, overrides=None):
     file = load_job_file(str(path), overrides)
-    return file, resolve(file, str(tmp_path / "out"), PathResolver(str(tmp_path / "ws")))
+    paths = PathResolver(str(tmp_path / "ws"))
+    return file, resolve(file, str(tmp_path / "out"), paths)
 
 
 def test_pipeline_resolves_every_binding_in_dependency_order(many_models, tmp_path):
@@ -40,7 +41,8 @@ def test_pipeline_resolves_every_binding_in_dependency_order(many_models, tmp_pa
     assert plan.jobs["train"].inputs["sales_table"].location.url == partitioned
     assert plan.jobs["train"].inputs["sales_table"].type == "mltable"
     # the component's default, overridden by the pipeline input
-    command = plan.render("partition", file.jobs["partition"].data["command"], "command")
+    raw = file.jobs["partition"].data["command"]
+    command = plan.render("partition", raw, "command")
     assert command == (f"python partition.py --input {many_models}/data/sales.csv "
                        f"--columns Store --output {partitioned}")
     # ${{parent.outputs.x}} and ${{name}} in a path
@@ -124,7 +126,9 @@ def test_optional_inputs_and_name_bindings(tmp_path):
     path = _write(tmp_path, """\
         type: command
         name: solo
-        command: run $[[--opt ${{inputs.maybe}}]] --n ${{name}} --d ${{default_datastore}}
+        command: >-
+          run $[[--opt ${{inputs.maybe}}]] --n ${{name}}
+          --d ${{default_datastore}}
         inputs:
           maybe: {type: string, optional: true}
         """, "job.yml")
@@ -150,7 +154,8 @@ def test_datastore_and_dataset_paths(tmp_path):
     (store / "images").mkdir(parents=True)
     ds.Datastore.register_local(ws, "mystore", str(store))
     paths = PathResolver(str(tmp_path / "ws"))
-    loc = paths.resolve("azureml://datastores/mystore/paths/images/", str(tmp_path), "k")
+    loc = paths.resolve("azureml://datastores/mystore/paths/images/",
+                        str(tmp_path), "k")
     assert loc.url.rstrip("/") == str(store / "images")
     default = paths.resolve("azureml://datastores/workspaceblobstore/paths/out/x",
                             str(tmp_path), "k")

@@ -17,5 +17,6 @@ def init():
 
 
 def run(mini_batch: pd.DataFrame) -> pd.DataFrame:
-    features = mini_batch[["sepal_length", "sepal_width", "petal_length", "petal_width"]]
+    features = mini_batch[
+        ["sepal_length", "sepal_width", "petal_length", "petal_width"]]
     return pd.DataFrame({"id": mini_batch["id"], "species": model.predict(features)})
