@@ -109,27 +109,49 @@ class _Executor:
                if self.status[d] in (FAILED, "Skipped")]
         return f"not started: job {bad[0]!r} it depends on failed" if bad else None
 
+    def start(self, name: str) -> None:
+        self.status[name] = RUNNING
+        self.run._update_step(self.index[name], status=RUNNING, started=utc_now())
+        self.say(f"Job {name}: started")
+
+    def ready(self) -> list[str]:
+        """The jobs that can start now (those a failed job blocks are marked)."""
+        out = []
+        for name in self.plan.order:
+            if self.status[name] != NOT_STARTED:
+                continue
+            reason = self.blocked(name)
+            if reason:
+                self.status[name] = "Skipped"
+                self.details[name] = {"reason": reason}
+                self.run._update_step(self.index[name], status=NOT_STARTED,
+                                      reason=reason)
+                self.say(f"Job {name}: {reason}")
+            elif all(self.status[d] == COMPLETED for d in self.plan.jobs[name].needs):
+                out.append(name)
+        return out
+
+    def inline(self, name: str) -> None:
+        """Run ``name`` in this thread: Ctrl-C and SIGTERM stop it as any run."""
+        self.start(name)
+        done: Future = Future()
+        try:
+            done.set_result(self.one(name))
+        except DaskScoreError as exc:
+            done.set_exception(exc)
+        self.finish(name, done)
+
     def execute(self) -> str:
         running: dict[Future, str] = {}
         with ThreadPoolExecutor(max_workers=max(1, len(self.plan.order))) as pool:
             while True:
-                for name in self.plan.order:
-                    if self.status[name] != NOT_STARTED:
-                        continue
-                    reason = self.blocked(name)
-                    if reason:
-                        self.status[name] = "Skipped"
-                        self.details[name] = {"reason": reason}
-                        self.run._update_step(self.index[name], status=NOT_STARTED,
-                                              reason=reason)
-                        self.say(f"Job {name}: {reason}")
-                    elif all(self.status[d] == COMPLETED
-                             for d in self.plan.jobs[name].needs):
-                        self.status[name] = RUNNING
-                        self.run._update_step(self.index[name], status=RUNNING,
-                                              started=utc_now())
-                        self.say(f"Job {name}: started")
-                        running[pool.submit(self.one, name)] = name
+                ready = self.ready()
+                if len(ready) == 1 and not running:
+                    self.inline(ready[0])
+                    continue
+                for name in ready:  # side by side
+                    self.start(name)
+                    running[pool.submit(self.one, name)] = name
                 if not running:
                     break
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -147,11 +169,6 @@ def _build(plan: Plan, notes: list[str]) -> dict[str, Any]:
         else:
             built[name] = build_parallel_job(plan, name, notes)
     return built
-
-
-def default_output_root(path: str, overrides: list[str] | None = None) -> str:
-    """``./azureml-outputs/<job name>/``."""
-    return f"azureml-outputs/{slug(load_job_file(path, overrides).name)}"
 
 
 def run_job_file(path: str, *, overrides: list[str] | None = None,

@@ -192,3 +192,76 @@ def test_bad_yaml_is_one_line(tmp_path, case):
     assert errors[0].startswith("daskscore: error: ")
     assert expected in errors[0]
     assert "Job" not in proc.stdout  # nothing ran
+
+
+SIDE_BY_SIDE = """\
+type: pipeline
+experiment_name: side-by-side
+jobs:
+  left:
+    command: python ../meet.py ${{outputs.out}} right
+    code: ./src
+    outputs: {out: {type: uri_folder}}
+  right:
+    command: python ../meet.py ${{outputs.out}} left
+    code: ./src
+    outputs: {out: {type: uri_folder}}
+  both:
+    type: command
+    command: cat ${{inputs.a}}/met ${{inputs.b}}/met > ${{outputs.out}}/both.txt
+    inputs:
+      a: ${{parent.jobs.left.outputs.out}}
+      b: ${{parent.jobs.right.outputs.out}}
+    outputs: {out: {type: uri_folder}}
+"""
+MEET = """\
+import os, sys, time
+out, other = sys.argv[1], sys.argv[2]
+open(os.path.join(out, "here"), "w").close()
+theirs = os.path.join(os.path.dirname(out), "..", other, "out", "here")
+for _ in range(1200):  # at most 2 minutes: the other job runs at the same time
+    if os.path.exists(theirs):
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("the other job never started")
+with open(os.path.join(out, "met"), "w") as f:
+    f.write(f"{os.path.basename(os.path.dirname(out))} met {other}\\n")
+"""
+
+
+def test_independent_jobs_run_side_by_side_and_dependants_wait(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "meet.py").write_text(MEET)
+    (tmp_path / "pipeline.yml").write_text(SIDE_BY_SIDE)
+    proc = daskscore(tmp_path, "run", "pipeline.yml", "--no-progress",
+                     "--output-root", "outs", timeout=200)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    both = (tmp_path / "outs" / "both" / "out" / "both.txt").read_text()
+    assert both.splitlines() == ["left met right", "right met left"]
+    lines = proc.stdout.splitlines()
+    started = lines.index("Job both: started")
+    assert any(line.startswith("Job left: Completed") for line in lines[:started])
+    assert any(line.startswith("Job right: Completed") for line in lines[:started])
+
+
+def test_standalone_command_job(tmp_path):
+    (tmp_path / "job.yml").write_text(textwrap.dedent("""\
+        $schema: https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
+        type: command
+        name: hello
+        command: >-
+          python -c "import sys, mltable; print('n=' + sys.argv[1], mltable.__name__)"
+          ${{inputs.n}} > ${{outputs.out}}/said.txt
+        inputs:
+          n: 3
+        outputs:
+          out: {type: uri_folder}
+        environment: azureml:AzureML-sklearn-1.0@latest
+        """))
+    proc = daskscore(tmp_path, "run", "job.yml", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = (tmp_path / "azureml-outputs" / "hello" / "out" / "said.txt").read_text()
+    assert said == "n=3 mltable\n"
+    assert "environment: accepted and ignored" in proc.stderr
+    assert "Job hello: Completed" in proc.stdout
