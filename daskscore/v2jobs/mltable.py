@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
-from ..storage import url_to_fs
+from ..storage import resolve, url_to_fs
 
 __all__ = ["MLTable", "load_mltable", "SUPPORTED_TRANSFORMATIONS"]
 
@@ -282,7 +282,9 @@ def load_mltable(uri: str, storage_options: dict[str, Any] | None = None,
     text = os.fspath(uri).rstrip("/")
     if text.startswith("file:") and "://" not in text:
         text = text[len("file:"):]
-    fs, path = url_to_fs(text, storage_options or {})
+    # blob URLs of every form as abfs://container/path with their own options
+    text, storage_options = resolve(text, storage_options or {})
+    fs, path = url_to_fs(text, storage_options)
     if fs.isdir(path):
         file_url, base = f"{text}/MLTable", text
     else:

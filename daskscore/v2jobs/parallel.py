@@ -132,7 +132,7 @@ def _dataset(value: Value, where: str, mltable_dir: str):
                 opts["encoding"] = mltable_encoding(table.read_options["encoding"])
             paths = [p for p, _ in table.files()]
             return dataset_from_format(fmt, paths if len(paths) > 1 else paths[0],
-                                       loc.storage_options, opts or None)
+                                       table.storage_options, opts or None)
         # transformations: read the table once here, score it from a Parquet copy
         os.makedirs(mltable_dir, exist_ok=True)
         copy = os.path.join(mltable_dir, f"{value.name}.parquet")
