@@ -200,8 +200,15 @@ def run_job_file(path: str, *, overrides: list[str] | None = None,
                  f"Workspace: {ws.url}")
     try:
         status = executor.execute()
-    except BaseException as exc:
-        run._update(status=FAILED, ended=utc_now(), error=f"{type(exc).__name__}")
+    except BaseException as exc:  # Ctrl-C, SIGTERM: recorded, then as any run
+        error = "interrupted" if isinstance(exc, KeyboardInterrupt) else \
+            f"{type(exc).__name__}: {exc}"
+        for name, state in executor.status.items():
+            if state == RUNNING:
+                run._update_step(executor.index[name], status=FAILED, reason=error,
+                                 ended=utc_now())
+        run._save_log()
+        run._update(status=FAILED, ended=utc_now(), error=error)
         raise
     failed = [n for n in plan.order if executor.status[n] != COMPLETED]
     error = (f"job(s) {', '.join(failed)} did not complete" if failed else None)

@@ -1,6 +1,6 @@
 """A v2 parallel job reading an MLTable from Azure Blob Storage (Azurite) through
-an ``azureml://datastores/<name>/paths/...`` path, its collected file written back
-there, the credential in no output."""
+an ``azureml://datastores/<name>/paths/...`` path or an ``abfs://``/``az://`` URL,
+its collected file written back there, the credential in no output."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ import daskscore as ds
 pytestmark = pytest.mark.slow
 
 
-def test_mltable_on_a_blob_datastore(tmp_path, azure_container):
+@pytest.mark.parametrize("form", ["datastore", "abfs", "az"])
+def test_mltable_on_blob_storage(tmp_path, azure_container, form):
     folder = iris(tmp_path)
     azure_container.upload({
         "tables/iris/MLTable": (folder / "data" / "MLTable").read_bytes(),
@@ -31,13 +32,19 @@ def test_mltable_on_a_blob_datastore(tmp_path, azure_container):
         account_name=azurite.account_name, endpoint=azurite.endpoint,
         connection_string_env="V2_TEST_BLOB")
     job = yaml.safe_load((folder / "job.yml").read_text())
-    job["inputs"]["iris_table"]["path"] = (
-        "azureml://datastores/blobstore/paths/tables/iris")
-    job["outputs"]["scores"]["path"] = (
-        "azureml://datastores/blobstore/paths/results/${{name}}/scores.csv")
-    (folder / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
     env = cli_env()
-    env["V2_TEST_BLOB"] = azurite.connection_string
+    if form == "datastore":
+        job["inputs"]["iris_table"]["path"] = (
+            "azureml://datastores/blobstore/paths/tables/iris")
+        job["outputs"]["scores"]["path"] = (
+            "azureml://datastores/blobstore/paths/results/${{name}}/scores.csv")
+        env["V2_TEST_BLOB"] = azurite.connection_string
+    else:  # a URL; the credential from the environment
+        url = f"{form}://{azure_container.name}"
+        job["inputs"]["iris_table"]["path"] = f"{url}/tables/iris"
+        job["outputs"]["scores"]["path"] = f"{url}/results/${{{{name}}}}/scores.csv"
+        env["AZURE_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+    (folder / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
     proc = subprocess.run([sys.executable, "-m", "daskscore.cli", "run",
                            "iris/job.yml",
                            "--no-progress"], cwd=tmp_path, env=env,
