@@ -74,4 +74,9 @@ def run_v2(argv: list[str], connect: Any) -> int:
     finally:
         if client is not None:
             client.close()
-    return 0 if result.status == "Completed" else 1
+    if result.status == "Completed":
+        return 0
+    # 2 when a job could not start for a usage, configuration or entry-script
+    # error (as for any daskscore run), else 1
+    codes = [d.get("exit_code") for d in result.jobs.values()]
+    return 2 if 2 in codes else 1

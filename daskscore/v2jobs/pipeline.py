@@ -45,13 +45,14 @@ class V2Run:
 
 def _summary(result: Any) -> dict[str, Any]:
     if not hasattr(result, "succeeded_items"):
-        return {"reason": result.reason, "exit_code": result.returncode,
+        return {"reason": result.reason, "command_exit_code": result.returncode,
                 "log": result.log, "elapsed_seconds": round(result.elapsed_seconds, 3)}
     return {"reason": result.reason, "output_dir": result.output_dir,
             "output_file": result.output_file, "total_items": result.total_items,
             "succeeded_items": result.succeeded_items,
             "failed_items": result.failed_items, "mini_batches": result.mini_batches,
             "failed_mini_batches": result.failed_mini_batches,
+            "resumed_mini_batches": result.resumed_mini_batches,
             "elapsed_seconds": round(result.elapsed_seconds, 3)}
 
 
@@ -93,7 +94,7 @@ class _Executor:
         except DaskScoreError as exc:
             error = f"{type(exc).__name__}: {exc}"
             self.status[name] = FAILED
-            self.details[name] = {"reason": error}
+            self.details[name] = {"reason": error, "exit_code": exc.exit_code}
             self.run._update_step(self.index[name], status=FAILED, ended=utc_now(),
                                   reason=error)
             self.say(f"Job {name}: Failed: {error}")

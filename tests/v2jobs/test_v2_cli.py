@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -265,3 +267,74 @@ def test_standalone_command_job(tmp_path):
     assert said == "n=3 mltable\n"
     assert "environment: accepted and ignored" in proc.stderr
     assert "Job hello: Completed" in proc.stdout
+
+
+SLOW_JOB = """\
+type: parallel
+name: slow-files
+inputs:
+  files: {type: uri_folder, path: ./files}
+outputs:
+  lines: {type: uri_file}
+input_data: ${{inputs.files}}
+mini_batch_size: "1"
+resources: {instance_count: 1}
+max_concurrency_per_instance: 1
+task:
+  code: ./src
+  entry_script: slow.py
+  append_row_to: ${{outputs.lines}}
+"""
+SLOW = """\
+import os
+import time
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    time.sleep(float(os.environ.get("ITEM_SLEEP", "0")))
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+def test_sigterm_stops_the_run_and_the_same_command_resumes(tmp_path):
+    (tmp_path / "files").mkdir()
+    for i in range(12):
+        (tmp_path / "files" / f"f{i:02d}.txt").write_text(str(i))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "slow.py").write_text(SLOW)
+    (tmp_path / "job.yml").write_text(SLOW_JOB)
+    env = cli_env()
+    env["ITEM_SLEEP"] = "1"
+    records = tmp_path / "azureml-outputs" / "slow-files" / ".daskscore" / "records"
+    proc = subprocess.Popen([*CLI, "run", "job.yml", "--no-progress"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        for _ in range(1200):  # at most 2 minutes for two committed mini-batches
+            if proc.poll() is not None or (
+                    records.is_dir() and len(list(records.glob("*.json"))) >= 2):
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, out + err
+    assert "terminated (SIGTERM)" in err
+    (record,) = runs(tmp_path)
+    assert record["status"] == "Failed"
+    assert record["error"] == "interrupted"
+    again = daskscore(tmp_path, "run", "job.yml", "--no-progress")
+    assert again.returncode == 0, again.stdout + again.stderr
+    lines = (tmp_path / "azureml-outputs" / "slow-files" / "lines" /
+             "parallel_run_step.txt").read_text().splitlines()
+    assert lines == [f"f{i:02d}.txt" for i in range(12)]
+    latest = runs(tmp_path)[0]
+    assert latest["status"] == "Completed"
+    assert latest["steps"][0]["resumed_mini_batches"] >= 2
