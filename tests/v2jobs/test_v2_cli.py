@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from examples_data import iris, many_models, mnist
 
 pytestmark = pytest.mark.slow
@@ -338,3 +339,15 @@ def test_sigterm_stops_the_run_and_the_same_command_resumes(tmp_path):
     latest = runs(tmp_path)[0]
     assert latest["status"] == "Completed"
     assert latest["steps"][0]["resumed_mini_batches"] >= 2
+
+
+def test_daskscore_only_key_opts_into_the_engines_csv(tmp_path):
+    folder = iris(tmp_path)
+    job = yaml.safe_load((folder / "job.yml").read_text())
+    job["task"]["daskscore_append_row_format"] = "csv"
+    (folder / "job.yml").write_text(yaml.safe_dump(job, sort_keys=False))
+    proc = daskscore(tmp_path, "run", "iris/job.yml", "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    scores = pd.read_csv(folder / "out" / "iris_scores.csv")
+    assert list(scores.columns) == ["id", "species"]
+    assert scores["id"].tolist() == list(range(1500))

@@ -119,3 +119,15 @@ def test_runner_gives_mltable_when_the_package_is_missing(partitioned):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout.split()
     assert out == ["6", "daskscore.v2jobs.mltable_module"]
+
+
+def test_header_from_first_file(tmp_path):
+    (tmp_path / "a.csv").write_text("x;y\n1;2\n")
+    (tmp_path / "b.csv").write_text("3;4\n5;6\n")
+    frame = load_mltable(str(_table(tmp_path, """\
+        paths:
+          - pattern: ./*.csv
+        transformations:
+          - read_delimited: {delimiter: ';', header: from_first_file}
+        """))).to_pandas_dataframe()
+    assert frame.to_dict("list") == {"x": [1, 3, 5], "y": [2, 4, 6]}
