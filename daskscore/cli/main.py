@@ -198,7 +198,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "file (keys are the flag names with underscores); flags "
         "override the file. Everything after '--' is passed to the "
         "script as its arguments. Running the same job again into the "
-        "same output resumes it.",
+        "same output resumes it. An Azure ML v2 file (type: pipeline, "
+        "parallel or command) runs as it is: 'daskscore run pipeline.yml "
+        "--help'.",
     )
     _add_job_flags(run)
     run.add_argument(

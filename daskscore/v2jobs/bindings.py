@@ -141,10 +141,10 @@ class _Resolver:
         if path is None:
             return Value(port.name, port.type, None, None, port.mode)
         path = _simple(str(path), owner, where)
-        loc = self.paths.resolve(path, self.file.base_dir if owner == self.file.name
-                                 else self.file.jobs[owner].base_dir
-                                 if owner in self.file.jobs else self.file.base_dir,
-                                 f"{where}.path", must_exist=is_input)
+        # paths are written in the job file: relative to it (a component's
+        # code: is relative to the component file, see spec.Job.base_dir)
+        loc = self.paths.resolve(path, self.file.base_dir, f"{where}.path",
+                                 must_exist=is_input)
         return Value(port.name, port.type, None, loc, port.mode)
 
     def port(self, port: Port, owner: str, where: str, is_input: bool,
