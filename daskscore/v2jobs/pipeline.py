@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import SimpleNamespace
 from typing import Any, TextIO
 
-from ..errors import DaskScoreError
+from ..errors import ConfigError, DaskScoreError, DatasetError, UsageError
 from ..pipeline.pipeline import Experiment, PipelineRun
 from ..progress import TextProgress
 from ..registry._common import utc_now
@@ -163,12 +163,18 @@ class _Executor:
 
 
 def _build(plan: Plan, notes: list[str]) -> dict[str, Any]:
+    """Every job built (settings checked) before any runs; errors name the job."""
     built = {}
     for name in plan.order:
-        if plan.jobs[name].job.type == "command":
-            built[name] = build_command_job(plan, name)
-        else:
-            built[name] = build_parallel_job(plan, name, notes)
+        job = plan.jobs[name].job
+        try:
+            if job.type == "command":
+                built[name] = build_command_job(plan, name)
+            else:
+                built[name] = build_parallel_job(plan, name, notes)
+        except (ConfigError, DatasetError) as exc:
+            where = f"{job.file}: {job.key}" if job.key else job.file
+            raise UsageError(f"{where}: {exc}") from None
     return built
 
 

@@ -165,6 +165,14 @@ BAD = {
         input_data: ${{inputs.data}}
         task: {entry_script: score.py}
         """, "transformation 'filter' is not supported by daskscore's MLTable reader"),
+    "size": ("""\
+        type: parallel
+        inputs:
+          data: {type: uri_folder, path: ./table}
+        input_data: ${{inputs.data}}
+        mini_batch_size: "10kb"
+        task: {entry_script: score.py}
+        """, "job.yml: mini_batch_size='10kb' is not allowed: for a FileDataset"),
     "cycle": ("""\
         type: pipeline
         jobs:
