@@ -148,10 +148,13 @@ class _MltableFallback:
         return importlib.util.spec_from_loader("mltable", self)
 
     def create_module(self, spec):
-        return importlib.import_module("daskscore.v2jobs.mltable_module")
+        return None  # a plain module named mltable
 
     def exec_module(self, module) -> None:
-        pass
+        ours = importlib.import_module("daskscore.v2jobs.mltable_module")
+        module.__dict__.update({k: v for k, v in vars(ours).items()
+                                if not k.startswith("__")})
+        module.__doc__ = ours.__doc__
 
 
 def provide_mltable() -> None:

@@ -115,7 +115,7 @@ def test_runner_gives_mltable_when_the_package_is_missing(partitioned):
             "provide_mltable()\n"
             "import mltable\n"
             f"print(len(mltable.load({str(partitioned)!r}).to_pandas_dataframe()))\n"
-            "print(mltable.__name__)\n")
+            "print(mltable.load.__module__)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout.split()
     assert out == ["6", "daskscore.v2jobs.mltable_module"]
