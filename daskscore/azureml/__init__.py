@@ -1,4 +1,4 @@
-"""Azure ML SDK v1 names for daskscore: entry scripts unchanged, notebooks with one line.
+"""Azure ML SDK v1 names: entry scripts unchanged, notebooks with one line.
 
 ``import daskscore.azureml; daskscore.azureml.install()`` makes ``azureml.core``
 (``Model``, ``Run``, ``Workspace``, ``Dataset``, ``Datastore``, ``Experiment``, ...),
@@ -17,9 +17,20 @@ from ._hook import (
     V1Finder,
     install,
     installed,
+    provide_mltable,
     real_sdk_available,
     uninstall,
 )
 
-__all__ = ["MODULES", "V1_MODULES", "ModuleNotProvidedError", "NotProvidedError", "V1Finder",
-           "install", "installed", "real_sdk_available", "uninstall"]
+__all__ = [
+    "MODULES",
+    "V1_MODULES",
+    "ModuleNotProvidedError",
+    "NotProvidedError",
+    "V1Finder",
+    "install",
+    "installed",
+    "provide_mltable",
+    "real_sdk_available",
+    "uninstall",
+]

@@ -27,7 +27,7 @@ from typing import Any
 
 __all__ = ["MODULES", "V1_MODULES", "ModuleNotProvidedError", "NotProvidedError",
            "V1Class", "V1Finder", "install", "installed", "not_provided",
-           "real_sdk_available", "uninstall", "v1_attribute"]
+           "provide_mltable", "real_sdk_available", "uninstall", "v1_attribute"]
 
 logger = logging.getLogger("daskscore.azureml")
 
@@ -262,3 +262,31 @@ def uninstall() -> None:
             getattr(sys.modules[name], "__loader__", None), _AliasLoader
         ):
             del sys.modules[name]
+
+
+# -- ``import mltable`` (Azure ML v2 scripts) without the package: unlike the v1
+# names, the real package wins whenever it is installed, so this finder goes last
+# on ``sys.meta_path`` and answers only when no other finder has ``mltable``.
+class _MltableFallback(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Last on ``sys.meta_path``: found only when no real ``mltable`` is."""
+
+    def find_spec(self, fullname: str, path: Any = None,
+                  target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "mltable":
+            return None
+        return importlib.machinery.ModuleSpec("mltable", self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None  # a plain module named mltable
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        ours = importlib.import_module("daskscore.v2jobs.mltable_module")
+        module.__dict__.update({k: v for k, v in vars(ours).items()
+                                if not k.startswith("__")})
+        module.__doc__ = ours.__doc__
+
+
+def provide_mltable() -> None:
+    """Let a script ``import mltable`` when the real package is not installed."""
+    if not any(isinstance(f, _MltableFallback) for f in sys.meta_path):
+        sys.meta_path.append(_MltableFallback())

@@ -25,6 +25,7 @@ from ..output.store import StateStore
 from ..progress import TextProgress
 from ..step import ParallelRunStep
 from .runs import add_runs_commands, run_runs_command
+from .v2run import is_v2_file, run_v2
 
 __all__ = ["main"]
 
@@ -197,7 +198,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "file (keys are the flag names with underscores); flags "
         "override the file. Everything after '--' is passed to the "
         "script as its arguments. Running the same job again into the "
-        "same output resumes it.",
+        "same output resumes it. An Azure ML v2 file (type: pipeline, "
+        "parallel or command) runs as it is: 'daskscore run pipeline.yml "
+        "--help'.",
     )
     _add_job_flags(run)
     run.add_argument(
@@ -585,6 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     previous = _catch_sigterm()
     try:
+        if argv[:1] == ["run"] and len(argv) > 1 and is_v2_file(argv[1]):
+            return run_v2(argv[1:], _connect)  # an Azure ML v2 job file
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

@@ -32,6 +32,7 @@ own).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import logging
@@ -48,6 +49,7 @@ from multiprocessing.connection import Connection
 from .. import entry_script
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
 from ..azureml._hook import install as install_v1_names
+from ..azureml._hook import provide_mltable
 from ..entry_script import MiniBatchContext, PartitionDataset
 from ..output.parts import PartWriter, is_dataframe
 from ..storage import redact
@@ -238,6 +240,7 @@ class Runner:
         # `from azureml.core import Model` resolves to daskscore, unless the
         # real Azure ML SDK is installed (it then wins)
         install_v1_names()
+        provide_mltable()  # `import mltable` without the package (v2 jobs)
         name = os.path.splitext(os.path.basename(self.script_path))[0]
         try:
             spec = importlib.util.spec_from_file_location(name, self.script_path)
