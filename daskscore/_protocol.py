@@ -317,6 +317,9 @@ class JobSpec:
     # ds.map_partitions: the runner hands run()'s result back to the task
     # (TryOutcome.result) instead of committing a part
     return_result: bool = False
+    # daskscore.live-interval: a pack sends the records it commits to the client
+    # at most this often (worker.feed)
+    live_interval: float = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
