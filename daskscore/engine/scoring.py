@@ -446,4 +446,5 @@ def _poll_init(loop: ScoringLoop) -> None:
     shown = p.init_workers
     p.init_workers, p.init_seconds = len(times), max(times, default=0.0)
     if times or shown:
-        loop.progress_cb.update(p)
+        with loop._lock:  # not while a record is being counted
+            loop.progress_cb.update(p)
