@@ -159,12 +159,10 @@ def cancel_job_request(client: Any, job_id: str) -> None:
 def state_line(state: dict[str, Any]) -> str:
     """One human-readable line for a job state."""
     eta = state.get("eta_seconds")
-    resumed = state.get("resumed_mini_batches")
     line = (
         f"{state['job_id']}: {state['status']}, "
         f"{state.get('done_mini_batches', 0)}/{state.get('mini_batches', 0)} "
-        f"mini-batches ({state.get('failed_mini_batches', 0)} failed"
-        f"{f', {resumed} resumed' if resumed else ''}), "
+        f"mini-batches ({state.get('failed_mini_batches', 0)} failed), "
         f"{state.get('succeeded_items', 0)} items succeeded, "
         f"{state.get('failed_items', 0)} failed, "
         f"{state.get('items_per_second', 0.0):.1f} items/s"
