@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import threading
 
 import dask
 import pytest
@@ -13,6 +14,7 @@ from helpers import counts, make_files, make_step, write_script
 import daskscore as ds
 from daskscore import _settings  # noqa: F401 - the defaults before dask.config.set
 from daskscore.progress import ProgressCallback, TextProgress
+from daskscore.scheduler.dashboard import jobs_state
 
 pytest_plugins = ["helpers"]
 
@@ -75,22 +77,29 @@ class Recorder(ProgressCallback):
             self.go.write_text(str(done))
 
 
-def test_the_count_moves_per_mini_batch_before_the_pack_ends(tmp_path, shared_client):
-    """One pack of 8 one-second mini-batches on one worker: the client counts 1,
-    2, 3 while mini-batch 3 of that pack is still waiting for the client to have
-    counted 3 (so the pack, and its task, had not ended)."""
+def run_waiting_job(tmp_path, client, name: str, progress=None):
+    """One pack of 8 one-second mini-batches on one worker; mini-batch 3 waits
+    for ``tmp_path / "go"``. Returns the result, the go file, the gave-up file."""
     script = write_script(tmp_path / "src", WAITING_SCRIPT)
     make_files(tmp_path / "in", N_FILES)
     go, gave_up = tmp_path / "go", tmp_path / "gave-up"
-    recorder = Recorder(go, go_at=3)
     config = {"daskscore.pack.max-mini-batches": N_FILES, "daskscore.pack.divisor": 1}
     with dask.config.set(config):
         result = make_step(
             script, ds.Dataset.File.from_files(str(tmp_path / "in")),
-            tmp_path / "out", mini_batch_size="1", node_count=1,
+            tmp_path / "out", name=name, mini_batch_size="1", node_count=1,
             process_count_per_node=1,
             environment_variables={"GO_FILE": str(go), "GAVE_UP_FILE": str(gave_up)},
-        ).run(client=shared_client, progress=recorder)
+        ).run(client=client, progress=progress)
+    return result, go, gave_up
+
+
+def test_the_count_moves_per_mini_batch_before_the_pack_ends(tmp_path, shared_client):
+    """The client counts 1, 2, 3 while mini-batch 3 of that pack is still waiting
+    for the client to have counted 3 (so the pack, and its task, had not ended)."""
+    recorder = Recorder(tmp_path / "go", go_at=3)
+    result, go, gave_up = run_waiting_job(tmp_path, shared_client, "live-count",
+                                          recorder)
 
     assert result.status == "Completed"
     assert counts(result) == (N_FILES, N_FILES, 0)
@@ -100,6 +109,40 @@ def test_the_count_moves_per_mini_batch_before_the_pack_ends(tmp_path, shared_cl
     assert recorder.seen[:3] == [1, 2, 3]
     assert recorder.seen == sorted(set(recorder.seen))
     assert recorder.seen[-1] == N_FILES
+
+
+def test_the_state_status_and_the_dashboard_read_moves_before_the_pack_ends(
+    tmp_path, shared_client
+):
+    """What ``daskscore status`` and the dashboard page read (the job's state on
+    the scheduler) shows 3 mini-batches done while the pack's 4th waits for it."""
+    go, stop, seen = tmp_path / "go", threading.Event(), []
+
+    def watch() -> None:
+        while not stop.wait(0.2):
+            states = shared_client.run_on_scheduler(jobs_state)
+            for state in states.values():
+                if state.get("step") != "live-status":
+                    continue
+                seen.append(state["done_mini_batches"])
+                if state["done_mini_batches"] >= 3 and not go.exists():
+                    go.write_text(f"{state['done_mini_batches']} {state['status']}")
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        result, go, gave_up = run_waiting_job(tmp_path, shared_client, "live-status")
+    finally:
+        stop.set()
+        watcher.join()
+
+    assert result.status == "Completed"
+    assert go.read_text() == "3 Running"
+    assert not gave_up.exists()
+    assert seen == sorted(seen)
+    [final] = [state for state in shared_client.run_on_scheduler(jobs_state).values()
+               if state.get("step") == "live-status"]
+    assert (final["done_mini_batches"], final["status"]) == (N_FILES, "Completed")
 
 
 def test_a_resumed_job_counts_the_committed_mini_batches_from_the_start(
