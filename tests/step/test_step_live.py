@@ -180,3 +180,51 @@ def test_a_resumed_job_counts_the_committed_mini_batches_from_the_start(
     assert recorder.seen[-1] == 6 and set(recorder.seen) <= {5, 6}
     assert counts(result) == (6, 6, 0)
     assert result.resumed_mini_batches == 4
+
+
+# Mini-batch 4 kills its worker once, after the client has counted 4 (GO_FILE):
+# the pack runs again on the restarted worker, which finds 0-3 recorded.
+KILL_ONCE_SCRIPT = """
+import os, signal, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    killed = os.environ["KILLED_FILE"]
+    if names == ["item-0004.txt"] and not os.path.exists(killed):
+        for _ in range(1200):
+            if os.path.exists(os.environ["GO_FILE"]):
+                break
+            time.sleep(0.1)
+        open(killed, "w").close()
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(60)
+    return names
+"""
+
+
+@pytest.mark.slow
+def test_a_mini_batch_counted_live_is_counted_once_when_its_pack_runs_again(tmp_path):
+    script = write_script(tmp_path / "src", KILL_ONCE_SCRIPT)
+    make_files(tmp_path / "in", N_FILES)
+    go, killed = tmp_path / "go", tmp_path / "killed"
+    recorder = Recorder(go, go_at=4)
+    config = {"daskscore.pack.max-mini-batches": N_FILES, "daskscore.pack.divisor": 1}
+    with dask.config.set(config):
+        result = make_step(
+            script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+            tmp_path / "out", mini_batch_size="1", node_count=1,
+            process_count_per_node=1, run_max_try=3,
+            environment_variables={"GO_FILE": str(go), "KILLED_FILE": str(killed)},
+        ).run(progress=recorder)  # its own embedded cluster: the worker restarts
+
+    assert killed.exists() and go.read_text() == "4"
+    assert result.status == "Completed", result.reason
+    assert counts(result) == (N_FILES, N_FILES, 0)
+    # 0-3 were counted live before the worker died; their records came back
+    # with the pack's second execution and were not counted again
+    assert recorder.seen[:4] == [1, 2, 3, 4]
+    assert recorder.seen == sorted(set(recorder.seen))
+    assert recorder.seen[-1] == N_FILES
