@@ -72,7 +72,8 @@ class JobProgress:
         eta_text = f"ETA {eta:.0f}s" if eta is not None else "ETA ?"
         return (
             f"Processed {self.done_mini_batches} of {self.total_mini_batches} "
-            f"mini-batches{self.resumed_text()}, {items}{total} items ({self.failed_items} failed items, "
+            f"mini-batches{self.resumed_text()}, {items}{total} items "
+            f"({self.failed_items} failed items, "
             f"{self.failed_mini_batches} failed mini-batches), "
             f"{self.items_per_second:.1f} items/s, {eta_text}{self.init_text()}"
         )
