@@ -321,6 +321,9 @@ class JobSpec:
     # and workspace, with their storage options (given to the runner in its
     # setup's context, never in its environment); empty: no run folder
     run_context: dict[str, Any] = field(default_factory=dict)
+    # daskscore.live-interval: a pack sends the records it commits to the client
+    # at most this often (worker.feed)
+    live_interval: float = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,6 +54,7 @@ KINDS: dict[str, str] = {
     "runner.init-failures": "count",
     "runner.memory-limit": "limit",
     "publish-interval": "seconds",
+    "live-interval": "seconds",
     "cancel-poll-interval": "interval",
     "lock.heartbeat-interval": "interval",
     "lock.stale-after": "interval",

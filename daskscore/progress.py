@@ -1,7 +1,9 @@
 """Progress reporting: a small callback interface with a no-op default.
 
-``ParallelRunStep.run(progress=...)`` calls ``start`` once, ``update`` after every
-completed mini-batch (and, while ``init()`` is still running on some workers,
+``ParallelRunStep.run(progress=...)`` calls ``start`` once (the mini-batches an
+earlier run committed already counted: :attr:`JobProgress.resumed_mini_batches`),
+``update`` within about a second of every committed mini-batch (from a thread of
+the job's, one call at a time) (and, while ``init()`` is still running on some workers,
 about every second with :attr:`JobProgress.init_workers` set), and ``finish``
 once. ``TextProgress`` draws a live bar (on a
 terminal) or prints a line every few seconds (in a log file), with mini-batches
@@ -40,6 +42,10 @@ class JobProgress:
     # workers whose init() is still running, and the longest it has run (s)
     init_workers: int = 0
     init_seconds: float = 0.0
+    # committed by an earlier run of the step (counted in the totals above from
+    # the start, left out of the rates)
+    resumed_mini_batches: int = 0
+    resumed_items: int = 0
 
     @property
     def elapsed_seconds(self) -> float:
@@ -48,14 +54,15 @@ class JobProgress:
     @property
     def items_per_second(self) -> float:
         elapsed = self.elapsed_seconds
-        done = self.succeeded_items + self.failed_items
-        return done / elapsed if elapsed > 0 else 0.0
+        done = self.succeeded_items + self.failed_items - self.resumed_items
+        return max(0, done) / elapsed if elapsed > 0 else 0.0
 
     @property
     def eta_seconds(self) -> float | None:
-        if not self.done_mini_batches:
+        done = self.done_mini_batches - self.resumed_mini_batches
+        if done <= 0:
             return None
-        rate = self.done_mini_batches / max(self.elapsed_seconds, 1e-9)
+        rate = done / max(self.elapsed_seconds, 1e-9)
         return (self.total_mini_batches - self.done_mini_batches) / rate
 
     def line(self) -> str:
@@ -65,10 +72,16 @@ class JobProgress:
         eta_text = f"ETA {eta:.0f}s" if eta is not None else "ETA ?"
         return (
             f"Processed {self.done_mini_batches} of {self.total_mini_batches} "
-            f"mini-batches, {items}{total} items ({self.failed_items} failed items, "
+            f"mini-batches{self.resumed_text()}, {items}{total} items "
+            f"({self.failed_items} failed items, "
             f"{self.failed_mini_batches} failed mini-batches), "
             f"{self.items_per_second:.1f} items/s, {eta_text}{self.init_text()}"
         )
+
+    def resumed_text(self) -> str:
+        """``" (20 resumed)"``: committed by an earlier run; or ""."""
+        n = self.resumed_mini_batches
+        return f" ({n} resumed)" if n else ""
 
     def init_text(self) -> str:
         """``"; init() still running on 2 workers (for 35 s)"``, or ""."""
@@ -119,10 +132,15 @@ class TextProgress(ProgressCallback):
 
             self._bar = tqdm(
                 total=progress.total_mini_batches,
+                initial=progress.done_mini_batches,
                 unit="mini-batch",
                 file=self.stream,
                 dynamic_ncols=True,
             )
+            if progress.resumed_mini_batches:
+                self._bar.set_description(
+                    f"{progress.resumed_mini_batches} resumed", refresh=True
+                )
         else:
             print(progress.line(), file=self.stream, flush=True)
 

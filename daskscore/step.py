@@ -40,6 +40,7 @@ from .entry_script import bundle_entry_script
 from .errors import ConfigError
 from .progress import ProgressCallback
 from .result import StepRunResult
+from .storage import leaving_out
 
 __all__ = ["ParallelRunStep"]
 
@@ -218,15 +219,20 @@ class ParallelRunStep:
 
     # -- planning ----------------------------------------------------------------
     def plan(self) -> tuple[list[MiniBatchSpec], str]:
-        """The mini-batches of all inputs, numbered in input order; a fingerprint."""
+        """The mini-batches of all inputs, numbered in input order; a fingerprint.
+
+        The step's output folder is never input, even inside an input folder
+        (``storage.leaving_out``).
+        """
         specs: list[MiniBatchSpec] = []
         prints = []
         keys = self.config.partition_keys
         for source, dataset in enumerate(self.inputs):
-            if keys:
-                part, fingerprint = dataset.plan(None, partition_keys=keys)
-            else:
-                part, fingerprint = dataset.plan(self.config.mini_batch_size)
+            with leaving_out(self.output, self.storage_options):
+                if keys:
+                    part, fingerprint = dataset.plan(None, partition_keys=keys)
+                else:
+                    part, fingerprint = dataset.plan(self.config.mini_batch_size)
             offset = len(specs)
             specs.extend(
                 replace(s, index=s.index + offset, source=source) for s in part

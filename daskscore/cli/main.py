@@ -24,6 +24,7 @@ from ..io._common import COMPRESSED_SUFFIXES
 from ..output.store import StateStore
 from ..progress import TextProgress
 from ..step import ParallelRunStep
+from ..storage import leaving_out, url_to_fs, without_own_files
 from .runs import add_runs_commands, run_runs_command
 from .v2run import is_v2_file, run_v2
 
@@ -338,13 +339,18 @@ def _infer_type(path: str) -> str:
     kind = _ext_type(path)
     if kind != "file" or "://" in path or not os.path.isdir(path):
         return kind
+    root = os.path.abspath(path)
+    found = {
+        os.path.join(folder, name): {}
+        for folder, _dirs, files in os.walk(root)
+        for name in files
+        if not _is_marker(name)
+    }
+    # daskscore's own output is never input (the listing leaves it out too)
+    found = without_own_files(url_to_fs(root)[0], found, root, path)
     by_kind: dict[str, list[str]] = {}
-    for folder, _dirs, files in os.walk(path):
-        for name in files:
-            if not _is_marker(name):
-                by_kind.setdefault(_ext_type(name), []).append(
-                    os.path.relpath(os.path.join(folder, name), path)
-                )
+    for file in found:
+        by_kind.setdefault(_ext_type(file), []).append(os.path.relpath(file, root))
     tables = [k for k in by_kind if k != "file"]
     if not tables:
         return "file"
@@ -371,12 +377,14 @@ def _datasets(
     storage_options: dict[str, Any],
     csv_multi_line: bool = False,
     encoding: str | None = None,
+    output: tuple[str | None, dict[str, Any] | None] = (None, None),
 ) -> list:
     if input_type not in (None, "file", "tabular"):
         raise ConfigError("input_type", input_type, '"file" or "tabular"')
     out = []
     for path in inputs:
-        kind = "file" if input_type == "file" else _infer_type(path)
+        with leaving_out(*output):  # the step's output folder is never input
+            kind = "file" if input_type == "file" else _infer_type(path)
         if input_type == "tabular" and kind == "file":
             raise UsageError(
                 f"input {path}: cannot tell the table format; use a .csv, .tsv, "
@@ -451,6 +459,7 @@ def _step_from_settings(settings: dict[str, Any]):
         dict(settings.get("storage_options") or {}),
         csv_multi_line=bool(settings.get("csv_multi_line")),
         encoding=settings.get("encoding"),
+        output=(settings.get("output"), settings.get("output_storage_options")),
     )
     return ParallelRunStep(
         name=_step_name(settings),

@@ -146,8 +146,7 @@ class Job:
         )
         workers = len(self.workers) if self.workers else workers_wanted(self.cfg)
         self.tally = Tally(self.cfg, self.progress, workers)
-        for record in self.records.values():
-            self.tally.count(record)
+        self.tally.resume(self.records.values())
         try:
             client = self._connect()
             if self.workers:
@@ -271,11 +270,13 @@ class Job:
         output_file = None
         try:
             # records committed by mini-batches still running when the job was
-            # cancelled
-            for index, record in store.load_records(known=self.records).items():
+            # cancelled; those counted from their live summary only are read too
+            live = {i for i, r in self.records.items() if r.get("live")}
+            for index, record in store.load_records(self.records.keys() - live).items():
                 if index < len(specs):
+                    if index not in live:
+                        self.tally.count(record)
                     self.records[index] = record
-                    self.tally.count(record)
             if cfg.output_action == OutputAction.APPEND_ROW:
                 output_file, _ = assemble_output(
                     store,

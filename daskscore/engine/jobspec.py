@@ -81,6 +81,7 @@ def build_job_spec(
         runner_shutdown_timeout=_settings.get("runner.shutdown-timeout"),
         runner_init_failures=_settings.get("runner.init-failures"),
         runner_memory_limit=_settings.get("runner.memory-limit"),
+        live_interval=_settings.get("live-interval"),
         # with a failure budget, every failure must reach the client at once
         stop_on_failure=has_failure_budget(cfg),
         resource=resource if allowed_names is not None else None,

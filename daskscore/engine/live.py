@@ -51,6 +51,7 @@ class JobBoard:
             "done_mini_batches": p.done_mini_batches,
             "failed_mini_batches": p.failed_mini_batches,
             "remaining_mini_batches": p.total_mini_batches - p.done_mini_batches,
+            "resumed_mini_batches": p.resumed_mini_batches,
             "total_items": p.total_items,
             "succeeded_items": p.succeeded_items,
             "failed_items": p.failed_items,

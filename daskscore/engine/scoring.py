@@ -1,10 +1,13 @@
 """The scoring loop of one job: submit packs, consume records as they complete.
 
 Packs of mini-batches (and dask DataFrame partitions) go to the cluster as Dask
-tasks in input order (task priorities). Each finished task returns its
-mini-batches' final records, which are counted at once: progress, live
-thresholds, the init watchdog. On a breach, or a ``daskscore cancel``, no new
-mini-batch starts and the running ones finish. A pack that stopped early after a
+tasks in input order (task priorities). Each mini-batch is counted as soon as
+its record is committed (progress, live thresholds, the init watchdog): workers
+send a summary of each record as it is committed (``worker.feed``, a Dask event
+topic), and each finished task returns its mini-batches' final records; a
+mini-batch is counted once, whichever comes first (the full record replaces a
+summary). On a breach, or a ``daskscore cancel``, no new mini-batch starts and
+the running ones finish. A pack that stopped early after a
 failure (the job has a failure budget) is requeued without the mini-batches done.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from typing import Any
@@ -22,8 +26,10 @@ from distributed import KilledWorker, as_completed
 from .._protocol import JobStatus, MiniBatchSpec
 from ..errors import JobError
 from ..progress import JobProgress, ProgressCallback
+from ..scheduler.reaping import drop_topic
 from ..storage import is_storage_error
 from ..worker.control import cancel_plugin, init_running
+from ..worker.feed import live_topic
 from ..worker.tasks import score_pack
 from .live import JobBoard
 from .liveness import Liveness
@@ -81,6 +87,8 @@ class ScoringLoop:
         self.liveness = Liveness(
             job.no_progress_timeout, job.resource if job.workers else None
         )
+        self._lock = threading.RLock()  # the live feed's thread counts too
+        self.live = LiveRecords(client, live_topic(job.plugin_name), self)
 
     # -- submitting ---------------------------------------------------------------
     def _key(self, first: int, last: int | None = None, suffix: str = "") -> str:
@@ -135,6 +143,7 @@ class ScoringLoop:
             self.submit_frames(inputs, frames)
         rest = [s for s in todo if s.kind != "frame"]
         max_pack, divisor = self.job.pack_sizes
+        self.live.start()  # before the first task: no record is missed
         for pack in pack_mini_batches(rest, self._workers(), max_pack, divisor):
             self.submit_pack(pack)
         self.liveness.subscribe(self.client)
@@ -145,6 +154,7 @@ class ScoringLoop:
         try:
             self._consume(self.stream)
         finally:
+            self.live.stop()
             self.liveness.unsubscribe(self.client)
         self.done.set()
         if self.cancel_requested.is_set() and not self.reason:
@@ -174,19 +184,18 @@ class ScoringLoop:
                 continue
             records = self._records_of(future)
             future.release()
-            breach = self._count(records) or breach
-            self.board.publish(
-                self.client, self.progress, JobStatus.RUNNING, self.reason
-            )
+            with self._lock:
+                breach = self._count(records) or breach
+                self.board.publish(
+                    self.client, self.progress, JobStatus.RUNNING, self.reason
+                )
             # a pack returns early after a failure so that the failure is counted
             # at once; the rest of the pack goes back into the queue
             done = {r["index"] for r in records}
             left = [s for s in self.pending.pop(future.key, []) if s.index not in done]
             if left and not breach and not self.reason:
                 stream.add(self.submit_pack(left, suffix=f"-r{len(self.futures)}"))
-            if breach and not self.reason:
-                self.reason = breach
-                logger.warning("stopping the job: %s", breach)
+            if breach and _stop_for(self, breach):
                 self.cancel()
 
     def _records_of(self, future: Any) -> list[dict[str, Any]]:
@@ -200,11 +209,13 @@ class ScoringLoop:
             self.stop()
             raise
 
-    def _count(self, records: list[dict[str, Any]]) -> str | None:
+    def _count(self, records: list[dict[str, Any]], live: bool = False) -> str | None:
         """Count new records; the first reason to stop, if any."""
         breach = None
         for record in records:
             if record["index"] in self.records:
+                if not live and self.records[record["index"]].get("live"):
+                    self.records[record["index"]] = record  # the full record
                 continue
             self.records[record["index"]] = record
             self.progress.init_workers = 0  # asked again when progress stalls
@@ -212,15 +223,8 @@ class ScoringLoop:
             stop = self.tally.add(record)
             breach = breach or stop
             self.progress_cb.update(self.progress)
-            self._maybe_progress_line()
+            _maybe_progress_line(self.progress, self.progress_lines)
         return breach
-
-    def _maybe_progress_line(self) -> None:
-        p = self.progress
-        every = max(1, math.ceil(p.total_mini_batches / _PROGRESS_LINES))
-        done = p.done_mini_batches
-        if done % every == 0 or done == p.total_mini_batches:
-            self.progress_lines.append(p.line())
 
     def _failed_pack(self, specs: list[MiniBatchSpec], exc: BaseException) -> list:
         if is_storage_error(exc) and not any(s.kind == "frame" for s in specs):
@@ -339,6 +343,79 @@ class ScoringLoop:
             logger.warning("could not stop the job on every worker: %s", exc)
 
 
+class LiveRecords:
+    """The records workers send as they commit them (``worker.feed``), counted
+    in a thread of their own (a breach cancels the job, which blocks)."""
+
+    def __init__(self, client: Any, topic: str, loop: ScoringLoop) -> None:
+        self.client = client
+        self.topic = topic
+        self.loop = loop
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            self.client.subscribe_topic(self.topic, self._event)
+        except Exception as exc:  # noqa: BLE001 - progress then moves per pack
+            logger.debug("no live records: %s", exc)
+            return
+        self.thread = threading.Thread(
+            target=self._run, daemon=True, name="daskscore-live-records"
+        )
+        self.thread.start()
+
+    def _event(self, event: tuple[float, Any]) -> None:
+        """On the client's event loop: only queue it."""
+        self.queue.put(event[1])
+
+    def _run(self) -> None:
+        while (batch := self.queue.get()) is not None:
+            try:
+                self.take(batch)
+            except Exception as exc:  # noqa: BLE001 - the task's return counts
+                logger.debug("cannot count live records: %s", exc)
+
+    def take(self, summaries: list[dict[str, Any]]) -> None:
+        loop = self.loop
+        with loop._lock:
+            breach = loop._count(summaries, live=True)
+            loop.board.publish(
+                loop.client, loop.progress, JobStatus.RUNNING, loop.reason
+            )
+        if breach and _stop_for(loop, breach):
+            loop.cancel()
+
+    def stop(self) -> None:
+        if self.thread is None:
+            return
+        try:
+            self.client.unsubscribe_topic(self.topic)
+            self.client.run_on_scheduler(drop_topic, self.topic)
+        except Exception as exc:  # noqa: BLE001 - the scheduler is going away
+            logger.debug("cannot drop the live records' topic: %s", exc)
+        self.queue.put(None)
+        self.thread.join()
+        self.thread = None
+
+
+def _maybe_progress_line(p: JobProgress, lines: list[str]) -> None:
+    every = max(1, math.ceil(p.total_mini_batches / _PROGRESS_LINES))
+    done = p.done_mini_batches
+    if done % every == 0 or done == p.total_mini_batches:
+        lines.append(p.line())
+
+
+def _stop_for(loop: ScoringLoop, breach: str) -> bool:
+    """Take ``breach`` as the reason to stop, unless there is one already."""
+    with loop._lock:
+        if loop.reason:
+            return False
+        loop.reason = breach
+    logger.warning("stopping the job: %s", breach)
+    return True
+
+
 def _lost_connection(future: Any) -> bool:
     """Whether Dask cancelled ``future`` because the scheduler went away."""
     exc = getattr(getattr(future, "_state", None), "exception", None)
@@ -369,4 +446,5 @@ def _poll_init(loop: ScoringLoop) -> None:
     shown = p.init_workers
     p.init_workers, p.init_seconds = len(times), max(times, default=0.0)
     if times or shown:
-        loop.progress_cb.update(p)
+        with loop._lock:  # not while a record is being counted
+            loop.progress_cb.update(p)

@@ -8,6 +8,7 @@ it runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .._protocol import TryStatus
@@ -55,6 +56,14 @@ class Tally:
         p.failed_items += record["failed"]
         if record.get("failed_mini_batch"):
             p.failed_mini_batches += 1
+
+    def resume(self, records: Iterable[dict[str, Any]]) -> None:
+        """Count what an earlier run committed (shown as resumed, not in rates)."""
+        for record in records:
+            self.count(record)
+        p = self.progress
+        p.resumed_mini_batches = p.done_mini_batches
+        p.resumed_items = p.succeeded_items + p.failed_items
 
     def breach(self) -> str | None:
         """The threshold the counts exceed, in words; None when none is."""

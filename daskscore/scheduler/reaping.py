@@ -9,7 +9,7 @@ from __future__ import annotations
 from .._protocol import JobStatus, orchestrator_key
 from .dashboard import jobs_state
 
-__all__ = ["stale_jobs"]
+__all__ = ["drop_topic", "stale_jobs"]
 
 
 def stale_jobs(dask_scheduler=None) -> list[str]:
@@ -30,3 +30,16 @@ def stale_jobs(dask_scheduler=None) -> list[str]:
         ):
             out.append(job_id)
     return out
+
+
+def drop_topic(topic: str, dask_scheduler=None) -> None:
+    """Runs on the scheduler: forget the events of an ended job's topic.
+
+    The scheduler keeps every event it relays (``distributed.admin.
+    low-level-log-length`` per topic); a long-lived cluster would hold the live
+    records of every job it ran.
+    """
+    broker = getattr(dask_scheduler, "_broker", None)
+    topics = getattr(broker, "_topics", None)
+    if topics is not None:
+        topics.pop(topic, None)

@@ -42,6 +42,7 @@ from ._errors import (
     is_storage_error,
 )
 from ._listing import download, list_files, list_inputs
+from ._own import leaving_out, without_own_files
 from ._secrets import MASK, StreamRedactor, redact, safe_storage_options
 from ._urls import RESOLVED_SECRET_ENV, is_azure, is_local, resolve, url_to_fs
 
@@ -56,10 +57,12 @@ __all__ = [
     "is_disk_full",
     "is_local",
     "is_storage_error",
+    "leaving_out",
     "list_files",
     "list_inputs",
     "redact",
     "resolve",
     "safe_storage_options",
     "url_to_fs",
+    "without_own_files",
 ]

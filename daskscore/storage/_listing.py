@@ -15,6 +15,7 @@ import fsspec.asyn
 
 from ..errors import DatasetError
 from ._errors import describe_storage_error
+from ._own import without_own_files
 from ._secrets import redact
 from ._urls import _GLOB_CHARS, is_local, resolve, url_to_fs
 
@@ -255,6 +256,7 @@ def _list_one(
         raise DatasetError(
             "cannot list input " + describe_storage_error(exc, text, storage_options)
         ) from exc
+    found = without_own_files(fs, found, path, text, glob=_has_glob(path))
     entries = [
         (
             p if local else fs.unstrip_protocol(p),

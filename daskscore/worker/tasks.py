@@ -26,6 +26,7 @@ from .._protocol import (
 from ..errors import MiniBatchError
 from ..output.store import read_record, write_atomic, write_record
 from ..storage import redact, url_to_fs
+from .feed import LiveFeed, live_topic
 
 __all__ = [
     "score_mini_batch",
@@ -249,6 +250,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
         )
     job: JobSpec = plugin.job
     fs, records_path = url_to_fs(job.records_url, job.output_storage_options)
+    feed = LiveFeed.of(plugin, worker, live_topic(plugin_name), job.live_interval)
     records = []
     with plugin.lock:
         for position, spec in enumerate(specs):
@@ -274,6 +276,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
                 spec, try_once, job.run_max_try, worker=plugin.agent_name, lost=lost
             )
             write_record(fs, records_path, spec.index, record)
+            feed.add(record)  # the client counts it now (progress, thresholds)
             stop = job.stop_on_failure and (
                 record["failed"] or record["failed_mini_batch"]
             )
@@ -284,6 +287,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             records.append(record)
             if stop:  # let the client count it now; it requeues the rest
                 break
+    feed.drop(r["index"] for r in records)  # they travel with the return value
     return records
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask
 import pytest
 from certs import issue, make_ca
 from cluster_procs import (
@@ -22,6 +23,8 @@ from cluster_procs import (
 )
 
 import daskscore as ds
+from daskscore import _settings  # noqa: F401 - its defaults before dask.config.set
+from daskscore.progress import ProgressCallback
 
 pytest_plugins = ["cluster_procs"]
 
@@ -172,3 +175,62 @@ def test_submit_status_and_wait_over_tls(tls):
                   timeout=120)
     assert refused.returncode == 2, (refused.returncode, refused.stderr[-3000:])
     assert cluster.address in _one_error_line(refused)
+
+
+LIVE_SCRIPT = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    if names == ["item-0002.txt"]:  # waits until the client has counted 2
+        for _ in range(1200):
+            if os.path.exists(os.environ["GO_FILE"]):
+                break
+            time.sleep(0.1)
+        else:
+            open(os.environ["GAVE_UP_FILE"], "w").close()
+    return names
+"""
+
+
+def test_live_progress_reaches_a_client_over_tls_before_the_pack_ends(tls):
+    """The live records travel as Dask events over the cluster's own TLS comms:
+    in one pack of 4, the client counts 2 while the 3rd mini-batch waits for it."""
+    from distributed import Client
+    from distributed.security import Security
+
+    cluster, certs, folder = tls
+    live = folder / "live"
+    src = write_script(live / "src", LIVE_SCRIPT)
+    make_files(live / "in", 4)
+    go, gave_up = live / "go", live / "gave-up"
+    seen: list[int] = []
+
+    class Recorder(ProgressCallback):
+        def update(self, progress):
+            seen.append(progress.done_mini_batches)
+            if progress.done_mini_batches >= 2 and not go.exists():
+                go.write_text(str(progress.done_mini_batches))
+
+    security = Security(tls_ca_file=certs["ca"],
+                        tls_client_cert=certs["client"]["cert"],
+                        tls_client_key=certs["client"]["key"],
+                        require_encryption=True)
+    cfg = ds.ParallelRunConfig(
+        entry_script=str(src), mini_batch_size="1", node_count=1,
+        process_count_per_node=1,
+        environment_variables={"GO_FILE": str(go), "GAVE_UP_FILE": str(gave_up)})
+    step = ds.ParallelRunStep(name="tls-live", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(live / "in"))],
+                              output=str(live / "out"))
+    packs = {"daskscore.pack.max-mini-batches": 4, "daskscore.pack.divisor": 1}
+    with dask.config.set(packs), Client(cluster.address, security=security,
+                                         timeout="30s") as client:
+        result = step.run(client=client, progress=Recorder())
+
+    assert result.status == "Completed", result.reason
+    assert go.read_text() == "2" and not gave_up.exists()
+    assert seen[-1] == 4
