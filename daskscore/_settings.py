@@ -117,7 +117,10 @@ def _from_old_variable(key: str, text: str) -> Any:
 
 
 def _raw(key: str) -> Any:
-    value = dask.config.get(f"daskscore.{key}")
+    # the default when the key is missing: a ``dask.config.set({"daskscore.x": ..})``
+    # entered before this module was imported deletes the whole ``daskscore``
+    # section (defaults included) when it exits
+    value = dask.config.get(f"daskscore.{key}", default=_default(key))
     old = _OLD_NAME.get(key)
     if old and os.environ.get(old) and value == _default(key):
         warnings.warn(

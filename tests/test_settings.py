@@ -8,6 +8,7 @@ import sys
 import time
 import types
 import warnings
+from pathlib import Path
 
 import dask.config
 import pytest
@@ -318,3 +319,21 @@ def test_cli_passes_a_duration_through():
     convert = _SETTINGS["run_invocation_timeout"][0]
     assert convert("60") == 60.0
     assert convert("90s") == "90s"
+
+
+def test_a_config_block_entered_before_daskscore_is_imported_keeps_the_defaults():
+    """dask.config.set deletes the whole ``daskscore`` section on exit when it was
+    entered before the defaults were loaded; the settings still read their
+    defaults afterwards (a fresh interpreter: here _settings is imported already)."""
+    code = (
+        "import dask.config\n"
+        "with dask.config.set({'daskscore.prefetch': False}):\n"
+        "    from daskscore import _settings\n"
+        "    inside = _settings.get('prefetch')\n"
+        "print(inside, _settings.get('prefetch'), _settings.get('worker-wait'))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "60.0"]
