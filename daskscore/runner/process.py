@@ -373,7 +373,8 @@ class Runner:
             frame = read.read()
         except Exception as exc:  # noqa: BLE001 - unreadable data fails its partition
             self.reader.read_details = traceback.format_exc()
-            problem = f"reading partition {read.index} failed: {type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
+            problem = f"reading partition {read.index} failed: {error}"
             return None, spec.items or 1, problem
         return frame, len(frame), None
 
