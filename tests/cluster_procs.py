@@ -228,8 +228,11 @@ class DaskCluster:
         return proc
 
     def client(self, **kwargs: Any):
+        """A Client of this cluster; never the default one (``get_client()``,
+        ``.compute()``), which stays the session's ``shared_client``."""
         from distributed import Client
 
+        kwargs.setdefault("set_as_default", False)
         if self.security is not None:
             kwargs.setdefault("security", self.security)
         return Client(self.address, timeout="30s", **kwargs)
