@@ -28,6 +28,7 @@ from typing import Any
 from . import _settings
 from ._protocol import JobSpec
 from .config import ParallelRunConfig
+from .datasets import _read_rows
 from .engine.jobspec import model_options, models_env, public_model_entry
 from .entry_script import bundle_entry_script
 from .errors import ConfigError, EntryScriptError
@@ -269,20 +270,17 @@ class Scorer:
 def partition_reads(ddf: Any) -> list[PartitionRead] | None:
     """The partitions of ``ddf`` as reads a runner can do itself, or None.
 
-    Only for a collection that is a ``dd.read_parquet`` as it stands (after
-    Dask's own optimization, small files fused or not): each partition is then
-    Dask's own read task, which depends on nothing, so that running it in the
+    Only for a collection that is, as it stands, a ``dd.read_parquet`` or a
+    dataset's ``to_dask_dataframe(mini_batch_size=)`` (after Dask's own
+    optimization: small files fused, Arrow strings): each partition is then
+    Dask's own task for it, which depends on nothing, so running it in the
     runner gives exactly the frame (rows, columns, dtypes, index) the worker
     would compute. Anything else (a filter, an assign, any other source) is
     computed by Dask and sent to the runner.
     """
-    from dask.dataframe.dask_expr.io.io import FusedIO
-    from dask.dataframe.dask_expr.io.parquet import ReadParquet
-
     try:
         expr = ddf.expr.optimize()
-        source = expr.operand("_expr") if isinstance(expr, FusedIO) else expr
-        if not isinstance(source, ReadParquet):
+        if not _reads_only(expr):
             return None
         name = expr._name
         tasks = [expr._task((name, i), i) for i in range(expr.npartitions)]
@@ -291,6 +289,22 @@ def partition_reads(ddf: Any) -> list[PartitionRead] | None:
     if any(task.dependencies for task in tasks):
         return None
     return [PartitionRead(name, i, task) for i, task in enumerate(tasks)]
+
+
+def _reads_only(expr: Any) -> bool:
+    """Whether ``expr`` only reads: Parquet through Dask, a dataset's
+    mini-batches through the runner's reader, and Dask's string conversion."""
+    from dask.dataframe.dask_expr._expr import ArrowStringConversion, Fused
+    from dask.dataframe.dask_expr.io.io import FromMap, FusedIO
+    from dask.dataframe.dask_expr.io.parquet import ReadParquet
+
+    if isinstance(expr, Fused):
+        return all(_reads_only(e) for e in expr.exprs)
+    if isinstance(expr, FusedIO):
+        return _reads_only(expr.operand("_expr"))
+    if isinstance(expr, FromMap):
+        return expr.operand("func") is _read_rows
+    return isinstance(expr, ReadParquet | ArrowStringConversion)
 
 
 def _as_frame(result: Any, partition: Any, meta: Any) -> Any:

@@ -176,3 +176,41 @@ def test_a_file_gone_before_compute_raises_minibatcherror(tmp_path, shared_clien
     assert info.value.partition == 1
     assert "reading partition 1 failed: FileNotFoundError" in text
     assert "\n" not in text
+
+
+BIG = 200  # rows per file: several 1KB mini-batches of each, Parquet and CSV
+
+
+def _datasets(tmp_path) -> dict:
+    folder = _table(tmp_path / "t", rows=BIG)
+    csv = tmp_path / "csv"
+    csv.mkdir()
+    for f in range(N_FILES):
+        pd.read_parquet(folder / f"part-{f}.parquet").to_csv(
+            csv / f"part-{f}.csv", index=False)
+    return {
+        "parquet": ds.Dataset.Tabular.from_parquet_files(str(folder)),
+        "csv": ds.Dataset.Tabular.from_delimited_files(str(csv)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_datasets_mini_batches_are_read_as_dask_reads_them(tmp_path, kind):
+    ddf = _datasets(tmp_path)[kind].to_dask_dataframe(mini_batch_size="1KB")
+    assert ddf.npartitions > N_FILES  # row groups / byte ranges, not files
+    reads = partition_reads(ddf)
+    assert reads is not None and len(reads) == ddf.npartitions
+    for i, read in enumerate(reads):
+        expected = ddf.partitions[i].compute(scheduler="sync")
+        pd.testing.assert_frame_equal(read.read(), expected, check_exact=True)
+
+
+def test_a_dataset_scored_through_the_runners_reads(tmp_path, shared_client):
+    dataset = _datasets(tmp_path)["csv"]
+    ddf = dataset.to_dask_dataframe(mini_batch_size="1KB")
+    cfg = _config(tmp_path, SCRIPT, "dataset.py")
+    scores = ds.map_partitions(ddf, cfg, client=shared_client)  # meta inferred
+    assert not any("daskscore-read" in str(k) for k in dict(scores.dask))
+    got = scores.compute()
+    assert list(got["id"]) == list(range(N_FILES * BIG))
+    assert list(got["double"]) == [i / 2 for i in range(N_FILES * BIG)]
