@@ -141,11 +141,9 @@ class ScoringLoop:
         threading.Thread(
             target=self._watch_cancel, daemon=True, name="daskscore-cancel-watch"
         ).start()
-        # the client's own loop: it need not be the default client
-        # (Client(..., set_as_default=False) passed as step.run(client=))
-        self.stream = as_completed(
-            self.futures, with_results=False, loop=self.client.loop
-        )
+        # on the client's own loop: it need not be the default client
+        loop = self.client.loop
+        self.stream = as_completed(self.futures, with_results=False, loop=loop)
         try:
             self._consume(self.stream)
         finally:
