@@ -96,6 +96,7 @@ def child_daskscore(args: argparse.Namespace) -> dict:
     import dask.dataframe as dd
 
     import daskscore as ds
+    import daskscore.collections  # noqa: F401 - imports are not timed (ds.scorer's)
 
     out = Path(args.out_dir) / "collections-daskscore"
     shutil.rmtree(out, ignore_errors=True)
