@@ -7,6 +7,7 @@ and Ray and Dask never share a process.
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import importlib.util
 import json
@@ -170,6 +171,61 @@ class _TreeCpu:
 
     def total(self) -> float:
         return sum(self.seen.values())
+
+
+def parser(doc: str, variants: str, repeat: int) -> argparse.ArgumentParser:
+    """The options of every benchmark script: ``--data-dir``, ``--out-dir``,
+    ``--variants`` (a comma list), ``--repeat``, and the hidden ``--child`` and
+    ``--variant`` that :func:`run_child` passes to the child."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    p.add_argument("--out-dir", default=str(DEFAULT_OUT))
+    p.add_argument("--variants", default=variants)
+    p.add_argument("--repeat", type=int, default=repeat)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    return p
+
+
+def parse_args(
+    p: argparse.ArgumentParser, argv: list[str] | None
+) -> argparse.Namespace:
+    """Parsed, with ``data_dir`` and ``out_dir`` absolute (entry scripts run in
+    the workers' own working directories)."""
+    args = p.parse_args(argv)
+    args.data_dir = str(Path(args.data_dir).resolve())
+    args.out_dir = str(Path(args.out_dir).resolve())
+    return args
+
+
+def run_plan(
+    script: Path,
+    plan: list[tuple[str, list[str]]],
+    repeat: int,
+    log_dir: Path,
+    describe,
+    timeout_s: float = 3600,
+) -> list[dict[str, Any]]:
+    """Run each ``(label, child args)`` of ``plan`` ``repeat`` times, each in a
+    fresh child (:func:`run_child`); print ``describe(result)`` after each run.
+
+    Returns the results, each with ``repeat`` (1-based) and ``variant`` (the
+    child's own, else the label)."""
+    rows = []
+    for rep in range(repeat):
+        for label, child_args in plan:
+            result = run_child(
+                script, child_args, f"{label}-{rep + 1}", log_dir, timeout_s
+            )
+            result.setdefault("variant", label)
+            result["repeat"] = rep + 1
+            error = f"  ERROR {result['error']}" if "error" in result else ""
+            print(
+                f"  {result['variant']} (run {rep + 1}): {describe(result)}{error}",
+                flush=True,
+            )
+            rows.append(result)
+    return rows
 
 
 def _children_cpu_s() -> float:

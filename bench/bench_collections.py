@@ -96,6 +96,7 @@ def child_daskscore(args: argparse.Namespace) -> dict:
     import dask.dataframe as dd
 
     import daskscore as ds
+    import daskscore.collections  # noqa: F401 - imports are not timed (ds.scorer's)
 
     out = Path(args.out_dir) / "collections-daskscore"
     shutil.rmtree(out, ignore_errors=True)
@@ -143,17 +144,9 @@ COLUMNS = [
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(C.DEFAULT_DATA))
-    parser.add_argument("--out-dir", default=str(C.DEFAULT_OUT))
-    parser.add_argument("--variants", default="dask,daskscore,step")
+    parser = C.parser(__doc__, "dask,daskscore,step", 1)
     parser.add_argument("--step-mini-batch-size", default="64MB")
-    parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--variant", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    args.data_dir = str(Path(args.data_dir).resolve())
-    args.out_dir = str(Path(args.out_dir).resolve())
+    args = C.parse_args(parser, argv)
     if args.child:
         C.emit(CHILDREN[args.variant](args))
         return []
@@ -162,28 +155,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
         sys.exit(f"no Parquet files in {args.data_dir}/table: run bench/make_data.py")
     print(
         f"table: {n_rows:,} rows in {len(files)} files; {os.cpu_count()} CPUs; "
-        f"versions {C.versions()}",
+        f"versions {C.versions()}; load {os.getloadavg()[0]:.2f}",
         flush=True,
     )
     common = [
         "--data-dir", args.data_dir, "--out-dir", args.out_dir,
         "--step-mini-batch-size", args.step_mini_batch_size,
     ]
-    rows = []
-    for rep in range(args.repeat):
-        for variant in args.variants.split(","):
-            result = C.run_child(
-                Path(__file__),
-                [*common, "--variant", variant],
-                f"collections-{variant}-{rep + 1}",
-                Path(args.out_dir) / "logs",
-            )
-            result["repeat"] = rep + 1
-            print(f"  {result.get('variant', variant)} (run {rep + 1}): "
-                  f"{C.fmt(result.get('wall_s'))} s"
-                  f"{'  ERROR ' + result['error'] if 'error' in result else ''}",
-                  flush=True)
-            rows.append(result)
+    plan = [
+        (f"collections-{v}", [*common, "--variant", v])
+        for v in args.variants.split(",")
+    ]
+    rows = C.run_plan(
+        Path(__file__), plan, args.repeat, Path(args.out_dir) / "logs",
+        lambda r: f"{C.fmt(r.get('wall_s'))} s, {C.fmt(r.get('cpu_s'))} CPU s, "
+        f"load {C.fmt(r.get('load_1m'))}",
+    )
     C.print_table(rows, COLUMNS, title=f"collections: {n_rows:,} rows, every run")
     best = {}
     for r in rows:

@@ -123,22 +123,14 @@ COLUMNS = [
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(C.DEFAULT_DATA))
-    parser.add_argument("--out-dir", default=str(C.DEFAULT_OUT))
-    parser.add_argument("--variants", default="daskscore,ray")
+    parser = C.parser(__doc__, "daskscore,ray", 3)
     parser.add_argument(
         "--processes",
         default="2",
         help="worker processes; a comma list runs each (e.g. 1,2)",
     )
     parser.add_argument("--files", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--variant", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    args.data_dir = str(Path(args.data_dir).resolve())
-    args.out_dir = str(Path(args.out_dir).resolve())
+    args = C.parse_args(parser, argv)
 
     if args.child:
         args.processes = int(args.processes)
@@ -168,28 +160,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print("ray not installed", flush=True)
             continue
         for procs in args.processes.split(","):
-            plan.append((variant, procs))
-    rows = []
-    log_dir = Path(args.out_dir) / "logs"
-    for rep in range(args.repeat):
-        for variant, procs in plan:
-            result = C.run_child(
-                Path(__file__),
+            plan.append((
+                f"startup-{variant}-{procs}",
                 [*common, "--variant", variant, "--processes", procs],
-                f"startup-{variant}-{procs}-{rep + 1}",
-                log_dir,
-                timeout_s=300,
-            )
-            result.setdefault("variant", f"{variant} {procs}")
-            result["repeat"] = rep + 1
-            print(
-                f"  {result['variant']} (run {rep + 1}): first mini-batch "
-                f"{C.fmt(result.get('first_mb_s'))} s, "
-                f"whole {C.fmt(result.get('whole_s'))} s"
-                f"{'  ERROR ' + result['error'] if 'error' in result else ''}",
-                flush=True,
-            )
-            rows.append(result)
+            ))
+    rows = C.run_plan(
+        Path(__file__), plan, args.repeat, Path(args.out_dir) / "logs",
+        lambda r: f"first mini-batch {C.fmt(r.get('first_mb_s'))} s, "
+        f"whole {C.fmt(r.get('whole_s'))} s",
+        timeout_s=300,
+    )
     C.print_table(rows, COLUMNS, title="start-up (trivial script), every run")
     best = C.best_of(rows, ["first_mb_s", "whole_s", "ray_init_s", "cpu_s"])
     for b in best:

@@ -28,10 +28,12 @@ from typing import Any
 from . import _settings
 from ._protocol import JobSpec
 from .config import ParallelRunConfig
+from .datasets import _read_rows
 from .engine.jobspec import model_options, models_env, public_model_entry
 from .entry_script import bundle_entry_script
 from .errors import ConfigError, EntryScriptError
 from .output.parts import is_dataframe, result_frame
+from .runner.transfer import PartitionRead
 from .worker.control import plugin_problem
 from .worker.plugin import ScoringPlugin
 from .worker.tasks import score_partition
@@ -203,9 +205,25 @@ class Scorer:
         )
 
     def _frame(self, ddf: Any, meta: Any) -> Any:
+        import dask
+        import dask.dataframe as dd
+
         client = self.register()
         if meta is None:
             meta = self._infer_meta(client, ddf)
+        reads = partition_reads(ddf)
+        if reads is not None:  # each runner reads its partitions itself
+            # run()'s columns as they are, as map_partitions gives them (no
+            # conversion of object columns to Arrow strings)
+            with dask.config.set({"dataframe.convert-string": False}):
+                return dd.from_map(
+                    _score_read,
+                    reads,
+                    args=[self.name, meta],
+                    meta=meta,
+                    label=self.label,
+                    enforce_metadata=True,
+                )
         return ddf.map_partitions(
             _score_frame,
             self.name,
@@ -249,11 +267,55 @@ class Scorer:
         return db.Bag(graph, name, bag.npartitions)
 
 
+def partition_reads(ddf: Any) -> list[PartitionRead] | None:
+    """The partitions of ``ddf`` as reads a runner can do itself, or None.
+
+    Only for a collection that is, as it stands, a ``dd.read_parquet`` or a
+    dataset's ``to_dask_dataframe(mini_batch_size=)`` (after Dask's own
+    optimization: small files fused, Arrow strings): each partition is then
+    Dask's own task for it, which depends on nothing, so running it in the
+    runner gives exactly the frame (rows, columns, dtypes, index) the worker
+    would compute. Anything else (a filter, an assign, any other source) is
+    computed by Dask and sent to the runner.
+    """
+    try:
+        expr = ddf.expr.optimize()
+        if not _reads_only(expr):
+            return None
+        name = expr._name
+        tasks = [expr._task((name, i), i) for i in range(expr.npartitions)]
+    except Exception:  # noqa: BLE001 - Dask's internals changed: send the frames
+        return None
+    if any(task.dependencies for task in tasks):
+        return None
+    return [PartitionRead(name, i, task) for i, task in enumerate(tasks)]
+
+
+def _reads_only(expr: Any) -> bool:
+    """Whether ``expr`` only reads: Parquet through Dask, a dataset's
+    mini-batches through the runner's reader, and Dask's string conversion."""
+    from dask.dataframe.dask_expr._expr import ArrowStringConversion, Fused
+    from dask.dataframe.dask_expr.io.io import FromMap, FusedIO
+    from dask.dataframe.dask_expr.io.parquet import ReadParquet
+
+    if isinstance(expr, Fused):
+        return all(_reads_only(e) for e in expr.exprs)
+    if isinstance(expr, FusedIO):
+        return _reads_only(expr.operand("_expr"))
+    if isinstance(expr, FromMap):
+        return expr.operand("func") is _read_rows
+    return isinstance(expr, ReadParquet | ArrowStringConversion)
+
+
 def _as_frame(result: Any, partition: Any, meta: Any) -> Any:
     if result is None:  # an empty partition: run() was not called
         return meta.iloc[:0] if meta is not None else None
     frame = result_frame(result)
-    if not is_dataframe(result) and len(frame) == len(partition):
+    if (
+        partition is not None
+        and not is_dataframe(result)
+        and len(frame) == len(partition)
+    ):
         frame.index = partition.index  # one row per input row
     return frame
 
@@ -265,6 +327,13 @@ def _score_frame(
     index = partition_info["number"] if partition_info else 0
     result = score_partition(plugin_name, index, partition, "frame")
     return _as_frame(result, partition, meta)
+
+
+def _score_read(read: PartitionRead, plugin_name: str, meta: Any) -> Any:
+    """One ``dd.read_parquet`` partition, read and scored by the runner (on a
+    worker); a list ``run()`` returned comes back indexed like the partition."""
+    result = score_partition(plugin_name, read.index, read, "frame")
+    return _as_frame(result, None, meta)
 
 
 def _frame_meta(plugin_name: str, head: Any) -> Any:

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +36,8 @@ from typing import Any
 
 import psutil
 import pytest
+
+import daskscore as ds
 
 BIN = Path(sys.executable).parent
 DASK = str(BIN / "dask")
@@ -228,8 +231,11 @@ class DaskCluster:
         return proc
 
     def client(self, **kwargs: Any):
+        """A Client of this cluster; never the default one (``get_client()``,
+        ``.compute()``), which stays the session's ``shared_client``."""
         from distributed import Client
 
+        kwargs.setdefault("set_as_default", False)
         if self.security is not None:
             kwargs.setdefault("security", self.security)
         return Client(self.address, timeout="30s", **kwargs)
@@ -432,6 +438,59 @@ def gate_env(folder: Path, after: int) -> dict[str, str]:
     tokens.mkdir(parents=True, exist_ok=True)
     return {"GATE_FILE": str(Path(folder) / "gate-open"), "GATE_AFTER": str(after),
             "TOKEN_DIR": str(tokens)}
+
+
+@dataclass
+class GatedJob:
+    """GATE_SCRIPT over ``n`` files in ``tmp``, held at the gate, with init markers.
+
+    ``script`` (``tmp/src/score.py``), ``inputs`` (``tmp/in``), ``env`` (the
+    gate's variables and ``MARKER_DIR``) and ``markers`` (one ``init-<runner
+    pid>`` file per ``init()`` call, holding the pid of its worker).
+    """
+
+    script: Path
+    inputs: Path
+    env: dict[str, str]
+    markers: Path
+
+    @classmethod
+    def make(cls, tmp: Path, n: int, gate_after: int) -> GatedJob:
+        markers = Path(tmp) / "markers"
+        markers.mkdir(parents=True)
+        env = {**gate_env(tmp, gate_after), "MARKER_DIR": str(markers)}
+        script = write_script(Path(tmp) / "src", GATE_SCRIPT)
+        make_files(Path(tmp) / "in", n)
+        return cls(script, Path(tmp) / "in", env, markers)
+
+    def step(self, name: str, output: Path):
+        """A step of this job: one file per mini-batch, 2 processes per node."""
+        cfg = ds.ParallelRunConfig(entry_script=str(self.script), mini_batch_size="1",
+                                   process_count_per_node=2,
+                                   environment_variables=self.env)
+        return ds.ParallelRunStep(name=name, parallel_run_config=cfg,
+                                  inputs=[ds.Dataset.File.from_files(str(self.inputs))],
+                                  output=str(output))
+
+    def inits(self) -> dict[int, int]:
+        """runner pid -> pid of the worker that started it, for every init() call."""
+        return {int(p.name.split("-", 1)[1]): int(p.read_text().split()[0])
+                for p in self.markers.iterdir() if p.name.startswith("init-")}
+
+
+class StepThread(threading.Thread):
+    """``step.run(client=client)`` in a daemon thread; ``result`` or ``error``."""
+
+    def __init__(self, step, client) -> None:
+        super().__init__(daemon=True)
+        self.step, self.client = step, client
+        self.result = self.error = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.step.run(client=self.client)
+        except BaseException as exc:  # noqa: BLE001 - asserted by the tests
+            self.error = exc
 
 
 def open_gate(env: dict[str, str]) -> None:

@@ -9,6 +9,49 @@ import pytest
 from azurite import AzureContainer, Azurite, start_azurite
 
 
+# -- default distributed.Client: at most one, and none left behind by a test -----
+def _open_default_clients() -> list:
+    """The ``distributed.Client`` objects that ``get_client()`` may pick, open."""
+    from distributed.client import _global_clients
+
+    return [c for c in list(_global_clients.values()) if c.status != "closed"]
+
+
+_REPORTED: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_default_client() -> Iterator[None]:
+    """Fail a test that leaves a default ``distributed.Client`` open.
+
+    ``ds.map_partitions``, ``.compute()`` and ``step.run()`` without ``client=``
+    use the newest open default client: one that a test (or a fixture) leaves
+    behind makes later tests score on the wrong cluster. A client a test or
+    fixture keeps must be made with ``set_as_default=False`` (as
+    ``DaskCluster.client()`` does); only the session's ``shared_client`` is a
+    default.
+    """
+    before = {id(c) for c in _open_default_clients()}
+    yield
+    after = _open_default_clients()
+    leaked = [c for c in after if id(c) not in before]
+    # a fixture's client is there before the test starts: the first test that
+    # sees two defaults fails, once for each of them
+    offenders = {id(c) for c in [*leaked, *(after if len(after) > 1 else [])]}
+    if offenders - _REPORTED:
+        _REPORTED.update(offenders)
+        shown = ", ".join(
+            f"{'new ' if c in leaked else ''}Client({c.scheduler.address})"
+            for c in after
+        )
+        pytest.fail(
+            f"open default distributed.Client objects after this test: {shown}; "
+            "close the clients a test makes, and make those a fixture keeps with "
+            "set_as_default=False",
+            pytrace=False,
+        )
+
+
 # -- Azure Blob Storage: a real Azurite emulator, one per test session ----------
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:

@@ -150,7 +150,9 @@ class ScoringLoop:
         threading.Thread(
             target=self._watch_cancel, daemon=True, name="daskscore-cancel-watch"
         ).start()
-        self.stream = as_completed(self.futures, with_results=False)
+        # on the client's own loop: it need not be the default client
+        loop = self.client.loop
+        self.stream = as_completed(self.futures, with_results=False, loop=loop)
         try:
             self._consume(self.stream)
         finally:

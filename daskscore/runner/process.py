@@ -51,12 +51,12 @@ from .._protocol import RunnerSetup, TryOutcome, TryStatus
 from ..azureml._hook import install as install_v1_names
 from ..azureml._hook import provide_mltable
 from ..entry_script import MiniBatchContext, PartitionDataset
-from ..output.parts import PartWriter, is_dataframe
+from ..output.parts import PartWriter, is_dataframe, result_frame
 from ..storage import redact
 from . import tracebacks
 from .reader import Reader
 from .tracebacks import error_line, user_traceback
-from .transfer import discard, pack, unpack
+from .transfer import PartitionRead, discard, pack, unpack
 
 # Exceptions after which the runner is not used again: the worker starts a new
 # one (init() runs again) before the next try. A MemoryError leaves what the
@@ -171,6 +171,22 @@ def bad_return(result) -> str:
         f"run() returned {what}; return a list, tuple or pandas "
         f"DataFrame{fix}, with one element or row per successful input"
     )
+
+
+def _indexed(result, partition):
+    """A list ``run()`` returned for a partition read here, as a frame with the
+    partition's index when it has one element per row (what the worker makes of
+    it for a partition it sent); anything else as it is."""
+    if isinstance(result, list | tuple) and len(result) == len(partition):
+        try:
+            frame = result_frame(list(result))
+            frame.index = partition.index
+            return frame
+        except Exception:  # noqa: BLE001 - the worker's conversion will say why
+            pass
+    return result
+
+
 class _MaskingFormatter(logging.Formatter):
     """Log lines with the job's credentials masked (``entry_script.log``)."""
 
@@ -304,7 +320,9 @@ class Runner:
 
     def _score(self, spec, frame, try_no: int) -> TryOutcome:
         t0 = time.perf_counter()
-        if frame is not None:
+        if isinstance(frame, PartitionRead):  # read here, as Dask would
+            mini_batch, items, problem = self._read_partition(spec, frame)
+        elif frame is not None:
             mini_batch, items, problem = frame, len(frame), None
         else:
             mini_batch, items, problem = self.reader.read(spec)
@@ -356,7 +374,21 @@ class Runner:
         outcome.run_seconds = time.perf_counter() - run_start
         # the timeout covers run() only, not writing what it returned
         self.conn.send(("returned",))
+        if isinstance(frame, PartitionRead):
+            result = _indexed(result, mini_batch)
         return self._account(spec, mini_batch, items, result, outcome, try_no)
+
+    def _read_partition(self, spec, read: PartitionRead):
+        """A Dask partition read by this runner (``ds.map_partitions`` over
+        ``dd.read_parquet``); a failed read fails the partition at once."""
+        try:
+            frame = read.read()
+        except Exception as exc:  # noqa: BLE001 - unreadable data fails its partition
+            self.reader.read_details = traceback.format_exc()
+            error = f"{type(exc).__name__}: {exc}"
+            problem = f"reading partition {read.index} failed: {error}"
+            return None, spec.items or 1, problem
+        return frame, len(frame), None
 
     def _account(
         self, spec, mini_batch, items, result, outcome: TryOutcome, try_no

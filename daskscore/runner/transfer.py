@@ -11,6 +11,10 @@ small pickle and the file's name go through the socket. The receiver maps the
 file copy-on-write (writable, as a normal unpickled value is) and unpickles
 without copying, then removes the file. Small values go through the socket as
 they are.
+
+A partition that a runner can read itself does not travel at all: a
+:class:`PartitionRead` (a partition of ``dd.read_parquet``: Dask's own read
+task for it, which depends on nothing) goes instead, and the runner runs it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Shipped", "discard", "pack", "sweep_stale", "unpack"]
+__all__ = ["PartitionRead", "Shipped", "discard", "pack", "sweep_stale", "unpack"]
 
 # values whose out-of-band buffers total less than this go through the socket
 INLINE_LIMIT = 1 << 20
@@ -37,6 +41,28 @@ class Shipped:
     payload: bytes
     path: str
     sizes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PartitionRead:
+    """One partition of a Dask collection, described: Dask's task that reads it.
+
+    ``task`` is the partition's task of the collection's (optimized) read
+    expression, a ``dask`` Task that depends on no other task: calling it gives
+    exactly the pandas DataFrame the Dask worker would compute for the
+    partition. ``name`` is the collection's name (for tokenizing the graph).
+    """
+
+    name: str
+    index: int
+    task: Any
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("daskscore-partition-read", self.name, self.index)
+
+    def read(self) -> Any:
+        """The partition (a pandas DataFrame), read here."""
+        return self.task()
 
 
 def _folder(total: int, fallback: str) -> str:

@@ -25,6 +25,7 @@ from .._protocol import (
 )
 from ..errors import MiniBatchError
 from ..output.store import read_record, write_atomic, write_record
+from ..runner.transfer import PartitionRead
 from ..storage import redact, url_to_fs
 from .feed import LiveFeed, live_topic
 
@@ -310,15 +311,18 @@ def score_partition(plugin_name: str, index: int, partition: Any, kind: str) -> 
     The same plugin, runner and tries as a step's mini-batch (``score_mini_batch``:
     retries up to ``run_max_try``, a hung ``run()`` stopped), but nothing is
     written: ``partition`` (a pandas DataFrame, ``kind="frame"``, or a list,
-    ``kind="items"``) goes to the runner with the spec, and what ``run()``
+    ``kind="items"``; or a :class:`~daskscore.runner.transfer.PartitionRead`
+    that the runner reads itself) goes to the runner with the spec, and what ``run()``
     returned comes back as the task's result (None for an empty partition).
 
     Raises :class:`~daskscore.errors.MiniBatchError` when no try succeeded.
     """
     plugin = _plugin_here(plugin_name)
     job: JobSpec = plugin.job
+    # a PartitionRead is read by the runner: its rows are counted there
+    items = 0 if isinstance(partition, PartitionRead) else len(partition)
     spec = MiniBatchSpec(
-        index=index, kind=kind, start=index, stop=index + 1, items=len(partition)
+        index=index, kind=kind, start=index, stop=index + 1, items=items
     )
     results: dict[int, Any] = {}
 

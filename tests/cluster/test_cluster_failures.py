@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import pytest
 from cluster_procs import (
     DASKSCORE,
     GATE_SCRIPT,
+    GatedJob,
+    StepThread,
     cli,
     cluster_session,
     expected_gate_lines,
@@ -45,12 +46,6 @@ def fail_cluster(tmp_path_factory):
         yield cluster
 
 
-def _init_markers(folder: Path) -> dict[int, int]:
-    """runner pid -> pid of the worker that started it, for every init() call."""
-    return {int(p.name.split("-", 1)[1]): int(p.read_text().split()[0])
-            for p in folder.iterdir() if p.name.startswith("init-")}
-
-
 def _tries(output: Path) -> list[dict[str, str]]:
     with open(output / "logs" / "processed_mini-batches.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -64,33 +59,17 @@ N_KILL = 16
 def worker_killed(fail_cluster, tmp_path_factory):
     """Run a job, SIGKILL one busy worker process, let the job finish."""
     tmp = tmp_path_factory.mktemp("worker-kill")
-    script = write_script(tmp / "src", GATE_SCRIPT)
-    make_files(tmp / "in", N_KILL)
-    markers = tmp / "markers"
-    markers.mkdir()
-    env = {**gate_env(tmp, 4), "MARKER_DIR": str(markers)}
-    cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1",
-                               process_count_per_node=2, environment_variables=env)
-    step = ds.ParallelRunStep(name="kill-worker", parallel_run_config=cfg,
-                              inputs=[ds.Dataset.File.from_files(str(tmp / "in"))],
-                              output=str(tmp / "out"))
+    job = GatedJob.make(tmp, N_KILL, 4)
+    env = job.env
     client = fail_cluster.client()
-    box: dict = {}
-
-    def go():
-        try:
-            box["result"] = step.run(client=client)
-        except BaseException as exc:  # noqa: BLE001 - asserted by the tests
-            box["error"] = exc
-
-    thread = threading.Thread(target=go, daemon=True)
+    thread = StepThread(job.step("kill-worker", tmp / "out"), client)
     try:
         before = client.run(os.getpid)  # worker address -> pid
         thread.start()
         # both workers hold a mini-batch at the gate (so the victim is busy)
         wait_until(lambda: len(os.listdir(env["TOKEN_DIR"])) >= 4, 120,
                    "4 items to be scored")
-        wait_until(lambda: len(_init_markers(markers)) >= 2, 60, "init() on 2 workers")
+        wait_until(lambda: len(job.inits()) >= 2, 60, "init() on 2 workers")
         wait_until(lambda: waiting_at(env["GATE_FILE"]) >= 2, 120,
                    "both runners to wait at the gate")
         victim_address = sorted(before)[0]
@@ -104,7 +83,7 @@ def worker_killed(fail_cluster, tmp_path_factory):
             return len(now) == 2 and victim not in now.values() and now
         after = wait_until(replaced, 120, "a replacement worker")
         replacement = (set(after.values()) - set(before.values())).pop()
-        wait_until(lambda: replacement in _init_markers(markers).values(), 120,
+        wait_until(lambda: replacement in job.inits().values(), 120,
                    "init() on the replacement worker")
         open_gate(env)
         thread.join(timeout=240)
@@ -113,13 +92,14 @@ def worker_killed(fail_cluster, tmp_path_factory):
         open_gate(env)
         thread.join(timeout=60)
         client.close()
-    return {"box": box, "out": tmp / "out", "markers": markers, "before": before,
+    return {"thread": thread, "out": tmp / "out", "job": job, "before": before,
             "victim": victim, "replacement": replacement}
 
 
 def test_worker_killed_mid_job_every_item_exactly_once(worker_killed):
-    assert "error" not in worker_killed["box"], worker_killed["box"].get("error")
-    result = worker_killed["box"]["result"]
+    thread = worker_killed["thread"]
+    assert thread.error is None, thread.error
+    result = thread.result
     assert result.status == "Completed", result.reason
     assert (result.total_items, result.succeeded_items, result.failed_items) == (
         N_KILL, N_KILL, 0)
@@ -132,7 +112,7 @@ def test_worker_killed_mid_job_every_item_exactly_once(worker_killed):
 
 
 def test_worker_killed_mid_job_init_runs_on_the_replacement(worker_killed):
-    inits = _init_markers(worker_killed["markers"])
+    inits = worker_killed["job"].inits()
     parents = set(inits.values())
     assert set(worker_killed["before"].values()) <= parents
     assert worker_killed["replacement"] in parents

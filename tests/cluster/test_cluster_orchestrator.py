@@ -21,18 +21,15 @@ from pathlib import Path
 import pytest
 import yaml
 from cluster_procs import (
-    GATE_SCRIPT,
+    GatedJob,
     cli,
     cluster_session,
     expected_gate_lines,
-    gate_env,
-    make_files,
     open_gate,
     read_report,
     records,
     wait_until,
     waiting_at,
-    write_script,
 )
 
 from daskscore._protocol import orchestrator_key
@@ -130,11 +127,8 @@ class _StatusWatch:
 def orchestrator_killed(orch_cluster, tmp_path_factory):
     """Submit a job, SIGKILL the worker running its orchestrator, let it finish."""
     tmp = tmp_path_factory.mktemp("orchestrator-kill")
-    markers = tmp / "markers"
-    markers.mkdir()
-    env = {**gate_env(tmp, GATE_AFTER), "MARKER_DIR": str(markers)}
-    script = write_script(tmp / "src", GATE_SCRIPT)
-    make_files(tmp / "in", N)
+    gated = GatedJob.make(tmp, N, GATE_AFTER)
+    env, script = gated.env, gated.script
     job = tmp / "job.yaml"
     settings = {
         "entry_script": script.name,
@@ -208,9 +202,7 @@ def orchestrator_killed(orch_cluster, tmp_path_factory):
         k["keys_end"] = _scheduler_keys(client, job_id)
     # the runners of the killed worker (their parent) and of the job go away
     k["victim_runners"] = [
-        int(p.name.split("-", 1)[1])
-        for p in markers.iterdir()
-        if int(p.read_text().split()[0]) == victim
+        runner for runner, worker in gated.inits().items() if worker == victim
     ]
     try:
         wait_until(lambda: not tracker.runner_pids(), 60, "the runners to exit")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from cluster_procs import (
     DASK,
     DASKSCORE,
     GATE_SCRIPT,
+    GatedJob,
+    StepThread,
     cluster_session,
     expected_gate_lines,
     gate_env,
@@ -31,8 +32,6 @@ from cluster_procs import (
     waiting_at,
     write_script,
 )
-
-import daskscore as ds
 
 pytest_plugins = ["cluster_procs"]
 
@@ -50,38 +49,17 @@ def _unnamed_workers(cluster, nworkers: int) -> None:
     cluster.wait_for_workers(nworkers)
 
 
-def _init_parents(folder: Path) -> set[int]:
-    """The worker pids under which init() ran (one marker per init() call)."""
-    return {int(p.read_text().split()[0]) for p in folder.iterdir()
-            if p.name.startswith("init-")}
-
-
 N = 16
 
 
 def test_restarted_unnamed_workers_take_over_the_job(tmp_path):
-    script = write_script(tmp_path / "src", GATE_SCRIPT)
-    make_files(tmp_path / "in", N)
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    env = {**gate_env(tmp_path, 4), "MARKER_DIR": str(markers)}
-    cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1",
-                               process_count_per_node=2, environment_variables=env)
-    step = ds.ParallelRunStep(name="restarted", parallel_run_config=cfg,
-                              inputs=[ds.Dataset.File.from_files(str(tmp_path / "in"))],
-                              output=str(tmp_path / "out"))
-    box: dict = {}
+    job = GatedJob.make(tmp_path, N, 4)
+    env = job.env
+    step = job.step("restarted", tmp_path / "out")
     with cluster_session(tmp_path / "cluster", {}) as cluster:
         _unnamed_workers(cluster, 2)
         client = cluster.client()
-
-        def go():
-            try:
-                box["result"] = step.run(client=client)
-            except BaseException as exc:  # noqa: BLE001 - asserted below
-                box["error"] = exc
-
-        thread = threading.Thread(target=go, daemon=True)
+        thread = StepThread(step, client)
         try:
             before = client.run(os.getpid)  # worker address -> pid
             assert all(a == info["name"] for a, info in
@@ -100,7 +78,7 @@ def test_restarted_unnamed_workers_take_over_the_job(tmp_path):
                 fresh = set(now.values()) - set(before.values())
                 return len(fresh) == 2 and fresh
             fresh = wait_until(replaced, 120, "two replacement workers")
-            wait_until(lambda: fresh <= _init_parents(markers), 120,
+            wait_until(lambda: fresh <= set(job.inits().values()), 120,
                        "init() on both replacement workers")
             open_gate(env)
             thread.join(timeout=180)
@@ -110,8 +88,8 @@ def test_restarted_unnamed_workers_take_over_the_job(tmp_path):
             thread.join(timeout=60)
             client.close()
 
-    assert "error" not in box, box.get("error")
-    result = box["result"]
+    assert thread.error is None, thread.error
+    result = thread.result
     assert result.status == "Completed", result.reason
     assert (result.total_items, result.succeeded_items) == (N, N)
     lines = Path(result.output_file).read_text().splitlines()
