@@ -35,6 +35,7 @@ from .._protocol import (
     node_of,
     set_single_threaded,
 )
+from ..io.files import plain_local
 from ..storage import RESOLVED_SECRET_ENV, describe_storage_error, url_to_fs
 from .handle import RunnerHandle
 
@@ -317,10 +318,20 @@ class ScoringPlugin(WorkerPlugin):
         runner = self.runner
         if runner is None or runner.state != "ready" or not self.job.prefetch:
             return
+        if self._local_inputs(spec):
+            return  # nothing to fetch ahead: spare the runner a message
         try:
             runner.conn.send(("prefetch", spec))
         except OSError:
             pass
+
+    def _local_inputs(self, spec) -> bool:
+        """Whether all of ``spec``'s inputs are plain local paths."""
+        sources = self.job.sources
+        if not spec.paths or spec.source >= len(sources or ()):
+            return False
+        options = sources[spec.source].get("storage_options") or {}
+        return all(plain_local(p, options) for p in spec.paths)
 
     def prefetch_queued(self) -> None:
         """Hint the runner to fetch the first mini-batch of this job's next pack.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import dask
 import pytest
 from helpers import (
     alive,
@@ -181,3 +182,66 @@ def test_a_dead_worker_process_loses_no_item_and_duplicates_none(tmp_path):
     assert scored == file_names(30), "every mini-batch scored exactly once"
     everything = pids(marker_dir, "init") + parent_pids(marker_dir, "init")
     assert alive(everything) == []
+
+
+# -- a second step.run() in the same process (a notebook): the cluster is kept ------
+def test_a_kept_embedded_cluster_serves_the_next_run_and_closes_on_request(tmp_path):
+    """With ``daskscore.embedded-cluster.keep`` the worker processes of one job
+    score the next (a changed script gets its own runners: init() again), and
+    ``ds.close_embedded_clusters()`` stops them."""
+
+
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 6)
+    env = {"MARKER_DIR": str(marker_dir)}
+    first = write_script(tmp_path / "a", LIFECYCLE_SCRIPT, prelude=True)
+    second = write_script(tmp_path / "b", LIFECYCLE_SCRIPT.replace(
+        "return names", "return [n.upper() for n in names]"), prelude=True)
+    try:
+        with dask.config.set({"daskscore.embedded-cluster.keep": True}):
+            results = []
+            for script, out in ((first, "out1"), (second, "out2")):
+                results.append(make_step(
+                    script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                    tmp_path / out, mini_batch_size="1",
+                    process_count_per_node=WORKERS, environment_variables=env,
+                ).run())
+                # the job's own runners have shut down; its workers are still up
+                assert pids(marker_dir, "shutdown") == pids(marker_dir, "init")
+                assert alive(parent_pids(marker_dir, "init")) == parent_pids(
+                    marker_dir, "init")
+    finally:
+        ds.close_embedded_clusters()
+    assert [r.status for r in results] == ["Completed", "Completed"]
+    assert read_lines(tmp_path / "out1" / "parallel_run_step.txt") == file_names(6)
+    assert read_lines(tmp_path / "out2" / "parallel_run_step.txt") == [
+        n.upper() for n in file_names(6)]
+    # two jobs, two runners each, all in the same WORKERS worker processes
+    assert len(pids(marker_dir, "init")) == 2 * WORKERS
+    workers = parent_pids(marker_dir, "init")
+    assert len(workers) == WORKERS
+    deadline = time.monotonic() + 60
+    while alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive(workers) == []
+
+
+def test_without_keep_each_run_has_a_cluster_of_its_own(tmp_path):
+
+
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 4)
+    script = write_script(tmp_path / "src", LIFECYCLE_SCRIPT, prelude=True)
+    with dask.config.set({"daskscore.embedded-cluster.keep": "auto"}):
+        # pytest is no interactive session: "auto" keeps nothing
+        for out in ("out1", "out2"):
+            result = make_step(
+                script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                tmp_path / out, mini_batch_size="2", process_count_per_node=WORKERS,
+                environment_variables={"MARKER_DIR": str(marker_dir)},
+            ).run()
+            assert result.status == "Completed", result.reason
+            assert alive(parent_pids(marker_dir, "init")) == []
+    assert len(parent_pids(marker_dir, "init")) == 2 * WORKERS
