@@ -317,6 +317,9 @@ class JobSpec:
     # ds.map_partitions: the runner hands run()'s result back to the task
     # (TryOutcome.result) instead of committing a part
     return_result: bool = False
+    # the embedded cluster is kept for the next job of the client's process: a
+    # worker keeps its runner (init() done) for a next job of the same script
+    keep_runners: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

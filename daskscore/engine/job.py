@@ -334,6 +334,7 @@ class Job:
             self.allowed_names,
             self.resource,
             allowed_nodes=self.allowed_nodes,
+            keep_runners=self.cluster is not None and keep_embedded_cluster(),
         )
 
     def _register(

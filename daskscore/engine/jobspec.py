@@ -36,6 +36,7 @@ def build_job_spec(
     allowed_names: list[str] | None,
     resource: str,
     allowed_nodes: dict[str, int | None] | None = None,
+    keep_runners: bool = False,
 ) -> JobSpec:
     """The job spec of one run of ``step``, its output in ``store``.
 
@@ -43,6 +44,8 @@ def build_job_spec(
     (None: all of them); they then advertise ``resource``, which its tasks need.
     ``allowed_nodes`` are their nodes: a worker that joins one of them later (a
     restarted worker) takes a free place (see ``placement.node_limits``).
+    ``keep_runners``: the workers keep their runners for a next job of the same
+    script (an embedded cluster kept between jobs).
     """
     cfg = step.config
     return JobSpec(
@@ -82,6 +85,7 @@ def build_job_spec(
         # with a failure budget, every failure must reach the client at once
         stop_on_failure=has_failure_budget(cfg),
         resource=resource if allowed_names is not None else None,
+        keep_runners=keep_runners,
     )
 
 

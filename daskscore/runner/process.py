@@ -12,7 +12,8 @@ Messages with the worker go over a ``multiprocessing.connection.Connection`` on
 an inherited socket:
 
 worker -> runner: the setup (a :class:`~daskscore._protocol.RunnerSetup`) first,
-then ``("run", spec, frame, try_no)``, ``("prefetch", spec)`` (no answer) and
+then ``("run", spec, frame, try_no)``, ``("prefetch", spec)`` (no answer),
+``("rebind", setup)`` (a kept runner's next job: ``("rebound",)``) and
 ``("shutdown",)`` (a large ``frame``, and a large result in ``done``'s outcome,
 come as a :class:`~.transfer.Shipped` file in shared memory)
 runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
@@ -282,6 +283,23 @@ class Runner:
         self.takes_context = _takes_context(module.run)
         return True
 
+    def rebind(self, setup: RunnerSetup) -> None:
+        """Serve another job of the same script: its output, logs and context
+        (the script stays imported, ``init()`` is not called again)."""
+        self.setup = setup
+        entry_script._CONTEXT.update(setup.context)
+        entry_script.STEP_MODEL_OPTIONS.update(setup.model_options)
+        _configure_logging(setup)
+        self.reader = Reader(setup.sources, setup.working_dir)
+        self.writer = None
+        if not setup.return_result:
+            self.writer = PartWriter(
+                setup.parts_url,
+                setup.output_format,
+                setup.output_storage_options,
+                setup.output_action == "append_row",
+            )
+
     def run_one(self, spec, frame, try_no: int) -> TryOutcome:
         """One try; its peak RSS is measured from the start of the try."""
         _reset_peak_rss()
@@ -449,6 +467,10 @@ def main() -> None:
                 runner.reader.prefetch(msg[1])
             except Exception:  # noqa: BLE001 - only a hint: the read will tell
                 pass
+        elif msg[0] == "rebind":  # kept for another job of the same script
+            setup = msg[1]
+            runner.rebind(setup)
+            conn.send(("rebound",))
         elif msg[0] == "shutdown":
             error = runner.shutdown()
             conn.send(("shutdown_done", error))

@@ -110,6 +110,24 @@ class RunnerHandle:
     def alive(self) -> bool:
         return self.proc.poll() is None and self.state not in ("dead",)
 
+    def rebind(
+        self, setup: RunnerSetup, stdout_path: str, stderr_path: str, timeout: float
+    ) -> bool:
+        """Hand this runner (``init()`` done) to another job of the same script:
+        its output folder, logs and context; False (and killed) if it cannot."""
+        if not self.alive or self.state != "ready":
+            return False
+        self.capture.redirect(stdout_path, stderr_path)
+        try:
+            self.conn.send(("rebind", setup))
+            msg = self._recv(timeout)
+        except (EOFError, OSError):
+            msg = None
+        if msg is None or msg[0] != "rebound":
+            self.kill()
+            return False
+        return True
+
     def _recv(self, timeout: float | None):
         if timeout is not None and not self.conn.poll(timeout):
             return None

@@ -185,12 +185,18 @@ def test_a_dead_worker_process_loses_no_item_and_duplicates_none(tmp_path):
 
 
 # -- a second step.run() in the same process (a notebook): the cluster is kept ------
-def test_a_kept_embedded_cluster_serves_the_next_run_and_closes_on_request(tmp_path):
+def _kept_run(script, tmp_path, out, env):
+    return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                     tmp_path / out, mini_batch_size="1",
+                     process_count_per_node=WORKERS, environment_variables=env).run()
+
+
+def test_a_kept_embedded_cluster_serves_the_next_runs_and_closes_on_request(
+        tmp_path):
     """With ``daskscore.embedded-cluster.keep`` the worker processes of one job
-    score the next (a changed script gets its own runners: init() again), and
-    ``ds.close_embedded_clusters()`` stops them."""
-
-
+    score the next ones. A job of the same script takes over the runners, init()
+    done; a changed script gets runners of its own (the old ones shut down), and
+    ``ds.close_embedded_clusters()`` stops everything."""
     marker_dir = tmp_path / "markers"
     marker_dir.mkdir()
     make_files(tmp_path / "in", 6)
@@ -200,31 +206,35 @@ def test_a_kept_embedded_cluster_serves_the_next_run_and_closes_on_request(tmp_p
         "return names", "return [n.upper() for n in names]"), prelude=True)
     try:
         with dask.config.set({"daskscore.embedded-cluster.keep": True}):
-            results = []
-            for script, out in ((first, "out1"), (second, "out2")):
-                results.append(make_step(
-                    script, ds.Dataset.File.from_files(str(tmp_path / "in")),
-                    tmp_path / out, mini_batch_size="1",
-                    process_count_per_node=WORKERS, environment_variables=env,
-                ).run())
-                # the job's own runners have shut down; its workers are still up
-                assert pids(marker_dir, "shutdown") == pids(marker_dir, "init")
-                assert alive(parent_pids(marker_dir, "init")) == parent_pids(
-                    marker_dir, "init")
+            one = _kept_run(first, tmp_path, "out1", env)
+            kept = pids(marker_dir, "init")
+            assert len(kept) == WORKERS and alive(kept) == kept
+            assert pids(marker_dir, "shutdown") == []  # kept, not shut down
+            two = _kept_run(first, tmp_path, "out2", env)
+            # the same runners scored the second job: no init() again
+            assert pids(marker_dir, "init") == kept
+            assert set(pids(marker_dir, "run")) == set(kept)
+            three = _kept_run(second, tmp_path, "out3", env)
+            # another script: new runners; the kept ones ran shutdown()
+            assert len(pids(marker_dir, "init")) == 2 * WORKERS
+            assert pids(marker_dir, "shutdown") == kept
     finally:
         ds.close_embedded_clusters()
-    assert [r.status for r in results] == ["Completed", "Completed"]
-    assert read_lines(tmp_path / "out1" / "parallel_run_step.txt") == file_names(6)
-    assert read_lines(tmp_path / "out2" / "parallel_run_step.txt") == [
+    assert [r.status for r in (one, two, three)] == ["Completed"] * 3
+    for out in ("out1", "out2"):
+        assert read_lines(tmp_path / out / "parallel_run_step.txt") == file_names(6)
+    assert read_lines(tmp_path / "out3" / "parallel_run_step.txt") == [
         n.upper() for n in file_names(6)]
-    # two jobs, two runners each, all in the same WORKERS worker processes
-    assert len(pids(marker_dir, "init")) == 2 * WORKERS
+    # the second job's runners logged into its own folder
+    assert (tmp_path / "out2" / "logs" / "user").is_dir()
+    # all three jobs ran in the same WORKERS worker processes, now gone
     workers = parent_pids(marker_dir, "init")
     assert len(workers) == WORKERS
+    everything = workers + pids(marker_dir, "init")
     deadline = time.monotonic() + 60
-    while alive(workers) and time.monotonic() < deadline:
+    while alive(everything) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert alive(workers) == []
+    assert alive(everything) == []
 
 
 def test_without_keep_each_run_has_a_cluster_of_its_own(tmp_path):
