@@ -119,8 +119,7 @@ class Job:
         return self.own_client
 
     def _close_cluster(self, keep: bool = False) -> None:
-        """Close the embedded cluster, or keep it for the next job (``keep``:
-        this one ended well, and ``daskscore.embedded-cluster.keep`` says so)."""
+        """Close the embedded cluster, or keep it for the next job (``keep``)."""
         if self.cluster is not None:
             release_embedded_cluster(
                 self.cluster,

@@ -52,6 +52,27 @@ def _failure(
     )
 
 
+def _timed_out(phase: int, since: float, items: int, run_timeout: float):
+    """The failure of a try whose ``phase`` took too long (its runner killed)."""
+    if phase == RUNNING:
+        return _failure(
+            items,
+            TryStatus.RUN_TIMEOUT,
+            f"run() did not return within run_invocation_timeout="
+            f"{run_timeout:g} s; its process was stopped and restarted",
+            run_seconds=time.monotonic() - since,
+        )
+    if phase == WRITING:
+        return _failure(
+            items,
+            TryStatus.RUN_EXCEPTION,
+            "writing run()'s output did not finish in time",
+        )
+    return _failure(
+        items, TryStatus.READ_ERROR, "reading the mini-batch did not finish in time"
+    )
+
+
 class RunnerHandle:
     """The worker's side of one runner process."""
 
@@ -278,25 +299,7 @@ class RunnerHandle:
             if self.board.read()[:2] != (phase, since) or self.conn.poll(0):
                 continue  # it moved on meanwhile: time the next phase
             self.kill()
-            if phase == RUNNING:
-                return _failure(
-                    items,
-                    TryStatus.RUN_TIMEOUT,
-                    f"run() did not return within run_invocation_timeout="
-                    f"{run_timeout:g} s; its process was stopped and restarted",
-                    run_seconds=time.monotonic() - since,
-                )
-            if phase == WRITING:
-                return _failure(
-                    items,
-                    TryStatus.RUN_EXCEPTION,
-                    "writing run()'s output did not finish in time",
-                )
-            return _failure(
-                n,
-                TryStatus.READ_ERROR,
-                "reading the mini-batch did not finish in time",
-            )
+            return _timed_out(phase, since, items or n, run_timeout)
 
     def _done(self, msg) -> TryOutcome:
         """The outcome of a ``("done", outcome, restart)`` answer.

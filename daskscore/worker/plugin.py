@@ -204,7 +204,7 @@ class ScoringPlugin(WorkerPlugin):
     def _close(self) -> None:
         kept = False
         with self.lock:
-            if self.runner is not None and self._keep_runner():
+            if self.runner is not None and _keep_runner(self):
                 kept, self.runner = True, None
             if self.runner is not None:
                 error = self.runner.shutdown(self.job.runner_shutdown_timeout)
@@ -225,56 +225,6 @@ class ScoringPlugin(WorkerPlugin):
                 )
         if not kept:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _keep_runner(self) -> bool:
-        """Keep the runner for the next job of the same script (job.keep_runners)."""
-        runner = self.runner
-        job = self.job
-        if not (job.keep_runners and job.logs_local and runner.alive):
-            return False
-        if runner.state != "ready":
-            return False
-        with _KEPT_LOCK:
-            earlier = list(_KEPT.values())
-            _KEPT.clear()
-            _KEPT[_runner_key(self.job)] = (
-                runner,
-                self.workdir,
-                self.bundle_dir,
-                self.job.runner_shutdown_timeout,
-            )
-        for entry in earlier:  # one kept runner per worker
-            _stop_kept(entry)
-        return True
-
-    def _take_kept_runner(self) -> bool:
-        """Take over the runner an earlier job of this script left (``init()``
-        done): this job's folders, logs and context. Another script's is stopped."""
-        if not (self.job.keep_runners and self.job.logs_local):
-            return False
-        with _KEPT_LOCK:
-            kept = _KEPT.pop(_runner_key(self.job), None)
-            others = list(_KEPT.values())
-            _KEPT.clear()
-        for entry in others:  # the script changed: new runners
-            _stop_kept(entry)
-        if kept is None:
-            return False
-        runner, workdir, bundle_dir, _timeout = kept
-        fresh = (self.workdir, self.bundle_dir)
-        self.workdir, self.bundle_dir = workdir, bundle_dir
-        if not runner.rebind(
-            self._runner_setup(),
-            os.path.join(self.user_log_dir, "stdout.txt"),
-            os.path.join(self.user_log_dir, "stderr.txt"),
-            self.job.init_timeout,
-        ):
-            shutil.rmtree(workdir, ignore_errors=True)
-            self.workdir, self.bundle_dir = fresh
-            return False
-        shutil.rmtree(fresh[0], ignore_errors=True)
-        self.runner = runner
-        return True
 
     def _upload_worker_files(self) -> None:
         fs, _ = url_to_fs(self.job.output_url, self.job.output_storage_options)
@@ -327,7 +277,7 @@ class ScoringPlugin(WorkerPlugin):
         }
 
     def _start_runner(self) -> tuple[str, str] | None:
-        if self.runner is None and self._take_kept_runner():
+        if self.runner is None and _take_kept_runner(self):
             return None
         # The storage credentials of the worker's environment are in the job's
         # storage options already (resolved on the client): keep them out of the
@@ -425,20 +375,12 @@ class ScoringPlugin(WorkerPlugin):
         runner = self.runner
         if runner is None or runner.state != "ready" or not self.job.prefetch:
             return
-        if self._local_inputs(spec):
+        if _local_inputs(self.job, spec):
             return  # nothing to fetch ahead: spare the runner a message
         try:
             runner.conn.send(("prefetch", spec))
         except OSError:
             pass
-
-    def _local_inputs(self, spec) -> bool:
-        """Whether all of ``spec``'s inputs are plain local paths."""
-        sources = self.job.sources
-        if not spec.paths or spec.source >= len(sources or ()):
-            return False
-        options = sources[spec.source].get("storage_options") or {}
-        return all(plain_local(p, options) for p in spec.paths)
 
     def prefetch_queued(self) -> None:
         """Hint the runner to fetch the first mini-batch of this job's next pack.
@@ -461,3 +403,63 @@ class ScoringPlugin(WorkerPlugin):
                     return
         except Exception:  # noqa: BLE001 - Dask's internals changed: no prefetch
             return
+
+
+def _keep_runner(self: ScoringPlugin) -> bool:
+    """Keep the runner for the next job of the same script (job.keep_runners)."""
+    runner = self.runner
+    job = self.job
+    if not (job.keep_runners and job.logs_local and runner.alive):
+        return False
+    if runner.state != "ready":
+        return False
+    with _KEPT_LOCK:
+        earlier = list(_KEPT.values())
+        _KEPT.clear()
+        _KEPT[_runner_key(self.job)] = (
+            runner,
+            self.workdir,
+            self.bundle_dir,
+            self.job.runner_shutdown_timeout,
+        )
+    for entry in earlier:  # one kept runner per worker
+        _stop_kept(entry)
+    return True
+
+def _take_kept_runner(self: ScoringPlugin) -> bool:
+    """Take over the runner an earlier job of this script left (``init()``
+    done): this job's folders, logs and context. Another script's is stopped."""
+    if not (self.job.keep_runners and self.job.logs_local):
+        return False
+    with _KEPT_LOCK:
+        kept = _KEPT.pop(_runner_key(self.job), None)
+        others = list(_KEPT.values())
+        _KEPT.clear()
+    for entry in others:  # the script changed: new runners
+        _stop_kept(entry)
+    if kept is None:
+        return False
+    runner, workdir, bundle_dir, _timeout = kept
+    fresh = (self.workdir, self.bundle_dir)
+    self.workdir, self.bundle_dir = workdir, bundle_dir
+    if not runner.rebind(
+        self._runner_setup(),
+        os.path.join(self.user_log_dir, "stdout.txt"),
+        os.path.join(self.user_log_dir, "stderr.txt"),
+        self.job.init_timeout,
+    ):
+        shutil.rmtree(workdir, ignore_errors=True)
+        self.workdir, self.bundle_dir = fresh
+        return False
+    shutil.rmtree(fresh[0], ignore_errors=True)
+    self.runner = runner
+    return True
+
+
+def _local_inputs(job: JobSpec, spec) -> bool:
+    """Whether all of ``spec``'s inputs are plain local paths."""
+    sources = job.sources
+    if not spec.paths or spec.source >= len(sources or ()):
+        return False
+    options = sources[spec.source].get("storage_options") or {}
+    return all(plain_local(p, options) for p in spec.paths)
