@@ -1,4 +1,4 @@
-"""File benchmark: score N small PNG files, mini-batches of 10 files.
+"""File benchmark: score N small PNG files, 10 per mini-batch (``--mini-batch-size``).
 
 Variants, each in its own fresh process, side by side:
 
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import _common as C
 
-MINI_BATCH = 10
+MINI_BATCH = 10  # the default of --mini-batch-size
 
 
 def _score_png_module():
@@ -93,9 +93,10 @@ def child_single(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     model = sp.load(str(Path(args.data_dir) / "mlp.npz"))
     paths = _list_pngs(folder)
+    size = args.mini_batch_size
     with open(out_file, "w") as f:
-        for i in range(0, len(paths), MINI_BATCH):
-            for line in sp.score(model, paths[i : i + MINI_BATCH]):
+        for i in range(0, len(paths), size):
+            for line in sp.score(model, paths[i : i + size]):
                 f.write(f"{line}\n")
     wall = time.perf_counter() - start
     return {
@@ -103,7 +104,7 @@ def child_single(args: argparse.Namespace) -> dict:
         "items": len(paths),
         "wall_s": round(wall, 2),
         "items_per_s": len(paths) / wall,
-        "mini_batches": -(-len(paths) // MINI_BATCH),
+        "mini_batches": -(-len(paths) // size),
         **_check_text(out_file),
     }
 
@@ -123,7 +124,7 @@ def child_daskscore(args: argparse.Namespace) -> dict:
         "trivial.py" if trivial else "score_png.py",
         files,
         str(out),
-        str(MINI_BATCH),
+        str(args.mini_batch_size),
         args.processes,
         ["--model", str(Path(args.data_dir) / "mlp.npz")],
     )
@@ -136,7 +137,9 @@ def child_daskscore(args: argparse.Namespace) -> dict:
             check = {"out_items": sum(1 for _ in f)}
     else:
         check = _check_text(collected) if collected.exists() else {"out_items": 0}
-    n_mb = getattr(result, "mini_batches", None) or -(-result.total_items // MINI_BATCH)
+    n_mb = getattr(result, "mini_batches", None) or -(
+        -result.total_items // args.mini_batch_size
+    )
     return {
         "variant": args.variant,
         "items": result.total_items,
@@ -188,7 +191,7 @@ def child_ray(args: argparse.Namespace) -> dict:
         Scorer,
         fn_constructor_args=(model_path, scripts),
         batch_format="numpy",
-        batch_size=MINI_BATCH,
+        batch_size=args.mini_batch_size,
         concurrency=2,
         num_cpus=args.ray_actor_cpus,
     )
@@ -209,7 +212,7 @@ def child_ray(args: argparse.Namespace) -> dict:
         "wall_s": round(wall, 2),
         "setup_s": round(init_s, 3),
         "items_per_s": len(paths) / wall,
-        "mini_batches": -(-len(paths) // MINI_BATCH),
+        "mini_batches": -(-len(paths) // args.mini_batch_size),
         "out_items": items,
         "score_sum": round(total, 3),
     }
@@ -275,6 +278,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument(
+        "--mini-batch-size",
+        type=int,
+        default=MINI_BATCH,
+        help="files per mini-batch (all variants)",
+    )
+    parser.add_argument(
         "--ray-actor-cpus",
         type=float,
         default=0.5,
@@ -302,7 +311,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not n_files:
         sys.exit(f"no files in {folder}: run bench/make_data.py first")
     print(
-        f"files: {n_files:,} PNG files in {folder}, mini_batch_size={MINI_BATCH}; "
+        f"files: {n_files:,} PNG files in {folder}, "
+        f"mini_batch_size={args.mini_batch_size}; "
         f"{os.cpu_count()} CPUs",
         flush=True,
     )
@@ -313,6 +323,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.out_dir,
         "--processes",
         str(args.processes),
+        "--mini-batch-size",
+        str(args.mini_batch_size),
         "--ray-actor-cpus",
         str(args.ray_actor_cpus),
     ]
@@ -343,13 +355,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(result)
     summarize(rows)
     C.print_table(
-        rows, COLUMNS, title=f"files: {n_files:,} PNG, mini_batch_size=10, every run"
+        rows,
+        COLUMNS,
+        title=f"files: {n_files:,} PNG, mini_batch_size={args.mini_batch_size}, "
+        "every run",
     )
     best = best_rows(rows)
     C.print_table(
         best,
         BEST_COLUMNS,
-        title=f"files: {n_files:,} PNG, mini_batch_size=10, "
+        title=f"files: {n_files:,} PNG, mini_batch_size={args.mini_batch_size}, "
         f"best (median) of {args.repeat}",
     )
     print(f"results saved to {C.save_results('files', rows, {'best': best})}")

@@ -11,6 +11,10 @@ default 20, ``mini_batch_size=10``), with ``--processes`` worker processes (defa
 - ``whole run s``: ``step.run()`` from call to return (including writing the output
   and reports and closing the cluster).
 
+``daskscore-second``: two ``step.run()`` calls in one process (a notebook), with
+``daskscore.embedded-cluster.keep`` on; the figures are the second call's, which
+finds the first one's cluster running.
+
 ``ray`` (if installed): ``ray.init()`` + ``map_batches`` with 2 actors on the same
 tiny input, until ``take_all()`` returns, for comparison.
 
@@ -37,9 +41,21 @@ def _tiny_input(args: argparse.Namespace) -> list[str]:
 
 
 def child_daskscore(args: argparse.Namespace) -> dict:
+    if args.variant != "daskscore-second":
+        return _one_run(args, f"daskscore-startup-{args.processes}")
+    import dask
+
+    with dask.config.set({"daskscore.embedded-cluster.keep": True}):
+        _one_run(args, f"daskscore-startup-{args.processes}-first")
+        row = _one_run(args, f"daskscore-startup-{args.processes}-second")
+    row["variant"] = f"daskscore {args.processes} proc, 2nd run() in-process"
+    return row
+
+
+def _one_run(args: argparse.Namespace, name: str) -> dict:
     import daskscore as ds
 
-    out = Path(args.out_dir) / f"daskscore-startup-{args.processes}"
+    out = Path(args.out_dir) / name
     shutil.rmtree(out, ignore_errors=True)
     stamp = Path(args.out_dir) / f"startup-stamps-{os.getpid()}.txt"
     stamp.unlink(missing_ok=True)
@@ -134,7 +150,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     if args.child:
         args.processes = int(args.processes)
-        run = {"daskscore": child_daskscore, "ray": child_ray}
+        run = {
+            "daskscore": child_daskscore,
+            "daskscore-second": child_daskscore,
+            "ray": child_ray,
+        }
         C.emit(run[args.variant](args))
         return []
 

@@ -43,6 +43,7 @@ _EXPORTS = {
     "ParallelRunStep": "step",
     "map_partitions": "collections",
     "scorer": "collections",
+    "close_embedded_clusters": "engine.cluster",
     "DataPath": "registry.datastore",
     "Datastore": "registry.datastore",
     "Model": "registry.model",
@@ -87,6 +88,7 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "__version__",
+    "close_embedded_clusters",
     "map_partitions",
     "scorer",
 ]
@@ -110,6 +112,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .collections import map_partitions, scorer
     from .config import OutputAction, ParallelRunConfig
     from .datasets import Dataset, FileDataset, TabularDataset
+    from .engine.cluster import close_embedded_clusters
     from .entry_script import EntryScript, MiniBatchContext
     from .errors import (
         ConfigError,

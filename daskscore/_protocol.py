@@ -324,6 +324,9 @@ class JobSpec:
     # daskscore.live-interval: a pack sends the records it commits to the client
     # at most this often (worker.feed)
     live_interval: float = 0.25
+    # the embedded cluster is kept for the next job of the client's process: a
+    # worker keeps its runner (init() done) for a next job of the same script
+    keep_runners: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

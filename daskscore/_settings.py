@@ -61,6 +61,7 @@ KINDS: dict[str, str] = {
     "lock.poll-interval": "interval",
     "csv.quote-scan": "bytes",
     "no-progress-timeout": "interval",
+    "embedded-cluster.keep": "switch",
 }
 
 # the variables of earlier releases, for one release: name -> key
@@ -78,6 +79,7 @@ _ALLOWED = {
     "interval": 'a duration > 0: seconds, or a string with a unit such as "1s" '
     'or "500ms"',
     "bool": "true or false",
+    "switch": 'true, false or "auto"',
     "count": "a whole number >= 1",
     "factor": "a number greater than 0",
     "path": "a folder path, or null for the default",
@@ -146,7 +148,9 @@ def parse(key: str, value: Any) -> Any:
             if seconds < 0 or (kind == "interval" and seconds == 0):
                 raise ValueError(value)
             return seconds
-        if kind == "bool":
+        if kind == "switch" and str(value).strip().lower() == "auto":
+            return "auto"
+        if kind in ("bool", "switch"):
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()

@@ -49,6 +49,8 @@ PUBLIC_NAMES = {
     "MiniBatchError",
     "map_partitions",
     "scorer",
+    # the embedded cluster kept between step.run() calls (issue 12)
+    "close_embedded_clusters",
 }
 
 ERRORS = ["ConfigError", "DatasetError", "EntryScriptError", "ErrorThresholdExceeded",

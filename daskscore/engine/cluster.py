@@ -9,11 +9,18 @@ a cluster inside every worker. Workers started as
 ``python -m distributed.cli.dask_spec`` (what ``dask spec`` runs) import nothing
 of the caller. The scheduler (and its dashboard) stays in this process, so
 starting is as fast as LocalCluster or faster.
+
+An embedded cluster can outlive its job (:func:`embedded_cluster` /
+:func:`release_embedded_cluster`, setting ``daskscore.embedded-cluster.keep``):
+a second ``step.run()`` in the same process (a notebook) then starts no
+scheduler and no worker interpreters. A kept cluster is closed at interpreter
+exit, by :func:`close_embedded_clusters`, or when a job on it did not end well.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
@@ -24,16 +31,20 @@ import sys
 import time
 from typing import Any
 
-from distributed import Scheduler, SpecCluster
+from distributed import Client, Scheduler, SpecCluster
 from distributed.deploy.subprocess import Subprocess
 
+from .. import _settings
 from .._protocol import SINGLE_THREADED_BLAS
 
 __all__ = [
     "SINGLE_THREADED_ENV",
+    "close_embedded_clusters",
     "describe_exit",
+    "embedded_cluster",
     "free_dashboard_address",
     "quiet_embedded_cluster",
+    "release_embedded_cluster",
     "start_embedded_cluster",
     "worker_exits",
 ]
@@ -231,3 +242,81 @@ def quiet_embedded_cluster():
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+# embedded clusters kept for the next job of this process, by worker count
+_KEPT: dict[int, tuple[SpecCluster, Client]] = {}
+
+
+def keep_embedded_cluster() -> bool:
+    """Whether a job leaves its embedded cluster for the next one (the setting
+    ``daskscore.embedded-cluster.keep``: true, false, or "auto": in an
+    interactive session, a notebook or a REPL)."""
+    keep = _settings.get("embedded-cluster.keep")
+    if keep == "auto":
+        return hasattr(sys, "ps1") or "ipykernel" in sys.modules
+    return bool(keep)
+
+
+def _usable(cluster: SpecCluster, client: Client, n_workers: int) -> bool:
+    try:
+        alive = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+    except Exception:  # noqa: BLE001 - a closed or broken cluster: start anew
+        return False
+    return client.status == "running" and alive == n_workers
+
+
+def embedded_cluster(
+    n_workers: int, log_dir: str | None
+) -> tuple[SpecCluster, Client, bool]:
+    """``(cluster, client, reused)``: a kept cluster of ``n_workers``, else a new one.
+
+    A reused cluster's worker logs go to ``log_dir`` from then on only for
+    workers started again; its exit statuses start afresh for the new job.
+    """
+    kept = _KEPT.pop(n_workers, None)
+    if kept is not None:
+        cluster, client = kept
+        if _usable(cluster, client, n_workers):
+            for worker in cluster.workers.values():
+                worker.exit_codes = []
+                if log_dir:
+                    worker.log_path = os.path.join(log_dir, f"{worker.name}.log")
+            return cluster, client, True
+        _close(cluster, client)
+    cluster = start_embedded_cluster(
+        n_workers, free_dashboard_address(), log_dir=log_dir
+    )
+    client = Client(cluster)
+    try:
+        client.wait_for_workers(n_workers, timeout=120)
+    except BaseException:
+        _close(cluster, client)
+        raise
+    return cluster, client, False
+
+
+def release_embedded_cluster(
+    cluster: SpecCluster, client: Client, n_workers: int, keep: bool
+) -> None:
+    """Keep the cluster for the next job (``keep``, no worker died), or close it."""
+    if keep and not worker_exits(cluster) and n_workers not in _KEPT:
+        _KEPT[n_workers] = (cluster, client)
+        return
+    _close(cluster, client)
+
+
+def _close(cluster: SpecCluster, client: Client) -> None:
+    try:
+        client.close()
+    finally:
+        cluster.close()
+
+
+@atexit.register
+def close_embedded_clusters() -> None:
+    """Close the embedded clusters kept for later jobs (also run at exit)."""
+    while _KEPT:
+        _n, (cluster, client) = _KEPT.popitem()
+        with contextlib.suppress(Exception):
+            _close(cluster, client)

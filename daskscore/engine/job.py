@@ -16,8 +16,6 @@ import time
 import uuid
 from typing import Any
 
-from distributed import Client
-
 from .. import _settings
 from .._protocol import LOGS_DIR, JobSpec, JobStatus, MiniBatchSpec, plugin_name
 from ..config import OutputAction, ParallelRunConfig
@@ -35,8 +33,9 @@ from ..worker.plugin import ScoringPlugin
 from ..worker.tasks import started_mini_batches
 from .cluster import (
     describe_exit,
-    free_dashboard_address,
-    start_embedded_cluster,
+    embedded_cluster,
+    keep_embedded_cluster,
+    release_embedded_cluster,
     worker_exits,
 )
 from .jobspec import build_job_spec
@@ -111,21 +110,24 @@ class Job:
             )
             return self.client
         n = workers_wanted(self.cfg)
-        logger.info("starting an embedded cluster with %d worker processes", n)
-        self.cluster = start_embedded_cluster(
-            n, free_dashboard_address(), log_dir=self.sys_log_dir
+        self.cluster, self.own_client, reused = embedded_cluster(n, self.sys_log_dir)
+        logger.info(
+            "%s an embedded cluster with %d worker processes",
+            "reusing" if reused else "started",
+            n,
         )
-        self.own_client = Client(self.cluster)
-        self.own_client.wait_for_workers(n, timeout=120)
         return self.own_client
 
-    def _close_cluster(self) -> None:
-        if self.own_client is not None:
-            self.own_client.close()
-            self.own_client = None
+    def _close_cluster(self, keep: bool = False) -> None:
+        """Close the embedded cluster, or keep it for the next job (``keep``)."""
         if self.cluster is not None:
-            self.cluster.close()
-            self.cluster = None
+            release_embedded_cluster(
+                self.cluster,
+                self.own_client,
+                workers_wanted(self.cfg),
+                keep and keep_embedded_cluster(),
+            )
+        self.cluster = self.own_client = None
 
     # -- main --------------------------------------------------------------------
     def run(self) -> StepRunResult:
@@ -165,8 +167,10 @@ class Job:
                 result.output_file,
                 force=True,
             )
-        finally:
+        except BaseException:
             self._close_cluster()
+            raise
+        self._close_cluster(keep=result.status == JobStatus.COMPLETED)
         return result
 
     def _prepare(self) -> tuple[Any, StateStore, list[MiniBatchSpec], float]:
@@ -322,16 +326,11 @@ class Job:
         )
 
     def _job_spec(self, store: StateStore, bundle, script_display: str) -> JobSpec:
-        return build_job_spec(
-            self.step,
-            store,
-            bundle,
-            script_display,
-            self.allowed_names,
-            self.resource,
-            allowed_nodes=self.allowed_nodes,
-            job_id=self.job_id,
-        )
+        keep = self.cluster is not None and keep_embedded_cluster()
+        return build_job_spec(self.step, store, bundle, script_display,
+                              self.allowed_names, self.resource,
+                              allowed_nodes=self.allowed_nodes, job_id=self.job_id,
+                              keep_runners=keep)
 
     def _register(
         self, client, job: JobSpec, script_display: str, store: StateStore

@@ -38,6 +38,7 @@ def build_job_spec(
     resource: str,
     allowed_nodes: dict[str, int | None] | None = None,
     job_id: str = "",
+    keep_runners: bool = False,
 ) -> JobSpec:
     """The job spec of one run of ``step``, its output in ``store``.
 
@@ -45,6 +46,8 @@ def build_job_spec(
     (None: all of them); they then advertise ``resource``, which its tasks need.
     ``allowed_nodes`` are their nodes: a worker that joins one of them later (a
     restarted worker) takes a free place (see ``placement.node_limits``).
+    ``keep_runners``: the workers keep their runners for a next job of the same
+    script (an embedded cluster kept between jobs).
     """
     cfg = step.config
     return JobSpec(
@@ -76,17 +79,25 @@ def build_job_spec(
         model_options=model_options(step.models),
         allowed_names=allowed_names,
         allowed_nodes=allowed_nodes if allowed_names is not None else None,
-        prefetch=_settings.get("prefetch"),
-        runner_read_timeout=_settings.get("runner.read-timeout"),
-        runner_shutdown_timeout=_settings.get("runner.shutdown-timeout"),
-        runner_init_failures=_settings.get("runner.init-failures"),
-        runner_memory_limit=_settings.get("runner.memory-limit"),
-        live_interval=_settings.get("live-interval"),
+        **_worker_settings(),
         # with a failure budget, every failure must reach the client at once
         stop_on_failure=has_failure_budget(cfg),
         resource=resource if allowed_names is not None else None,
         run_context=run_context(step, store, job_id),
+        keep_runners=keep_runners,
     )
+
+
+def _worker_settings() -> dict[str, Any]:
+    """The dask.config settings a job's workers and runners follow (the client's)."""
+    return {
+        "prefetch": _settings.get("prefetch"),
+        "runner_read_timeout": _settings.get("runner.read-timeout"),
+        "runner_shutdown_timeout": _settings.get("runner.shutdown-timeout"),
+        "runner_init_failures": _settings.get("runner.init-failures"),
+        "runner_memory_limit": _settings.get("runner.memory-limit"),
+        "live_interval": _settings.get("live-interval"),
+    }
 
 
 def run_context(step: Any, store: StateStore, job_id: str) -> dict[str, Any]:

@@ -33,6 +33,21 @@ def plan_files(
     return specs, fingerprint(entries, "files", size)
 
 
+def plain_local(path: str, storage_options: dict[str, Any]) -> bool:
+    """Whether ``path`` is an absolute local path that needs no filesystem lookup.
+
+    What a local listing plans (``/data/in/img-1.png``): no protocol, no chained
+    URL, no storage options. Resolving each such path through fsspec cost ~20 us
+    a file, more than reading a small one.
+    """
+    return (
+        not storage_options
+        and path.startswith("/")
+        and "://" not in path
+        and "::" not in path
+    )
+
+
 def split_local(
     paths: tuple[str, ...], storage_options: dict[str, Any]
 ) -> tuple[list[str], list[str], list[str]]:
@@ -40,10 +55,14 @@ def split_local(
     good: list[str] = []
     missing: list[str] = []
     remote: list[str] = []
+    isfile = os.path.isfile
     for path in paths:
+        if plain_local(path, storage_options):
+            (good if isfile(path) else missing).append(path)
+            continue
         fs, fpath = url_to_fs(path, storage_options)
         if is_local(fs):
-            (good if os.path.isfile(fpath) else missing).append(fpath)
+            (good if isfile(fpath) else missing).append(fpath)
         else:
             remote.append(path)
     return good, missing, remote
@@ -51,7 +70,12 @@ def split_local(
 
 def remote_paths(paths: tuple[str, ...], storage_options: dict[str, Any]) -> list[str]:
     """The paths of a mini-batch that live on remote storage (worth prefetching)."""
-    return [p for p in paths if not is_local(url_to_fs(p, storage_options)[0])]
+    return [
+        p
+        for p in paths
+        if not plain_local(p, storage_options)
+        and not is_local(url_to_fs(p, storage_options)[0])
+    ]
 
 
 def download_folder(scratch_dir: str, index: int) -> str:

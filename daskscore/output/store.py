@@ -50,7 +50,9 @@ __all__ = [
     "StateStore",
     "is_temp_name",
     "join",
+    "read_bytes",
     "read_record",
+    "remove_file",
     "remove_quietly",
     "temp_name",
     "write_atomic",
@@ -102,10 +104,14 @@ def write_atomic(fs, path: str, data: bytes) -> None:
     """
     if is_local(fs):
         folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, temp_name())
         try:
-            with open(tmp, "wb") as f:
+            try:
+                f = open(tmp, "wb")
+            except FileNotFoundError:  # the folder first (once per folder)
+                os.makedirs(folder, exist_ok=True)
+                f = open(tmp, "wb")
+            with f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
@@ -223,11 +229,34 @@ def write_record(fs, records_path: str, index: int, record: dict[str, Any]) -> N
     )
 
 
-def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
-    path = join(records_path, record_name(index))
+def read_bytes(fs, path: str) -> bytes | None:
+    """A file's bytes, or None when there is none (local files without fsspec:
+    a worker asks this for every mini-batch)."""
     try:
-        return json.loads(fs.cat_file(path))
-    except (FileNotFoundError, ValueError):
+        if is_local(fs):
+            with open(path, "rb") as f:
+                return f.read()
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        return None
+
+
+def remove_file(fs, path: str) -> None:
+    """Remove a file if it is there."""
+    try:
+        if is_local(fs):
+            os.unlink(path)
+        else:
+            fs.rm_file(path)
+    except FileNotFoundError:
+        pass
+
+
+def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
+    data = read_bytes(fs, join(records_path, record_name(index)))
+    try:
+        return None if data is None else json.loads(data)
+    except ValueError:
         return None
 
 

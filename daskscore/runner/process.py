@@ -12,15 +12,19 @@ Messages with the worker go over a ``multiprocessing.connection.Connection`` on
 an inherited socket:
 
 worker -> runner: the setup (a :class:`~daskscore._protocol.RunnerSetup`) first,
-then ``("run", spec, frame, try_no)``, ``("prefetch", spec)`` (no answer) and
+then ``("run", spec, frame, try_no)``, ``("prefetch", spec)`` (no answer),
+``("rebind", setup)`` (a kept runner's next job: ``("rebound",)``) and
 ``("shutdown",)`` (a large ``frame``, and a large result in ``done``'s outcome,
 come as a :class:`~.transfer.Shipped` file in shared memory)
 runner -> worker: ``("imported",)``, ``("import_error", problem, tb)``,
 ``("init_done", seconds)``, ``("init_error", summary, tb)``,
-``("started", items)``, ``("returned",)``, ``("done", outcome, restart)`` (a
+``("done", outcome, restart)`` (a
 :class:`~daskscore._protocol.TryOutcome`; ``restart`` names the exception that
 left this interpreter unusable, see :func:`unusable_after`, or is empty),
-``("shutdown_done", error)``
+``("shutdown_done", error)``. Where a try is (reading, in ``run()``, writing
+its output) is not sent: the runner writes it on its :class:`~.phase.PhaseBoard`
+(``python -m daskscore.runner FD PARENT_PID BOARD``), which the worker reads
+when a try takes long.
 
 The process exits with 1 when the script cannot be imported or ``init()``
 fails, with 4 after a try whose exception left it unusable (the worker starts a
@@ -54,6 +58,7 @@ from ..entry_script import MiniBatchContext, PartitionDataset
 from ..output.parts import PartWriter, is_dataframe, result_frame
 from ..storage import redact
 from . import tracebacks
+from .phase import IDLE, READING, RUNNING, WRITING, PhaseBoard
 from .reader import Reader
 from .tracebacks import error_line, user_traceback
 from .transfer import PartitionRead, discard, pack, unpack
@@ -225,9 +230,12 @@ def _configure_logging(setup: RunnerSetup) -> logging.Logger:
 class Runner:
     """State of the runner process: the imported script and how to run it."""
 
-    def __init__(self, conn: Connection, setup: RunnerSetup) -> None:
+    def __init__(
+        self, conn: Connection, setup: RunnerSetup, board: PhaseBoard
+    ) -> None:
         self.conn = conn
         self.setup = setup
+        self.board = board
         self.module = None
         # set by a try whose exception left this process unusable
         self.restart = ""
@@ -300,9 +308,27 @@ class Runner:
         self.takes_context = _takes_context(module.run)
         return True
 
+    def rebind(self, setup: RunnerSetup) -> None:
+        """Serve another job of the same script: its output, logs and context
+        (the script stays imported, ``init()`` is not called again)."""
+        self.setup = setup
+        entry_script._CONTEXT.update(setup.context)
+        entry_script.STEP_MODEL_OPTIONS.update(setup.model_options)
+        _configure_logging(setup)
+        self.reader = Reader(setup.sources, setup.working_dir)
+        self.writer = None
+        if not setup.return_result:
+            self.writer = PartWriter(
+                setup.parts_url,
+                setup.output_format,
+                setup.output_storage_options,
+                setup.output_action == "append_row",
+            )
+
     def run_one(self, spec, frame, try_no: int) -> TryOutcome:
         """One try; its peak RSS is measured from the start of the try."""
         _reset_peak_rss()
+        self.board.set(READING, spec.items or 1)
         try:
             outcome = self._score(spec, frame, try_no)
         except MemoryError as exc:  # our own reading or accounting ran out
@@ -339,11 +365,11 @@ class Runner:
             outcome.error = problem
             outcome.traceback = details
             if spec.kind != "files" or not mini_batch:
-                self.conn.send(("started", items))
+                self.board.set(WRITING, items)
                 return outcome
             # a FileDataset mini-batch still scores the files that can be read
             outcome.read_failed = items - len(mini_batch)
-        self.conn.send(("started", items))
+        self.board.set(RUNNING, items)
         if items == 0:
             outcome.failed = 0
             return outcome
@@ -373,7 +399,7 @@ class Runner:
             self.reader.cleanup()
         outcome.run_seconds = time.perf_counter() - run_start
         # the timeout covers run() only, not writing what it returned
-        self.conn.send(("returned",))
+        self.board.set(WRITING, items)
         if isinstance(frame, PartitionRead):
             result = _indexed(result, mini_batch)
         return self._account(spec, mini_batch, items, result, outcome, try_no)
@@ -455,10 +481,11 @@ def main() -> None:
     fd = int(sys.argv[1])
     parent = int(sys.argv[2])
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    board = PhaseBoard(sys.argv[3])
     conn = Connection(fd)
     setup = conn.recv()
     limit_memory(setup.memory_limit)
-    runner = Runner(conn, setup)
+    runner = Runner(conn, setup, board)
     if not runner.load():
         conn.close()
         sys.stdout.flush()
@@ -474,6 +501,7 @@ def main() -> None:
             _, spec, frame, try_no = msg
             outcome = runner.run_one(spec, unpack(frame), try_no)
             outcome.result = pack(outcome.result, setup.working_dir)
+            board.set(IDLE)
             _send_outcome(conn, outcome, runner.restart)
             if runner.restart:  # not used again: no shutdown(), the worker
                 code = 4  # starts a new runner
@@ -483,6 +511,10 @@ def main() -> None:
                 runner.reader.prefetch(msg[1])
             except Exception:  # noqa: BLE001 - only a hint: the read will tell
                 pass
+        elif msg[0] == "rebind":  # kept for another job of the same script
+            setup = msg[1]
+            runner.rebind(setup)
+            conn.send(("rebound",))
         elif msg[0] == "shutdown":
             error = runner.shutdown()
             conn.send(("shutdown_done", error))

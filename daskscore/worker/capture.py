@@ -23,19 +23,27 @@ from ..storage import StreamRedactor
 __all__ = ["Capture"]
 
 
-def _pump(fd: int, path: str, redactor: StreamRedactor) -> None:
-    with open(path, "ab", buffering=0) as out:
-        try:
-            while True:
-                data = os.read(fd, 65536)
-                if not data:
-                    break
-                masked = redactor.feed(data)
-                if masked:
-                    out.write(masked)
-            out.write(redactor.flush())
-        finally:
-            os.close(fd)
+def _pump(fd: int, target: list[str], redactor: StreamRedactor) -> None:
+    """Drain ``fd`` into the file ``target[0]`` (which :meth:`Capture.redirect`
+    may change between writes)."""
+    path = target[0]
+    out = open(path, "ab", buffering=0)
+    try:
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            if target[0] != path:  # a kept runner now serves another job
+                out.close()
+                path = target[0]
+                out = open(path, "ab", buffering=0)
+            masked = redactor.feed(data)
+            if masked:
+                out.write(masked)
+        out.write(redactor.flush())
+    finally:
+        out.close()
+        os.close(fd)
 
 
 class Capture:
@@ -52,19 +60,25 @@ class Capture:
         self._threads: list[threading.Thread] = []
         self._read_ends: list[int] = []
         self._write_ends: list[int] = []
-        for path in (stdout_path, stderr_path):
+        self._targets = [[stdout_path], [stderr_path]]
+        for path, target in zip((stdout_path, stderr_path), self._targets):
             read_end, write_end = os.pipe()
             self._read_ends.append(read_end)
             self._write_ends.append(write_end)
             self._threads.append(
                 threading.Thread(
                     target=_pump,
-                    args=(read_end, path, StreamRedactor(secrets)),
+                    args=(read_end, target, StreamRedactor(secrets)),
                     name=f"daskscore-capture-{os.path.basename(path)}",
                     daemon=True,
                 )
             )
         self.stdout, self.stderr = self._write_ends
+
+    def redirect(self, stdout_path: str, stderr_path: str) -> None:
+        """Write what comes next into these files (a kept runner's next job)."""
+        self._targets[0][0] = stdout_path
+        self._targets[1][0] = stderr_path
 
     def started(self) -> None:
         """The child has its copies of the write ends: drop ours, start draining."""

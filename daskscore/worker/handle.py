@@ -25,6 +25,7 @@ from typing import Any
 
 from .. import _settings
 from .._protocol import RunnerSetup, TryOutcome, TryStatus
+from ..runner.phase import IDLE, READING, RUNNING, WRITING, PhaseBoard
 from ..runner.transfer import discard, pack, sweep_stale, unpack
 from .capture import Capture
 
@@ -51,6 +52,27 @@ def _failure(
     )
 
 
+def _timed_out(phase: int, since: float, items: int, run_timeout: float):
+    """The failure of a try whose ``phase`` took too long (its runner killed)."""
+    if phase == RUNNING:
+        return _failure(
+            items,
+            TryStatus.RUN_TIMEOUT,
+            f"run() did not return within run_invocation_timeout="
+            f"{run_timeout:g} s; its process was stopped and restarted",
+            run_seconds=time.monotonic() - since,
+        )
+    if phase == WRITING:
+        return _failure(
+            items,
+            TryStatus.RUN_EXCEPTION,
+            "writing run()'s output did not finish in time",
+        )
+    return _failure(
+        items, TryStatus.READ_ERROR, "reading the mini-batch did not finish in time"
+    )
+
+
 class RunnerHandle:
     """The worker's side of one runner process."""
 
@@ -65,6 +87,10 @@ class RunnerHandle:
     ) -> None:
         sweep_stale()  # values a killed worker left in shared memory
         parent_sock, child_sock = socket.socketpair()
+        # where the runner's current try is (reading, in run(), writing)
+        self.board = PhaseBoard(
+            os.path.join(workdir, f".runner-phase-{id(self):x}"), create=True
+        )
         # what the runner prints reaches the files with ``secrets`` masked
         self.capture = Capture(stdout_path, stderr_path, secrets)
         try:
@@ -75,6 +101,7 @@ class RunnerHandle:
                     "daskscore.runner",
                     str(child_sock.fileno()),
                     str(os.getpid()),
+                    self.board.path,
                 ],
                 pass_fds=[child_sock.fileno()],
                 env=env,
@@ -87,6 +114,8 @@ class RunnerHandle:
             )
         except BaseException:
             self.capture.close()
+            self.board.close()
+            os.unlink(self.board.path)
             raise
         self.capture.started()
         child_sock.close()
@@ -101,6 +130,24 @@ class RunnerHandle:
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None and self.state not in ("dead",)
+
+    def rebind(
+        self, setup: RunnerSetup, stdout_path: str, stderr_path: str, timeout: float
+    ) -> bool:
+        """Hand this runner (``init()`` done) to another job of the same script:
+        its output folder, logs and context; False (and killed) if it cannot."""
+        if not self.alive or self.state != "ready":
+            return False
+        self.capture.redirect(stdout_path, stderr_path)
+        try:
+            self.conn.send(("rebind", setup))
+            msg = self._recv(timeout)
+        except (EOFError, OSError):
+            msg = None
+        if msg is None or msg[0] != "rebound":
+            self.kill()
+            return False
+        return True
 
     def _recv(self, timeout: float | None):
         if timeout is not None and not self.conn.poll(timeout):
@@ -202,47 +249,57 @@ class RunnerHandle:
         start = time.perf_counter()
         try:
             self.conn.send(("run", spec, shipped, try_no))
-            msg = self._recv(io_timeout)
-            if msg is None:
-                self.kill()
-                return _failure(
-                    items,
-                    TryStatus.READ_ERROR,
-                    "reading the mini-batch did not finish in time",
-                )
-            items = msg[1]
-            run_start = time.perf_counter()
-            msg = self._recv(run_timeout)
-            if msg is None:
-                self.kill()
-                return _failure(
-                    items,
-                    TryStatus.RUN_TIMEOUT,
-                    f"run() did not return within run_invocation_timeout="
-                    f"{run_timeout:g} s; its process was stopped and restarted",
-                    run_seconds=time.perf_counter() - run_start,
-                )
-            if msg[0] == "returned":  # run() returned; now its output is committed
-                msg = self._recv(io_timeout)
-                if msg is None:
-                    self.kill()
-                    return _failure(
-                        items,
-                        TryStatus.RUN_EXCEPTION,
-                        "writing run()'s output did not finish in time",
-                    )
+            msg = self._await_outcome(
+                time.monotonic(), run_timeout, io_timeout, items
+            )
+            if isinstance(msg, TryOutcome):  # a timeout: the runner was killed
+                return msg
             outcome = self._done(msg)
             outcome.result = unpack(outcome.result)
             return outcome
         except (EOFError, OSError, BrokenPipeError):
             self.state = "dead"
             self.proc.wait()
+            phase, _since, seen = self.board.read()
             return _failure(
-                items,
+                seen if phase in (RUNNING, WRITING) and seen else items,
                 TryStatus.RUN_EXCEPTION,
                 f"the process running run() {_describe_exit(self.proc.returncode)}",
                 run_seconds=time.perf_counter() - start,
             )
+
+    def _await_outcome(
+        self, sent: float, run_timeout: float, io_timeout: float, n: int
+    ):
+        """The runner's answer to a try, or the failure of a try that took too long.
+
+        Reading may take ``io_timeout``, ``run()`` ``run_timeout``, writing its
+        output ``io_timeout`` again, each from when the runner began it (its
+        :class:`~daskscore.runner.phase.PhaseBoard`); one that takes longer gets
+        the runner killed. The board is read only when a try has taken longer
+        than 1 s (or 1/20 of ``run_timeout``): a quick try costs one message
+        each way.
+        """
+        while True:
+            phase, since, items = self.board.read()
+            limit = run_timeout if phase == RUNNING else io_timeout
+            # READING/IDLE from before ``sent``: the runner has not begun this
+            # try yet; IDLE after it: the answer is on its way
+            began = since if phase in (RUNNING, WRITING) else max(since, sent)
+            left = began + limit - time.monotonic()
+            wait = left
+            if phase in (IDLE, READING):
+                # run() may begin meanwhile, with a shorter limit: look again
+                # soon (at most 1/20 of run_timeout late)
+                wait = min(wait, run_timeout / 20, 1.0)
+            if wait > 0 and self.conn.poll(wait):
+                return self.conn.recv()
+            if wait < left:
+                continue  # only a look: the phase's own limit is not reached
+            if self.board.read()[:2] != (phase, since) or self.conn.poll(0):
+                continue  # it moved on meanwhile: time the next phase
+            self.kill()
+            return _timed_out(phase, since, items or n, run_timeout)
 
     def _done(self, msg) -> TryOutcome:
         """The outcome of a ``("done", outcome, restart)`` answer.
@@ -279,6 +336,11 @@ class RunnerHandle:
             pass
         self.conn.close()
         self.capture.close()
+        self.board.close()
+        try:
+            os.unlink(self.board.path)
+        except OSError:
+            pass
 
     def shutdown(self, timeout: float | None = None) -> str:
         """Ask the script to run ``shutdown()`` and exit; return its error, if any.

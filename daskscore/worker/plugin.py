@@ -6,13 +6,20 @@ unpacks the script bundle into worker-local scratch space and starts a runner
 process (:mod:`daskscore.runner`, through :class:`~.handle.RunnerHandle`) that
 imports the script and calls ``init()`` once. Tasks find the plugin by name on
 their worker and hand it mini-batches. On ``teardown`` (the job ends, or the
-worker closes) the runner calls ``shutdown()`` and exits.
+worker closes) the runner calls ``shutdown()`` and exits; or, when the job says
+``keep_runners`` (an embedded cluster kept for the client's next job), the
+worker keeps it, ``init()`` done, for the next job of the same script (same
+bundle, arguments, environment, inputs' options): that job's plugin takes it
+over (``RunnerHandle.rebind``), and a job of another script has it shut down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import hashlib
 import io
+import json
 import logging
 import os
 import re
@@ -35,10 +42,55 @@ from .._protocol import (
     node_of,
     set_single_threaded,
 )
+from ..io.files import plain_local
 from ..storage import RESOLVED_SECRET_ENV, describe_storage_error, url_to_fs
 from .handle import RunnerHandle
 
 __all__ = ["ScoringPlugin", "agent_name_for", "keep_cwd_outputs"]
+
+# the runner kept by this worker process for a next job of the same script:
+# key -> (runner, its working folder, its bundle folder, shutdown timeout)
+_KEPT: dict[str, tuple[RunnerHandle, str, str, float | None]] = {}
+_KEPT_LOCK = threading.Lock()
+
+
+def _runner_key(job: JobSpec) -> str:
+    """What a kept runner must share with a job to serve it (its script, what
+    ``init()`` may have read, how it reads inputs)."""
+    with zipfile.ZipFile(io.BytesIO(job.bundle)) as zf:  # its files, not their times
+        files = sorted((i.filename, i.CRC, i.file_size) for i in zf.infolist())
+    digest = hashlib.sha256()
+    same = [
+        files,
+        job.script_name,
+        job.arguments,
+        job.environment_variables,
+        job.runner_env,
+        job.logging_level,
+        job.model_options,
+        job.sources,
+        job.output_storage_options,
+        job.runner_memory_limit,
+        job.return_result,
+    ]
+    digest.update(json.dumps(same, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _stop_kept(kept: tuple[RunnerHandle, str, str, float | None]) -> None:
+    runner, workdir, _bundle, timeout = kept
+    runner.shutdown(timeout)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@atexit.register
+def _stop_all_kept() -> None:
+    """The worker process ends: its kept runner runs ``shutdown()`` and exits."""
+    with _KEPT_LOCK:
+        kept = list(_KEPT.values())
+        _KEPT.clear()
+    for entry in kept:
+        _stop_kept(entry)
 
 # the folder daskscore is imported from, so that the runner imports the same copy
 _PACKAGE_PARENT = os.path.dirname(
@@ -64,6 +116,29 @@ def keep_cwd_outputs(workdir: str, user_log_dir: str) -> None:
     if os.path.isdir(cwd_outputs) and os.listdir(cwd_outputs):
         target = os.path.join(user_log_dir, "outputs")
         shutil.copytree(cwd_outputs, target, dirs_exist_ok=True)
+
+
+def _save_worker_logs(plugin: ScoringPlugin) -> None:
+    """Keep what the script wrote to ``./outputs`` in the worker's logs, and
+    upload the logs when the output is on blob storage (a ``ds.map_partitions``
+    scorer has no output folder: no ``log_url``)."""
+    job = plugin.job
+    if not job.log_url:
+        return
+    try:
+        keep_cwd_outputs(plugin.workdir, plugin.user_log_dir)
+    except OSError as exc:  # a full disk: the logs still go up
+        logging.getLogger("daskscore").warning(
+            "could not keep what the script wrote to ./outputs: %s", exc)
+    if job.logs_local:
+        return
+    try:
+        plugin._upload_worker_files()
+    except Exception as exc:  # noqa: BLE001 - the user's storage boundary
+        logging.getLogger("daskscore").warning(
+            "could not upload this worker's logs: %s",
+            describe_storage_error(exc, job.log_url, job.output_storage_options),
+        )
 
 
 class ScoringPlugin(WorkerPlugin):
@@ -161,31 +236,19 @@ class ScoringPlugin(WorkerPlugin):
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
+        kept = False
         with self.lock:
+            if self.runner is not None and _keep_runner(self):
+                kept, self.runner = True, None
             if self.runner is not None:
                 error = self.runner.shutdown(self.job.runner_shutdown_timeout)
                 if error:
                     with open(os.path.join(self.user_log_dir, "stderr.txt"), "a") as f:
                         f.write(f"daskscore: {error}\n")
                 self.runner = None
-        if self.job.log_url:
-            try:
-                keep_cwd_outputs(self.workdir, self.user_log_dir)
-            except OSError as exc:  # a full disk: the logs still go up
-                logging.getLogger("daskscore").warning(
-                    "could not keep what the script wrote to ./outputs: %s", exc)
-        # a ds.map_partitions scorer has no output folder (no log_url)
-        if not self.job.logs_local and self.job.log_url:
-            try:
-                self._upload_worker_files()
-            except Exception as exc:  # noqa: BLE001 - the user's storage boundary
-                logging.getLogger("daskscore").warning(
-                    "could not upload this worker's logs: %s",
-                    describe_storage_error(
-                        exc, self.job.log_url, self.job.output_storage_options
-                    ),
-                )
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        _save_worker_logs(self)
+        if not kept:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _upload_worker_files(self) -> None:
         fs, _ = url_to_fs(self.job.output_url, self.job.output_storage_options)
@@ -240,6 +303,8 @@ class ScoringPlugin(WorkerPlugin):
         }
 
     def _start_runner(self) -> tuple[str, str] | None:
+        if self.runner is None and _take_kept_runner(self):
+            return None
         # The storage credentials of the worker's environment are in the job's
         # storage options already (resolved on the client): keep them out of the
         # environment a script may print, log or hand to its own children.
@@ -338,6 +403,8 @@ class ScoringPlugin(WorkerPlugin):
         runner = self.runner
         if runner is None or runner.state != "ready" or not self.job.prefetch:
             return
+        if _local_inputs(self.job, spec):
+            return  # nothing to fetch ahead: spare the runner a message
         try:
             runner.conn.send(("prefetch", spec))
         except OSError:
@@ -364,3 +431,63 @@ class ScoringPlugin(WorkerPlugin):
                     return
         except Exception:  # noqa: BLE001 - Dask's internals changed: no prefetch
             return
+
+
+def _keep_runner(self: ScoringPlugin) -> bool:
+    """Keep the runner for the next job of the same script (job.keep_runners)."""
+    runner = self.runner
+    job = self.job
+    if not (job.keep_runners and job.logs_local and runner.alive):
+        return False
+    if runner.state != "ready":
+        return False
+    with _KEPT_LOCK:
+        earlier = list(_KEPT.values())
+        _KEPT.clear()
+        _KEPT[_runner_key(self.job)] = (
+            runner,
+            self.workdir,
+            self.bundle_dir,
+            self.job.runner_shutdown_timeout,
+        )
+    for entry in earlier:  # one kept runner per worker
+        _stop_kept(entry)
+    return True
+
+def _take_kept_runner(self: ScoringPlugin) -> bool:
+    """Take over the runner an earlier job of this script left (``init()``
+    done): this job's folders, logs and context. Another script's is stopped."""
+    if not (self.job.keep_runners and self.job.logs_local):
+        return False
+    with _KEPT_LOCK:
+        kept = _KEPT.pop(_runner_key(self.job), None)
+        others = list(_KEPT.values())
+        _KEPT.clear()
+    for entry in others:  # the script changed: new runners
+        _stop_kept(entry)
+    if kept is None:
+        return False
+    runner, workdir, bundle_dir, _timeout = kept
+    fresh = (self.workdir, self.bundle_dir)
+    self.workdir, self.bundle_dir = workdir, bundle_dir
+    if not runner.rebind(
+        self._runner_setup(),
+        os.path.join(self.user_log_dir, "stdout.txt"),
+        os.path.join(self.user_log_dir, "stderr.txt"),
+        self.job.init_timeout,
+    ):
+        shutil.rmtree(workdir, ignore_errors=True)
+        self.workdir, self.bundle_dir = fresh
+        return False
+    shutil.rmtree(fresh[0], ignore_errors=True)
+    self.runner = runner
+    return True
+
+
+def _local_inputs(job: JobSpec, spec) -> bool:
+    """Whether all of ``spec``'s inputs are plain local paths."""
+    sources = job.sources
+    if not spec.paths or spec.source >= len(sources or ()):
+        return False
+    options = sources[spec.source].get("storage_options") or {}
+    return all(plain_local(p, options) for p in spec.paths)

@@ -24,7 +24,13 @@ from .._protocol import (
     record_name,
 )
 from ..errors import MiniBatchError
-from ..output.store import read_record, write_atomic, write_record
+from ..output.store import (
+    read_bytes,
+    read_record,
+    remove_file,
+    write_atomic,
+    write_record,
+)
 from ..runner.transfer import PartitionRead
 from ..storage import redact, url_to_fs
 from .feed import LiveFeed, live_topic
@@ -180,9 +186,10 @@ def _lost_tries(
     """
     marker = _marker(records_path, index)
     lost: list[TryOutcome] = []
+    data = read_bytes(fs, marker)
     try:
-        earlier = json.loads(fs.cat_file(marker))
-    except (FileNotFoundError, ValueError):
+        earlier = None if data is None else json.loads(data)
+    except ValueError:
         earlier = None
     if earlier is not None:
         where = earlier.get("worker", "")
@@ -281,10 +288,7 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             stop = job.stop_on_failure and (
                 record["failed"] or record["failed_mini_batch"]
             )
-            try:
-                fs.rm_file(_marker(records_path, spec.index))
-            except FileNotFoundError:
-                pass
+            remove_file(fs, _marker(records_path, spec.index))
             records.append(record)
             if stop:  # let the client count it now; it requeues the rest
                 break

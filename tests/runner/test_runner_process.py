@@ -68,3 +68,20 @@ def test_the_memory_limit_turns_a_big_allocation_into_a_memory_error():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, check=True, timeout=120)
     assert out.stdout.strip() == "MemoryError"
+
+
+def test_local_paths_are_split_without_a_filesystem_lookup_and_still_checked(
+        tmp_path):
+    from daskscore.io.files import plain_local, remote_paths, split_local
+
+    there = tmp_path / "a.png"
+    there.write_bytes(b"x")
+    gone = str(tmp_path / "deleted-after-planning.png")
+    paths = (str(there), gone, f"file://{there}", "memory://bucket/b.png")
+    assert plain_local(str(there), {}) and not plain_local(f"file://{there}", {})
+    assert not plain_local(str(there), {"anon": True})  # options: fsspec decides
+    good, missing, remote = split_local(paths, {})
+    assert good == [str(there), str(there)]
+    assert missing == [gone]
+    assert remote == ["memory://bucket/b.png"]
+    assert remote_paths(paths, {}) == ["memory://bucket/b.png"]

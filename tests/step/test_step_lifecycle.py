@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import dask
 import pytest
 from helpers import (
     alive,
@@ -181,3 +182,76 @@ def test_a_dead_worker_process_loses_no_item_and_duplicates_none(tmp_path):
     assert scored == file_names(30), "every mini-batch scored exactly once"
     everything = pids(marker_dir, "init") + parent_pids(marker_dir, "init")
     assert alive(everything) == []
+
+
+# -- a second step.run() in the same process (a notebook): the cluster is kept ------
+def _kept_run(script, tmp_path, out, env):
+    return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                     tmp_path / out, mini_batch_size="1",
+                     process_count_per_node=WORKERS, environment_variables=env).run()
+
+
+def test_a_kept_embedded_cluster_serves_the_next_runs_and_closes_on_request(
+        tmp_path):
+    """With ``daskscore.embedded-cluster.keep`` the worker processes of one job
+    score the next ones. A job of the same script takes over the runners, init()
+    done; a changed script gets runners of its own (the old ones shut down), and
+    ``ds.close_embedded_clusters()`` stops everything."""
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 6)
+    env = {"MARKER_DIR": str(marker_dir)}
+    first = write_script(tmp_path / "a", LIFECYCLE_SCRIPT, prelude=True)
+    second = write_script(tmp_path / "b", LIFECYCLE_SCRIPT.replace(
+        "return names", "return [n.upper() for n in names]"), prelude=True)
+    try:
+        with dask.config.set({"daskscore.embedded-cluster.keep": True}):
+            one = _kept_run(first, tmp_path, "out1", env)
+            kept = pids(marker_dir, "init")
+            assert len(kept) == WORKERS and alive(kept) == kept
+            assert pids(marker_dir, "shutdown") == []  # kept, not shut down
+            two = _kept_run(first, tmp_path, "out2", env)
+            # the same runners scored the second job: no init() again
+            assert pids(marker_dir, "init") == kept
+            assert set(pids(marker_dir, "run")) == set(kept)
+            three = _kept_run(second, tmp_path, "out3", env)
+            # another script: new runners; the kept ones ran shutdown()
+            assert len(pids(marker_dir, "init")) == 2 * WORKERS
+            assert pids(marker_dir, "shutdown") == kept
+    finally:
+        ds.close_embedded_clusters()
+    assert [r.status for r in (one, two, three)] == ["Completed"] * 3
+    for out in ("out1", "out2"):
+        assert read_lines(tmp_path / out / "parallel_run_step.txt") == file_names(6)
+    assert read_lines(tmp_path / "out3" / "parallel_run_step.txt") == [
+        n.upper() for n in file_names(6)]
+    # the second job's runners logged into its own folder
+    assert (tmp_path / "out2" / "logs" / "user").is_dir()
+    # all three jobs ran in the same WORKERS worker processes, now gone
+    workers = parent_pids(marker_dir, "init")
+    assert len(workers) == WORKERS
+    everything = workers + pids(marker_dir, "init")
+    deadline = time.monotonic() + 60
+    while alive(everything) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive(everything) == []
+
+
+def test_without_keep_each_run_has_a_cluster_of_its_own(tmp_path):
+
+
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    make_files(tmp_path / "in", 4)
+    script = write_script(tmp_path / "src", LIFECYCLE_SCRIPT, prelude=True)
+    with dask.config.set({"daskscore.embedded-cluster.keep": "auto"}):
+        # pytest is no interactive session: "auto" keeps nothing
+        for out in ("out1", "out2"):
+            result = make_step(
+                script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                tmp_path / out, mini_batch_size="2", process_count_per_node=WORKERS,
+                environment_variables={"MARKER_DIR": str(marker_dir)},
+            ).run()
+            assert result.status == "Completed", result.reason
+            assert alive(parent_pids(marker_dir, "init")) == []
+    assert len(parent_pids(marker_dir, "init")) == 2 * WORKERS

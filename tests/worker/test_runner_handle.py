@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from daskscore._protocol import RunnerSetup
+from daskscore._protocol import MiniBatchSpec, RunnerSetup
 from daskscore.worker.handle import RunnerHandle
 
 pytestmark = pytest.mark.timeout(120)
@@ -104,3 +104,62 @@ def test_a_runner_whose_worker_died_takes_its_children_with_it(tmp_path):
     runner = int(out.stdout.strip())
     child = int((tmp_path / "child").read_text())
     wait_until_gone([runner, child])
+
+
+# -- timeouts: the runner's phase board, not one message per phase (issue 12) ----
+SLEEPER = """
+import time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(float(mini_batch[0]))
+    return mini_batch
+"""
+
+
+def _sleeper(folder: Path) -> RunnerHandle:
+    (folder / "score.py").write_text(textwrap.dedent(SLEEPER))
+    setup = RunnerSetup(
+        bundle_dir=str(folder), script_name="score.py", logging_level="INFO",
+        agent_name="test", entry_script_log=str(folder / "entry_script.log"),
+        working_dir=str(folder), parts_url=str(folder / "parts"),
+        output_format="txt", output_action="append_row", return_result=True,
+    )
+    handle = RunnerHandle(setup, dict(os.environ), str(folder),
+                          str(folder / "stdout.txt"), str(folder / "stderr.txt"))
+    assert handle.wait_imported() is None
+    assert handle.wait_ready(60) is None
+    return handle
+
+
+def _spec():
+    return MiniBatchSpec(index=0, kind="items", start=0, stop=1, items=1)
+
+
+def test_a_hung_run_is_stopped_after_run_timeout_not_the_longer_read_timeout(
+        tmp_path):
+    handle = _sleeper(tmp_path)
+    outcome = handle.call(_spec(), ["1000"], 1, run_timeout=1.0, read_timeout=600)
+    assert outcome.status == "RUN_TIMEOUT"
+    assert "run_invocation_timeout=1 s" in outcome.error
+    # timed from when run() began, by the runner's own clock
+    assert 1.0 <= outcome.run_seconds < 600
+    assert handle.proc.returncode is not None and not handle.alive
+
+
+def test_a_run_longer_than_the_board_look_interval_is_not_stopped(tmp_path):
+    handle = _sleeper(tmp_path)
+    try:
+        # the worker looks at the board every run_timeout / 20 (0.1 s) while the
+        # try reads; run() takes 1.5 s of its 2 s
+        outcome = handle.call(_spec(), ["1.5"], 1, run_timeout=2.0, read_timeout=5)
+        assert outcome.status == "RUN_DONE", outcome.error
+        assert outcome.result == ["1.5"]
+        assert outcome.run_seconds >= 1.5
+        # the next try on the same runner starts from a clean board
+        outcome = handle.call(_spec(), ["0"], 2, run_timeout=2.0, read_timeout=5)
+        assert outcome.status == "RUN_DONE", outcome.error
+    finally:
+        handle.kill()
