@@ -26,7 +26,7 @@ from .config import (
 )
 from .errors import ConfigError, DatasetError
 from .io._common import fingerprint
-from .io.files import plan_files
+from .io.files import FilePlan, plan_file_runs
 from .io.frame import plan_frame
 from .io.parquet import plan_parquet
 from .io.partitions import plan_partitions
@@ -37,7 +37,7 @@ from .io.text import (
     text_split_check,
 )
 from .runner.reader import Reader
-from .storage import list_inputs, resolve, url_to_fs
+from .storage import list_file_runs, list_inputs, resolve, url_to_fs
 
 logger = logging.getLogger("daskscore")
 
@@ -126,22 +126,30 @@ class FileDataset(_DatasetBase):
         import dask.bag as db
         from dask.base import tokenize
 
-        specs, _ = self.plan(mini_batch_size)
+        specs, print_ = self.plan(mini_batch_size)
         source = self.reading()
-        name = f"daskscore-files-{tokenize(specs, self.path)}"
+        name = f"daskscore-files-{tokenize(print_, specs.size, self.path)}"
         dsk = {(name, s.index): (_read_files, s, source) for s in specs}
         return db.Bag(dsk, name, len(specs))
 
-    def plan(
-        self, mini_batch_size: int | str | None
-    ) -> tuple[list[MiniBatchSpec], str]:
-        """Split into mini-batches of ``mini_batch_size`` files, with a fingerprint."""
+    def plan(self, mini_batch_size: int | str | None) -> tuple[FilePlan, str]:
+        """Split into mini-batches of ``mini_batch_size`` files, with a fingerprint.
+
+        The plan is a sequence of :class:`MiniBatchSpec` made when asked for
+        (:class:`~daskscore.io.files.FilePlan`): the listing is streamed and
+        held compactly, so a million files plan in a few seconds.
+        """
         size = (
             DEFAULT_FILE_MINI_BATCH
             if mini_batch_size is None
             else parse_file_count(mini_batch_size)
         )
-        return plan_files(list_inputs(self.path, self.storage_options), size)
+        runs = list_file_runs(
+            self.path,
+            self.storage_options,
+            stat_files=_settings.get("plan.stat-files"),
+        )
+        return plan_file_runs(runs, size)
 
 
 class TabularDataset(_DatasetBase):

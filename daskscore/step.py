@@ -20,7 +20,6 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from ._protocol import PARTS_LAYOUT, MiniBatchSpec
@@ -38,6 +37,7 @@ from .engine.job import Job
 from .engine.jobspec import public_model_entry
 from .entry_script import bundle_entry_script
 from .errors import ConfigError
+from .io._common import ChainedPlan
 from .progress import ProgressCallback
 from .result import StepRunResult
 
@@ -196,22 +196,24 @@ class ParallelRunStep:
         return f"ParallelRunStep(name={self.name!r}, output={self.output!r})"
 
     # -- planning ----------------------------------------------------------------
-    def plan(self) -> tuple[list[MiniBatchSpec], str]:
-        """The mini-batches of all inputs, numbered in input order; a fingerprint."""
-        specs: list[MiniBatchSpec] = []
+    def plan(self) -> tuple[ChainedPlan, str]:
+        """The mini-batches of all inputs, numbered in input order; a fingerprint.
+
+        A sequence of :class:`MiniBatchSpec` (:class:`~daskscore.io._common.
+        ChainedPlan`): a FileDataset's specs are made only when asked for.
+        """
+        parts = []
         prints = []
         keys = self.config.partition_keys
-        for source, dataset in enumerate(self.inputs):
+        for dataset in self.inputs:
             if keys:
                 part, fingerprint = dataset.plan(None, partition_keys=keys)
             else:
                 part, fingerprint = dataset.plan(self.config.mini_batch_size)
-            offset = len(specs)
-            specs.extend(
-                replace(s, index=s.index + offset, source=source) for s in part
-            )
+            parts.append(part)
             prints.append(fingerprint)
-        return specs, hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]
+        plan = ChainedPlan(parts)
+        return plan, hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]
 
     def fingerprint(self) -> str:
         """A hash of everything that decides this step's output.
