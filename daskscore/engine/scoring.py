@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -27,7 +28,7 @@ from ..worker.control import cancel_plugin, init_running
 from ..worker.tasks import score_pack
 from .live import JobBoard
 from .liveness import Liveness
-from .placement import pack_mini_batches
+from .placement import iter_packs
 from .summary import lost_with_worker, scheduler_lost
 from .thresholds import Tally
 
@@ -69,8 +70,13 @@ class ScoringLoop:
         self.reason = ""
         self.futures: list[Any] = []
         self.pending: dict[str, list[MiniBatchSpec]] = {}
-        # every task ever submitted (a dead worker's tasks may be requeued since)
-        self.submitted: dict[str, list[MiniBatchSpec]] = {}
+        # the mini-batch ids of every task ever submitted (a dead worker's tasks
+        # may be requeued since)
+        self.submitted: dict[str, list[int]] = {}
+        # packs not submitted yet (see run): at most max_in_flight tasks wait
+        self.packs: Iterator[list[MiniBatchSpec]] = iter(())
+        self.max_in_flight = 0
+        self.serial = 0
         self.placement = (
             {"resources": {job.resource: 1}} if job.workers else {}
         )
@@ -99,9 +105,14 @@ class ScoringLoop:
             priority=-pack[0].index,
             **self.placement,
         )
-        self.futures.append(future)
-        self.pending[future.key] = self.submitted[future.key] = pack
+        self._track(future, pack)
         return future
+
+    def _track(self, future: Any, pack: list[MiniBatchSpec]) -> None:
+        self.serial += 1
+        self.futures.append(future)
+        self.pending[future.key] = pack
+        self.submitted[future.key] = [s.index for s in pack]
 
     def submit_frames(self, inputs: list[Any], frames: list[MiniBatchSpec]) -> None:
         """dask DataFrame partitions: each is computed and scored where it lands.
@@ -119,8 +130,7 @@ class ScoringLoop:
                 dask_key_name=self._key(spec.index),
             )
             future = self.client.compute(task, priority=-spec.index, **self.placement)
-            self.futures.append(future)
-            self.pending[future.key] = self.submitted[future.key] = [spec]
+            self._track(future, [spec])
 
     def _workers(self) -> int:
         if self.job.workers is not None:
@@ -128,15 +138,28 @@ class ScoringLoop:
         return len(self.client.scheduler_info(n_workers=-1)["workers"])
 
     # -- the loop -----------------------------------------------------------------
-    def run(self, todo: list[MiniBatchSpec], inputs: list[Any]) -> str:
-        """Score ``todo``; return why the job stopped early ("" when it did not)."""
-        frames = [s for s in todo if s.kind == "frame"]
+    def run(self, todo: Any, inputs: list[Any]) -> str:
+        """Score ``todo``; return why the job stopped early ("" when it did not).
+
+        ``todo``: the mini-batches to score, in id order (a list, or the job's
+        lazy view of its plan, with ``len()`` and ``frames()``). Packs are cut
+        and submitted as the earlier ones end, at most ``max_in_flight`` tasks
+        at a time, so the client never holds the specs of the whole plan.
+        """
+        frames = todo.frames() if hasattr(todo, "frames") else [
+            s for s in todo if s.kind == "frame"
+        ]
         if frames:
             self.submit_frames(inputs, frames)
-        rest = [s for s in todo if s.kind != "frame"]
+        rest = (s for s in todo if s.kind != "frame")
         max_pack, divisor = self.job.pack_sizes
-        for pack in pack_mini_batches(rest, self._workers(), max_pack, divisor):
-            self.submit_pack(pack)
+        workers = self._workers()
+        self.packs = iter_packs(
+            rest, len(todo) - len(frames), workers, max_pack, divisor
+        )
+        # enough queued for every worker to go on while the next packs are cut
+        self.max_in_flight = max(8, 4 * max(1, workers) * divisor)
+        self._submit_more()
         self.liveness.subscribe(self.client)
         threading.Thread(
             target=self._watch_cancel, daemon=True, name="daskscore-cancel-watch"
@@ -149,9 +172,13 @@ class ScoringLoop:
         self.done.set()
         if self.cancel_requested.is_set() and not self.reason:
             self.reason = CANCELLED
-        left = [s for s in todo if s.index not in self.records]
+        left = (
+            todo.count_left()
+            if hasattr(todo, "count_left")
+            else sum(1 for s in todo if s.index not in self.records)
+        )
         if left and not self.reason and (self.lost_scheduler or self._scheduler_gone()):
-            self.reason = scheduler_lost(self._scheduler_address(), len(left))
+            self.reason = scheduler_lost(self._scheduler_address(), left)
             logger.warning("stopping the job: %s", self.reason)
         return self.reason
 
@@ -164,6 +191,18 @@ class ScoringLoop:
             return str(self.client.scheduler.address)
         except Exception:  # noqa: BLE001 - the client is closed
             return "its address"
+
+    def _submit_more(self, stream: Any = None) -> None:
+        """Submit the next packs, up to ``max_in_flight`` tasks waiting."""
+        while len(self.pending) < self.max_in_flight and not self.reason:
+            pack = next(self.packs, None)
+            if pack is None:
+                return
+            future = self.submit_pack(pack)
+            if stream is not None:
+                stream.add(future)
+        if len(self.futures) > 4 * self.max_in_flight:
+            self.futures = [f for f in self.futures if not f.done()]
 
     def _consume(self, stream: Any) -> None:
         """Count each finished task's records; requeue what a pack left."""
@@ -183,11 +222,12 @@ class ScoringLoop:
             done = {r["index"] for r in records}
             left = [s for s in self.pending.pop(future.key, []) if s.index not in done]
             if left and not breach and not self.reason:
-                stream.add(self.submit_pack(left, suffix=f"-r{len(self.futures)}"))
+                stream.add(self.submit_pack(left, suffix=f"-r{self.serial}"))
             if breach and not self.reason:
                 self.reason = breach
                 logger.warning("stopping the job: %s", breach)
                 self.cancel()
+            self._submit_more(stream)
 
     def _records_of(self, future: Any) -> list[dict[str, Any]]:
         if future.status != "error":
@@ -283,7 +323,7 @@ class ScoringLoop:
         deaths, _ = self.liveness.dead()
         packs = [self.submitted.get(k, []) for d in deaths for k in d.keys]
         mini_batches, causes, logs = self.job.stall_details(
-            [s.index for pack in packs for s in pack if s.index not in self.records]
+            [i for pack in packs for i in pack if i not in self.records]
         )
         self.reason = self.liveness.reason(mini_batches, causes, logs)
         logger.warning("stopping the job: %s", self.reason)
@@ -321,7 +361,7 @@ class ScoringLoop:
             if states.get(key) == "no-worker" and not self.reason:
                 pack = self.pending.pop(key)
                 future.cancel()
-                resubmitted = self.submit_pack(pack, suffix=f"-w{len(self.futures)}")
+                resubmitted = self.submit_pack(pack, suffix=f"-w{self.serial}")
                 self.stream.add(resubmitted)
 
     def stop(self) -> None:

@@ -84,6 +84,12 @@ class ChainedPlan(Sequence):
         for part in self._parts:
             yield from part
 
+    def eager_specs(self) -> Iterator[Any]:
+        """The specs of the inputs planned as lists (not FileDatasets)."""
+        for part in self._parts:
+            if isinstance(part, list):
+                yield from part
+
     def known_items(self) -> int | None:
         """Items of all mini-batches, or None when some count is not known."""
         total = 0

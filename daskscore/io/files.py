@@ -125,14 +125,7 @@ def plan_file_runs(runs: Iterable[FileRun], size: int) -> tuple[FilePlan, str]:
     names: list[Any] = []
     starts = array("q", [0])
     for prefix, run, stats in runs:
-        if isinstance(stats, str):  # one time for a whole local folder
-            text = f"{prefix}\0{stats}\n" + "\n".join(run) + "\n"
-        else:
-            text = "".join(
-                f"{prefix}{name}\0{fsize}\0{mtime}\n"
-                for name, (fsize, mtime) in zip(run, stats)
-            )
-        h.update(text.encode("utf-8", "surrogateescape"))
+        _hash_run(h, prefix, run, stats)
         try:
             names.append(pa.array(run, type=pa.string()))
         except (UnicodeEncodeError, pa.ArrowException):  # names not in UTF-8
@@ -141,6 +134,27 @@ def plan_file_runs(runs: Iterable[FileRun], size: int) -> tuple[FilePlan, str]:
         starts.append(starts[-1] + len(run))
     plan = FilePlan(prefixes, names, starts, starts[-1], size)
     return plan, h.hexdigest()[:32]
+
+
+def fingerprint_runs(runs: Iterable[FileRun], size: int) -> str:
+    """The fingerprint :func:`plan_file_runs` gives the same listing, alone."""
+    h = hashlib.sha256()
+    for e in ("files", size):
+        h.update(repr(e).encode())
+    for prefix, run, stats in runs:
+        _hash_run(h, prefix, run, stats)
+    return h.hexdigest()[:32]
+
+
+def _hash_run(h: Any, prefix: str, run: list[str], stats: Any) -> None:
+    if isinstance(stats, str):  # one time for a whole local folder
+        text = f"{prefix}\0{stats}\n" + "\n".join(run) + "\n"
+    else:  # as fingerprint(entries, ...): path, size and time of each file
+        text = "".join(
+            f"{prefix}{name}\0{fsize}\0{mtime}\n"
+            for name, (fsize, mtime) in zip(run, stats)
+        )
+    h.update(text.encode("utf-8", "surrogateescape"))
 
 
 def split_local(

@@ -41,7 +41,14 @@ from ._errors import (
     is_disk_full,
     is_storage_error,
 )
-from ._listing import FileRun, download, list_file_runs, list_files, list_inputs
+from ._listing import (
+    FileRun,
+    download,
+    list_file_runs,
+    list_files,
+    list_inputs,
+    local_folder,
+)
 from ._secrets import MASK, StreamRedactor, redact, safe_storage_options
 from ._urls import RESOLVED_SECRET_ENV, is_azure, is_local, resolve, url_to_fs
 
@@ -60,6 +67,7 @@ __all__ = [
     "list_file_runs",
     "list_files",
     "list_inputs",
+    "local_folder",
     "redact",
     "resolve",
     "safe_storage_options",

@@ -422,7 +422,7 @@ def list_file_runs(
     DatasetError
         As :func:`list_inputs`: nothing matches, or the storage cannot be listed.
     """
-    folder = _local_folder(urlpath, storage_options)
+    folder = local_folder(urlpath, storage_options)
     if folder is None:
         yield from _runs_of(list_inputs(urlpath, storage_options))
         return
@@ -437,10 +437,11 @@ def list_file_runs(
         list_inputs(urlpath, storage_options)  # raises the usual DatasetError
 
 
-def _local_folder(
+def local_folder(
     urlpath: Any, storage_options: Mapping[str, Any] | None
 ) -> str | None:
-    """The absolute path of ``urlpath`` when it is one existing local folder."""
+    """The absolute path of ``urlpath`` when it is one existing local folder
+    (which :func:`list_file_runs` walks itself), else None."""
     if not isinstance(urlpath, str | os.PathLike):
         return None
     try:
