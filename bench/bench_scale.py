@@ -14,12 +14,18 @@ Variants, each in a fresh child process (client peak RSS is ``VmHWM``):
   returns its input), ``mini_batch_size`` files per mini-batch, 2 worker
   processes, ``append_row`` into ``parallel_run_step.txt``; end to end
   (``step.run()`` from call to return);
+- ``synthetic``: no files and no cluster: the client's own structures for
+  ``--files`` files (a FilePlan of a generated listing, every spec made once in
+  packs, a RecordBook with one record per mini-batch, the summary and
+  ``processed_mini-batches.csv`` streamed from it), for sizes whose trees take
+  too long to make;
 - ``loop``: a plain single-process loop doing the same: list the folder
   (``os.scandir``), sorted, ``mini_batch_size`` files at a time, one line per
   file into one text file.
 
     python bench/bench_scale.py --files 1000000 --variants plan,daskscore,loop
     python bench/bench_scale.py --files 10000000 --variants plan
+    python bench/bench_scale.py --files 10000000 --variants synthetic
     python bench/bench_scale.py --files 10000000 --remove
 """
 
@@ -116,6 +122,60 @@ def child_loop(args: argparse.Namespace) -> dict:
     return {"variant": "loop", "end_to_end_s": round(seconds, 2), "lines_ok": ok}
 
 
+def child_synthetic(args: argparse.Namespace) -> dict:
+    """The client's own structures for ``--files`` files without the files:
+    a FilePlan from a generated listing (1,000 folders), every spec made once
+    in packs (as the scoring loop submits them), a RecordBook of one trivial
+    record per mini-batch, and the summary and reports streamed from it."""
+    import tempfile
+
+    import fsspec
+
+    from daskscore.engine.placement import iter_packs
+    from daskscore.engine.records import RecordBook
+    from daskscore.engine.summary import job_summary
+    from daskscore.io.files import plan_file_runs
+    from daskscore.output.reports import write_reports
+
+    folders = max(1, args.files // PER_FOLDER)
+
+    def runs():
+        for d in range(folders):
+            base = d * PER_FOLDER
+            names = [f"f{i:08d}.bin" for i in range(base, base + PER_FOLDER)]
+            yield f"/data/synthetic/d{d:04d}/", names, str(d)
+
+    t0 = time.perf_counter()
+    plan, _ = plan_file_runs(runs(), args.mini_batch_size)
+    t_plan = time.perf_counter() - t0
+    book = RecordBook(len(plan))
+    for pack in iter_packs(iter(plan), len(plan), 2, 64, 4):
+        for spec in pack:
+            try_ = {"try": 1, "worker": "worker-0", "items": spec.items,
+                    "succeeded": spec.items, "failed": 0, "elapsed_seconds": 0.001,
+                    "run_seconds": 0.0005, "read_seconds": 0.0001,
+                    "peak_rss_mib": 50.0, "status": "RUN_DONE", "error": ""}
+            book[spec.index] = {
+                "index": spec.index, "input": spec.describe(), "items": spec.items,
+                "succeeded": spec.items, "failed": 0, "status": "RUN_DONE",
+                "failed_mini_batch": False, "has_output": True,
+                "output_rows": spec.items, "tries": [try_],
+            }
+    t_score = time.perf_counter() - t0 - t_plan
+    summary = job_summary(book.in_order(), len(plan), "", 1.0)
+    with tempfile.TemporaryDirectory() as logs:
+        full = {**summary, "step": "synthetic", "warnings": []}
+        write_reports(fsspec.filesystem("file"), logs, full, book.in_order(), [])
+        csv_mib = os.path.getsize(f"{logs}/processed_mini-batches.csv") / 2**20
+    t_report = time.perf_counter() - t0 - t_plan - t_score
+    return {
+        "variant": "synthetic", "mini_batches": len(plan),
+        "plan_s": round(t_plan, 2), "specs_records_s": round(t_score, 2),
+        "reports_s": round(t_report, 2), "csv_mib": round(csv_mib, 1),
+        "lines_ok": summary["succeeded_items"] == args.files,
+    }
+
+
 def _count_lines(path: Path) -> int:
     if not path.exists():
         return -1
@@ -123,7 +183,12 @@ def _count_lines(path: Path) -> int:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
-CHILDREN = {"plan": child_plan, "daskscore": child_daskscore, "loop": child_loop}
+CHILDREN = {
+    "plan": child_plan,
+    "daskscore": child_daskscore,
+    "loop": child_loop,
+    "synthetic": child_synthetic,
+}
 
 
 def main() -> None:
@@ -149,7 +214,8 @@ def main() -> None:
         print(f"removed {root}")
         return
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    make_tree(root, args.files)
+    if args.variants != "synthetic":
+        make_tree(root, args.files)
     rows = []
     common = [
         f"--files={args.files}", f"--mini-batch-size={args.mini_batch_size}",
@@ -169,7 +235,8 @@ def main() -> None:
         [
             ("variant", "variant"), ("files", "files"),
             ("mini_batches", "mini-batches"), ("plan_s", "plan s"),
-            ("end_to_end_s", "end-to-end s"), ("peak_rss_mib", "client peak RSS MiB"),
+            ("end_to_end_s", "end-to-end s"), ("specs_records_s", "specs+records s"),
+            ("reports_s", "reports s"), ("peak_rss_mib", "client peak RSS MiB"),
             ("cpu_s", "CPU s (all procs)"), ("lines_ok", "output ok"),
             ("load_1m", "load avg"),
         ],

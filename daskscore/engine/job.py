@@ -200,8 +200,7 @@ class Job:
                 content=step.content_fingerprint,
             )
             self.records = state.records
-            if state.content_pending:
-                self._content = _ContentPrint(store, step)
+            self._content = _content_print(state, store, step)
         except (DaskScoreError, KeyboardInterrupt):
             self._release_lock()
             raise
@@ -229,9 +228,7 @@ class Job:
             )
 
     def _release_lock(self) -> None:
-        if self._content is not None:
-            self._content.join()
-            self._content = None
+        self._content = self._content and self._content.join()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -381,6 +378,11 @@ class _ContentPrint:
 
     def join(self) -> None:
         self.thread.join()
+
+
+def _content_print(state: Any, store: StateStore, step: Any) -> _ContentPrint | None:
+    """A fresh start's content fingerprint, computed in a thread (see resume)."""
+    return _ContentPrint(store, step) if state.content_pending else None
 
 
 class _Todo:

@@ -78,23 +78,7 @@ def load_state(
         )
 
     if rerun_failed:
-        if not manifest:
-            raise JobError(
-                f"--rerun-failed: {store.output_url} holds no earlier run of "
-                "this step"
-            )
-        if manifest.get("mini_batches") != n_specs:
-            raise JobError(
-                f"--rerun-failed: the inputs of {store.output_url} changed "
-                f"({manifest.get('mini_batches')} mini-batches then, {n_specs} "
-                "now); rerun the whole job instead"
-            )
-        kept = RecordBook(n_specs)
-        for index, record in store.iter_records():
-            if record.get("failed_mini_batch"):
-                store.fs.rm_file(f"{store.records}/{record_name(index)}")
-            elif index < n_specs:
-                kept[index] = record
+        kept = _keep_succeeded(store, manifest, n_specs)
         if not same:
             write_manifest()
         return ResumeState(kept)
@@ -107,6 +91,29 @@ def load_state(
     store.reset()
     write_manifest()
     return ResumeState(book, content_pending=content is not None)
+
+
+def _keep_succeeded(
+    store: StateStore, manifest: dict[str, Any] | None, n_specs: int
+) -> RecordBook:
+    """``rerun_failed``: delete the records of failed mini-batches, keep the rest."""
+    if not manifest:
+        raise JobError(
+            f"--rerun-failed: {store.output_url} holds no earlier run of this step"
+        )
+    if manifest.get("mini_batches") != n_specs:
+        raise JobError(
+            f"--rerun-failed: the inputs of {store.output_url} changed "
+            f"({manifest.get('mini_batches')} mini-batches then, {n_specs} "
+            "now); rerun the whole job instead"
+        )
+    kept = RecordBook(n_specs)
+    for index, record in store.iter_records():
+        if record.get("failed_mini_batch"):
+            store.fs.rm_file(f"{store.records}/{record_name(index)}")
+        elif index < n_specs:
+            kept[index] = record
+    return kept
 
 
 def record_content(store: StateStore, content: str) -> None:

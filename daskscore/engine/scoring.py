@@ -139,16 +139,10 @@ class ScoringLoop:
 
     # -- the loop -----------------------------------------------------------------
     def run(self, todo: Any, inputs: list[Any]) -> str:
-        """Score ``todo``; return why the job stopped early ("" when it did not).
-
-        ``todo``: the mini-batches to score, in id order (a list, or the job's
-        lazy view of its plan, with ``len()`` and ``frames()``). Packs are cut
-        and submitted as the earlier ones end, at most ``max_in_flight`` tasks
-        at a time, so the client never holds the specs of the whole plan.
-        """
-        frames = todo.frames() if hasattr(todo, "frames") else [
-            s for s in todo if s.kind == "frame"
-        ]
+        """Score ``todo`` (a list, or the job's lazy view of its plan); return
+        why the job stopped early ("" when it did not). Packs are cut as earlier
+        ones end, at most ``max_in_flight`` tasks waiting: no list of the plan."""
+        frames = _frames(todo)
         if frames:
             self.submit_frames(inputs, frames)
         rest = (s for s in todo if s.kind != "frame")
@@ -301,7 +295,7 @@ class ScoringLoop:
             )
             if self._stuck():
                 return
-            self._requeue_unrunnable()
+            _requeue_unrunnable(self)
             requested = self.board.cancel_requested(self.client)
             if requested is None:
                 return
@@ -333,37 +327,6 @@ class ScoringLoop:
             logger.warning("could not stop the job on every worker: %s", exc)
         return True
 
-    def _requeue_unrunnable(self) -> None:
-        """Packs left ``no-worker`` after their workers died go to new workers.
-
-        A worker that replaced a dead one takes the job's resource after it
-        joined, and Dask looks for tasks a worker can run only when it joins:
-        such tasks are submitted again (a mini-batch already recorded is not
-        scored twice: the task returns its record).
-        """
-        if not (self.placement and self.liveness.died and self.liveness.live):
-            return
-        waiting = {
-            f.key: f
-            for f in list(self.futures)
-            if not f.done() and f.key in self.pending and not self.reason
-        }
-        if not waiting:
-            return
-        try:
-            states = self.client.sync(
-                self.client.scheduler.get_task_status, keys=list(waiting)
-            )
-        except Exception as exc:  # noqa: BLE001 - the scheduler is going away
-            logger.debug("cannot ask the scheduler for the job's tasks: %s", exc)
-            return
-        for key, future in waiting.items():
-            if states.get(key) == "no-worker" and not self.reason:
-                pack = self.pending.pop(key)
-                future.cancel()
-                resubmitted = self.submit_pack(pack, suffix=f"-w{self.serial}")
-                self.stream.add(resubmitted)
-
     def stop(self) -> None:
         """End a job that failed: none of its tasks may go on writing its output.
 
@@ -377,6 +340,13 @@ class ScoringLoop:
             self.client.unregister_worker_plugin(self.job.plugin_name)
         except Exception as exc:  # noqa: BLE001 - the job is failing already
             logger.warning("could not stop the job on every worker: %s", exc)
+
+
+def _frames(todo: Any) -> list[MiniBatchSpec]:
+    """The dask DataFrame partitions among the mini-batches to score."""
+    if hasattr(todo, "frames"):
+        return todo.frames()
+    return [s for s in todo if s.kind == "frame"]
 
 
 def _lost_connection(future: Any) -> bool:
@@ -410,3 +380,35 @@ def _poll_init(loop: ScoringLoop) -> None:
     p.init_workers, p.init_seconds = len(times), max(times, default=0.0)
     if times or shown:
         loop.progress_cb.update(p)
+
+
+def _requeue_unrunnable(self: ScoringLoop) -> None:
+    """Packs left ``no-worker`` after their workers died go to new workers.
+
+    A worker that replaced a dead one takes the job's resource after it
+    joined, and Dask looks for tasks a worker can run only when it joins:
+    such tasks are submitted again (a mini-batch already recorded is not
+    scored twice: the task returns its record).
+    """
+    if not (self.placement and self.liveness.died and self.liveness.live):
+        return
+    waiting = {
+        f.key: f
+        for f in list(self.futures)
+        if not f.done() and f.key in self.pending and not self.reason
+    }
+    if not waiting:
+        return
+    try:
+        states = self.client.sync(
+            self.client.scheduler.get_task_status, keys=list(waiting)
+        )
+    except Exception as exc:  # noqa: BLE001 - the scheduler is going away
+        logger.debug("cannot ask the scheduler for the job's tasks: %s", exc)
+        return
+    for key, future in waiting.items():
+        if states.get(key) == "no-worker" and not self.reason:
+            pack = self.pending.pop(key)
+            future.cancel()
+            resubmitted = self.submit_pack(pack, suffix=f"-w{self.serial}")
+            self.stream.add(resubmitted)
