@@ -7,6 +7,7 @@ A few thousand files keep these fast; bench/bench_scale.py measures 1M and 10M.
 
 from __future__ import annotations
 
+import csv
 import gc
 import json
 import os
@@ -212,6 +213,11 @@ def test_a_chunked_job_stopped_mid_way_resumes_to_every_item_exactly_once(tmp_pa
     assert report["processed_mini_batches"] == n_batches
     lines = (tmp_path / "out" / "parallel_run_step.txt").read_text().splitlines()
     assert lines == [os.path.basename(p) for p in paths], "each item once, in order"
-    csv_rows = (tmp_path / "out" / "logs" / "processed_mini-batches.csv").read_text()
-    ids = [int(r.split(",")[0]) for r in csv_rows.splitlines()[1:]]
-    assert ids == list(range(n_batches))
+    with open(tmp_path / "out" / "logs" / "processed_mini-batches.csv") as f:
+        rows = list(csv.DictReader(f))
+    ids = [int(r["mini_batch_id"]) for r in rows]
+    assert ids == sorted(ids) and set(ids) == set(range(n_batches)), "id order"
+    done = [r for r in rows if r["status"] == "RUN_DONE"]
+    assert [int(r["mini_batch_id"]) for r in done] == list(range(n_batches))
+    # the tries the stopped run left unfinished, reported once each
+    assert all(r["status"] == "INTERRUPTED" for r in rows if r not in done)
