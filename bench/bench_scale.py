@@ -19,6 +19,8 @@ Variants, each in a fresh child process (client peak RSS is ``VmHWM``):
   packs, a RecordBook with one record per mini-batch, the summary and
   ``processed_mini-batches.csv`` streamed from it), for sizes whose trees take
   too long to make;
+- ``blob-plan``, ``blob-daskscore``: ``plan`` and ``daskscore`` on ``--files``
+  tiny blobs uploaded to an in-memory Azurite (``tests/azurite.py``) first;
 - ``loop``: a plain single-process loop doing the same: list the folder
   (``os.scandir``), sorted, ``mini_batch_size`` files at a time, one line per
   file into one text file.
@@ -26,6 +28,7 @@ Variants, each in a fresh child process (client peak RSS is ``VmHWM``):
     python bench/bench_scale.py --files 1000000 --variants plan,daskscore,loop
     python bench/bench_scale.py --files 10000000 --variants plan
     python bench/bench_scale.py --files 10000000 --variants synthetic
+    python bench/bench_scale.py --files 100000 --variants blob-plan,blob-daskscore
     python bench/bench_scale.py --files 10000000 --remove
 """
 
@@ -176,6 +179,78 @@ def child_synthetic(args: argparse.Namespace) -> dict:
     }
 
 
+def _blob_dataset(args: argparse.Namespace):
+    import daskscore as ds
+
+    options = {"connection_string": os.environ["BENCH_SCALE_CONNECTION"]}
+    return ds.Dataset.File.from_files(
+        path="abfs://scale/files/", storage_options=options
+    )
+
+
+def child_blob_plan(args: argparse.Namespace) -> dict:
+    start = time.perf_counter()
+    specs, _ = _blob_dataset(args).plan(args.mini_batch_size)
+    seconds = time.perf_counter() - start
+    return {
+        "variant": "blob-plan", "plan_s": round(seconds, 2),
+        "mini_batches": len(specs),
+    }
+
+
+def child_blob_daskscore(args: argparse.Namespace) -> dict:
+    out = Path(args.out_dir) / f"scale-blob-{args.files}"
+    shutil.rmtree(out, ignore_errors=True)
+    step = C.daskscore_step(
+        "bench-scale", "trivial.py", _blob_dataset(args), str(out),
+        str(args.mini_batch_size), 2, [], run_invocation_timeout=600,
+    )
+    start = time.perf_counter()
+    result = step.run()
+    seconds = time.perf_counter() - start
+    lines = _count_lines(out / "parallel_run_step.txt")
+    shutil.rmtree(out, ignore_errors=True)
+    return {
+        "variant": "blob-daskscore", "end_to_end_s": round(seconds, 2),
+        "mini_batches": result.mini_batches, "lines_ok": lines == args.files,
+    }
+
+
+def blob_rows(args: argparse.Namespace, common: list[str]) -> list[dict]:
+    """Upload ``--files`` tiny blobs to Azurite, then plan and run on them."""
+    sys.path.insert(0, str(C.HERE.parent / "tests"))
+    from azurite import start_azurite
+
+    azurite = start_azurite(in_memory=True)
+    try:
+        import adlfs
+
+        fs = adlfs.AzureBlobFileSystem(connection_string=azurite.connection_string)
+        fs.mkdir("scale")
+        start = time.perf_counter()
+        for d in range((args.files + PER_FOLDER - 1) // PER_FOLDER):
+            stop = min(args.files, (d + 1) * PER_FOLDER)
+            fs.pipe({
+                f"scale/files/d{d:04d}/f{i:08d}.bin": b"x" * (1 + i % 16)
+                for i in range(d * PER_FOLDER, stop)
+            })
+        print(f"uploaded {args.files:,} blobs in {time.perf_counter() - start:.1f} s")
+        os.environ["BENCH_SCALE_CONNECTION"] = azurite.connection_string
+        rows = []
+        for variant in args.variants.split(","):
+            row = C.run_child(
+                Path(__file__), [f"--variant={variant}", *common],
+                f"scale-{variant}-{args.files}", Path(args.out_dir) / "logs",
+            )
+            row.setdefault("variant", variant)
+            row["files"] = args.files
+            rows.append(row)
+        return rows
+    finally:
+        os.environ.pop("BENCH_SCALE_CONNECTION", None)
+        azurite.stop()
+
+
 def _count_lines(path: Path) -> int:
     if not path.exists():
         return -1
@@ -188,6 +263,8 @@ CHILDREN = {
     "daskscore": child_daskscore,
     "loop": child_loop,
     "synthetic": child_synthetic,
+    "blob-plan": child_blob_plan,
+    "blob-daskscore": child_blob_daskscore,
 }
 
 
@@ -214,14 +291,15 @@ def main() -> None:
         print(f"removed {root}")
         return
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
-    if args.variants != "synthetic":
-        make_tree(root, args.files)
-    rows = []
     common = [
         f"--files={args.files}", f"--mini-batch-size={args.mini_batch_size}",
         f"--data-dir={args.data_dir}", f"--out-dir={args.out_dir}",
     ] + (["--keep-output"] if args.keep_output else [])
-    for _ in range(args.repeat):
+    blob = args.variants.startswith("blob")
+    if args.variants != "synthetic" and not blob:
+        make_tree(root, args.files)
+    rows = blob_rows(args, common) if blob else []
+    for _ in range(0 if blob else args.repeat):
         for variant in args.variants.split(","):
             row = C.run_child(
                 Path(__file__), [f"--variant={variant}", *common],
