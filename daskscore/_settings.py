@@ -60,6 +60,7 @@ KINDS: dict[str, str] = {
     "lock.stale-after": "interval",
     "lock.poll-interval": "interval",
     "csv.quote-scan": "bytes",
+    "plan.stat-files": "bool",
     "no-progress-timeout": "interval",
     "embedded-cluster.keep": "switch",
 }

@@ -20,10 +20,9 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
-from ._protocol import PARTS_LAYOUT, MiniBatchSpec
+from ._protocol import PARTS_LAYOUT
 from .config import (
     NameRule,
     OutputAction,
@@ -38,6 +37,7 @@ from .engine.job import Job
 from .engine.jobspec import public_model_entry
 from .entry_script import bundle_entry_script
 from .errors import ConfigError
+from .io._common import ChainedPlan
 from .progress import ProgressCallback
 from .result import StepRunResult
 from .storage import leaving_out
@@ -218,27 +218,27 @@ class ParallelRunStep:
         return f"ParallelRunStep(name={self.name!r}, output={self.output!r})"
 
     # -- planning ----------------------------------------------------------------
-    def plan(self) -> tuple[list[MiniBatchSpec], str]:
+    def plan(self) -> tuple[ChainedPlan, str]:
         """The mini-batches of all inputs, numbered in input order; a fingerprint.
 
-        The step's output folder is never input, even inside an input folder
+        A sequence of :class:`MiniBatchSpec` (:class:`~daskscore.io._common.
+        ChainedPlan`): a FileDataset's specs are made only when asked for. The
+        step's output folder is never input, even inside an input folder
         (``storage.leaving_out``).
         """
-        specs: list[MiniBatchSpec] = []
+        parts = []
         prints = []
         keys = self.config.partition_keys
-        for source, dataset in enumerate(self.inputs):
+        for dataset in self.inputs:
             with leaving_out(self.output, self.storage_options):
                 if keys:
                     part, fingerprint = dataset.plan(None, partition_keys=keys)
                 else:
                     part, fingerprint = dataset.plan(self.config.mini_batch_size)
-            offset = len(specs)
-            specs.extend(
-                replace(s, index=s.index + offset, source=source) for s in part
-            )
+            parts.append(part)
             prints.append(fingerprint)
-        return specs, hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]
+        plan = ChainedPlan(parts)
+        return plan, hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]
 
     def fingerprint(self) -> str:
         """A hash of everything that decides this step's output.
@@ -252,7 +252,22 @@ class ParallelRunStep:
             self.config.entry_script, self.config.source_directory
         )
         _, plan_print = self.plan()
-        return self._fingerprint(bundle.digest, plan_print)
+        content = self.content_fingerprint()
+        return self._fingerprint(bundle.digest, plan_print + content)
+
+    def content_fingerprint(self) -> str:
+        """What :meth:`plan`'s fingerprint leaves out: each file's size and time
+        of a local FileDataset folder (see ``daskscore.plan.stat-files``); ""
+        when the plan's fingerprint covers everything. Slow (a stat per file):
+        a job computes it beside scoring, and to check a resume."""
+        prints = [
+            d.content_fingerprint(self.config.mini_batch_size)
+            for d in self.inputs
+            if isinstance(d, FileDataset)
+        ]
+        if not any(prints):
+            return ""
+        return hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]
 
     def _fingerprint(self, bundle_digest: str, plan_print: str) -> str:
         settings = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -41,7 +42,8 @@ from .cluster import (
 from .jobspec import build_job_spec
 from .live import JobBoard, install_dashboard, reap_stale_jobs
 from .placement import choose_workers, workers_wanted
-from .resume import load_state
+from .records import RecordBook
+from .resume import load_state, record_content
 from .scoring import ScoringLoop
 from .summary import finish, write_early_failure
 from .thresholds import Tally
@@ -71,6 +73,7 @@ class Job:
         self.rerun_failed = rerun_failed
         self.wait_for_lock = wait_for_lock
         self.lock: OutputLock | None = None
+        self._content: _ContentPrint | None = None
         self.job_id = job_id or f"{step.name}-{uuid.uuid4().hex[:8]}"
         self.plugin_name = plugin_name(self.job_id)
         self.resource = plugin_name(self.job_id)
@@ -80,7 +83,7 @@ class Job:
         self.bundle = bundle
         self.cluster = None
         self.own_client = None
-        self.records: dict[int, dict[str, Any]] = {}
+        self.records = RecordBook(0)  # replaced by what resume keeps
         self.progress_lines: list[str] = []
         self.reason = ""
         self.sys_log_dir: str | None = None
@@ -190,14 +193,17 @@ class Job:
         try:
             store = StateStore(step.output, step.storage_options)
             self._take_lock(store)
-            self.records = load_state(
+            state = load_state(
                 store,
                 step._fingerprint(bundle.digest, plan_print),
                 len(specs),
                 rerun_failed=self.rerun_failed,
                 step_name=step.name,
                 settings=step.settings(),
-            ).records
+                content=step.content_fingerprint,
+            )
+            self.records = state.records
+            self._content = _content_print(state, store, step)
         except (DaskScoreError, KeyboardInterrupt):
             self._release_lock()
             raise
@@ -225,6 +231,7 @@ class Job:
             )
 
     def _release_lock(self) -> None:
+        self._content = self._content and self._content.join()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -238,7 +245,7 @@ class Job:
         script_display = os.path.join(cfg.source_directory or "", cfg.entry_script)
         job = self._job_spec(store, bundle, script_display)
         self._register(client, job, script_display, store)
-        todo = [s for s in specs if s.index not in self.records]
+        todo = _Todo(specs, self.records)
         self.progress_lines.append(
             f"Scheduled {len(specs)} mini-batches in {plan_seconds:.2f} s"
             + (f" ({resumed} already committed, resuming)" if resumed else "")
@@ -273,18 +280,11 @@ class Job:
         cfg = self.cfg
         output_file = None
         try:
-            # records committed by mini-batches still running when the job was
-            # cancelled; those counted from their live summary only are read too
-            live = {i for i, r in self.records.items() if r.get("live")}
-            for index, record in store.load_records(self.records.keys() - live).items():
-                if index < len(specs):
-                    if index not in live:
-                        self.tally.count(record)
-                    self.records[index] = record
+            _read_late_records(store, self.records, self.tally, len(specs))
             if cfg.output_action == OutputAction.APPEND_ROW:
                 output_file, _ = assemble_output(
                     store,
-                    [i for i, r in self.records.items() if r.get("has_output")],
+                    self.records.with_output(),
                     cfg.output_format,
                     cfg.output_file_name,
                 )
@@ -292,7 +292,7 @@ class Job:
             summary, result = finish(
                 store,
                 cfg,
-                [self.records[i] for i in sorted(self.records)],
+                self.records.in_order(),
                 n_specs=len(specs),
                 reason=self.reason,
                 elapsed=time.perf_counter() - started,
@@ -349,10 +349,82 @@ class Job:
                 raise error
 
 
-def _known_total(specs: list[MiniBatchSpec]) -> int | None:
+class _ContentPrint:
+    """The manifest's content fingerprint (every file stat'ed), computed in a
+    thread while the job scores; joined before the job gives its lock back."""
+
+    def __init__(self, store: StateStore, step: Any) -> None:
+        self.store, self.step = store, step
+        self.thread = threading.Thread(
+            target=self._run, daemon=True, name="daskscore-content-print"
+        )
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            record_content(self.store, self.step.content_fingerprint())
+        except Exception as exc:  # noqa: BLE001 - the next run starts afresh
+            logger.warning(
+                "could not fingerprint the inputs' files (%s); a rerun of this "
+                "step will start afresh instead of resuming",
+                exc,
+            )
+
+    def join(self) -> None:
+        self.thread.join()
+
+
+def _content_print(state: Any, store: StateStore, step: Any) -> _ContentPrint | None:
+    """A fresh start's content fingerprint, computed in a thread (see resume)."""
+    return _ContentPrint(store, step) if state.content_pending else None
+
+
+class _Todo:
+    """The mini-batches of a plan not recorded yet, in id order, made one at a
+    time as they are submitted; ``len()`` without making any."""
+
+    def __init__(self, specs: Any, records: RecordBook) -> None:
+        self.specs, self.records = specs, records
+        self.left = len(specs) - sum(1 for i in records if i < len(specs))
+
+    def __len__(self) -> int:
+        return self.left
+
+    def __iter__(self):
+        specs, records = self.specs, self.records
+        # a spec's index is its place in the plan: skip without making it
+        return (specs[i] for i in range(len(specs)) if i not in records)
+
+    def count_left(self) -> int:
+        """How many are still not recorded."""
+        records = self.records
+        return sum(1 for i in range(len(self.specs)) if i not in records)
+
+    def frames(self) -> list[MiniBatchSpec]:
+        """The dask DataFrame partitions left (held in the plan's lists)."""
+        eager = getattr(self.specs, "eager_specs", None)
+        source = eager() if eager is not None else self.specs
+        return [s for s in source if s.kind == "frame" and s.index not in self.records]
+
+
+def _known_total(specs: Any) -> int | None:
+    known = getattr(specs, "known_items", None)
+    if known is not None:
+        return known()
     if any(s.items is None for s in specs):
         return None
     return sum(s.items or 0 for s in specs)
+
+
+def _read_late_records(store: StateStore, records: Any, tally: Any, n: int) -> None:
+    """Read the records committed by mini-batches still running when the job was
+    cancelled, and those counted from their live summary only (counted once:
+    a summary was counted already)."""
+    for index, record in store.iter_records(known=records.final()):
+        if index < n:
+            if not records.is_live(index):
+                tally.count(record)
+            records[index] = record
 
 
 def _stall_details(

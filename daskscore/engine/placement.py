@@ -7,9 +7,11 @@ functions of the scheduler's worker table: testable without a cluster.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .. import _settings
@@ -19,6 +21,7 @@ from ..errors import JobError
 
 __all__ = [
     "choose_workers",
+    "iter_packs",
     "node_limits",
     "node_of",
     "pack_mini_batches",
@@ -77,18 +80,31 @@ def pack_mini_batches(
     within a pack; single mini-batches at the end keep every worker busy until
     the last one is done instead of one worker finishing a big pack alone.
     """
+    return list(iter_packs(todo, len(todo), workers, max_pack, divisor))
+
+
+def iter_packs(
+    todo: Iterable,
+    count: int,
+    workers: int,
+    max_pack: int | None = None,
+    divisor: int | None = None,
+) -> Iterator[list]:
+    """:func:`pack_mini_batches` of ``count`` mini-batches read from an iterable,
+    one pack at a time (a plan of a million mini-batches is never a list)."""
     if max_pack is None:
         max_pack = _settings.get("pack.max-mini-batches")
     if divisor is None:
         divisor = _settings.get("pack.divisor")
-    packs: list[list] = []
-    start, workers = 0, max(1, workers)
-    while start < len(todo):
-        left = len(todo) - start
+    items = iter(todo)
+    left, workers = count, max(1, workers)
+    while True:
         size = max(1, min(max_pack, left // (workers * divisor)))
-        packs.append(todo[start : start + size])
-        start += size
-    return packs
+        pack = list(itertools.islice(items, size))
+        if not pack:
+            return
+        yield pack
+        left -= len(pack)
 
 
 def workers_wanted(cfg: ParallelRunConfig) -> int:

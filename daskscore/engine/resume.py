@@ -10,21 +10,26 @@ succeeded mini-batches whatever changed and drops the failed ones.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._protocol import record_name
 from ..errors import JobError
 from ..output.store import StateStore
+from .records import RecordBook
 
-__all__ = ["ResumeState", "load_state"]
+__all__ = ["ResumeState", "load_state", "record_content"]
 
 
 @dataclass
 class ResumeState:
     """The records kept from earlier runs, by mini-batch id."""
 
-    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    records: RecordBook = field(default_factory=lambda: RecordBook(0))
+    # a fresh start whose manifest still lacks the content fingerprint: the
+    # job computes it while it scores (see load_state)
+    content_pending: bool = False
 
     @property
     def resumed(self) -> int:
@@ -39,15 +44,26 @@ def load_state(
     rerun_failed: bool = False,
     step_name: str = "",
     settings: dict[str, Any] | None = None,
+    content: Callable[[], str] | None = None,
 ) -> ResumeState:
     """Resume from committed records when nothing changed.
 
     With ``rerun_failed`` the records of failed mini-batches are deleted (so
     they are scored again) and the others kept, whatever changed. Otherwise a
     changed fingerprint resets the store and writes a new manifest.
+
+    ``content``: what the fingerprint leaves out because it is slow to compute
+    (every file's size and time, ``step.content_fingerprint``). It is asked for
+    only to resume: the manifest's ``content`` must match it. A fresh start
+    writes the manifest without it (``content_pending``), and the job adds it
+    (:func:`record_content`) while it scores; a job killed before that starts
+    afresh the next time.
     """
     manifest = store.read_manifest()
     same = bool(manifest) and manifest.get("fingerprint") == fingerprint
+    if same and content is not None and not rerun_failed:
+        known = manifest.get("content")
+        same = known is not None and known == content()
 
     def write_manifest() -> None:
         store.write_manifest(
@@ -57,34 +73,51 @@ def load_state(
                 "mini_batches": n_specs,
                 "created": time.time(),
                 "settings": settings or {},
+                "content": None if content is not None else "",
             }
         )
 
     if rerun_failed:
-        if not manifest:
-            raise JobError(
-                f"--rerun-failed: {store.output_url} holds no earlier run of "
-                "this step"
-            )
-        if manifest.get("mini_batches") != n_specs:
-            raise JobError(
-                f"--rerun-failed: the inputs of {store.output_url} changed "
-                f"({manifest.get('mini_batches')} mini-batches then, {n_specs} "
-                "now); rerun the whole job instead"
-            )
-        kept = {}
-        for index, record in store.load_records().items():
-            if record.get("failed_mini_batch"):
-                store.fs.rm_file(f"{store.records}/{record_name(index)}")
-            elif index < n_specs:
-                kept[index] = record
+        kept = _keep_succeeded(store, manifest, n_specs)
         if not same:
             write_manifest()
         return ResumeState(kept)
+    book = RecordBook(n_specs)
     if same:
-        return ResumeState(
-            {i: r for i, r in store.load_records().items() if i < n_specs}
-        )
+        for index, record in store.iter_records():
+            if index < n_specs:
+                book[index] = record
+        return ResumeState(book)
     store.reset()
     write_manifest()
-    return ResumeState()
+    return ResumeState(book, content_pending=content is not None)
+
+
+def _keep_succeeded(
+    store: StateStore, manifest: dict[str, Any] | None, n_specs: int
+) -> RecordBook:
+    """``rerun_failed``: delete the records of failed mini-batches, keep the rest."""
+    if not manifest:
+        raise JobError(
+            f"--rerun-failed: {store.output_url} holds no earlier run of this step"
+        )
+    if manifest.get("mini_batches") != n_specs:
+        raise JobError(
+            f"--rerun-failed: the inputs of {store.output_url} changed "
+            f"({manifest.get('mini_batches')} mini-batches then, {n_specs} "
+            "now); rerun the whole job instead"
+        )
+    kept = RecordBook(n_specs)
+    for index, record in store.iter_records():
+        if record.get("failed_mini_batch"):
+            store.fs.rm_file(f"{store.records}/{record_name(index)}")
+        elif index < n_specs:
+            kept[index] = record
+    return kept
+
+
+def record_content(store: StateStore, content: str) -> None:
+    """Add the content fingerprint to the manifest of a fresh start."""
+    manifest = store.read_manifest() or {}
+    manifest["content"] = content
+    store.write_manifest(manifest)

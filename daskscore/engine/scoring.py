@@ -18,6 +18,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import dask
@@ -33,7 +34,7 @@ from ..worker.feed import live_topic
 from ..worker.tasks import score_pack
 from .live import JobBoard
 from .liveness import Liveness
-from .placement import pack_mini_batches
+from .placement import iter_packs
 from .summary import lost_with_worker, scheduler_lost
 from .thresholds import Tally
 
@@ -75,8 +76,13 @@ class ScoringLoop:
         self.reason = ""
         self.futures: list[Any] = []
         self.pending: dict[str, list[MiniBatchSpec]] = {}
-        # every task ever submitted (a dead worker's tasks may be requeued since)
-        self.submitted: dict[str, list[MiniBatchSpec]] = {}
+        # the mini-batch ids of every task ever submitted (a dead worker's tasks
+        # may be requeued since)
+        self.submitted: dict[str, list[int]] = {}
+        # packs not submitted yet (see run): at most max_in_flight tasks wait
+        self.packs: Iterator[list[MiniBatchSpec]] = iter(())
+        self.max_in_flight = 0
+        self.serial = 0
         self.placement = (
             {"resources": {job.resource: 1}} if job.workers else {}
         )
@@ -107,9 +113,14 @@ class ScoringLoop:
             priority=-pack[0].index,
             **self.placement,
         )
-        self.futures.append(future)
-        self.pending[future.key] = self.submitted[future.key] = pack
+        self._track(future, pack)
         return future
+
+    def _track(self, future: Any, pack: list[MiniBatchSpec]) -> None:
+        self.serial += 1
+        self.futures.append(future)
+        self.pending[future.key] = pack
+        self.submitted[future.key] = [s.index for s in pack]
 
     def submit_frames(self, inputs: list[Any], frames: list[MiniBatchSpec]) -> None:
         """dask DataFrame partitions: each is computed and scored where it lands.
@@ -127,8 +138,7 @@ class ScoringLoop:
                 dask_key_name=self._key(spec.index),
             )
             future = self.client.compute(task, priority=-spec.index, **self.placement)
-            self.futures.append(future)
-            self.pending[future.key] = self.submitted[future.key] = [spec]
+            self._track(future, [spec])
 
     def _workers(self) -> int:
         if self.job.workers is not None:
@@ -136,16 +146,23 @@ class ScoringLoop:
         return len(self.client.scheduler_info(n_workers=-1)["workers"])
 
     # -- the loop -----------------------------------------------------------------
-    def run(self, todo: list[MiniBatchSpec], inputs: list[Any]) -> str:
-        """Score ``todo``; return why the job stopped early ("" when it did not)."""
-        frames = [s for s in todo if s.kind == "frame"]
+    def run(self, todo: Any, inputs: list[Any]) -> str:
+        """Score ``todo`` (a list, or the job's lazy view of its plan); return
+        why the job stopped early ("" when it did not). Packs are cut as earlier
+        ones end, at most ``max_in_flight`` tasks waiting: no list of the plan."""
+        frames = _frames(todo)
         if frames:
             self.submit_frames(inputs, frames)
-        rest = [s for s in todo if s.kind != "frame"]
+        rest = (s for s in todo if s.kind != "frame")
         max_pack, divisor = self.job.pack_sizes
         self.live.start()  # before the first task: no record is missed
-        for pack in pack_mini_batches(rest, self._workers(), max_pack, divisor):
-            self.submit_pack(pack)
+        workers = self._workers()
+        self.packs = iter_packs(
+            rest, len(todo) - len(frames), workers, max_pack, divisor
+        )
+        # enough queued for every worker to go on while the next packs are cut
+        self.max_in_flight = max(8, 4 * max(1, workers) * divisor)
+        self._submit_more()
         self.liveness.subscribe(self.client)
         threading.Thread(
             target=self._watch_cancel, daemon=True, name="daskscore-cancel-watch"
@@ -161,9 +178,13 @@ class ScoringLoop:
         self.done.set()
         if self.cancel_requested.is_set() and not self.reason:
             self.reason = CANCELLED
-        left = [s for s in todo if s.index not in self.records]
+        left = (
+            todo.count_left()
+            if hasattr(todo, "count_left")
+            else sum(1 for s in todo if s.index not in self.records)
+        )
         if left and not self.reason and (self.lost_scheduler or self._scheduler_gone()):
-            self.reason = scheduler_lost(self._scheduler_address(), len(left))
+            self.reason = scheduler_lost(self._scheduler_address(), left)
             logger.warning("stopping the job: %s", self.reason)
         return self.reason
 
@@ -176,6 +197,18 @@ class ScoringLoop:
             return str(self.client.scheduler.address)
         except Exception:  # noqa: BLE001 - the client is closed
             return "its address"
+
+    def _submit_more(self, stream: Any = None) -> None:
+        """Submit the next packs, up to ``max_in_flight`` tasks waiting."""
+        while len(self.pending) < self.max_in_flight and not self.reason:
+            pack = next(self.packs, None)
+            if pack is None:
+                return
+            future = self.submit_pack(pack)
+            if stream is not None:
+                stream.add(future)
+        if len(self.futures) > 4 * self.max_in_flight:
+            self.futures = [f for f in self.futures if not f.done()]
 
     def _consume(self, stream: Any) -> None:
         """Count each finished task's records; requeue what a pack left."""
@@ -196,9 +229,10 @@ class ScoringLoop:
             done = {r["index"] for r in records}
             left = [s for s in self.pending.pop(future.key, []) if s.index not in done]
             if left and not breach and not self.reason:
-                stream.add(self.submit_pack(left, suffix=f"-r{len(self.futures)}"))
+                stream.add(self.submit_pack(left, suffix=f"-r{self.serial}"))
             if breach and _stop_for(self, breach):
                 self.cancel()
+            self._submit_more(stream)
 
     def _records_of(self, future: Any) -> list[dict[str, Any]]:
         if future.status != "error":
@@ -216,7 +250,7 @@ class ScoringLoop:
         breach = None
         for record in records:
             if record["index"] in self.records:
-                if not live and self.records[record["index"]].get("live"):
+                if not live and self.records.is_live(record["index"]):
                     self.records[record["index"]] = record  # the full record
                 continue
             self.records[record["index"]] = record
@@ -267,7 +301,7 @@ class ScoringLoop:
             )
             if self._stuck():
                 return
-            self._requeue_unrunnable()
+            _requeue_unrunnable(self)
             requested = self.board.cancel_requested(self.client)
             if requested is None:
                 return
@@ -289,7 +323,7 @@ class ScoringLoop:
         deaths, _ = self.liveness.dead()
         packs = [self.submitted.get(k, []) for d in deaths for k in d.keys]
         mini_batches, causes, logs = self.job.stall_details(
-            [s.index for pack in packs for s in pack if s.index not in self.records]
+            [i for pack in packs for i in pack if i not in self.records]
         )
         self.reason = self.liveness.reason(mini_batches, causes, logs)
         logger.warning("stopping the job: %s", self.reason)
@@ -298,37 +332,6 @@ class ScoringLoop:
         except Exception as exc:  # noqa: BLE001 - the cluster is failing already
             logger.warning("could not stop the job on every worker: %s", exc)
         return True
-
-    def _requeue_unrunnable(self) -> None:
-        """Packs left ``no-worker`` after their workers died go to new workers.
-
-        A worker that replaced a dead one takes the job's resource after it
-        joined, and Dask looks for tasks a worker can run only when it joins:
-        such tasks are submitted again (a mini-batch already recorded is not
-        scored twice: the task returns its record).
-        """
-        if not (self.placement and self.liveness.died and self.liveness.live):
-            return
-        waiting = {
-            f.key: f
-            for f in list(self.futures)
-            if not f.done() and f.key in self.pending and not self.reason
-        }
-        if not waiting:
-            return
-        try:
-            states = self.client.sync(
-                self.client.scheduler.get_task_status, keys=list(waiting)
-            )
-        except Exception as exc:  # noqa: BLE001 - the scheduler is going away
-            logger.debug("cannot ask the scheduler for the job's tasks: %s", exc)
-            return
-        for key, future in waiting.items():
-            if states.get(key) == "no-worker" and not self.reason:
-                pack = self.pending.pop(key)
-                future.cancel()
-                resubmitted = self.submit_pack(pack, suffix=f"-w{len(self.futures)}")
-                self.stream.add(resubmitted)
 
     def stop(self) -> None:
         """End a job that failed: none of its tasks may go on writing its output.
@@ -418,6 +421,13 @@ def _stop_for(loop: ScoringLoop, breach: str) -> bool:
     return True
 
 
+def _frames(todo: Any) -> list[MiniBatchSpec]:
+    """The dask DataFrame partitions among the mini-batches to score."""
+    if hasattr(todo, "frames"):
+        return todo.frames()
+    return [s for s in todo if s.kind == "frame"]
+
+
 def _lost_connection(future: Any) -> bool:
     """Whether Dask cancelled ``future`` because the scheduler went away."""
     exc = getattr(getattr(future, "_state", None), "exception", None)
@@ -450,3 +460,35 @@ def _poll_init(loop: ScoringLoop) -> None:
     if times or shown:
         with loop._lock:  # not while a record is being counted
             loop.progress_cb.update(p)
+
+
+def _requeue_unrunnable(self: ScoringLoop) -> None:
+    """Packs left ``no-worker`` after their workers died go to new workers.
+
+    A worker that replaced a dead one takes the job's resource after it
+    joined, and Dask looks for tasks a worker can run only when it joins:
+    such tasks are submitted again (a mini-batch already recorded is not
+    scored twice: the task returns its record).
+    """
+    if not (self.placement and self.liveness.died and self.liveness.live):
+        return
+    waiting = {
+        f.key: f
+        for f in list(self.futures)
+        if not f.done() and f.key in self.pending and not self.reason
+    }
+    if not waiting:
+        return
+    try:
+        states = self.client.sync(
+            self.client.scheduler.get_task_status, keys=list(waiting)
+        )
+    except Exception as exc:  # noqa: BLE001 - the scheduler is going away
+        logger.debug("cannot ask the scheduler for the job's tasks: %s", exc)
+        return
+    for key, future in waiting.items():
+        if states.get(key) == "no-worker" and not self.reason:
+            pack = self.pending.pop(key)
+            future.cancel()
+            resubmitted = self.submit_pack(pack, suffix=f"-w{self.serial}")
+            self.stream.add(resubmitted)

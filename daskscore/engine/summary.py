@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from .._protocol import (
@@ -38,38 +39,31 @@ logger = logging.getLogger("daskscore")
 
 
 def job_summary(
-    records: list[dict[str, Any]],
+    records: Iterable[dict[str, Any]],
     n_specs: int,
     reason: str,
     elapsed: float,
 ) -> dict[str, Any]:
     """Status, root cause and counts of a job from its final records (in id order).
 
-    ``reason`` is why the job was stopped (a breach, a cancel), or empty.
+    ``reason`` is why the job was stopped (a breach, a cancel), or empty. The
+    records are read once, one at a time (they may be streamed from disk).
     """
-    succeeded = sum(r["succeeded"] for r in records)
-    failed = sum(r["failed"] for r in records)
-    init_errors = [r for r in records if r.get("status") == TryStatus.INIT_ERROR]
-    if records and len(init_errors) == len(records) and not reason:
-        reason = f"init() failed on every worker: {init_errors[0]['error']}"
-    died = [r for r in records if r.get("status") == TryStatus.WORKER_DIED]
-    if records and len(died) == len(records) and not reason:
+    c = _count_records(records)
+    n = c["records"]
+    if n and c["init_errors"] == n and not reason:
+        reason = f"init() failed on every worker: {c['init_error']}"
+    if n and c["died"] == n and not reason:
         reason = (
             "the workers died in every try of every mini-batch: "
-            f"{died[0]['error']}"
+            f"{c['died_error']}"
         )
     status = JobStatus.FAILED if reason else JobStatus.COMPLETED
-    not_run = n_specs - len(records)
+    not_run = n_specs - n
     if status == JobStatus.COMPLETED and not_run:
         status = JobStatus.FAILED
         reason = f"{not_run} mini-batches were not scored"
-    lost = sum(
-        1
-        for r in records
-        for t in r.get("tries", [])
-        if t.get("status") == TryStatus.WORKER_DIED
-        and r.get("status") != TryStatus.WORKER_DIED
-    )
+    succeeded, failed = c["succeeded"], c["failed"]
     return {
         "status": str(status),
         "reason": reason,
@@ -77,26 +71,59 @@ def job_summary(
         "succeeded_items": succeeded,
         "failed_items": failed,
         "mini_batches": n_specs,
-        "processed_mini_batches": len(records),
-        "failed_mini_batches": sum(1 for r in records if r.get("failed_mini_batch")),
-        "tries": sum(len(r.get("tries", [])) for r in records),
+        "processed_mini_batches": n,
+        "failed_mini_batches": c["failed_mini_batches"],
+        "tries": c["tries"],
         "elapsed_seconds": round(elapsed, 3),
         "items_per_second": round((succeeded + failed) / elapsed, 3)
         if elapsed > 0
         else 0.0,
-        "lost_tries": lost,
-        "first_errors": [
-            f"mini-batch {r['index']} ({r['input']}): {r['status']}: {r['error']}"
-            for r in records
-            if r.get("failed_mini_batch")
-        ][:5],
+        "lost_tries": c["lost"],
+        "first_errors": c["first_errors"],
     }
+
+
+def _count_records(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """What :func:`job_summary` needs of the records, in one pass."""
+    c: dict[str, Any] = dict.fromkeys(
+        (
+            "records", "succeeded", "failed", "init_errors", "died", "lost",
+            "failed_mini_batches", "tries",
+        ),
+        0,
+    )
+    c.update(init_error="", died_error="", first_errors=[])
+    for r in records:
+        c["records"] += 1
+        c["succeeded"] += r["succeeded"]
+        c["failed"] += r["failed"]
+        status = r.get("status")
+        if status == TryStatus.INIT_ERROR:
+            c["init_error"] = c["init_error"] if c["init_errors"] else r["error"]
+            c["init_errors"] += 1
+        if status == TryStatus.WORKER_DIED:
+            c["died_error"] = c["died_error"] if c["died"] else r["error"]
+            c["died"] += 1
+        tries = r.get("tries", [])
+        c["tries"] += len(tries)
+        if status != TryStatus.WORKER_DIED:
+            c["lost"] += sum(
+                1 for t in tries if t.get("status") == TryStatus.WORKER_DIED
+            )
+        if r.get("failed_mini_batch"):
+            c["failed_mini_batches"] += 1
+            if len(c["first_errors"]) < 5:
+                c["first_errors"].append(
+                    f"mini-batch {r['index']} ({r['input']}): {r['status']}: "
+                    f"{r['error']}"
+                )
+    return c
 
 
 def finish(
     store: StateStore,
     cfg: ParallelRunConfig,
-    records: list[dict[str, Any]],
+    records: Iterable[dict[str, Any]],
     *,
     n_specs: int,
     reason: str,
@@ -107,7 +134,11 @@ def finish(
     job_id: str,
     progress_lines: list[str],
 ) -> tuple[dict[str, Any], StepRunResult]:
-    """Write the reports of a finished job; return its summary and result."""
+    """Write the reports of a finished job; return its summary and result.
+
+    ``records`` (in id order) is read a few times, one record at a time: a list,
+    or a :class:`~.records.RecordBook`'s ``in_order()`` streamed from disk.
+    """
     counts = job_summary(records, n_specs, reason, elapsed)
     warnings = _job_warnings(records, store)
     for w in warnings[:5]:
@@ -151,7 +182,9 @@ def finish(
     return summary, result
 
 
-def _job_warnings(records: list[dict[str, Any]], store: StateStore) -> list[str]:
+def _job_warnings(
+    records: Iterable[dict[str, Any]], store: StateStore
+) -> list[str]:
     """Why no item succeeded (if none did), then the records' and the assembly's."""
     why = no_success_warning(records)
     warnings = [why] if why else []
@@ -159,20 +192,25 @@ def _job_warnings(records: list[dict[str, Any]], store: StateStore) -> list[str]
     return warnings + store.assembly_warnings
 
 
-def no_success_warning(records: list[dict[str, Any]]) -> str:
+def no_success_warning(records: Iterable[dict[str, Any]]) -> str:
     """One line saying why no item succeeded, when none did; else "".
 
     A job whose every item failed may still be Completed (``error_threshold=-1``
     ignores failures): this line names the most common error, such as a
     ``run()`` that returns a generator.
     """
-    if not records or any(r.get("succeeded") for r in records):
-        return ""
-    errors = Counter(r["error"] for r in records if r.get("error"))
+    errors: Counter[str] = Counter()
+    n = 0
+    for r in records:
+        if r.get("succeeded"):
+            return ""
+        n += 1
+        if r.get("error"):
+            errors[r["error"]] += 1
     if not errors:
         return ""
-    error, n = errors.most_common(1)[0]
-    share = f"all {n}" if n == len(records) else f"{n} of {len(records)}"
+    error, count = errors.most_common(1)[0]
+    share = f"all {count}" if count == n else f"{count} of {n}"
     return f"no item succeeded: {share} mini-batches failed with: {error}"
 
 

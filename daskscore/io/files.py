@@ -8,11 +8,15 @@ ahead while the current one is scored.
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import os
+from array import array
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._protocol import MiniBatchSpec
-from ..storage import download, is_local, url_to_fs
+from ..storage import FileRun, download, is_local, url_to_fs
 from ._common import fingerprint
 
 
@@ -46,6 +50,126 @@ def plain_local(path: str, storage_options: dict[str, Any]) -> bool:
         and "://" not in path
         and "::" not in path
     )
+
+
+class FilePlan(Sequence[MiniBatchSpec]):
+    """The mini-batches of a FileDataset, each made only when asked for.
+
+    The listing is held compactly: per run of files sharing a folder, the
+    folder once and the names as one Arrow string array (about 20 bytes a file
+    instead of a Python string per path and a tuple per mini-batch). ``plan[i]``
+    is the :class:`MiniBatchSpec` of mini-batch ``i``, ``len(plan)`` how many
+    there are; :meth:`renumbered` numbers them from another first index.
+    """
+
+    def __init__(
+        self,
+        prefixes: list[str],
+        names: list[Any],
+        starts: array,
+        count: int,
+        size: int,
+        first: int = 0,
+        source: int = 0,
+    ) -> None:
+        self._prefixes, self._names, self._starts = prefixes, names, starts
+        self.files, self.size = count, size
+        self.first, self.source = first, source
+
+    def __len__(self) -> int:
+        return -(-self.files // self.size)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(i)
+        paths = self.paths(i * self.size, min((i + 1) * self.size, self.files))
+        return MiniBatchSpec(
+            index=self.first + i,
+            kind="files",
+            paths=paths,
+            items=len(paths),
+            source=self.source,
+        )
+
+    def paths(self, start: int, stop: int) -> tuple[str, ...]:
+        """The listed paths ``start`` to ``stop`` (positions in sorted order)."""
+        out: list[str] = []
+        run = bisect.bisect_right(self._starts, start) - 1
+        while start < stop:
+            offset = self._starts[run]
+            end = min(stop, self._starts[run + 1])
+            names = self._names[run][start - offset : end - offset]
+            prefix = self._prefixes[run]
+            names = names if isinstance(names, tuple) else names.to_pylist()
+            out.extend(prefix + name for name in names)
+            start, run = end, run + 1
+        return tuple(out)
+
+    def known_items(self) -> int:
+        """The number of files: every mini-batch's item count is known."""
+        return self.files
+
+    def renumbered(self, first: int, source: int) -> FilePlan:
+        """The same plan with mini-batch ids from ``first``, of input ``source``."""
+        return FilePlan(
+            self._prefixes,
+            self._names,
+            self._starts,
+            self.files,
+            self.size,
+            first,
+            source,
+        )
+
+
+def plan_file_runs(runs: Iterable[FileRun], size: int) -> tuple[FilePlan, str]:
+    """:func:`plan_files` for a streamed listing (:func:`~daskscore.storage.
+    list_file_runs`): the same mini-batches and the same fingerprint, without
+    ever holding a path string per file."""
+    import pyarrow as pa
+
+    h = hashlib.sha256()
+    for e in ("files", size):  # as fingerprint(entries, "files", size)
+        h.update(repr(e).encode())
+    prefixes: list[str] = []
+    names: list[Any] = []
+    starts = array("q", [0])
+    for prefix, run, stats in runs:
+        _hash_run(h, prefix, run, stats)
+        try:
+            names.append(pa.array(run, type=pa.string()))
+        except (UnicodeEncodeError, pa.ArrowException):  # names not in UTF-8
+            names.append(tuple(run))
+        prefixes.append(prefix)
+        starts.append(starts[-1] + len(run))
+    plan = FilePlan(prefixes, names, starts, starts[-1], size)
+    return plan, h.hexdigest()[:32]
+
+
+def fingerprint_runs(runs: Iterable[FileRun], size: int) -> str:
+    """The fingerprint :func:`plan_file_runs` gives the same listing, alone."""
+    h = hashlib.sha256()
+    for e in ("files", size):
+        h.update(repr(e).encode())
+    for prefix, run, stats in runs:
+        _hash_run(h, prefix, run, stats)
+    return h.hexdigest()[:32]
+
+
+def _hash_run(h: Any, prefix: str, run: list[str], stats: Any) -> None:
+    if isinstance(stats, str):  # one time for a whole local folder
+        text = f"{prefix}\0{stats}\n" + "\n".join(run) + "\n"
+    else:  # as fingerprint(entries, ...): path, size and time of each file
+        text = "".join(
+            f"{prefix}{name}\0{fsize}\0{mtime}\n"
+            for name, (fsize, mtime) in zip(run, stats)
+        )
+    h.update(text.encode("utf-8", "surrogateescape"))
 
 
 def split_local(

@@ -23,14 +23,16 @@ was lost with its worker) or INTERRUPTED (an earlier run left it unfinished).
 from __future__ import annotations
 
 import csv
-import io
 import json
+import os
+import tempfile
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .._protocol import TryStatus
-from .store import write_atomic
+from ..storage import is_local
+from .store import remove_quietly, temp_name, write_atomic
 
 __all__ = ["TRIES_COLUMNS", "write_reports"]
 
@@ -81,11 +83,11 @@ def _blank_if_none(value: Any) -> Any:
     return "" if value is None else value
 
 
-def tries_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
+def tries_rows(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The rows of ``processed_mini-batches.csv``, one per try, as they are read."""
     for record in records:
         for t in record.get("tries", []):
-            rows.append(
+            yield (
                 {
                     "mini_batch_id": record["index"],
                     "try": t.get("try"),
@@ -102,7 +104,6 @@ def tries_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                     "input": record.get("input", ""),
                 }
             )
-    return rows
 
 
 def result_text(summary: dict[str, Any]) -> str:
@@ -145,11 +146,35 @@ def result_text(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_tries(fs, path: str, records: Iterable[dict[str, Any]]) -> None:
+    """``processed_mini-batches.csv``, streamed through a local file: a job of
+    a million mini-batches never holds its rows (locally the file is written
+    under a temporary name and renamed, as :func:`write_atomic` does)."""
+    local = is_local(fs)
+    if local:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(path), temp_name())
+    else:
+        fd, tmp = tempfile.mkstemp(prefix="daskscore-tries-", suffix=".csv")
+        os.close(fd)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=TRIES_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(tries_rows(records))
+        if local:
+            os.replace(tmp, path)
+        else:
+            fs.put_file(tmp, path)  # a blob upload is all-or-nothing
+    finally:
+        remove_quietly(tmp)
+
+
 def write_reports(
     fs,
     log_dir: str,
     summary: dict[str, Any],
-    records: list[dict[str, Any]],
+    records: Iterable[dict[str, Any]],
     progress_lines: list[str],
 ) -> None:
     """Write every report file into ``log_dir`` (local path or remote, via ``fs``)."""
@@ -162,11 +187,7 @@ def write_reports(
         f"{log_dir}/job_report.json",
         json.dumps(report, indent=2, default=str).encode(),
     )
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TRIES_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(tries_rows(records))
-    write_atomic(fs, f"{log_dir}/processed_mini-batches.csv", buf.getvalue().encode())
+    _write_tries(fs, f"{log_dir}/processed_mini-batches.csv", records)
     write_atomic(
         fs,
         f"{log_dir}/job_progress_overview.txt",

@@ -31,7 +31,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .._protocol import (
@@ -200,21 +200,35 @@ class StateStore:
     # -- records ----------------------------------------------------------------
     def load_records(self, known: Iterable[int] = ()) -> dict[int, dict[str, Any]]:
         """Records on disk, by mini-batch id, skipping those in ``known``."""
-        skip = set(known)
-        out: dict[int, dict[str, Any]] = {}
-        try:
-            names = self.fs.ls(self.records, detail=False)
-        except FileNotFoundError:
-            return out
-        for name in names:
+        return dict(self.iter_records(known))
+
+    def iter_records(
+        self, known: Any = ()
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(id, record)`` of the records on disk, one at a time, skipping the
+        ids ``in known`` (a set, or a job's record table)."""
+        skip = known if hasattr(known, "__contains__") else set(known)
+        for name in self._record_names():
             index = record_index(name)
             if index is None or index in skip:
                 continue
             try:
-                out[index] = json.loads(self.fs.cat_file(name))
+                yield index, json.loads(self.fs.cat_file(name))
             except (ValueError, FileNotFoundError):
                 continue
-        return out
+
+    def _record_names(self) -> Iterator[str]:
+        """The files of the records folder (local: streamed by ``os.scandir``)."""
+        try:
+            if self.local:
+                with os.scandir(self.records) as it:
+                    for entry in it:
+                        yield entry.path
+                return
+            names = self.fs.ls(self.records, detail=False)
+        except FileNotFoundError:
+            return
+        yield from names
 
     def part_path(self, index: int, fmt: str) -> str:
         return join(self.parts, part_name(index, fmt))

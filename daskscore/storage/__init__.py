@@ -41,7 +41,14 @@ from ._errors import (
     is_disk_full,
     is_storage_error,
 )
-from ._listing import download, list_files, list_inputs
+from ._listing import (
+    FileRun,
+    download,
+    list_file_runs,
+    list_files,
+    list_inputs,
+    local_folder,
+)
 from ._own import leaving_out, without_own_files
 from ._secrets import MASK, StreamRedactor, redact, safe_storage_options
 from ._urls import RESOLVED_SECRET_ENV, is_azure, is_local, resolve, url_to_fs
@@ -49,6 +56,7 @@ from ._urls import RESOLVED_SECRET_ENV, is_azure, is_local, resolve, url_to_fs
 __all__ = [
     "MASK",
     "DiskFullError",
+    "FileRun",
     "RESOLVED_SECRET_ENV",
     "StreamRedactor",
     "describe_storage_error",
@@ -58,8 +66,10 @@ __all__ = [
     "is_local",
     "is_storage_error",
     "leaving_out",
+    "list_file_runs",
     "list_files",
     "list_inputs",
+    "local_folder",
     "redact",
     "resolve",
     "safe_storage_options",

@@ -6,7 +6,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,7 +15,7 @@ import fsspec.asyn
 
 from ..errors import DatasetError
 from ._errors import describe_storage_error
-from ._own import without_own_files
+from ._own import OwnFolders, without_own_files
 from ._secrets import redact
 from ._urls import _GLOB_CHARS, is_local, resolve, url_to_fs
 
@@ -394,6 +394,173 @@ def _walk_local(folder: str) -> dict[str, dict[str, Any]]:
     if skipped:
         _log_skipped(folder, sorted(skipped))
     return found
+
+
+# A run of listed files that share a folder: ``(prefix, names, stats)``: each
+# path is ``prefix + name``; ``stats[i]`` is ``(size, mtime)``, or ``stats`` is
+# one string for the whole run (``"-"``: the files of a local folder, when they
+# are not stat'ed one by one)
+FileRun = tuple[str, list[str], "list[tuple[int | None, Any]] | str"]
+
+
+def list_file_runs(
+    urlpath: str | os.PathLike | Sequence[str | os.PathLike],
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    stat_files: bool = True,
+) -> Iterator[FileRun]:
+    """A FileDataset's input files, sorted, as runs of files sharing a folder.
+
+    The same files, in the same order, as :func:`list_inputs` (dot files left
+    out), but streamed: a local folder is walked with ``os.scandir`` one folder
+    at a time in sorted order, so that no listing of every path is ever held
+    (1,000,000 files are one path string per folder plus their names). Without
+    ``stat_files`` a local folder's files are not stat'ed: each run's stats
+    are one marker string (the paths alone make the plan's fingerprint: a
+    folder's time changes when an output folder is made inside it). Other inputs (globs, lists, blob
+    storage) are listed whole by :func:`list_inputs`, grouped by folder.
+
+    Raises
+    ------
+    DatasetError
+        As :func:`list_inputs`: nothing matches, or the storage cannot be listed.
+    """
+    folder = local_folder(urlpath, storage_options)
+    if folder is None:
+        yield from _runs_of(list_inputs(urlpath, storage_options))
+        return
+    found = False
+    skipped: list[str] = []
+    own = OwnFolders(url_to_fs(folder)[0], folder, os.fspath(urlpath))
+    if own.skip_folder(folder):  # the input is the step's own output folder:
+        # the listing of list_inputs says so (a one-line DatasetError)
+        yield from _runs_of(list_inputs(urlpath, storage_options))
+        return
+    for run in _walk_local_runs(folder, set(), skipped, stat_files, own):
+        found = True
+        yield run
+    own.report()
+    if skipped:
+        _log_skipped(folder, sorted(skipped))
+    if not found:
+        list_inputs(urlpath, storage_options)  # raises the usual DatasetError
+
+
+def local_folder(
+    urlpath: Any, storage_options: Mapping[str, Any] | None
+) -> str | None:
+    """The absolute path of ``urlpath`` when it is one existing local folder
+    (which :func:`list_file_runs` walks itself), else None."""
+    if not isinstance(urlpath, str | os.PathLike):
+        return None
+    try:
+        url, options = resolve(os.fspath(urlpath), storage_options)
+        fs, path = url_to_fs(url, options)
+    except ValueError:
+        return None
+    if not is_local(fs) or not os.path.isdir(path):
+        return None
+    return os.path.abspath(path)
+
+
+def _runs_of(entries: list[tuple[str, int | None, Any]]) -> Iterator[FileRun]:
+    """Sorted ``(path, size, mtime)`` entries as runs of one folder each."""
+    prefix, names, stats = None, [], []
+    for path, size, mtime in entries:
+        head, sep, name = path.rpartition("/")
+        if head + sep != prefix:
+            if names:
+                yield prefix or "", names, stats
+            prefix, names, stats = head + sep, [], []
+        names.append(name)
+        stats.append((size, mtime))
+    if names:
+        yield prefix or "", names, stats
+
+
+def _walk_local_runs(
+    folder: str, seen: set[str], skipped: list[str], stat_files: bool,
+    own: OwnFolders,
+) -> Iterator[FileRun]:
+    """The files below a local folder in full-path order, folder by folder.
+
+    Within a folder, a subfolder ``s`` sorts as ``s/`` (where its files fall in
+    the sorted order of full paths). Dot files are left out; symbolic links are
+    followed, each real folder walked once; entries that cannot be read go to
+    ``skipped``. Without ``stat_files`` a file is known from its folder entry
+    alone (a link is still checked), and the stats are one marker string.
+    daskscore's own output folders are left out (``own``).
+    """
+    try:
+        real = os.path.realpath(folder)
+        if real in seen:
+            return
+        seen.add(real)
+        with os.scandir(folder) as it:
+            entries = list(it)
+        token = "" if stat_files else "-"
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+    files, dirs = _split_entries(entries, skipped)
+    prefix = folder.rstrip("/") + "/"
+    keyed = [(name, None) for name in files]
+    keyed += [(entry.name + "/", entry) for entry in dirs]
+    keyed.sort(key=lambda k: k[0])
+    names: list[str] = []
+    for name, entry in keyed:
+        if entry is None:
+            names.append(name)
+            continue
+        if own.skip_folder(entry.path):
+            continue
+        if names := own.names(prefix, names):
+            yield prefix, names, _stats(prefix, names, token, skipped)
+            names = []
+        yield from _walk_local_runs(entry.path, seen, skipped, stat_files, own)
+    if names := own.names(prefix, names):
+        yield prefix, names, _stats(prefix, names, token, skipped)
+
+
+def _split_entries(
+    entries: list[os.DirEntry], skipped: list[str]
+) -> tuple[list[str], list[os.DirEntry]]:
+    """A folder's file names (no dot files, no broken links) and subfolders."""
+    files: list[str] = []
+    dirs: list[os.DirEntry] = []
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                dirs.append(entry)
+                continue
+            if entry.is_symlink():
+                entry.stat()  # a broken link, a loop of links: no file
+        except OSError:
+            skipped.append(entry.path)
+            continue
+        if entry.name[0] != ".":  # dot files, as list_inputs leaves them out
+            files.append(entry.name)
+    return files, dirs
+
+
+def _stats(
+    prefix: str, names: list[str], token: str, skipped: list[str]
+) -> list[tuple[int | None, Any]] | str:
+    """The stats of a run: one marker (``token``), else ``(size, mtime)``
+    of each file; a file gone meanwhile is dropped from ``names``."""
+    if token:
+        return token
+    stats = []
+    kept = []
+    for name in names:
+        try:
+            st = os.stat(prefix + name)
+        except OSError:
+            skipped.append(prefix + name)
+            continue
+        kept.append(name)
+        stats.append((st.st_size, st.st_mtime))
+    names[:] = kept
+    return stats
 
 
 def _log_skipped(folder: str, paths: list[str]) -> None:

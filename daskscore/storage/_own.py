@@ -30,7 +30,7 @@ from .._protocol import LOGS_DIR, MANIFEST_FILE, STATE_DIR
 from ..errors import DatasetError
 from ._urls import _GLOB_CHARS, is_local, resolve, url_to_fs
 
-__all__ = ["leaving_out", "without_own_files"]
+__all__ = ["OwnFolders", "leaving_out", "without_own_files"]
 
 logger = logging.getLogger("daskscore")
 
@@ -185,3 +185,75 @@ def _collected_name(fs: Any, folder: str) -> str:
     except Exception:  # noqa: BLE001 - no manifest (a lock only): the default
         name = None
     return posixpath.basename(str(name or _DEFAULT_OUTPUT_FILE))
+
+
+class OwnFolders:
+    """What a walk of the local folder ``root`` leaves out, folder by folder
+    (``storage._listing.list_file_runs``, which never holds a whole listing):
+    the step's output folders whole, and in every folder holding daskscore's
+    marker its ``.daskscore/``, its ``logs/`` and (below ``root``) its
+    collected file. :meth:`report` says what was left out, in one info line."""
+
+    def __init__(self, fs: Any, root: str, text: str) -> None:
+        self.root = root.rstrip("/")
+        self.text = text
+        self.outputs = {o.rstrip("/") for o in _step_outputs(fs, root)}
+        self._marked: dict[str, bool] = {}
+        self.left_out: set[str] = set()
+
+    def marked(self, folder: str) -> bool:
+        folder = folder.rstrip("/")
+        if folder not in self._marked:
+            state = os.path.join(folder, STATE_DIR)
+            self._marked[folder] = any(
+                os.path.exists(os.path.join(state, m)) for m in _MARKERS
+            )
+        return self._marked[folder]
+
+    def skip_folder(self, path: str) -> bool:
+        """Whether the walk leaves out the folder ``path`` whole."""
+        path = path.rstrip("/")
+        parent, _, name = path.rpartition("/")
+        if path in self.outputs:
+            self.left_out.add(path)
+            return True
+        if name in (STATE_DIR, LOGS_DIR) and self.marked(parent):
+            self.left_out.add(parent)
+            return True
+        return False
+
+    def names(self, prefix: str, names: list[str]) -> list[str]:
+        """``names`` of the folder ``prefix`` less its collected file, when the
+        folder is an output folder below ``root``."""
+        folder = prefix.rstrip("/")
+        if folder == self.root or not self.marked(folder):
+            return names
+        collected = _collected_name(_LOCAL, folder)
+        if collected not in names:
+            return names
+        self.left_out.add(folder)
+        return [n for n in names if n != collected]
+
+    def report(self) -> None:
+        if not self.left_out:
+            return
+        shown = sorted(self.left_out)
+        logger.info(
+            "input %s: left out daskscore's own output in %s (an output folder, "
+            "its .daskscore/, logs/ and collected file are never input)",
+            self.text,
+            ", ".join(shown[:3])
+            + (f" and {len(shown) - 3} more" if len(shown) > 3 else ""),
+        )
+
+
+class _LocalFiles:
+    """What :func:`_collected_name` needs of a filesystem, for local paths."""
+
+    @staticmethod
+    def cat_file(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+
+_LOCAL = _LocalFiles()
