@@ -417,8 +417,9 @@ def list_file_runs(
     (1,000,000 files are one path string per folder plus their names). Without
     ``stat_files`` a local folder's files are not stat'ed: each run's stats
     are one marker string (the paths alone make the plan's fingerprint: a
-    folder's time changes when an output folder is made inside it). Other inputs (globs, lists, blob
-    storage) are listed whole by :func:`list_inputs`, grouped by folder.
+    folder's time changes when an output folder is made inside it). Other
+    inputs (globs, lists, blob storage) are listed whole by
+    :func:`list_inputs`, grouped by folder.
 
     Raises
     ------
