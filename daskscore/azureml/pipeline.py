@@ -505,11 +505,6 @@ class PortDataReference:
         return target
 
 
-def _metrics(details: Mapping[str, Any]) -> dict[str, Any]:
-    """A step's logged metrics, as the run history records them."""
-    return dict(details.get("metrics") or {})
-
-
 class StepRun:
     """A step of a v1 pipeline run: ``get_output_data(name)``, ``get_metrics()``."""
 
@@ -542,7 +537,8 @@ class StepRun:
         return dict(self._run.find_core_step(self.name).details)
 
     def get_metrics(self) -> dict[str, Any]:
-        return _metrics(self._run.find_core_step(self.name).details)
+        """What the step's script logged to its run (``Run.get_context().log``)."""
+        return self._run.find_core_step(self.name).get_metrics()
 
     def get_output_data(self, name: str) -> PortDataReference:
         """The output ``name`` of this step (its ``PipelineData`` name)."""
@@ -620,5 +616,5 @@ class PipelineRun:
         """The metrics logged by the steps (a later step's value of a name wins)."""
         merged: dict[str, Any] = {}
         for step in self._core.get_steps():
-            merged.update(_metrics(step.details))
+            merged.update(step.get_metrics())
         return merged

@@ -189,6 +189,12 @@ def test_many_models_training_then_forecasting(tmp_path, data, cluster):
         f"{name},{len(f)}" for name, f in models.items()
     )
     assert trained["models"] == sorted(f"{name}.pkl" for name in models)
+    # Run.get_context().log_row in every runner process, read back per step as
+    # one table (column -> values)
+    table = trained["metrics"]["trained"]
+    assert trained["run_metrics"]["trained"] == table
+    pairs = zip(table["model"], table["rows"], strict=True)
+    assert sorted(f"{m},{r}" for m, r in pairs) == trained["trained"]
 
     got = run_flow("mm_forecasting", tmp_path, data, cluster)
     # the pipeline found the forecasting step the copy step reads from

@@ -76,6 +76,8 @@ print(
             "trained": trained,
             "models": sorted(os.listdir("models")),
             "status": step_run.get_status(),
+            "metrics": step_run.get_metrics(),
+            "run_metrics": run.get_metrics(),
         }
     ),
 )

@@ -6,6 +6,7 @@ import pickle
 
 import numpy as np
 import pandas as pd
+from azureml.core import Run
 from sklearn.linear_model import LinearRegression
 
 
@@ -26,6 +27,7 @@ def run(input_data):
         X = data[["week"]].to_numpy(dtype=np.float64)
         y = data[args.target_column].to_numpy(dtype=np.float64)
         model = LinearRegression().fit(X, y)
+        Run.get_context().log_row("trained", model=model_name, rows=len(data))
         with open(os.path.join(args.models_dir, model_name + ".pkl"), "wb") as f:
             pickle.dump(model, f)
         results.append(f"{model_name},{len(data)}")
