@@ -102,6 +102,7 @@ class Job:
         self.board = JobBoard(
             self.job_id, step.name, step.output, _settings.get("publish-interval")
         )
+        self.board.describe(step, _settings.get("dashboard-forget-after"))
 
     # -- cluster -----------------------------------------------------------------
     def _connect(self) -> Any:
