@@ -49,19 +49,28 @@ def threshold_state(cfg: Any, p: JobProgress) -> list[dict[str, Any]]:
     out = []
     if cfg.error_threshold not in (None, -1):
         out.append(
-            {"name": "error_threshold", "limit": cfg.error_threshold,
-             "value": p.failed_items}
+            {
+                "name": "error_threshold",
+                "limit": cfg.error_threshold,
+                "value": p.failed_items,
+            }
         )
     if cfg.allowed_failed_count not in (None, -1):
         out.append(
-            {"name": "allowed_failed_count", "limit": cfg.allowed_failed_count,
-             "value": p.failed_mini_batches}
+            {
+                "name": "allowed_failed_count",
+                "limit": cfg.allowed_failed_count,
+                "value": p.failed_mini_batches,
+            }
         )
     if cfg.allowed_failed_percent is not None:
         percent = 100.0 * p.failed_mini_batches / max(1, p.total_mini_batches)
         out.append(
-            {"name": "allowed_failed_percent", "limit": cfg.allowed_failed_percent,
-             "value": round(percent, 2)}
+            {
+                "name": "allowed_failed_percent",
+                "limit": cfg.allowed_failed_percent,
+                "value": round(percent, 2),
+            }
         )
     return out
 

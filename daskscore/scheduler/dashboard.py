@@ -32,6 +32,7 @@ __all__ = ["install_routes", "job_view", "job_view_of", "job_views", "jobs_state
 
 METADATA_KEY = list(JOBS_KEY)
 
+
 def jobs_state(dask_scheduler: Any) -> dict[str, Any]:
     """Every published job state, by job id (runs on the scheduler)."""
     try:

@@ -45,13 +45,17 @@ class DaskscoreCollector:
         )
 
         mbs = CounterMetricFamily(
-            "daskscore_mini_batches", "Committed mini-batches.", labels=["job", "status"]
+            "daskscore_mini_batches",
+            "Committed mini-batches.",
+            labels=["job", "status"],
         )
         items = CounterMetricFamily(
             "daskscore_items", "Scored items by outcome.", labels=["job", "outcome"]
         )
         tries = CounterMetricFamily(
-            "daskscore_tries", "Tries of mini-batches by status.", labels=["job", "status"]
+            "daskscore_tries",
+            "Tries of mini-batches by status.",
+            labels=["job", "status"],
         )
         runs = HistogramMetricFamily(
             "daskscore_run_seconds", "Seconds run() took, per try.", labels=["job"]
