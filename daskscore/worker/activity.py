@@ -18,6 +18,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .._protocol import worker_metric_key
+
 __all__ = ["WorkerActivity"]
 
 
@@ -32,6 +34,18 @@ class WorkerActivity:
         self.busy_seconds = 0.0
         self.started_at = time.time()
         self.plugin: Any = None
+
+    @classmethod
+    def attach(cls, plugin: Any, worker: Any) -> WorkerActivity:
+        """The activity of ``plugin`` (one job), sent with ``worker``'s heartbeat."""
+        activity = cls(plugin.agent_name)
+        activity.plugin = plugin
+        worker.metrics[worker_metric_key(plugin.name)] = activity.snapshot
+        return activity
+
+    @staticmethod
+    def detach(plugin: Any, worker: Any) -> None:
+        getattr(worker, "metrics", {}).pop(worker_metric_key(plugin.name), None)
 
     def trying(self, index: int, try_no: int) -> None:
         self.current = (index, try_no, time.time())

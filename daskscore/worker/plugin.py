@@ -34,7 +34,6 @@ from .._protocol import (
     TryStatus,
     node_of,
     set_single_threaded,
-    worker_metric_key,
 )
 from ..storage import RESOLVED_SECRET_ENV, describe_storage_error, url_to_fs
 from .activity import WorkerActivity
@@ -106,9 +105,7 @@ class ScoringPlugin(WorkerPlugin):
         self.import_problem = None
         if not self.allowed:
             return
-        self.activity = WorkerActivity(self.agent_name)
-        self.activity.plugin = self
-        worker.metrics[worker_metric_key(self.name)] = self.activity.snapshot
+        self.activity = WorkerActivity.attach(self, worker)
         # An import problem is kept, not raised: the client asks every worker for
         # it and raises one EntryScriptError (a raise here would only log a
         # traceback on the worker).
@@ -152,7 +149,7 @@ class ScoringPlugin(WorkerPlugin):
         return len(taken) < limits[node]
 
     async def teardown(self, worker) -> None:
-        getattr(worker, "metrics", {}).pop(worker_metric_key(self.name), None)
+        WorkerActivity.detach(self, worker)
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
@@ -295,14 +292,12 @@ class ScoringPlugin(WorkerPlugin):
 
     def try_mini_batch(self, spec, frame, try_no: int) -> TryOutcome:
         """One try: start the runner if needed, run, and return the outcome."""
-        activity = getattr(self, "activity", None)
-        if activity is not None:
-            activity.trying(spec.index, try_no)
+        activity = getattr(self, "activity", None) or WorkerActivity("")
+        activity.trying(spec.index, try_no)
         try:
             return self._try(spec, frame, try_no)
         finally:
-            if activity is not None:
-                activity.tried()
+            activity.tried()
 
     def _try(self, spec, frame, try_no: int) -> TryOutcome:
         runner, error = self.ready_runner()
