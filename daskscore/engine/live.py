@@ -33,21 +33,21 @@ def job_settings(step: Any) -> dict[str, Any]:
     """What the dashboard shows of a step's settings, secrets masked."""
     cfg = step.config
     options = getattr(step, "storage_options", None)
-    inputs = [str(getattr(d, "path", None) or d) for d in step.inputs]
+    inputs = [str(getattr(d, "path", None) or d) for d in getattr(step, "inputs", [])]
     return {
-        "script": str(cfg.entry_script),
+        "script": str(getattr(cfg, "entry_script", "")),
         "inputs": [redact(i, options) for i in inputs],
-        "mini_batch_size": str(cfg.mini_batch_size),
-        "run_invocation_timeout": cfg.run_invocation_timeout,
-        "run_max_try": cfg.run_max_try,
-        "output": redact(str(step.output), options),
+        "mini_batch_size": str(getattr(cfg, "mini_batch_size", "")),
+        "run_invocation_timeout": getattr(cfg, "run_invocation_timeout", None),
+        "run_max_try": getattr(cfg, "run_max_try", None),
+        "output": redact(str(getattr(step, "output", "")), options),
     }
 
 
 def threshold_state(cfg: Any, p: JobProgress) -> list[dict[str, Any]]:
     """Each failure threshold that is on: its limit and the current value."""
     out = []
-    if cfg.error_threshold not in (None, -1):
+    if getattr(cfg, "error_threshold", None) not in (None, -1):
         out.append(
             {
                 "name": "error_threshold",
@@ -55,7 +55,7 @@ def threshold_state(cfg: Any, p: JobProgress) -> list[dict[str, Any]]:
                 "value": p.failed_items,
             }
         )
-    if cfg.allowed_failed_count not in (None, -1):
+    if getattr(cfg, "allowed_failed_count", None) not in (None, -1):
         out.append(
             {
                 "name": "allowed_failed_count",
@@ -63,7 +63,7 @@ def threshold_state(cfg: Any, p: JobProgress) -> list[dict[str, Any]]:
                 "value": p.failed_mini_batches,
             }
         )
-    if cfg.allowed_failed_percent is not None:
+    if getattr(cfg, "allowed_failed_percent", None) is not None:
         percent = 100.0 * p.failed_mini_batches / max(1, p.total_mini_batches)
         out.append(
             {
