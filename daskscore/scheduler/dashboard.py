@@ -49,9 +49,11 @@ def _workers(dask_scheduler: Any, job_id: str, now: float) -> list[dict[str, Any
         if not isinstance(activity, dict):
             continue
         row = {**activity, "address": address}
-        if "since" in row:
-            row["seconds"] = round(max(0.0, now - row["since"]), 3)
-        alive = max(1e-6, now - float(row.get("started_at") or now))
+        # measured on the worker at its last heartbeat: add the time since then
+        late = max(0.0, now - float(getattr(ws, "last_seen", now) or now))
+        if "seconds" in row:
+            row["seconds"] = round(row["seconds"] + late, 3)
+        alive = max(1e-6, float(row.get("alive_seconds") or 0.0) + late)
         row["items_per_second"] = round(row.get("items", 0) / alive, 3)
         out.append(row)
     return sorted(out, key=lambda w: w.get("name") or w["address"])

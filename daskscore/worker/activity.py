@@ -7,6 +7,8 @@ its worker's heartbeat metrics (``Worker.metrics``, key
 heartbeat, which it sends anyway (about once a second), and the scheduler keeps
 the latest in ``WorkerState.metrics``, where the dashboard routes read it. No
 message of its own, no lock on the scoring path: the try sets two attributes.
+Durations are measured on the worker; the scheduler adds the time since the
+heartbeat (``WorkerState.last_seen``), so clocks need not agree.
 
 States: ``starting`` (the script is imported), ``init`` (``init()`` runs),
 ``restarting`` (a new runner after a timeout or a crash: importing or in
@@ -82,8 +84,10 @@ class WorkerActivity:
             "busy_seconds": round(self.busy_seconds, 3),
             "restarts": getattr(self.plugin, "restarts", 0),
             "started_at": self.started_at,
+            "alive_seconds": round(time.time() - self.started_at, 3),
         }
         current = self.current
         if current is not None:
-            out["mini_batch"], out["try"], out["since"] = current
+            out["mini_batch"], out["try"], since = current
+            out["seconds"] = round(max(0.0, time.time() - since), 3)
         return out

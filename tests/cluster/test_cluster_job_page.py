@@ -88,7 +88,9 @@ def run(mini_batch):
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    # generous: Bokeh builds the /status page on the first request (slow on a
+    # loaded machine); a hung route still fails here
+    with urllib.request.urlopen(url, timeout=180) as resp:
         return resp.read().decode()
 
 
