@@ -355,3 +355,96 @@ def test_no_cdn_on_the_page(dask_cluster, page_run):
     assert "http://" not in page and "https://" not in page
     assert "<script src" not in page
     assert os.path.exists(CHROMIUM)
+
+
+RESTART_SCRIPT = '''
+import os
+import time
+
+HOLD = os.environ["HOLD_DIR"]
+
+
+def _wait(name):
+    open(os.path.join(HOLD, f"{name}.waiting-{os.getpid()}"), "w").close()
+    while not os.path.exists(os.path.join(HOLD, name)):
+        time.sleep(0.05)
+
+
+def init():
+    first = not any(f.startswith("init.") for f in os.listdir(HOLD))
+    open(os.path.join(HOLD, f"init.{os.getpid()}"), "w").close()
+    _wait("init-go" if first else "reinit-go")
+
+
+def run(mini_batch):
+    hung = os.path.join(HOLD, "hung-once")
+    if not os.path.exists(hung):
+        open(hung, "w").close()
+        time.sleep(3600)  # killed at run_invocation_timeout
+    return [os.path.basename(p) for p in mini_batch]
+'''
+
+
+def _worker_in(cluster, state: str) -> dict | None:
+    job = _ours_named(cluster, "restart-job")
+    workers = job.get("workers", []) if job else []
+    return next((w for w in workers if w.get("state") == state), None) and job
+
+
+def _ours_named(cluster, step: str) -> dict | None:
+    jobs = json.loads(_get(cluster.url("/daskscore/api/jobs")))
+    mine = [j for j in jobs.values() if j.get("step") == step]
+    return max(mine, key=lambda j: j["started_at"]) if mine else None
+
+
+def _metric(text: str, name: str, **labels) -> float:
+    return sum(s.value for f in text_string_to_metric_families(text)
+               for s in f.samples if s.name == name
+               and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+@pytest.mark.slow
+def test_worker_states_init_and_restarting_after_a_timeout(
+        page_run, dask_cluster, cluster_client, tmp_path):
+    """A worker shows ``init`` while init() runs, then ``restarting`` while the
+    runner that replaced the one killed at run_invocation_timeout runs init()
+    again (held by signal files); /metrics counts it in that state."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    script = write_script(tmp_path / "src", RESTART_SCRIPT)
+    make_files(tmp_path / "in", 2)
+    cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1",
+                               node_count=1, process_count_per_node=1,
+                               run_invocation_timeout=3, run_max_try=2,
+                               environment_variables={"HOLD_DIR": str(hold)})
+    step = ds.ParallelRunStep(name="restart-job", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(tmp_path / "in"))],
+                              output=str(tmp_path / "out"))
+    box: dict = {}
+    runner = threading.Thread(
+        target=lambda: box.update(result=step.run(client=cluster_client)), daemon=True)
+    runner.start()
+    try:
+        in_init = wait_until(lambda: _worker_in(dask_cluster, "init"), float("inf"),
+                             "a worker in init()")
+        (hold / "init-go").write_text("go")
+        restarting = wait_until(lambda: _worker_in(dask_cluster, "restarting"),
+                                float("inf"), "a worker restarting after the timeout")
+        metrics = _get(dask_cluster.url("/metrics"))
+    finally:
+        (hold / "init-go").write_text("go")
+        (hold / "reinit-go").write_text("go")
+        runner.join(timeout=300)
+    assert not runner.is_alive()
+    assert box["result"].status == "Completed", box["result"].reason
+    assert in_init["status"] == "Running"
+    worker = next(w for w in restarting["workers"] if w["state"] == "restarting")
+    assert worker["restarts"] == 1
+    job_id = restarting["job_id"]
+    assert _metric(metrics, "daskscore_workers", job=job_id, state="restarting") == 1
+    assert _metric(metrics, "daskscore_workers", job=job_id, state="scoring") == 0
+    final = _ours_named(dask_cluster, "restart-job")
+    timeouts = [f for f in final["failures"] if f["status"] == "RUN_TIMEOUT"]
+    assert len(timeouts) == 1 and timeouts[0]["try"] == 1
+    assert "run_invocation_timeout=3" in timeouts[0]["error"]
+    assert final["tries"] == {"RUN_TIMEOUT": 1, "RUN_DONE": 2}
