@@ -277,6 +277,7 @@ class Job:
                 if index < len(specs):
                     if index not in live:
                         self.tally.count(record)
+                        self.board.stats.count(record)
                     self.records[index] = record
             if cfg.output_action == OutputAction.APPEND_ROW:
                 output_file, _ = assemble_output(
