@@ -38,7 +38,7 @@ def _worker_line(w: dict[str, Any], limit: float) -> str:
     if w.get("state") == "scoring" and "mini_batch" in w:
         seconds = float(w.get("seconds") or 0.0)
         line += f" mini-batch {w['mini_batch']} (try {w.get('try')}) for {seconds:.1f}s"
-        if limit and seconds >= 0.8 * limit:
+        if w.get("near_timeout"):
             line += f" NEAR run_invocation_timeout={limit:g}s"
     return (
         f"{line}, {w.get('done_mini_batches', 0)} done, "

@@ -41,7 +41,14 @@ def jobs_state(dask_scheduler: Any) -> dict[str, Any]:
         return {}
 
 
-def _workers(dask_scheduler: Any, job_id: str, now: float) -> list[dict[str, Any]]:
+# a worker scoring one mini-batch for this share of run_invocation_timeout is
+# shown as near it (highlighted on the page, flagged by daskscore status)
+NEAR_TIMEOUT = 0.8
+
+
+def _workers(
+    dask_scheduler: Any, job_id: str, now: float, limit: float
+) -> list[dict[str, Any]]:
     key = worker_metric_key(plugin_name(job_id))
     out = []
     for address, ws in list(dask_scheduler.workers.items()):
@@ -53,6 +60,9 @@ def _workers(dask_scheduler: Any, job_id: str, now: float) -> list[dict[str, Any
         late = max(0.0, now - float(getattr(ws, "last_seen", now) or now))
         if "seconds" in row:
             row["seconds"] = round(row["seconds"] + late, 3)
+        row["near_timeout"] = bool(
+            limit and "seconds" in row and row["seconds"] >= NEAR_TIMEOUT * limit
+        )
         alive = max(1e-6, float(row.get("alive_seconds") or 0.0) + late)
         row["items_per_second"] = round(row.get("items", 0) / alive, 3)
         out.append(row)
@@ -65,7 +75,8 @@ def job_view(dask_scheduler: Any, job_id: str) -> dict[str, Any] | None:
     if not isinstance(state, dict):
         return None
     view = dict(state)
-    view["workers"] = _workers(dask_scheduler, job_id, time.time())
+    limit = float((state.get("settings") or {}).get("run_invocation_timeout") or 0)
+    view["workers"] = _workers(dask_scheduler, job_id, time.time(), limit)
     view["running_mini_batches"] = sum(
         1 for w in view["workers"] if w.get("state") == "scoring"
     )

@@ -415,7 +415,7 @@ def test_worker_states_init_and_restarting_after_a_timeout(
     make_files(tmp_path / "in", 2)
     cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1",
                                node_count=1, process_count_per_node=1,
-                               run_invocation_timeout=3, run_max_try=2,
+                               run_invocation_timeout=8, run_max_try=2,
                                environment_variables={"HOLD_DIR": str(hold)})
     step = ds.ParallelRunStep(name="restart-job", parallel_run_config=cfg,
                               inputs=[ds.Dataset.File.from_files(str(tmp_path / "in"))],
@@ -428,8 +428,15 @@ def test_worker_states_init_and_restarting_after_a_timeout(
         in_init = wait_until(lambda: _worker_in(dask_cluster, "init"), float("inf"),
                              "a worker in init()")
         (hold / "init-go").write_text("go")
-        restarting = wait_until(lambda: _worker_in(dask_cluster, "restarting"),
-                                float("inf"), "a worker restarting after the timeout")
+        seen: list[dict] = []
+
+        def restarted():
+            job = _ours_named(dask_cluster, "restart-job")
+            seen.extend(w for w in (job or {}).get("workers", [])
+                        if w.get("state") == "scoring")
+            return _worker_in(dask_cluster, "restarting")
+        restarting = wait_until(restarted, float("inf"),
+                                "a worker restarting after the timeout")
         metrics = _get(dask_cluster.url("/metrics"))
     finally:
         (hold / "init-go").write_text("go")
@@ -446,5 +453,10 @@ def test_worker_states_init_and_restarting_after_a_timeout(
     final = _ours_named(dask_cluster, "restart-job")
     timeouts = [f for f in final["failures"] if f["status"] == "RUN_TIMEOUT"]
     assert len(timeouts) == 1 and timeouts[0]["try"] == 1
-    assert "run_invocation_timeout=3" in timeouts[0]["error"]
+    assert "run_invocation_timeout=8" in timeouts[0]["error"]
+    # the hung run() was shown as scoring mini-batch 0, flagged near the timeout
+    # from 80% of it on (whichever moments the polls caught)
+    assert seen and all(w["mini_batch"] == 0 for w in seen)
+    for w in seen:
+        assert w["near_timeout"] == (w["seconds"] >= 0.8 * 8), w
     assert final["tries"] == {"RUN_TIMEOUT": 1, "RUN_DONE": 2}
