@@ -87,6 +87,13 @@ def status_lines(state: dict[str, Any]) -> list[str]:
 def show_status(client: Any, job_id: str, as_json: bool, once: bool) -> int:
     """Print the job's view (refreshing on a terminal); the exit code."""
     watch = not once and not as_json and sys.stdout.isatty()
+    try:
+        return _show(client, job_id, as_json, watch)
+    except KeyboardInterrupt:  # Ctrl-C ends the view, not the job
+        return 0
+
+
+def _show(client: Any, job_id: str, as_json: bool, watch: bool) -> int:
     while True:
         state = remote.job_view(client, job_id)
         if as_json:
@@ -98,7 +105,4 @@ def show_status(client: Any, job_id: str, as_json: bool, once: bool) -> int:
             print("\n".join(status_lines(state)))
         if not watch or state.get("status") in FINAL_JOB_STATUSES:
             return 1 if state.get("status") == "Failed" else 0
-        try:
-            time.sleep(1.0)
-        except KeyboardInterrupt:
-            return 0
+        time.sleep(1.0)

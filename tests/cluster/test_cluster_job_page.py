@@ -17,14 +17,19 @@ from __future__ import annotations
 import html
 import json
 import os
+import pty
 import re
+import select
 import shutil
+import signal
+import subprocess
 import threading
 import urllib.request
 from pathlib import Path
 
 import pytest
 from cluster_procs import (
+    DASKSCORE,
     cli,
     gate_env,
     make_files,
@@ -154,6 +159,32 @@ def _rows(section: str, kind: str) -> list[dict[str, str]]:
                                           section, re.S)]
 
 
+REDRAW = b"\x1b[H\x1b[2J"
+
+
+def _watch_status(tracker, job_id: str, address: str) -> tuple[str, int]:
+    """``daskscore status`` on a terminal (a pty): three redraws, then Ctrl-C."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([DASKSCORE, "status", job_id, "--scheduler", address],
+                            stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=subprocess.DEVNULL, env=tracker.env())
+    os.close(slave)
+    out = b""
+    try:
+        while out.count(REDRAW) < 3:
+            ready, _, _ = select.select([master], [], [], 180)  # a hang guard
+            assert ready, f"no redraw from daskscore status: {out!r}"
+            out += os.read(master, 1 << 16)
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return out.decode(errors="replace"), code
+
+
 def _slow_worker(state: dict) -> dict | None:
     return next((w for w in state.get("workers", [])
                  if w.get("state") == "scoring" and w.get("mini_batch") == SLOW), None)
@@ -203,6 +234,8 @@ def page_run(dask_cluster, cluster_client, tmp_path_factory):
                                  box["state_1"]["job_id"], "--json", "--scheduler",
                                  dask_cluster.address, timeout=120)
         box["route_1"] = _ours(dask_cluster)
+        box["watch"] = _watch_status(dask_cluster.tracker, box["state_1"]["job_id"],
+                                     dask_cluster.address)
         open_gate(env)
         held_done = box["state_1"]["done_mini_batches"]
         # everything but the slow worker's pack can now finish
@@ -460,3 +493,15 @@ def test_worker_states_init_and_restarting_after_a_timeout(
     for w in seen:
         assert w["near_timeout"] == (w["seconds"] >= 0.8 * 8), w
     assert final["tries"] == {"RUN_TIMEOUT": 1, "RUN_DONE": 2}
+
+
+def test_status_command_refreshes_on_a_terminal_until_ctrl_c(page_run):
+    out, code = page_run["watch"]
+    assert code == 0, out
+    job_id = page_run["state_1"]["job_id"]
+    views = [v for v in out.split(REDRAW.decode()) if v.strip()]
+    assert len(views) >= 3, out
+    for view in views[:3]:
+        lines = view.splitlines()
+        assert lines[0].startswith(f"{job_id}: Running, "), view
+        assert any(f"scoring mini-batch {SLOW} (try 1)" in ln for ln in lines), view
