@@ -71,7 +71,7 @@ def _workers(
 
 def job_view(dask_scheduler: Any, job_id: str) -> dict[str, Any] | None:
     """One job's published state with its workers' (runs on the scheduler)."""
-    state = jobs_state(dask_scheduler).get(job_id)
+    state = _forget_expired(dask_scheduler).get(job_id)
     if not isinstance(state, dict):
         return None
     view = dict(state)
@@ -89,21 +89,27 @@ def job_view_of(job_id: str, dask_scheduler: Any = None) -> dict[str, Any] | Non
 
 
 def job_views(dask_scheduler: Any) -> dict[str, Any]:
-    """Every job on the scheduler, with its workers; forgets those past their
-    ``forget_at``."""
-    now = time.time()
+    """Every job on the scheduler, with its workers."""
     views = {}
-    for job_id, state in jobs_state(dask_scheduler).items():
+    for job_id in _forget_expired(dask_scheduler):
+        view = job_view(dask_scheduler, job_id)
+        if view is not None:
+            views[job_id] = view
+    return views
+
+
+def _forget_expired(dask_scheduler: Any) -> dict[str, Any]:
+    """Drop the finished jobs past their ``forget_at``; the others' states."""
+    now = time.time()
+    states = jobs_state(dask_scheduler)
+    for job_id, state in list(states.items()):
         forget_at = state.get("forget_at") if isinstance(state, dict) else None
         if forget_at is not None and forget_at < now:
             dask_scheduler.task_metadata.get("daskscore", {}).get("jobs", {}).pop(
                 job_id, None
             )
-            continue
-        view = job_view(dask_scheduler, job_id)
-        if view is not None:
-            views[job_id] = view
-    return views
+            del states[job_id]
+    return states
 
 
 def install_routes(dask_scheduler: Any = None) -> bool:

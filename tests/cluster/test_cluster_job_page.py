@@ -505,3 +505,30 @@ def test_status_command_refreshes_on_a_terminal_until_ctrl_c(page_run):
         lines = view.splitlines()
         assert lines[0].startswith(f"{job_id}: Running, "), view
         assert any(f"scoring mini-batch {SLOW} (try 1)" in ln for ln in lines), view
+
+
+def test_a_finished_job_is_forgotten_after_the_setting(dask_cluster, cluster_client,
+                                                       tmp_path):
+    import dask
+
+    script = write_script(tmp_path / "src", "def init():\n    pass\n\n\n"
+                          "def run(mini_batch):\n"
+                          "    return [str(p) for p in mini_batch]\n")
+    make_files(tmp_path / "in", 2)
+    cfg = ds.ParallelRunConfig(entry_script=str(script), mini_batch_size="1",
+                               node_count=1, process_count_per_node=1)
+    step = ds.ParallelRunStep(name="forget-job", parallel_run_config=cfg,
+                              inputs=[ds.Dataset.File.from_files(str(tmp_path / "in"))],
+                              output=str(tmp_path / "out"))
+    with dask.config.set({"daskscore.dashboard-forget-after": 0}):
+        result = step.run(client=cluster_client)
+    assert result.status == "Completed"
+    # daskscore status first (no route was asked since the job ended), then the
+    # route: both have forgotten it
+    job_id = read_report(tmp_path / "out")["job_id"]
+    proc = cli(dask_cluster.tracker, "status", job_id, "--scheduler",
+               dask_cluster.address, timeout=120)
+    assert proc.returncode != 0 and "no job" in proc.stderr
+    jobs = json.loads(_get(dask_cluster.url("/daskscore/api/jobs")))
+    assert job_id not in jobs
+    assert not [j for j in jobs.values() if j.get("step") == "forget-job"]
