@@ -361,6 +361,11 @@ def test_metrics_add_up_to_the_report(page_run):
     assert (total("daskscore_tries_total", status="RUN_EXCEPTION")
             == 2 * report["failed_mini_batches"])
     assert total("daskscore_run_seconds_count") == report["tries"]
+    buckets = sorted(((float(dict(ls)["le"]), v) for (n, ls), v in values.items()
+                      if n == "daskscore_run_seconds_bucket"))
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts) and buckets[-1] == (float("inf"), report["tries"])
+    assert total("daskscore_run_seconds_sum") >= 0
     assert total("daskscore_jobs", status="Completed") >= 1
 
 
