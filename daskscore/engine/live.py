@@ -9,6 +9,7 @@ plugins of jobs whose client died before it starts.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter, deque
 from typing import Any
@@ -77,9 +78,13 @@ def threshold_state(cfg: Any, p: JobProgress) -> list[dict[str, Any]]:
 
 class JobStats:
     """What the dashboard and /metrics show beyond the counts: tries by status,
-    the run() seconds histogram, the latest failed tries, throughput samples."""
+    the run() seconds histogram, the latest failed tries, throughput samples.
+
+    Counted by the job's threads (live records, finished packs) and read by its
+    publishing ones: each method holds a small lock of its own."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self.tries: Counter[str] = Counter()
         self.run_buckets = [0] * (len(RUN_SECONDS_BUCKETS) + 1)
         self.run_sum = 0.0
@@ -88,32 +93,41 @@ class JobStats:
 
     def count(self, record: dict[str, Any]) -> None:
         """A new mini-batch record (a live summary or the full record)."""
-        for t in record.get("tries") or []:
-            status = str(t.get("status") or "")
-            self.tries[status] += 1
-            seconds = float(t.get("run_seconds") or 0.0)
-            self.run_sum += seconds
-            slot = next(
-                (i for i, b in enumerate(RUN_SECONDS_BUCKETS) if seconds <= b),
-                len(RUN_SECONDS_BUCKETS),
-            )
-            self.run_buckets[slot] += 1
-            if status != "RUN_DONE":
-                self.failures.append(_failure(record["index"], t))
+        with self._lock:
+            for t in record.get("tries") or []:
+                self._count_try(record["index"], t)
+
+    def _count_try(self, index: int, t: dict[str, Any]) -> None:
+        status = str(t.get("status") or "")
+        self.tries[status] += 1
+        seconds = float(t.get("run_seconds") or 0.0)
+        self.run_sum += seconds
+        slot = next(
+            (i for i, b in enumerate(RUN_SECONDS_BUCKETS) if seconds <= b),
+            len(RUN_SECONDS_BUCKETS),
+        )
+        self.run_buckets[slot] += 1
+        if status != "RUN_DONE":
+            self.failures.append(_failure(index, t))
 
     def sample(self, p: JobProgress) -> None:
         """One throughput sample: at most one a second, thinned when full."""
         now = time.time()
-        if self.history and now - self.history[-1][0] < 1.0:
-            return
-        items = p.succeeded_items + p.failed_items
-        self.history.append([round(now, 3), p.done_mini_batches, items])
-        if len(self.history) > _HISTORY_POINTS:
-            self.history = self.history[::2] + (
-                [] if len(self.history) % 2 else [self.history[-1]]
-            )
+        with self._lock:
+            if self.history and now - self.history[-1][0] < 1.0:
+                return
+            items = p.succeeded_items + p.failed_items
+            self.history.append([round(now, 3), p.done_mini_batches, items])
+            if len(self.history) > _HISTORY_POINTS:
+                self.history = self.history[::2] + (
+                    [] if len(self.history) % 2 else [self.history[-1]]
+                )
 
     def state(self) -> dict[str, Any]:
+        with self._lock:
+            return self._state()
+
+    def _state(self) -> dict[str, Any]:
         return {
             "tries": dict(self.tries),
             "run_seconds": {
