@@ -35,6 +35,7 @@ __all__ = [
     "RunnerSetup",
     "TryOutcome",
     "TryStatus",
+    "worker_metric_key",
     "cancel_key",
     "job_key",
     "node_of",
@@ -134,6 +135,11 @@ def cancel_key(job_id: str) -> list[str]:
 def plugin_name(job_id: str) -> str:
     """The name of a job's WorkerPlugin (and of its worker resource)."""
     return f"daskscore-{job_id}"
+
+
+def worker_metric_key(plugin: str) -> str:
+    """The key of a job's worker state in a worker's heartbeat metrics."""
+    return f"{plugin}-activity"
 
 
 def orchestrator_key(job_id: str) -> str:

@@ -55,6 +55,7 @@ KINDS: dict[str, str] = {
     "runner.memory-limit": "limit",
     "publish-interval": "seconds",
     "live-interval": "seconds",
+    "dashboard-forget-after": "seconds",
     "cancel-poll-interval": "interval",
     "lock.heartbeat-interval": "interval",
     "lock.stale-after": "interval",

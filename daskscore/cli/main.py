@@ -26,6 +26,7 @@ from ..progress import TextProgress
 from ..step import ParallelRunStep
 from ..storage import leaving_out, url_to_fs, without_own_files
 from .runs import add_runs_commands, run_runs_command
+from .status import show_status
 from .v2run import is_v2_file, run_v2
 
 __all__ = ["main"]
@@ -234,6 +235,16 @@ def _build_parser() -> argparse.ArgumentParser:
             "--scheduler", required=True, help="address of the Dask scheduler"
         )
         _add_connection_flags(cmd)
+        if verb == "status":
+            cmd.add_argument(
+                "--json", action="store_true",
+                help="print the job's state as the dashboard's JSON route serves it",
+            )
+            cmd.add_argument(
+                "--once", action="store_true",
+                help="print once (the default when not on a terminal); on a "
+                "terminal the view refreshes until Ctrl-C",
+            )
     return parser
 
 
@@ -552,9 +563,7 @@ def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
             )
             return 0
         if args.command == "status":
-            state = remote.job_status(client, args.job_id)
-            print(remote.state_line(state))
-            return 1 if state.get("status") == "Failed" else 0
+            return show_status(client, args.job_id, args.json, args.once)
         if args.command == "cancel":
             remote.cancel_job(client, args.job_id)
             print(f"{args.job_id}: cancel requested")

@@ -30,12 +30,14 @@ from .._protocol import (
 from ..entry_script import bundle_entry_script
 from ..errors import JobError
 from ..progress import ProgressCallback
+from ..scheduler.dashboard import job_view_of
 from .job import Job
 
 __all__ = [
     "cancel_job",
     "cancel_job_request",
     "job_status",
+    "job_view",
     "orchestrator_key",
     "submit_job",
     "wait_job",
@@ -130,6 +132,14 @@ def job_status(client: Any, job_id: str) -> dict[str, Any]:
             "printed it) and the --scheduler address"
         )
     return dict(state)
+
+
+def job_view(client: Any, job_id: str) -> dict[str, Any]:
+    """The job's state with its workers': what ``/daskscore/api/jobs/ID`` serves."""
+    view = client.run_on_scheduler(job_view_of, job_id)
+    if view is None:
+        return job_status(client, job_id)  # raises the usual "no job" error
+    return dict(view)
 
 
 def wait_job(

@@ -104,6 +104,7 @@ class Job:
         self.board = JobBoard(
             self.job_id, step.name, step.output, _settings.get("publish-interval")
         )
+        self.board.describe(step, _settings.get("dashboard-forget-after"))
 
     # -- cluster -----------------------------------------------------------------
     def _connect(self) -> Any:
@@ -280,7 +281,9 @@ class Job:
         cfg = self.cfg
         output_file = None
         try:
-            _read_late_records(store, self.records, self.tally, len(specs))
+            _read_late_records(
+                store, self.records, (self.tally, self.board.stats), len(specs)
+            )
             if cfg.output_action == OutputAction.APPEND_ROW:
                 output_file, _ = assemble_output(
                     store,
@@ -416,14 +419,17 @@ def _known_total(specs: Any) -> int | None:
     return sum(s.items or 0 for s in specs)
 
 
-def _read_late_records(store: StateStore, records: Any, tally: Any, n: int) -> None:
+def _read_late_records(
+    store: StateStore, records: Any, counters: tuple[Any, ...], n: int
+) -> None:
     """Read the records committed by mini-batches still running when the job was
-    cancelled, and those counted from their live summary only (counted once:
-    a summary was counted already)."""
+    cancelled, and those counted from their live summary only (counted once by
+    each of ``counters``: a summary was counted already)."""
     for index, record in store.iter_records(known=records.final()):
         if index < n:
             if not records.is_live(index):
-                tally.count(record)
+                for counter in counters:
+                    counter.count(record)
             records[index] = record
 
 

@@ -257,6 +257,7 @@ class ScoringLoop:
             self.progress.init_workers = 0  # asked again when progress stalls
             self.liveness.progress(record)
             stop = self.tally.add(record)
+            self.board.stats.count(record)
             breach = breach or stop
             self.progress_cb.update(self.progress)
             _maybe_progress_line(self.progress, self.progress_lines)

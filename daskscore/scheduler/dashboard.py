@@ -1,67 +1,36 @@
 """Live job state on the Dask dashboard.
 
 Each running job publishes a small state dict into the scheduler's metadata store
-(``client.set_metadata(["daskscore", "jobs", job_id], state)``); this module adds
-two routes to the scheduler's dashboard web server that serve it:
+(``client.set_metadata(["daskscore", "jobs", job_id], state)``); each of its
+workers sends what it is doing with its heartbeat (``worker.activity``). This
+module joins the two (:func:`job_views`) and adds routes to the scheduler's
+dashboard web server that serve them:
 
 - ``/daskscore/api/jobs`` (JSON: every job) and ``/daskscore/api/jobs/<job_id>``
-- ``/daskscore/`` (a small HTML page that refreshes itself every second)
+- ``/daskscore/`` (the job page of :mod:`.page`, a tab in the dashboard's
+  navigation, which polls the JSON route every second)
+- ``daskscore_*`` series on the scheduler's ``/metrics`` (:mod:`.metrics`), when
+  ``prometheus_client`` is installed.
 
-The routes are installed from the client with ``client.run_on_scheduler``, so any
-scheduler with daskscore installed gets them; no scheduler preload is needed.
+A finished job is forgotten at its ``forget_at`` (``daskscore.dashboard-forget-
+after`` on its client). The routes are installed from the client with
+``client.run_on_scheduler``, so any scheduler with daskscore installed gets them;
+no scheduler preload is needed.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from .._protocol import JOBS_KEY
+from .._protocol import JOBS_KEY, plugin_name, worker_metric_key
+from .metrics import register_metrics
+from .page import PAGE
 
-__all__ = ["install_routes", "jobs_state"]
+__all__ = ["install_routes", "job_view", "job_view_of", "job_views", "jobs_state"]
 
 METADATA_KEY = list(JOBS_KEY)
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>daskscore jobs</title>
-<style>
-body { font-family: sans-serif; margin: 2em; }
-table { border-collapse: collapse; }
-td, th { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th { background: #eee; } td.l { text-align: left; }
-</style></head>
-<body><h1>daskscore jobs</h1>
-<table id="jobs"><thead><tr>
-<th>job</th><th>status</th><th>mini-batches done</th><th>failed</th><th>remaining</th>
-<th>items succeeded</th><th>items failed</th><th>items/s</th><th>ETA s</th>
-</tr></thead><tbody></tbody></table>
-<p id="updated"></p>
-<script>
-async function refresh() {
-  try {
-    const r = await fetch("api/jobs");
-    const jobs = await r.json();
-    const rows = Object.values(jobs).sort((a, b) => a.started_at - b.started_at);
-    document.querySelector("#jobs tbody").innerHTML = rows.map(j =>
-      `<tr id="job-${j.job_id}"><td class="l">${j.job_id}</td>` +
-      `<td class="l status">${j.status}</td>` +
-      `<td class="done">${j.done_mini_batches}/${j.mini_batches}</td>` +
-      `<td class="failed-mb">${j.failed_mini_batches}</td>` +
-      `<td class="remaining">${j.remaining_mini_batches}</td>` +
-      `<td class="succeeded">${j.succeeded_items}</td>` +
-      `<td class="failed-items">${j.failed_items}</td>` +
-      `<td>${j.items_per_second.toFixed(1)}</td>` +
-      `<td>${j.eta_seconds === null ? "" : j.eta_seconds.toFixed(0)}</td></tr>`
-    ).join("");
-    document.querySelector("#updated").textContent =
-      "updated " + new Date().toLocaleTimeString();
-  } catch (e) {
-    document.querySelector("#updated").textContent = "cannot reach the scheduler";
-  }
-}
-refresh(); setInterval(refresh, 1000);
-</script></body></html>
-"""
 
 
 def jobs_state(dask_scheduler: Any) -> dict[str, Any]:
@@ -70,6 +39,77 @@ def jobs_state(dask_scheduler: Any) -> dict[str, Any]:
         return dict(dask_scheduler.get_metadata(METADATA_KEY, default={}) or {})
     except (KeyError, TypeError):
         return {}
+
+
+# a worker scoring one mini-batch for this share of run_invocation_timeout is
+# shown as near it (highlighted on the page, flagged by daskscore status)
+NEAR_TIMEOUT = 0.8
+
+
+def _workers(
+    dask_scheduler: Any, job_id: str, now: float, limit: float
+) -> list[dict[str, Any]]:
+    key = worker_metric_key(plugin_name(job_id))
+    out = []
+    for address, ws in list(dask_scheduler.workers.items()):
+        activity = (getattr(ws, "metrics", None) or {}).get(key)
+        if not isinstance(activity, dict):
+            continue
+        row = {**activity, "address": address}
+        # measured on the worker at its last heartbeat: add the time since then
+        late = max(0.0, now - float(getattr(ws, "last_seen", now) or now))
+        if "seconds" in row:
+            row["seconds"] = round(row["seconds"] + late, 3)
+        row["near_timeout"] = bool(
+            limit and "seconds" in row and row["seconds"] >= NEAR_TIMEOUT * limit
+        )
+        alive = max(1e-6, float(row.get("alive_seconds") or 0.0) + late)
+        row["items_per_second"] = round(row.get("items", 0) / alive, 3)
+        out.append(row)
+    return sorted(out, key=lambda w: w.get("name") or w["address"])
+
+
+def job_view(dask_scheduler: Any, job_id: str) -> dict[str, Any] | None:
+    """One job's published state with its workers' (runs on the scheduler)."""
+    state = _forget_expired(dask_scheduler).get(job_id)
+    if not isinstance(state, dict):
+        return None
+    view = dict(state)
+    limit = float((state.get("settings") or {}).get("run_invocation_timeout") or 0)
+    view["workers"] = _workers(dask_scheduler, job_id, time.time(), limit)
+    view["running_mini_batches"] = sum(
+        1 for w in view["workers"] if w.get("state") == "scoring"
+    )
+    return view
+
+
+def job_view_of(job_id: str, dask_scheduler: Any = None) -> dict[str, Any] | None:
+    """:func:`job_view` for ``client.run_on_scheduler(job_view_of, job_id)``."""
+    return job_view(dask_scheduler, job_id)
+
+
+def job_views(dask_scheduler: Any) -> dict[str, Any]:
+    """Every job on the scheduler, with its workers."""
+    views = {}
+    for job_id in _forget_expired(dask_scheduler):
+        view = job_view(dask_scheduler, job_id)
+        if view is not None:
+            views[job_id] = view
+    return views
+
+
+def _forget_expired(dask_scheduler: Any) -> dict[str, Any]:
+    """Drop the finished jobs past their ``forget_at``; the others' states."""
+    now = time.time()
+    states = jobs_state(dask_scheduler)
+    for job_id, state in list(states.items()):
+        forget_at = state.get("forget_at") if isinstance(state, dict) else None
+        if forget_at is not None and forget_at < now:
+            dask_scheduler.task_metadata.get("daskscore", {}).get("jobs", {}).pop(
+                job_id, None
+            )
+            del states[job_id]
+    return states
 
 
 def install_routes(dask_scheduler: Any = None) -> bool:
@@ -84,7 +124,7 @@ def install_routes(dask_scheduler: Any = None) -> bool:
 
     class JobsAPI(web.RequestHandler):
         def get(self, job_id: str | None = None) -> None:
-            jobs = jobs_state(dask_scheduler)
+            jobs = job_views(dask_scheduler)
             self.set_header("Content-Type", "application/json")
             self.set_header("Cache-Control", "no-store")
             if job_id:
@@ -99,15 +139,30 @@ def install_routes(dask_scheduler: Any = None) -> bool:
     class JobsPage(web.RequestHandler):
         def get(self) -> None:
             self.set_header("Content-Type", "text/html; charset=utf-8")
-            self.write(_PAGE)
+            self.set_header("Cache-Control", "no-store")
+            self.write(PAGE)
 
     app.add_handlers(
         r".*",
         [
             (r"/daskscore/api/jobs/?", JobsAPI),
             (r"/daskscore/api/jobs/([^/]+)", JobsAPI),
-            (r"/daskscore/?", JobsPage),
+            (r"/daskscore/", JobsPage),
+            (r"/daskscore", web.RedirectHandler, {"url": "daskscore/"}),
         ],
     )
+    _add_tab(dask_scheduler)
+    register_metrics(dask_scheduler, job_views)
     dask_scheduler._daskscore_routes = True
     return True
+
+
+def _add_tab(dask_scheduler: Any) -> None:
+    """A "Daskscore" tab next to Dask's own pages (its Bokeh pages' template)."""
+    try:
+        from distributed.dashboard.scheduler import template_variables
+    except ImportError:  # no bokeh: no Dask pages either
+        return
+    pages = template_variables(dask_scheduler)["pages"]
+    if "daskscore" not in pages:
+        pages.append("daskscore")

@@ -27,6 +27,7 @@ __all__ = ["LiveFeed", "live_summary", "live_topic"]
 
 # an error text longer than this is cut in the summary (the record keeps it)
 _ERROR_LIMIT = 2_000
+_ERROR_LINE = 300  # a try's error: its first line, cut here
 _SUMMARY_KEYS = ("index", "items", "succeeded", "failed", "failed_mini_batch")
 
 _feeds: weakref.WeakKeyDictionary[Any, LiveFeed] = weakref.WeakKeyDictionary()
@@ -43,8 +44,21 @@ def live_summary(record: dict[str, Any]) -> dict[str, Any]:
     summary = {key: record.get(key) for key in _SUMMARY_KEYS}
     summary["status"] = str(record.get("status") or "")
     summary["error"] = str(record.get("error") or "")[:_ERROR_LIMIT]
+    # each try, short: the dashboard's failures, tries and run() seconds
+    summary["tries"] = [_try_summary(t) for t in record.get("tries") or []]
     summary["live"] = True
     return summary
+
+
+def _try_summary(t: dict[str, Any]) -> dict[str, Any]:
+    error = str(t.get("error") or "")
+    return {
+        "try": t.get("try"),
+        "status": str(t.get("status") or ""),
+        "run_seconds": t.get("run_seconds") or 0.0,
+        "worker": t.get("worker") or "",
+        "error": error.splitlines()[0][:_ERROR_LINE] if error else "",
+    }
 
 
 class LiveFeed:

@@ -44,6 +44,7 @@ from .._protocol import (
 )
 from ..io.files import plain_local
 from ..storage import RESOLVED_SECRET_ENV, describe_storage_error, url_to_fs
+from .activity import WorkerActivity
 from .handle import RunnerHandle
 
 __all__ = ["ScoringPlugin", "agent_name_for", "keep_cwd_outputs"]
@@ -190,6 +191,7 @@ class ScoringPlugin(WorkerPlugin):
         self.import_problem = None
         if not self.allowed:
             return
+        self.activity = WorkerActivity.attach(self, worker)
         # An import problem is kept, not raised: the client asks every worker for
         # it and raises one EntryScriptError (a raise here would only log a
         # traceback on the worker).
@@ -233,6 +235,7 @@ class ScoringPlugin(WorkerPlugin):
         return len(taken) < limits[node]
 
     async def teardown(self, worker) -> None:
+        WorkerActivity.detach(self, worker)
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:
@@ -375,6 +378,14 @@ class ScoringPlugin(WorkerPlugin):
 
     def try_mini_batch(self, spec, frame, try_no: int) -> TryOutcome:
         """One try: start the runner if needed, run, and return the outcome."""
+        activity = getattr(self, "activity", None) or WorkerActivity("")
+        activity.trying(spec.index, try_no)
+        try:
+            return self._try(spec, frame, try_no)
+        finally:
+            activity.tried()
+
+    def _try(self, spec, frame, try_no: int) -> TryOutcome:
         runner, error = self.ready_runner()
         if runner is None:
             n = spec.items or 1

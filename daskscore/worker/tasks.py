@@ -285,6 +285,8 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
             )
             write_record(fs, records_path, spec.index, record)
             feed.add(record)  # the client counts it now (progress, thresholds)
+            if getattr(plugin, "activity", None) is not None:
+                plugin.activity.committed(record)
             stop = job.stop_on_failure and (
                 record["failed"] or record["failed_mini_batch"]
             )

@@ -237,7 +237,7 @@ def test_json_route_is_current_while_the_job_is_held(dash_run):
 def test_html_page_is_served(dask_cluster, dash_run):
     status, ctype, body = _get(dask_cluster.url("/daskscore/"))
     assert status == 200 and "text/html" in ctype
-    assert "daskscore jobs" in body and 'fetch("api/jobs")' in body
+    assert "daskscore jobs" in body and 'fetch("api/jobs"' in body
     assert "setInterval(refresh, 1000)" in body
 
 
