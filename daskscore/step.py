@@ -260,11 +260,13 @@ class ParallelRunStep:
         of a local FileDataset folder (see ``daskscore.plan.stat-files``); ""
         when the plan's fingerprint covers everything. Slow (a stat per file):
         a job computes it beside scoring, and to check a resume."""
-        prints = [
-            d.content_fingerprint(self.config.mini_batch_size)
-            for d in self.inputs
-            if isinstance(d, FileDataset)
-        ]
+        # in a thread of its own too: the ContextVar of plan() does not reach it
+        with leaving_out(self.output, self.storage_options):
+            prints = [
+                d.content_fingerprint(self.config.mini_batch_size)
+                for d in self.inputs
+                if isinstance(d, FileDataset)
+            ]
         if not any(prints):
             return ""
         return hashlib.sha256("|".join(prints).encode()).hexdigest()[:32]

@@ -283,8 +283,10 @@ class _NoWorkspaceExperiment:
 
 def _step_run(context: dict[str, Any]) -> Run:
     agent = entry_script._CONTEXT.get("agent_name") or "local"
+    # one writer per process and run: a kept runner (same pid) serving a next
+    # job of the same output folder must not write over the parts it wrote
     log = RunLog(context["folder"], context.get("storage_options"),
-                 f"{agent}-{os.getpid()}")
+                 f"{agent}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     where = _Where(log, context.get("experiment") or "default",
                    context.get("workspace"), context.get("workspace_options") or {})
     parent = None

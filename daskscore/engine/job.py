@@ -25,7 +25,7 @@ from ..errors import DaskScoreError, EntryScriptError, JobError
 from ..output.assemble import assemble_output
 from ..output.lock import LockSettings, OutputLock
 from ..output.reports import result_text
-from ..output.store import StateStore
+from ..output.store import StateStore, read_record
 from ..progress import JobProgress, ProgressCallback
 from ..result import StepRunResult
 from ..storage import describe_storage_error, is_storage_error
@@ -430,6 +430,12 @@ def _read_late_records(
             if not records.is_live(index):
                 for counter in counters:
                     counter.count(record)
+            records[index] = record
+    # a listing may miss a record just written (a cached blob listing): read
+    # the few still known by their summary only by name
+    for index in list(records.live_ids()):
+        record = read_record(store.fs, store.records, index)
+        if record is not None:
             records[index] = record
 
 

@@ -101,6 +101,10 @@ class RecordBook:
         the full record the worker committed."""
         return index in self and bool(self._flags[index] & _LIVE)
 
+    def live_ids(self) -> Iterator[int]:
+        """The ids that hold a live summary only."""
+        return (i for i, flag in enumerate(self._flags) if flag & _LIVE)
+
     def final(self) -> _Final:
         """The ids that hold a full record (``in``), live summaries left out."""
         return _Final(self)

@@ -184,7 +184,7 @@ class ScoringLoop:
             else sum(1 for s in todo if s.index not in self.records)
         )
         if left and not self.reason and (self.lost_scheduler or self._scheduler_gone()):
-            self.reason = scheduler_lost(self._scheduler_address(), left)
+            self.reason = scheduler_lost(_scheduler_address(self.client), left)
             logger.warning("stopping the job: %s", self.reason)
         return self.reason
 
@@ -192,23 +192,18 @@ class ScoringLoop:
         """Whether the client lost its scheduler (its futures were cancelled)."""
         return getattr(self.client, "status", "running") not in ("running",)
 
-    def _scheduler_address(self) -> str:
-        try:
-            return str(self.client.scheduler.address)
-        except Exception:  # noqa: BLE001 - the client is closed
-            return "its address"
-
     def _submit_more(self, stream: Any = None) -> None:
         """Submit the next packs, up to ``max_in_flight`` tasks waiting."""
-        while len(self.pending) < self.max_in_flight and not self.reason:
-            pack = next(self.packs, None)
-            if pack is None:
-                return
-            future = self.submit_pack(pack)
-            if stream is not None:
-                stream.add(future)
-        if len(self.futures) > 4 * self.max_in_flight:
-            self.futures = [f for f in self.futures if not f.done()]
+        with self._lock:  # the cancel watcher reads the futures and requeues
+            while len(self.pending) < self.max_in_flight and not self.reason:
+                pack = next(self.packs, None)
+                if pack is None:
+                    break
+                future = self.submit_pack(pack)
+                if stream is not None:
+                    stream.add(future)
+            if len(self.futures) > 4 * self.max_in_flight:
+                self.futures = [f for f in self.futures if not f.done()]
 
     def _consume(self, stream: Any) -> None:
         """Count each finished task's records; requeue what a pack left."""
@@ -227,9 +222,11 @@ class ScoringLoop:
             # a pack returns early after a failure so that the failure is counted
             # at once; the rest of the pack goes back into the queue
             done = {r["index"] for r in records}
-            left = [s for s in self.pending.pop(future.key, []) if s.index not in done]
-            if left and not breach and not self.reason:
-                stream.add(self.submit_pack(left, suffix=f"-r{self.serial}"))
+            with self._lock:  # the cancel watcher requeues packs too
+                pack = self.pending.pop(future.key, [])
+                left = [s for s in pack if s.index not in done]
+                if left and not breach and not self.reason:
+                    stream.add(self.submit_pack(left, suffix=f"-r{self.serial}"))
             if breach and _stop_for(self, breach):
                 self.cancel()
             self._submit_more(stream)
@@ -429,6 +426,13 @@ def _frames(todo: Any) -> list[MiniBatchSpec]:
     return [s for s in todo if s.kind == "frame"]
 
 
+def _scheduler_address(client: Any) -> str:
+    try:
+        return str(client.scheduler.address)
+    except Exception:  # noqa: BLE001 - the client is closed
+        return "its address"
+
+
 def _lost_connection(future: Any) -> bool:
     """Whether Dask cancelled ``future`` because the scheduler went away."""
     exc = getattr(getattr(future, "_state", None), "exception", None)
@@ -473,11 +477,12 @@ def _requeue_unrunnable(self: ScoringLoop) -> None:
     """
     if not (self.placement and self.liveness.died and self.liveness.live):
         return
-    waiting = {
-        f.key: f
-        for f in list(self.futures)
-        if not f.done() and f.key in self.pending and not self.reason
-    }
+    with self._lock:
+        waiting = {
+            f.key: f
+            for f in list(self.futures)
+            if not f.done() and f.key in self.pending and not self.reason
+        }
     if not waiting:
         return
     try:
@@ -488,8 +493,12 @@ def _requeue_unrunnable(self: ScoringLoop) -> None:
         logger.debug("cannot ask the scheduler for the job's tasks: %s", exc)
         return
     for key, future in waiting.items():
-        if states.get(key) == "no-worker" and not self.reason:
-            pack = self.pending.pop(key)
+        with self._lock:  # the main loop pops and submits packs too
+            if states.get(key) != "no-worker" or self.reason:
+                continue
+            pack = self.pending.pop(key, None)
+            if pack is None:  # it ended meanwhile
+                continue
             future.cancel()
             resubmitted = self.submit_pack(pack, suffix=f"-w{self.serial}")
             self.stream.add(resubmitted)

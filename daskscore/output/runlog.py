@@ -3,7 +3,7 @@
 What an entry script logs through ``Run.get_context()`` (``daskscore.azureml``)
 lands in the step's run folder, ``<output>/logs/run/``::
 
-    events/<agent>-<pid>.jsonl    one JSON line per log/tag/status event, written
+    events/<agent>-<pid>-<id>.jsonl one JSON line per log/tag/status event, written
                                   only by that runner process (append-only; on
                                   storage without appends, ``<agent>-<pid>.<n>.jsonl``
                                   parts of at most REMOTE_PART_LINES lines, each

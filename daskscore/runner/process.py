@@ -144,6 +144,15 @@ def _memory_hint(limit: int | None) -> str:
     )
 
 
+def _forget_step_run() -> None:
+    """``Run.get_context()`` of the next job is that job's run, not the cached
+    run of the job this runner served before (``daskscore.azureml.run`` is
+    imported only when the script imported ``azureml.core``)."""
+    run_module = sys.modules.get("daskscore.azureml.run")
+    if run_module is not None:
+        run_module._STEP_RUN.clear()
+
+
 def _takes_context(func) -> bool:
     try:
         params = inspect.signature(func).parameters.values()
@@ -313,6 +322,7 @@ class Runner:
         (the script stays imported, ``init()`` is not called again)."""
         self.setup = setup
         entry_script._CONTEXT.update(setup.context)
+        _forget_step_run()
         entry_script.STEP_MODEL_OPTIONS.update(setup.model_options)
         _configure_logging(setup)
         self.reader = Reader(setup.sources, setup.working_dir)

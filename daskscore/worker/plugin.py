@@ -73,6 +73,10 @@ def _runner_key(job: JobSpec) -> str:
         job.output_storage_options,
         job.runner_memory_limit,
         job.return_result,
+        # what init() may have read: EntryScript().output_dir and the logs
+        # (AZUREML_BI_OUTPUT_PATH is set when the runner process starts)
+        job.script_output_dir,
+        job.log_dir,
     ]
     digest.update(json.dumps(same, sort_keys=True, default=str).encode())
     return digest.hexdigest()
@@ -491,6 +495,8 @@ def _take_kept_runner(self: ScoringPlugin) -> bool:
         self.workdir, self.bundle_dir = fresh
         return False
     shutil.rmtree(fresh[0], ignore_errors=True)
+    # what the last job's script wrote to ./outputs went to its logs already
+    shutil.rmtree(os.path.join(workdir, "outputs"), ignore_errors=True)
     self.runner = runner
     return True
 

@@ -39,6 +39,23 @@ def run(mini_batch):
     return pd.DataFrame({"name": [os.path.basename(p) for p in mini_batch]})
 """
 
+# writes its own files too: <output>/outputs/ lies inside the input folder
+OUTPUTS_SCRIPT = """
+import os
+import pandas as pd
+from daskscore import EntryScript
+
+def init():
+    pass
+
+def run(mini_batch):
+    names = [os.path.basename(p) for p in mini_batch]
+    # the script's own files, in <output>/outputs/ (inside the input folder here)
+    with open(os.path.join(EntryScript().output_dir, names[0] + ".seen"), "w") as f:
+        f.write(" ".join(names))
+    return pd.DataFrame({"name": names})
+"""
+
 TABLE_SCRIPT = """
 def init():
     pass
@@ -66,7 +83,7 @@ def file_step(script: Path, data: Path, out: Path) -> ds.ParallelRunStep:
 def test_a_step_never_reads_its_output_folder_inside_its_input(
     tmp_path, shared_client, caplog
 ):
-    script = write_script(tmp_path / "src", FILE_SCRIPT)
+    script = write_script(tmp_path / "src", OUTPUTS_SCRIPT)
     data = tmp_path / "data"
     make_inputs(data)
     out = data / "out"
