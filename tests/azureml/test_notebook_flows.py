@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 def shared():
     """Two single-threaded worker processes for every flow of the module."""
     spec = start_embedded_cluster(2, None)
-    client = distributed.Client(spec)
+    client = distributed.Client(spec, set_as_default=False)
     client.wait_for_workers(2, timeout=120)
     yield client
     client.close()

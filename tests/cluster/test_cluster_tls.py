@@ -131,7 +131,8 @@ def test_python_client_without_security_is_refused(tls):
 
     cluster, _, _ = tls
     with pytest.raises((OSError, TypeError, TimeoutError)):
-        Client(cluster.address, timeout="5s")
+        # not a default client: a refused one stays registered as one
+        Client(cluster.address, timeout="5s", set_as_default=False)
 
 
 def test_the_scheduler_refuses_a_client_certificate_of_another_ca(tls):

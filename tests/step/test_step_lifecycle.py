@@ -8,6 +8,7 @@ embedded cluster and must have closed it (no worker or runner process left, ever
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import dask
@@ -210,23 +211,26 @@ def test_a_kept_embedded_cluster_serves_the_next_runs_and_closes_on_request(
             kept = pids(marker_dir, "init")
             assert len(kept) == WORKERS and alive(kept) == kept
             assert pids(marker_dir, "shutdown") == []  # kept, not shut down
-            two = _kept_run(first, tmp_path, "out2", env)
+            # a notebook scoring again into the same output folder, emptied
+            shutil.rmtree(tmp_path / "out1")
+            two = _kept_run(first, tmp_path, "out1", env)
             # the same runners scored the second job: no init() again
             assert pids(marker_dir, "init") == kept
             assert set(pids(marker_dir, "run")) == set(kept)
-            three = _kept_run(second, tmp_path, "out3", env)
+            three = _kept_run(second, tmp_path, "out1", env)
             # another script: new runners; the kept ones ran shutdown()
             assert len(pids(marker_dir, "init")) == 2 * WORKERS
             assert pids(marker_dir, "shutdown") == kept
     finally:
         ds.close_embedded_clusters()
     assert [r.status for r in (one, two, three)] == ["Completed"] * 3
-    for out in ("out1", "out2"):
-        assert read_lines(tmp_path / out / "parallel_run_step.txt") == file_names(6)
-    assert read_lines(tmp_path / "out3" / "parallel_run_step.txt") == [
+    assert (one.output_file, two.output_file) == (three.output_file,) * 2
+    # the third job (another script: a fresh start) rewrote the collected file
+    assert read_lines(tmp_path / "out1" / "parallel_run_step.txt") == [
         n.upper() for n in file_names(6)]
-    # the second job's runners logged into its own folder
-    assert (tmp_path / "out2" / "logs" / "user").is_dir()
+    assert two.mini_batches == 6 and two.resumed_mini_batches == 0
+    # the jobs' runners logged into the output folder's own logs
+    assert (tmp_path / "out1" / "logs" / "user").is_dir()
     # all three jobs ran in the same WORKERS worker processes, now gone
     workers = parent_pids(marker_dir, "init")
     assert len(workers) == WORKERS
