@@ -14,7 +14,6 @@ otherwise ignored.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from ..errors import ConfigError, WorkspaceError
 from ..pipeline import pipeline as _core
 from ..registry import datastore as _datastore
 from ..registry import workspace as _workspace
+from ..registry._common import find_config
 from ..storage import list_files, resolve
 from .compute import (
     AmlCompute,
@@ -57,33 +57,11 @@ _AZURE_FIELDS = ("subscription_id", "resource_group", "workspace_name", "locatio
 def _azure_config(path: str | os.PathLike | None) -> tuple[str, dict] | None:
     """The first Azure ML ``config.json`` at ``path`` or above: its path and
     content."""
-    start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
-    if os.path.isfile(start):
-        candidates = [start]
-    else:
-        candidates, folder = [], start
-        while True:
-            candidates += [
-                os.path.join(folder, "config.json"),
-                os.path.join(folder, ".azureml", "config.json"),
-            ]
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
-    for candidate in candidates:
-        if not os.path.isfile(candidate):
-            continue
-        try:
-            with open(candidate, encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise WorkspaceError(f"cannot read {candidate}: {exc}") from exc
-        if isinstance(config, dict) and (
-            "daskscore_workspace" in config or any(k in config for k in _AZURE_FIELDS)
-        ):
-            return candidate, config
-    return None
+    return find_config(
+        path,
+        ("config.json", os.path.join(".azureml", "config.json")),
+        lambda c: "daskscore_workspace" in c or any(k in c for k in _AZURE_FIELDS),
+    )
 
 
 class Workspace(_workspace.Workspace):

@@ -25,6 +25,7 @@ from ..output.store import StateStore
 from ..progress import TextProgress
 from ..step import ParallelRunStep
 from ..storage import leaving_out, url_to_fs, without_own_files
+from ..v2jobs.spec import read_yaml
 from .runs import add_runs_commands, run_runs_command
 from .status import show_status
 from .v2run import is_v2_file, run_v2
@@ -275,21 +276,7 @@ def _connect(address: str, args: argparse.Namespace):
 
 
 def _load_job_file(path: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-    except FileNotFoundError:
-        raise UsageError(f"job file {path} not found") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(
-            f"job file {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
-        ) from None
-    if not isinstance(data, dict):
-        raise UsageError(f"job file {path} must be a mapping of settings")
+    data = read_yaml(path, "job file", empty_ok=True)
     known = set(_SETTINGS) | _YAML_ONLY
     unknown = sorted(set(data) - known)
     if unknown:

@@ -259,7 +259,7 @@ class Experiment:
                                                f"{run_id}.json")
             if record:
                 runs.append(PipelineRun._loaded(self, record))
-        return sorted(runs, key=lambda r: r._record.get("submitted", ""), reverse=True)
+        return sorted(runs, key=_submission_order, reverse=True)
 
 
 # -- runs ------------------------------------------------------------------------------
@@ -426,7 +426,8 @@ class PipelineRun:
         run_id = f"{experiment.name}_{stamp}_{uuid.uuid4().hex[:8]}"
         record = {
             "run_id": run_id, "experiment": experiment.name, "status": RUNNING,
-            "submitted": utc_now(), "started": None, "ended": None,
+            "submitted": utc_now(), "submitted_ns": time.time_ns(),
+            "started": None, "ended": None,
             "duration_seconds": None, "tags": tags,
             "description": pipeline.description, "host": _HOST, "pid": os.getpid(),
             "error": None, "workspace": experiment.workspace.url,
@@ -740,10 +741,15 @@ def _discard_committed(step: Any) -> None:
 # -- history ---------------------------------------------------------------------------
 
 
+def _submission_order(run: PipelineRun) -> tuple[str, int]:
+    """Newest first: two runs submitted in the same second keep their order."""
+    return run._record.get("submitted", ""), run._record.get("submitted_ns", 0)
+
+
 def list_runs(workspace: Workspace, experiment: str | None = None) -> list[PipelineRun]:
     """Runs of one experiment or all, newest first."""
     names = [experiment] if experiment else workspace._list_names("experiments")
     runs: list[PipelineRun] = []
     for name in names:
         runs.extend(Experiment(workspace, name).get_runs())
-    return sorted(runs, key=lambda r: r._record.get("submitted", ""), reverse=True)
+    return sorted(runs, key=_submission_order, reverse=True)

@@ -13,10 +13,12 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import _settings
 from ..config import NameRule
+from ..errors import WorkspaceError
 
 # datastore, dataset, model and experiment names (``config.check_name`` checks them)
 REGISTRY_NAME = NameRule(
@@ -73,3 +75,45 @@ def write_secret(workspace_id: str, key: str, value: dict[str, str] | None) -> N
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(secrets, f, indent=2, sort_keys=True)
     os.replace(tmp, path)
+
+
+def find_config(
+    path: str | os.PathLike | None,
+    names: Sequence[str],
+    accept: Callable[[Any], bool],
+) -> tuple[str, dict[str, Any]] | None:
+    """The first config file at ``path`` (a file, or a folder and each of its
+    parents; default the current folder) whose JSON ``accept`` takes: its path
+    and content; ``names`` are the file names looked for in each folder
+    (``config.json``, ``.azureml/config.json``).
+
+    Raises
+    ------
+    WorkspaceError
+        A config file found there cannot be read.
+    """
+    start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
+    if os.path.isfile(start):
+        candidates = [start]
+    else:
+        candidates = []
+        folder = start
+        while True:
+            candidates.extend(os.path.join(folder, n) for n in names)
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+    for candidate in candidates:
+        if not os.path.isfile(candidate):
+            continue
+        try:
+            with open(candidate, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(
+                f"cannot read workspace config {candidate}: {exc}"
+            ) from exc
+        if isinstance(config, dict) and accept(config):
+            return candidate, config
+    return None

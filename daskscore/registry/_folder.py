@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError, NotRegisteredError, WorkspaceError
 from ..output.store import write_atomic
 from ..storage import is_local, safe_storage_options, url_to_fs
-from ._common import is_url, join, utc_now
+from ._common import find_config, is_url, join, utc_now
 from .datastore import DEFAULT_DATASTORE, Datastore
 
 __all__ = ["WorkspaceFolder"]
@@ -115,29 +115,10 @@ class WorkspaceFolder:
         WorkspaceError
             No config file was found, or the workspace it names does not exist.
         """
-        start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
-        if os.path.isfile(start):
-            candidates = [start]
-        else:
-            candidates = []
-            folder = start
-            while True:
-                candidates.extend(os.path.join(folder, n) for n in CONFIG_FILE_NAMES)
-                parent = os.path.dirname(folder)
-                if parent == folder:
-                    break
-                folder = parent
-        for candidate in candidates:
-            if not os.path.isfile(candidate):
-                continue
-            try:
-                with open(candidate, encoding="utf-8") as f:
-                    config = json.load(f)
-            except (OSError, ValueError) as exc:
-                raise WorkspaceError(f"cannot read workspace config {candidate}: {exc}"
-                                     ) from exc
-            if not isinstance(config, dict) or "workspace" not in config:
-                continue
+        # a config.json without a "workspace" key is somebody else's
+        found = find_config(path, CONFIG_FILE_NAMES, lambda c: "workspace" in c)
+        if found is not None:
+            candidate, config = found
             target = os.fspath(config["workspace"])
             if not is_url(target):
                 target = os.path.join(os.path.dirname(candidate),
@@ -146,6 +127,7 @@ class WorkspaceFolder:
                 return cls(target, config.get("storage_options"), create=False)
             except WorkspaceError as exc:
                 raise WorkspaceError(f"{exc} (named by {candidate})") from None
+        start = os.path.abspath(os.fspath(path) if path is not None else os.getcwd())
         raise WorkspaceError(
             f"no {' or '.join(CONFIG_FILE_NAMES)} with a \"workspace\" key in {start} "
             "or its parents; create a workspace and its config with "

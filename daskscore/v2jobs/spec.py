@@ -125,8 +125,11 @@ def slug(text: str, fallback: str = "job") -> str:
     return name if len(name) >= 3 else f"{name}-{fallback}"
 
 
-def read_yaml(path: str, what: str = "job file") -> dict[str, Any]:
-    """The mapping in a YAML file, or a one-line UsageError."""
+def read_yaml(
+    path: str, what: str = "job file", empty_ok: bool = False
+) -> dict[str, Any]:
+    """The mapping in a YAML file, or a one-line UsageError (``empty_ok``: an
+    empty file is an empty mapping)."""
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
@@ -140,6 +143,8 @@ def read_yaml(path: str, what: str = "job file") -> dict[str, Any]:
         raise UsageError(
             f"{what} {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"
         ) from None
+    if data is None and empty_ok:
+        return {}
     if not isinstance(data, dict):
         raise UsageError(f"{what} {path} must be a YAML mapping")
     return data
