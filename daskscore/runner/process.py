@@ -144,6 +144,19 @@ def _memory_hint(limit: int | None) -> str:
     )
 
 
+def _part_writer(setup: RunnerSetup) -> PartWriter | None:
+    """Where a try commits what ``run()`` returned; None for ``ds.map_partitions``
+    (``run()``'s result goes back to the task, no part)."""
+    if setup.return_result:
+        return None
+    return PartWriter(
+        setup.parts_url,
+        setup.output_format,
+        setup.output_storage_options,
+        setup.output_action == "append_row",
+    )
+
+
 def _forget_step_run() -> None:
     """``Run.get_context()`` of the next job is that job's run, not the cached
     run of the job this runner served before (``daskscore.azureml.run`` is
@@ -250,15 +263,7 @@ class Runner:
         self.restart = ""
         self.script_path = os.path.join(setup.bundle_dir, setup.script_name)
         self.reader = Reader(setup.sources, setup.working_dir)
-        # ds.map_partitions: run()'s result goes back to the task, no part
-        self.writer = None
-        if not setup.return_result:
-            self.writer = PartWriter(
-                setup.parts_url,
-                setup.output_format,
-                setup.output_storage_options,
-                setup.output_action == "append_row",
-            )
+        self.writer = _part_writer(setup)
 
     def load(self) -> bool:
         setup = self.setup
@@ -326,14 +331,7 @@ class Runner:
         entry_script.STEP_MODEL_OPTIONS.update(setup.model_options)
         _configure_logging(setup)
         self.reader = Reader(setup.sources, setup.working_dir)
-        self.writer = None
-        if not setup.return_result:
-            self.writer = PartWriter(
-                setup.parts_url,
-                setup.output_format,
-                setup.output_storage_options,
-                setup.output_action == "append_row",
-            )
+        self.writer = _part_writer(setup)
 
     def run_one(self, spec, frame, try_no: int) -> TryOutcome:
         """One try; its peak RSS is measured from the start of the try."""
