@@ -267,3 +267,49 @@ def test_the_entry_scripts_run_unchanged_under_the_daskscore_api(
         # predictions joined on each mini-batch's index line up with their ids
         assert got["id"].tolist() == frame["id"].tolist()
         assert got["label"].tolist() == frame["expected"].tolist()
+
+
+@pytest.mark.parametrize("kind", ["folder", "column"])
+def test_the_partitioned_entry_scripts_run_unchanged_under_the_daskscore_api(
+    tmp_path, data, shared, kind
+):
+    """The partition-per-folder and partition-per-column entry scripts, as they
+    are, in a plain ds.ParallelRunStep with ``partition_keys``."""
+    folder = data["folder"]
+    if kind == "folder":
+        inputs = ds.Dataset.File.from_files(
+            str(folder / "audio" / "**" / "*.wav"),
+            partition_format="/{user}/{season}/{genres}.wav",
+        )
+        script, keys, output_file = "audio_partition.py", ["user", "genres"], "out.txt"
+    else:
+        inputs = ds.Dataset.Tabular.from_delimited_files(
+            str(folder / "sales" / "*.csv")
+        )
+        script, keys = "sales_partition.py", ["store", "brand"]
+        output_file = "out.parquet"
+    config = ds.ParallelRunConfig(
+        entry_script=script,
+        source_directory=str(FLOWS / "scripts"),
+        partition_keys=keys,
+        append_row_file_name=output_file,
+        error_threshold=-1,
+    )
+    step = ds.ParallelRunStep(
+        name=f"unchanged-{kind}", parallel_run_config=config, inputs=[inputs],
+        output=tmp_path / "out",
+    )
+    result = step.run(client=shared)
+    assert result.status == "Completed", result.reason
+    if kind == "folder":
+        lines = Path(result.output_file).read_text().splitlines()
+        counts = {tuple(line.split(",")[:2]): int(line.split(",")[2]) for line in lines}
+        assert counts == data["audio"] and len(lines) == len(data["audio"])
+    else:
+        got = pd.read_parquet(result.output_file)
+        expected = data["sales"].groupby(["store", "brand"])["quantity"].agg(
+            ["size", "sum"]
+        )
+        assert {
+            (r.store, r.brand): (r.rows, r.quantity) for r in got.itertuples()
+        } == {k: (int(v["size"]), int(v["sum"])) for k, v in expected.iterrows()}
