@@ -39,6 +39,13 @@ def digits(data: Path, n: int = 30) -> dict[str, int]:
     bunch = load_digits()
     model = LogisticRegression(max_iter=2000).fit(bunch.data, bunch.target)
     (data / "digits.pkl").write_bytes(pickle.dumps(model))
+    # the same classifier's weights, for a TF1-style graph (tf.compat.v1)
+    (data / "mnist-model").mkdir(parents=True, exist_ok=True)
+    np.savez(
+        data / "mnist-model" / "weights.npz",
+        W=model.coef_.T.astype(np.float32),
+        b=model.intercept_.astype(np.float32),
+    )
     folder = data / "mnist"
     folder.mkdir(parents=True, exist_ok=True)
     labels = {}

@@ -313,3 +313,15 @@ def test_the_partitioned_entry_scripts_run_unchanged_under_the_daskscore_api(
         assert {
             (r.store, r.brand): (r.rows, r.quantity) for r in got.itertuples()
         } == {k: (int(v["size"]), int(v["sum"])) for k, v in expected.iterrows()}
+
+
+def test_image_inference_with_a_tf1_graph_and_a_registered_model(
+    tmp_path, data, cluster
+):
+    """The MNIST flow with its TensorFlow 1 entry script (tf.compat.v1): the model
+    registered in the workspace, handed to the step, found by the script with
+    Model.get_model_path."""
+    got = run_flow("mnist_tf1", tmp_path, data, cluster)
+    assert got["model"] == ["mnist-tf1", 1, {"framework": "tf1"}]
+    # the same classifier as the pickled one, as a TF1 graph: the same labels
+    assert got["predictions"] == data["digits"]
