@@ -33,7 +33,7 @@ from .engine.jobspec import model_options, models_env, public_model_entry
 from .entry_script import bundle_entry_script
 from .errors import ConfigError, EntryScriptError
 from .output.parts import is_dataframe, result_frame
-from .runner.transfer import PartitionRead
+from .runner.transfer import DaskPiece, PartitionRead
 from .worker.control import plugin_problem
 from .worker.plugin import ScoringPlugin
 from .worker.tasks import score_partition
@@ -288,7 +288,59 @@ def partition_reads(ddf: Any) -> list[PartitionRead] | None:
         return None
     if any(task.dependencies for task in tasks):
         return None
+    pieces = [_plain_piece(task) for task in tasks]
+    if all(pieces):  # read without Dask in the runner
+        return [PartitionRead(name, i, piece=p) for i, p in enumerate(pieces)]
     return [PartitionRead(name, i, task) for i, task in enumerate(tasks)]
+
+
+# what a plain piece's read may be asked, besides the schema (unused without
+# filters) and Dask's defaults: anything else is left to Dask's own task
+_PLAIN_KWARGS = {"partitions", "categories", "filters", "dataset",
+                 "convert_string", "read", "dtype_backend", "schema"}
+
+
+def _plain_piece(task: Any) -> DaskPiece | None:
+    """The partition's read as a :class:`DaskPiece` when Dask's task is nothing
+    but its Arrow engine reading row groups of one file (no filters, hive
+    partitions, ``dtype_backend`` or other options); else None."""
+    from dask.dataframe.io.parquet.arrow import ArrowDatasetEngine
+    from dask.dataframe.io.parquet.core import ParquetFunctionWrapper
+
+    func, args = task.func, task.args
+    if type(func) is not ParquetFunctionWrapper:
+        return None
+    if func.engine is not ArrowDatasetEngine:
+        return None
+    if len(args) != 1 or task.kwargs or not isinstance(args[0], dict):
+        return None
+    if set(args[0]) != {"piece"} or func.dtype_backend is not None:
+        return None
+    path, row_groups, keys = args[0]["piece"]
+    kw = func.common_kwargs
+    if not isinstance(path, str) or keys or not set(kw) <= _PLAIN_KWARGS:
+        return None
+    dataset = dict(kw.get("dataset") or {})
+    if dataset.pop("partitioning", "hive") != "hive" or set(dataset) - {"format"}:
+        return None
+    if kw.get("partitions") or kw.get("filters") or kw.get("dtype_backend"):
+        return None
+    if kw.get("read") not in (None, {}, {"open_file_options": {}}):
+        return None
+    if not isinstance(func.columns, list) or not isinstance(
+        row_groups, list | tuple | None
+    ):
+        return None
+    return DaskPiece(
+        fs=func.fs,
+        path=path,
+        row_groups=None if row_groups is None else tuple(row_groups),
+        columns=tuple(func.columns),
+        index=func.index,
+        categories=kw.get("categories"),
+        convert_string=bool(kw.get("convert_string")),
+        columns_name=func.meta.columns.name,
+    )
 
 
 def _reads_only(expr: Any) -> bool:

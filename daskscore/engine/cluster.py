@@ -36,6 +36,7 @@ from distributed.deploy.subprocess import Subprocess
 
 from .. import _settings
 from .._protocol import SINGLE_THREADED_BLAS
+from ..scheduler.dashboard import attach_dask_pages
 
 __all__ = [
     "SINGLE_THREADED_ENV",
@@ -207,7 +208,13 @@ def start_embedded_cluster(
     }
     scheduler = {
         "cls": Scheduler,
-        "options": {"host": "127.0.0.1", "dashboard_address": dashboard_address},
+        # the HTTP server (daskscore's routes, /metrics) at once, Dask's Bokeh
+        # pages from a thread once the cluster is up (attach_dask_pages)
+        "options": {
+            "host": "127.0.0.1",
+            "dashboard_address": dashboard_address,
+            "dashboard": False,
+        },
     }
     cluster = SpecCluster(
         workers=workers,
@@ -293,6 +300,8 @@ def embedded_cluster(
     except BaseException:
         _close(cluster, client)
         raise
+    # Bokeh's import would have slowed the workers' registration (one GIL)
+    attach_dask_pages(cluster.scheduler)
     return cluster, client, False
 
 

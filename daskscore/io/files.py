@@ -131,8 +131,6 @@ def plan_file_runs(runs: Iterable[FileRun], size: int) -> tuple[FilePlan, str]:
     """:func:`plan_files` for a streamed listing (:func:`~daskscore.storage.
     list_file_runs`): the same mini-batches and the same fingerprint, without
     ever holding a path string per file."""
-    import pyarrow as pa
-
     h = hashlib.sha256()
     for e in ("files", size):  # as fingerprint(entries, "files", size)
         h.update(repr(e).encode())
@@ -141,14 +139,29 @@ def plan_file_runs(runs: Iterable[FileRun], size: int) -> tuple[FilePlan, str]:
     starts = array("q", [0])
     for prefix, run, stats in runs:
         _hash_run(h, prefix, run, stats)
-        try:
-            names.append(pa.array(run, type=pa.string()))
-        except (UnicodeEncodeError, pa.ArrowException):  # names not in UTF-8
-            names.append(tuple(run))
+        names.append(_compact(run))
         prefixes.append(prefix)
         starts.append(starts[-1] + len(run))
     plan = FilePlan(prefixes, names, starts, starts[-1], size)
     return plan, h.hexdigest()[:32]
+
+
+# a folder of fewer names stays a tuple: importing pyarrow (and the pandas it
+# pulls in, ~0.5 s) would cost a small job more than the strings do
+_ARROW_NAMES_FROM = 4096
+
+
+def _compact(run: list[str]) -> Any:
+    """One folder's names: an Arrow string array (about 20 bytes a name) for a
+    big folder, a tuple for a small one or for names that are not UTF-8."""
+    if len(run) < _ARROW_NAMES_FROM:
+        return tuple(run)
+    import pyarrow as pa
+
+    try:
+        return pa.array(run, type=pa.string())
+    except (UnicodeEncodeError, pa.ArrowException):  # names not in UTF-8
+        return tuple(run)
 
 
 def fingerprint_runs(runs: Iterable[FileRun], size: int) -> str:

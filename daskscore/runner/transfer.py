@@ -14,7 +14,10 @@ they are.
 
 A partition that a runner can read itself does not travel at all: a
 :class:`PartitionRead` (a partition of ``dd.read_parquet``: Dask's own read
-task for it, which depends on nothing) goes instead, and the runner runs it.
+task for it, which depends on nothing) goes instead, and the runner runs it;
+for a plain piece of one Parquet file it is a :class:`DaskPiece`, which the
+runner reads with pyarrow as Dask's engine would, without importing
+``dask.dataframe``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,17 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PartitionRead", "Shipped", "discard", "pack", "sweep_stale", "unpack"]
+from ..io.parquet import read_dask_piece
+
+__all__ = [
+    "DaskPiece",
+    "PartitionRead",
+    "Shipped",
+    "discard",
+    "pack",
+    "sweep_stale",
+    "unpack",
+]
 
 # values whose out-of-band buffers total less than this go through the socket
 INLINE_LIMIT = 1 << 20
@@ -55,14 +68,45 @@ class PartitionRead:
 
     name: str
     index: int
-    task: Any
+    task: Any = None
+    piece: DaskPiece | None = None
 
     def __dask_tokenize__(self) -> tuple:
         return ("daskscore-partition-read", self.name, self.index)
 
     def read(self) -> Any:
         """The partition (a pandas DataFrame), read here."""
+        if self.piece is not None:
+            return self.piece.read()
         return self.task()
+
+
+@dataclass(frozen=True)
+class DaskPiece:
+    """A ``dd.read_parquet`` partition that is a plain piece of one Parquet
+    file, read without Dask (``io.parquet.read_dask_piece``): the runner then
+    never imports ``dask.dataframe``. ``fs`` is the read's fsspec filesystem."""
+
+    fs: Any
+    path: str
+    row_groups: tuple[int, ...] | None
+    columns: tuple[Any, ...]
+    index: Any
+    categories: Any
+    convert_string: bool
+    columns_name: Any = None
+
+    def read(self) -> Any:
+        return read_dask_piece(
+            self.fs,
+            self.path,
+            None if self.row_groups is None else list(self.row_groups),
+            list(self.columns),
+            self.index,
+            self.categories,
+            self.convert_string,
+            self.columns_name,
+        )
 
 
 def _folder(total: int, fallback: str) -> str:

@@ -21,14 +21,25 @@ no scheduler preload is needed.
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from typing import Any
+
+from distributed.core import Status
 
 from .._protocol import JOBS_KEY, plugin_name, worker_metric_key
 from .metrics import register_metrics
 from .page import PAGE
 
-__all__ = ["install_routes", "job_view", "job_view_of", "job_views", "jobs_state"]
+__all__ = [
+    "attach_dask_pages",
+    "install_routes",
+    "job_view",
+    "job_view_of",
+    "job_views",
+    "jobs_state",
+]
 
 METADATA_KEY = list(JOBS_KEY)
 
@@ -158,11 +169,53 @@ def install_routes(dask_scheduler: Any = None) -> bool:
 
 
 def _add_tab(dask_scheduler: Any) -> None:
-    """A "Daskscore" tab next to Dask's own pages (its Bokeh pages' template)."""
-    try:
-        from distributed.dashboard.scheduler import template_variables
-    except ImportError:  # no bokeh: no Dask pages either
+    """A "Daskscore" tab next to Dask's own pages (its Bokeh pages' template).
+
+    Only where those pages are loaded: a scheduler without Bokeh has none, and
+    an embedded one gets them later (:func:`attach_dask_pages`, which adds the
+    tab then).
+    """
+    pages_module = sys.modules.get("distributed.dashboard.scheduler")
+    if pages_module is None:
         return
-    pages = template_variables(dask_scheduler)["pages"]
+    pages = pages_module.template_variables(dask_scheduler)["pages"]
     if "daskscore" not in pages:
         pages.append("daskscore")
+
+
+def attach_dask_pages(dask_scheduler: Any, prefix: str = "/") -> threading.Thread:
+    """Dask's own Bokeh pages on a scheduler started without them.
+
+    The embedded cluster's scheduler starts with ``dashboard=False`` (its HTTP
+    server, the daskscore routes and ``/metrics`` are there at once): importing
+    Bokeh and Dask's pages costs ~1 s of this process's CPU, which a small job
+    would wait for. They are imported in a thread and connected on the
+    scheduler's event loop; the "Daskscore" tab is added with them.
+    """
+
+    def connect() -> None:
+        if dask_scheduler.status != Status.running:
+            return  # closed before Bokeh was loaded
+        pages_module = sys.modules["distributed.dashboard.scheduler"]
+        pages_module.connect(
+            dask_scheduler.http_application,
+            dask_scheduler.http_server,
+            dask_scheduler,
+            prefix=prefix,
+        )
+        if getattr(dask_scheduler, "_daskscore_routes", False):
+            _add_tab(dask_scheduler)
+
+    def load() -> None:
+        try:
+            import distributed.dashboard.scheduler  # noqa: F401 - Bokeh's pages
+        except ImportError:  # no Bokeh: the scheduler has no Dask pages
+            return
+        try:
+            dask_scheduler.loop.add_callback(connect)
+        except RuntimeError:  # its loop is closed
+            pass
+
+    thread = threading.Thread(target=load, name="daskscore-dask-pages", daemon=True)
+    thread.start()
+    return thread

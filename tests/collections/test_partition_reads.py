@@ -2,10 +2,11 @@
 
 A ``dd.read_parquet`` collection's partitions are not read by the worker and
 sent to the runner; each is Dask's own read task, run by the runner
-(:func:`daskscore.collections.partition_reads`). These tests check that such a
-read gives exactly the frame Dask gives (rows, columns, dtypes, index) for the
-usual ways of calling ``read_parquet``, that anything else falls back to Dask's
-computation, and that scoring through the reads gives the same result as
+(:func:`daskscore.collections.partition_reads`), or for a plain piece of one
+file the same read done with pyarrow alone (``DaskPiece``). These tests check
+that such a read gives exactly the frame Dask gives (rows, columns, dtypes,
+index) for the usual ways of calling ``read_parquet``, that anything else falls
+back to Dask's computation, and that scoring through the reads gives the same result as
 scoring the same frames sent by the worker.
 """
 
@@ -101,6 +102,55 @@ def test_a_read_gives_exactly_dasks_partition(tmp_path, how):
     for i, read in enumerate(reads):
         expected = ddf.partitions[i].compute(scheduler="sync")
         pd.testing.assert_frame_equal(read.read(), expected, check_exact=True)
+
+
+# reads the runner does with pyarrow alone (io.parquet.read_dask_piece), and
+# those it leaves to Dask's own task (which imports dask.dataframe there)
+PIECES = {"plain", "columns", "projected", "index", "row groups"}
+
+
+@DASKS_INPLACE
+@pytest.mark.parametrize("how", sorted(READS))
+def test_plain_pieces_are_read_without_dask_the_rest_by_dasks_task(tmp_path, how):
+    reads = partition_reads(READS[how](str(_table(tmp_path / "t"))))
+    if how in PIECES:
+        assert all(r.piece is not None and r.task is None for r in reads)
+    else:
+        assert all(r.piece is None and r.task is not None for r in reads)
+
+
+DASK_IN_RUNNER = """
+import sys
+
+import pandas as pd
+
+
+def init():
+    pass
+
+
+def run(mini_batch):
+    return pd.DataFrame({"id": mini_batch["id"].to_numpy(),
+                         "dask_dataframe": "dask.dataframe" in sys.modules})
+"""
+
+
+def test_a_runner_reading_plain_pieces_never_imports_dask_dataframe(
+        tmp_path, shared_client):
+    folder = str(_table(tmp_path / "t"))
+    cfg = _config(tmp_path, DASK_IN_RUNNER, "no_dask_here.py")
+    meta = pd.DataFrame({"id": pd.Series([], dtype="int64"),
+                         "dask_dataframe": pd.Series([], dtype="bool")})
+    got = ds.map_partitions(dd.read_parquet(folder), cfg, meta=meta,
+                            client=shared_client).compute()
+    assert list(got["id"]) == list(range(N_FILES * ROWS))
+    assert not got["dask_dataframe"].any()  # ~0.7 s of imports per runner saved
+    # a read Dask must do itself still works there
+    filtered = dd.read_parquet(folder, filters=[("id", ">=", 25)])
+    got = ds.map_partitions(filtered, cfg, meta=meta,
+                            client=shared_client).compute()
+    assert list(got["id"]) == list(range(25, N_FILES * ROWS))
+    assert got["dask_dataframe"].all()
 
 
 def test_a_hive_partitioned_read_gives_dasks_partitions(tmp_path):
