@@ -183,14 +183,18 @@ def _add_tab(dask_scheduler: Any) -> None:
         pages.append("daskscore")
 
 
-def attach_dask_pages(dask_scheduler: Any, prefix: str = "/") -> threading.Thread:
+def attach_dask_pages(
+    dask_scheduler: Any, prefix: str = "/", delay: float = 1.0
+) -> threading.Thread:
     """Dask's own Bokeh pages on a scheduler started without them.
 
     The embedded cluster's scheduler starts with ``dashboard=False`` (its HTTP
     server, the daskscore routes and ``/metrics`` are there at once): importing
     Bokeh and Dask's pages costs ~1 s of this process's CPU, which a small job
-    would wait for. They are imported in a thread and connected on the
-    scheduler's event loop; the "Daskscore" tab is added with them.
+    would wait for. After ``delay`` seconds, if the scheduler still runs (a job
+    of a second is over by then and never pays for them), they are imported in
+    a thread and connected on the scheduler's event loop; the "Daskscore" tab
+    is added with them.
     """
 
     def connect() -> None:
@@ -207,6 +211,8 @@ def attach_dask_pages(dask_scheduler: Any, prefix: str = "/") -> threading.Threa
             _add_tab(dask_scheduler)
 
     def load() -> None:
+        if dask_scheduler.status != Status.running:
+            return
         try:
             import distributed.dashboard.scheduler  # noqa: F401 - Bokeh's pages
         except ImportError:  # no Bokeh: the scheduler has no Dask pages
@@ -216,6 +222,7 @@ def attach_dask_pages(dask_scheduler: Any, prefix: str = "/") -> threading.Threa
         except RuntimeError:  # its loop is closed
             pass
 
-    thread = threading.Thread(target=load, name="daskscore-dask-pages", daemon=True)
-    thread.start()
-    return thread
+    timer = threading.Timer(delay, load)
+    timer.name, timer.daemon = "daskscore-dask-pages", True
+    timer.start()
+    return timer

@@ -259,3 +259,41 @@ def test_without_keep_each_run_has_a_cluster_of_its_own(tmp_path):
             assert result.status == "Completed", result.reason
             assert alive(parent_pids(marker_dir, "init")) == []
     assert len(parent_pids(marker_dir, "init")) == 2 * WORKERS
+
+
+def _http_get(url: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+
+def test_the_embedded_dashboard_serves_daskscore_at_once_and_dasks_pages_soon(
+        tmp_path):
+    """The embedded scheduler starts without Bokeh (a cold start does not wait
+    ~1 s for its import): the job routes answer at once, Dask's own pages, with
+    the Daskscore tab, once the cluster has run for a moment."""
+    from daskscore.engine.cluster import embedded_cluster, release_embedded_cluster
+    from daskscore.engine.live import install_dashboard
+
+    cluster, client, reused = embedded_cluster(1, str(tmp_path / "sys"))
+    try:
+        assert not reused
+        base = client.dashboard_link.rsplit("/status", 1)[0]
+        install_dashboard(client)
+        status, body = _http_get(f"{base}/daskscore/api/jobs")
+        assert status == 200 and body.startswith("{")
+        deadline = time.monotonic() + 120
+        while True:
+            status, body = _http_get(f"{base}/status")
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert status == 200, "Dask's /status page never came"
+        assert 'href="daskscore"' in body, "no Daskscore tab in Dask's pages"
+    finally:
+        release_embedded_cluster(cluster, client, 1, False)
