@@ -13,6 +13,8 @@ failure (the job has a failure budget) is requeued without the mini-batches done
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import math
 import queue
@@ -195,7 +197,13 @@ class ScoringLoop:
     def _submit_more(self, stream: Any = None) -> None:
         """Submit the next packs, up to ``max_in_flight`` tasks waiting."""
         with self._lock:  # the cancel watcher reads the futures and requeues
-            while len(self.pending) < self.max_in_flight and not self.reason:
+            # a task submitted once the scheduler is lost would never end: the
+            # client cancels only the futures it held when it lost it
+            while (
+                len(self.pending) < self.max_in_flight
+                and not self.reason
+                and not (self.lost_scheduler or self._scheduler_gone())
+            ):
                 pack = next(self.packs, None)
                 if pack is None:
                     break
@@ -225,7 +233,7 @@ class ScoringLoop:
             with self._lock:  # the cancel watcher requeues packs too
                 pack = self.pending.pop(future.key, [])
                 left = [s for s in pack if s.index not in done]
-                if left and not breach and not self.reason:
+                if left and not breach and not self.reason and not self.lost_scheduler:
                     stream.add(self.submit_pack(left, suffix=f"-r{self.serial}"))
             if breach and _stop_for(self, breach):
                 self.cancel()
@@ -233,7 +241,19 @@ class ScoringLoop:
 
     def _records_of(self, future: Any) -> list[dict[str, Any]]:
         if future.status != "error":
-            return future.result()
+            try:
+                return future.result()
+            except (
+                OSError, asyncio.CancelledError, concurrent.futures.CancelledError
+            ) as exc:
+                if not _result_lost(future, exc):
+                    raise
+                # the task ended, but the scheduler went away before its result
+                # was fetched: its mini-batches' records are committed, and are
+                # read from the output folder when the job is collected
+                logger.debug("cannot fetch %s: %s", future.key, exc)
+                self.lost_scheduler = True
+                return []
         try:
             return self._failed_pack(
                 self.pending.get(future.key, []), future.exception()
@@ -437,6 +457,17 @@ def _lost_connection(future: Any) -> bool:
     """Whether Dask cancelled ``future`` because the scheduler went away."""
     exc = getattr(getattr(future, "_state", None), "exception", None)
     return getattr(exc, "reason", None) == "scheduler-connection-lost"
+
+
+def _result_lost(future: Any, exc: BaseException) -> bool:
+    """Whether fetching a finished task's result failed because the client lost
+    the scheduler: the connection broke (the scheduler holds the results), or
+    Dask cancelled the future for it meanwhile."""
+    if isinstance(exc, OSError):  # CommClosedError, a refused connection
+        return True
+    return _lost_connection(future) or (
+        getattr(exc, "reason", None) == "scheduler-connection-lost"
+    )
 
 
 def _poll_init(loop: ScoringLoop) -> None:

@@ -1,0 +1,68 @@
+"""How the scoring loop takes a finished task's result, without a cluster.
+
+A task can end just before the scheduler is lost: Dask reports it finished, but
+its result lives on the cluster and fetching it fails. The job must then stop
+as one whose scheduler was lost (its records are committed and read from the
+output folder), not crash, and it must not submit the pack again.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+from distributed.client import FutureCancelledError
+from distributed.comm.core import CommClosedError
+
+from daskscore.engine.scoring import ScoringLoop
+
+
+class FinishedFuture:
+    """A future Dask reports finished, whose result cannot be fetched."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.key, self.status, self.exc = "step-mb-000003", "finished", exc
+        self._state = SimpleNamespace(exception=None)
+
+    def result(self):
+        raise self.exc
+
+
+def loop_state():
+    return SimpleNamespace(lost_scheduler=False, pending={}, reason="")
+
+
+@pytest.mark.parametrize("exc", [
+    CommClosedError("in <TCP (closed) ConnectionPool.gather>: Stream is closed"),
+    ConnectionRefusedError("the scheduler is gone"),
+    FutureCancelledError("step-mb-000003", reason="scheduler-connection-lost"),
+])
+def test_a_result_lost_with_the_scheduler_stops_the_job_as_scheduler_lost(exc):
+    loop = loop_state()
+    assert ScoringLoop._records_of(loop, FinishedFuture(exc)) == []
+    assert loop.lost_scheduler
+
+
+def test_another_failure_to_fetch_a_result_is_raised():
+    loop = loop_state()
+    exc = FutureCancelledError("step-mb-000003", reason="cancelled by the job")
+    with pytest.raises(FutureCancelledError):
+        ScoringLoop._records_of(loop, FinishedFuture(exc))
+    assert not loop.lost_scheduler
+
+
+def test_no_pack_is_submitted_once_the_scheduler_is_lost():
+    submitted = []
+    loop = SimpleNamespace(
+        _lock=threading.RLock(), pending={}, max_in_flight=8,
+        reason="", lost_scheduler=True, packs=iter([[1], [2]]), futures=[],
+        submit_pack=submitted.append, _scheduler_gone=lambda: False)
+    ScoringLoop._submit_more(loop)
+    assert submitted == []
+    loop.lost_scheduler, loop._scheduler_gone = False, lambda: True
+    ScoringLoop._submit_more(loop)
+    assert submitted == []
+    loop._scheduler_gone = lambda: False
+    ScoringLoop._submit_more(loop)
+    assert submitted == [[1], [2]]
