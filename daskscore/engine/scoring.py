@@ -185,24 +185,18 @@ class ScoringLoop:
             if hasattr(todo, "count_left")
             else sum(1 for s in todo if s.index not in self.records)
         )
-        if left and not self.reason and (self.lost_scheduler or self._scheduler_gone()):
+        gone = self.lost_scheduler or _scheduler_gone(self.client)
+        if left and not self.reason and gone:
             self.reason = scheduler_lost(_scheduler_address(self.client), left)
             logger.warning("stopping the job: %s", self.reason)
         return self.reason
 
-    def _scheduler_gone(self) -> bool:
-        """Whether the client lost its scheduler (its futures were cancelled)."""
-        return getattr(self.client, "status", "running") not in ("running",)
-
     def _submit_more(self, stream: Any = None) -> None:
         """Submit the next packs, up to ``max_in_flight`` tasks waiting."""
         with self._lock:  # the cancel watcher reads the futures and requeues
-            # a task submitted once the scheduler is lost would never end: the
-            # client cancels only the futures it held when it lost it
-            while (
-                len(self.pending) < self.max_in_flight
-                and not self.reason
-                and not (self.lost_scheduler or self._scheduler_gone())
+            # no task once the scheduler is lost: it would never end
+            while len(self.pending) < self.max_in_flight and not (
+                self.reason or self.lost_scheduler or _scheduler_gone(self.client)
             ):
                 pack = next(self.packs, None)
                 if pack is None:
@@ -241,19 +235,10 @@ class ScoringLoop:
 
     def _records_of(self, future: Any) -> list[dict[str, Any]]:
         if future.status != "error":
-            try:
-                return future.result()
-            except (
-                OSError, asyncio.CancelledError, concurrent.futures.CancelledError
-            ) as exc:
-                if not _result_lost(future, exc):
-                    raise
-                # the task ended, but the scheduler went away before its result
-                # was fetched: its mini-batches' records are committed, and are
-                # read from the output folder when the job is collected
-                logger.debug("cannot fetch %s: %s", future.key, exc)
+            records = _fetched_records(future)
+            if records is None:  # its scheduler is gone: read at collection
                 self.lost_scheduler = True
-                return []
+            return records or []
         try:
             return self._failed_pack(
                 self.pending.get(future.key, []), future.exception()
@@ -451,6 +436,26 @@ def _scheduler_address(client: Any) -> str:
         return str(client.scheduler.address)
     except Exception:  # noqa: BLE001 - the client is closed
         return "its address"
+
+
+def _scheduler_gone(client: Any) -> bool:
+    """Whether the client lost its scheduler (its futures were cancelled)."""
+    return getattr(client, "status", "running") not in ("running",)
+
+
+def _fetched_records(future: Any) -> list[dict[str, Any]] | None:
+    """A finished pack's records, or None when the scheduler went away before
+    they were fetched: they are committed, and are read from the output folder
+    when the job is collected."""
+    try:
+        return future.result()
+    except (
+        OSError, asyncio.CancelledError, concurrent.futures.CancelledError
+    ) as exc:
+        if not _result_lost(future, exc):
+            raise
+        logger.debug("cannot fetch %s: %s", future.key, exc)
+        return None
 
 
 def _lost_connection(future: Any) -> bool:

@@ -57,12 +57,13 @@ def test_no_pack_is_submitted_once_the_scheduler_is_lost():
     loop = SimpleNamespace(
         _lock=threading.RLock(), pending={}, max_in_flight=8,
         reason="", lost_scheduler=True, packs=iter([[1], [2]]), futures=[],
-        submit_pack=submitted.append, _scheduler_gone=lambda: False)
+        submit_pack=submitted.append,
+        client=SimpleNamespace(status="running"))
     ScoringLoop._submit_more(loop)
     assert submitted == []
-    loop.lost_scheduler, loop._scheduler_gone = False, lambda: True
+    loop.lost_scheduler, loop.client.status = False, "closed"
     ScoringLoop._submit_more(loop)
     assert submitted == []
-    loop._scheduler_gone = lambda: False
+    loop.client.status = "running"
     ScoringLoop._submit_more(loop)
     assert submitted == [[1], [2]]
