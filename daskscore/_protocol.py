@@ -225,6 +225,10 @@ class MiniBatchSpec:
         The partition key values of a ``"partition"`` mini-batch.
     source
         Which of the step's inputs it comes from (0 = the first).
+    listed
+        The files come from walking a local folder (they existed when the job
+        was planned): the runner hands them to ``run()`` without a ``stat``
+        each, and looks for gone ones only when ``run()`` raises.
     """
 
     index: int
@@ -237,6 +241,7 @@ class MiniBatchSpec:
     error: str | None = None
     key_values: tuple[tuple[str, Any], ...] = ()
     source: int = 0
+    listed: bool = False
 
     def describe(self) -> str:
         """A short human-readable description of the input, for logs."""

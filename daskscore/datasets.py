@@ -214,7 +214,9 @@ class FileDataset(_DatasetBase):
             self.storage_options,
             stat_files=_settings.get("plan.stat-files"),
         )
-        return plan_file_runs(runs, size)
+        # a walked local folder's files are known to exist: no stat each when read
+        walked = local_folder(self.path, self.storage_options) is not None
+        return plan_file_runs(runs, size, listed=walked)
 
     def content_fingerprint(self, mini_batch_size: int | str | None) -> str:
         """A fingerprint of every file's size and time, where :meth:`plan`'s

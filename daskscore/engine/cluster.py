@@ -209,7 +209,7 @@ def start_embedded_cluster(
     scheduler = {
         "cls": Scheduler,
         # the HTTP server (daskscore's routes, /metrics) at once, Dask's Bokeh
-        # pages from a thread once the cluster is up (attach_dask_pages)
+        # pages on their first visit (attach_dask_pages)
         "options": {
             "host": "127.0.0.1",
             "dashboard_address": dashboard_address,
@@ -300,7 +300,7 @@ def embedded_cluster(
     except BaseException:
         _close(cluster, client)
         raise
-    # Bokeh's import would have slowed the workers' registration (one GIL)
+    # Bokeh's import (~1 s of CPU) only for a job someone looks at
     attach_dask_pages(cluster.scheduler)
     return cluster, client, False
 

@@ -71,10 +71,12 @@ class FilePlan(Sequence[MiniBatchSpec]):
         size: int,
         first: int = 0,
         source: int = 0,
+        listed: bool = False,
     ) -> None:
         self._prefixes, self._names, self._starts = prefixes, names, starts
         self.files, self.size = count, size
         self.first, self.source = first, source
+        self.listed = listed
 
     def __len__(self) -> int:
         return -(-self.files // self.size)
@@ -94,6 +96,7 @@ class FilePlan(Sequence[MiniBatchSpec]):
             paths=paths,
             items=len(paths),
             source=self.source,
+            listed=self.listed,
         )
 
     def paths(self, start: int, stop: int) -> tuple[str, ...]:
@@ -124,13 +127,17 @@ class FilePlan(Sequence[MiniBatchSpec]):
             self.size,
             first,
             source,
+            self.listed,
         )
 
 
-def plan_file_runs(runs: Iterable[FileRun], size: int) -> tuple[FilePlan, str]:
+def plan_file_runs(
+    runs: Iterable[FileRun], size: int, listed: bool = False
+) -> tuple[FilePlan, str]:
     """:func:`plan_files` for a streamed listing (:func:`~daskscore.storage.
     list_file_runs`): the same mini-batches and the same fingerprint, without
-    ever holding a path string per file."""
+    ever holding a path string per file. ``listed``: the runs come from
+    walking a local folder (see :attr:`MiniBatchSpec.listed`)."""
     h = hashlib.sha256()
     for e in ("files", size):  # as fingerprint(entries, "files", size)
         h.update(repr(e).encode())
@@ -142,7 +149,7 @@ def plan_file_runs(runs: Iterable[FileRun], size: int) -> tuple[FilePlan, str]:
         names.append(_compact(run))
         prefixes.append(prefix)
         starts.append(starts[-1] + len(run))
-    plan = FilePlan(prefixes, names, starts, starts[-1], size)
+    plan = FilePlan(prefixes, names, starts, starts[-1], size, listed=listed)
     return plan, h.hexdigest()[:32]
 
 

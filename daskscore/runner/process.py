@@ -48,6 +48,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from multiprocessing.connection import Connection
 
 from .. import entry_script
@@ -98,6 +99,55 @@ def _watch_parent(parent_pid: int) -> None:
             _kill_own_group()  # and this process with it
             os._exit(3)
         time.sleep(0.5)
+
+
+def _gone_since_planning(spec, frame) -> bool:
+    """Whether a mini-batch of listed files (``spec.listed``: not looked at
+    before ``run()``) has one that is gone."""
+    return (
+        spec.kind == "files"
+        and spec.listed
+        and frame is None
+        and not all(os.path.isfile(p) for p in spec.paths)
+    )
+
+
+class TryMemory:
+    """The peak resident memory of each try, at little cost per try.
+
+    Linux keeps a peak (``VmHWM``) that ``clear_refs`` resets, which walks the
+    process's page tables. It is reset only when the last try's peak is above
+    what the process holds now (the try freed memory); otherwise the peak a
+    try reads is its own within ``slack_mib``. ``/proc/self/status`` stays
+    open and is read with ``pread``.
+    """
+
+    slack_mib = 1.0
+
+    def __init__(self) -> None:
+        self.stale = True
+        try:
+            self._fd: int | None = os.open("/proc/self/status", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def start_try(self) -> None:
+        if self.stale:
+            _reset_peak_rss()
+            self.stale = False
+
+    def peak_mib(self) -> float:
+        """The try's peak in MiB (``ru_maxrss`` where /proc is not there)."""
+        if self._fd is None:
+            return peak_rss_mib()
+        try:
+            status = os.pread(self._fd, 8192, 0)
+            peak = int(status.split(b"VmHWM:", 1)[1].split(None, 1)[0])
+            now = int(status.split(b"VmRSS:", 1)[1].split(None, 1)[0])
+        except (OSError, IndexError, ValueError):
+            return peak_rss_mib()
+        self.stale = peak - now > self.slack_mib * 1024
+        return round(peak / 1024, 1)
 
 
 def _reset_peak_rss() -> bool:
@@ -258,6 +308,7 @@ class Runner:
         self.conn = conn
         self.setup = setup
         self.board = board
+        self.memory = TryMemory()
         self.module = None
         # set by a try whose exception left this process unusable
         self.restart = ""
@@ -335,10 +386,14 @@ class Runner:
 
     def run_one(self, spec, frame, try_no: int) -> TryOutcome:
         """One try; its peak RSS is measured from the start of the try."""
-        _reset_peak_rss()
+        self.memory.start_try()
         self.board.set(READING, spec.items or 1)
         try:
             outcome = self._score(spec, frame, try_no)
+            if outcome.status == TryStatus.RUN_EXCEPTION and _gone_since_planning(
+                spec, frame
+            ):  # a listed file was deleted: score the others, as a read error
+                outcome = self._score(replace(spec, listed=False), frame, try_no)
         except MemoryError as exc:  # our own reading or accounting ran out
             self.restart = unusable_after(exc)
             error = error_line(exc, self.script_path)
@@ -349,7 +404,7 @@ class Runner:
                 error=f"the runner ran out of memory: {error}"
                 + _memory_hint(self.setup.memory_limit),
             )
-        outcome.peak_rss_mib = peak_rss_mib()
+        outcome.peak_rss_mib = self.memory.peak_mib()
         return outcome
 
     def _score(self, spec, frame, try_no: int) -> TryOutcome:

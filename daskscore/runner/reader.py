@@ -17,6 +17,7 @@ from ..io.files import (
     download_folder,
     download_mini_batch,
     missing_problem,
+    plain_local,
     remote_paths,
     split_local,
 )
@@ -123,7 +124,12 @@ class Reader:
 
     # -- formats ----------------------------------------------------------------------
     def _files(self, spec: MiniBatchSpec) -> tuple[list[str], int, str | None]:
-        good, missing, remote = split_local(spec.paths, self._storage(spec))
+        storage = self._storage(spec)
+        if spec.listed and all(plain_local(p, storage) for p in spec.paths):
+            # found by walking a local folder: no stat each (a file deleted
+            # since is looked for only when run() raises, Runner.run_one)
+            return list(spec.paths), len(spec.paths), None
+        good, missing, remote = split_local(spec.paths, storage)
         if remote:
             # blobs keep their relative paths below the mini-batch's folder, so
             # a/0.png and b/0.png stay apart; several download at once

@@ -20,9 +20,10 @@ no scheduler preload is needed.
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
 import sys
-import threading
 import time
 from typing import Any
 
@@ -183,46 +184,55 @@ def _add_tab(dask_scheduler: Any) -> None:
         pages.append("daskscore")
 
 
-def attach_dask_pages(
-    dask_scheduler: Any, prefix: str = "/", delay: float = 1.0
-) -> threading.Thread:
-    """Dask's own Bokeh pages on a scheduler started without them.
+def attach_dask_pages(dask_scheduler: Any, prefix: str = "/") -> Any:
+    """Dask's own Bokeh pages on a scheduler started without them, loaded on
+    the first visit.
 
     The embedded cluster's scheduler starts with ``dashboard=False`` (its HTTP
     server, the daskscore routes and ``/metrics`` are there at once): importing
-    Bokeh and Dask's pages costs ~1 s of this process's CPU, which a small job
-    would wait for. After ``delay`` seconds, if the scheduler still runs (a job
-    of a second is over by then and never pays for them), they are imported in
-    a thread and connected on the scheduler's event loop; the "Daskscore" tab
-    is added with them.
+    Bokeh and Dask's pages costs ~1 s of CPU, which a job would pay whether or
+    not anyone looks. Instead, the first request for a page the scheduler does
+    not serve (``/status``, ``/workers``, ``/``...) imports them in a thread,
+    connects them on the scheduler's event loop, with the "Daskscore" tab, and
+    redirects to the page asked for, which Dask then serves. Returns the
+    stand-in application (removed from the scheduler's once the pages are in).
     """
+    from tornado import web
+
+    app = dask_scheduler.http_application
+    loaded: list[Any] = []  # the one load, shared by the requests that wait
 
     def connect() -> None:
-        if dask_scheduler.status != Status.running:
-            return  # closed before Bokeh was loaded
         pages_module = sys.modules["distributed.dashboard.scheduler"]
         pages_module.connect(
-            dask_scheduler.http_application,
-            dask_scheduler.http_server,
-            dask_scheduler,
-            prefix=prefix,
+            app, dask_scheduler.http_server, dask_scheduler, prefix=prefix
         )
         if getattr(dask_scheduler, "_daskscore_routes", False):
             _add_tab(dask_scheduler)
+        if standin in app.applications:
+            app.applications.remove(standin)
 
-    def load() -> None:
-        if dask_scheduler.status != Status.running:
-            return
-        try:
-            import distributed.dashboard.scheduler  # noqa: F401 - Bokeh's pages
+    async def load() -> bool:
+        try:  # Bokeh's pages, in a thread: the scheduler goes on meanwhile
+            await asyncio.to_thread(
+                importlib.import_module, "distributed.dashboard.scheduler"
+            )
         except ImportError:  # no Bokeh: the scheduler has no Dask pages
-            return
-        try:
-            dask_scheduler.loop.add_callback(connect)
-        except RuntimeError:  # its loop is closed
-            pass
+            return False
+        if dask_scheduler.status == Status.running:
+            connect()
+        return True
 
-    timer = threading.Timer(delay, load)
-    timer.name, timer.daemon = "daskscore-dask-pages", True
-    timer.start()
-    return timer
+    class FirstVisit(web.RequestHandler):
+        async def get(self, *_args: Any) -> None:
+            if not loaded:
+                loaded.append(asyncio.ensure_future(load()))
+            if await loaded[0]:
+                self.redirect(self.request.uri)
+            else:
+                self.set_status(404)
+                self.write("this scheduler has no Dask pages (Bokeh is not installed)")
+
+    standin = web.Application([(r"/.*", FirstVisit)])
+    app.add_application(standin)
+    return standin

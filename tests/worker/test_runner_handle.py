@@ -163,3 +163,88 @@ def test_a_run_longer_than_the_board_look_interval_is_not_stopped(tmp_path):
         assert outcome.status == "RUN_DONE", outcome.error
     finally:
         handle.kill()
+
+
+# -- files found by walking a folder are not stat'ed (issue 12) --------------------
+OPENER = """
+def init():
+    pass
+
+def run(mini_batch):
+    return [open(p).read() for p in mini_batch]
+"""
+
+
+def _opener(folder: Path) -> RunnerHandle:
+    (folder / "score.py").write_text(textwrap.dedent(OPENER))
+    setup = RunnerSetup(
+        bundle_dir=str(folder), script_name="score.py", logging_level="INFO",
+        agent_name="test", entry_script_log=str(folder / "entry_script.log"),
+        working_dir=str(folder), parts_url=str(folder / "parts"),
+        output_format="txt", output_action="append_row", return_result=True,
+    )
+    handle = RunnerHandle(setup, dict(os.environ), str(folder),
+                          str(folder / "stdout.txt"), str(folder / "stderr.txt"))
+    assert handle.wait_imported() is None
+    assert handle.wait_ready(60) is None
+    return handle
+
+
+def test_a_listed_file_deleted_after_planning_is_a_read_error_and_the_rest_scored(
+        tmp_path):
+    import daskscore as ds
+
+    data = tmp_path / "in"
+    data.mkdir()
+    for i in range(4):
+        (data / f"f{i}.txt").write_text(f"v{i}")
+    plan, _fingerprint = ds.Dataset.File.from_files(str(data)).plan(4)
+    spec = plan[0]
+    assert spec.listed  # walked from a folder: known to exist when planned
+    (data / "f2.txt").unlink()
+    (tmp_path / "src").mkdir()
+    handle = _opener(tmp_path / "src")
+    try:
+        outcome = handle.call(spec, None, 1, run_timeout=60)
+        assert outcome.status == "READ_ERROR", outcome.error
+        assert outcome.error == f"1 file(s) cannot be read: {data / 'f2.txt'}"
+        assert outcome.result == ["v0", "v1", "v3"]
+        assert (outcome.items, outcome.read_failed) == (4, 1)
+        # all there: run() is given the paths as they are, and scores them
+        (data / "f2.txt").write_text("v2")
+        outcome = handle.call(spec, None, 2, run_timeout=60)
+        assert outcome.status == "RUN_DONE", outcome.error
+        assert outcome.result == ["v0", "v1", "v2", "v3"]
+    finally:
+        handle.kill()
+
+
+def test_the_peak_memory_of_each_try_is_its_own(tmp_path):
+    (tmp_path / "score.py").write_text(textwrap.dedent("""
+        def init():
+            pass
+
+        def run(mini_batch):
+            blob = bytearray(int(mini_batch[0]) << 20)
+            blob[::4096] = b"x" * len(blob[::4096])
+            return mini_batch
+    """))
+    setup = RunnerSetup(
+        bundle_dir=str(tmp_path), script_name="score.py", logging_level="INFO",
+        agent_name="test", entry_script_log=str(tmp_path / "entry_script.log"),
+        working_dir=str(tmp_path), parts_url=str(tmp_path / "parts"),
+        output_format="txt", output_action="append_row", return_result=True,
+    )
+    handle = RunnerHandle(setup, dict(os.environ), str(tmp_path),
+                          str(tmp_path / "stdout.txt"), str(tmp_path / "stderr.txt"))
+    assert handle.wait_imported() is None and handle.wait_ready(60) is None
+    try:
+        peaks = [handle.call(_spec(), [mib], 1, run_timeout=60).peak_rss_mib
+                 for mib in ("0", "0", "200", "0", "0", "100", "0")]
+        assert peaks[2] - peaks[1] >= 190  # the 200 MiB try sees its blob
+        assert peaks[3] < peaks[2] - 150  # the next try does not inherit it
+        assert abs(peaks[4] - peaks[3]) < 5
+        assert 90 <= peaks[5] - peaks[4] < 150
+        assert peaks[6] < peaks[5] - 50
+    finally:
+        handle.kill()
