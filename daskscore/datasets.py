@@ -234,6 +234,34 @@ class FileDataset(_DatasetBase):
         runs = list_file_runs(self.path, self.storage_options, stat_files=True)
         return fingerprint_runs(runs, size)
 
+    def changed_since(self, since: float) -> bool:
+        """Whether a file of this local folder changed after ``since`` (a time
+        from :func:`~daskscore.storage.files_clock`): its ``ctime``, which every
+        write, rename or ``touch`` moves and no one can set back, is later.
+        False where :meth:`plan`'s fingerprint already holds each file's size
+        and time (blob storage, globs, lists, ``daskscore.plan.stat-files``).
+        One stat per file, up to the first changed one; a file gone meanwhile
+        counts as a change.
+
+        The file times come from the clock of the machine that holds the files
+        (an NFS server): it must keep time with this one's.
+        """
+        if _settings.get("plan.stat-files") or not local_folder(
+            self.path, self.storage_options
+        ):
+            return False
+        stat = os.stat
+        for prefix, names, _stats in list_file_runs(
+            self.path, self.storage_options, stat_files=False
+        ):
+            for name in names:
+                try:
+                    if stat(prefix + name).st_ctime > since:
+                        return True
+                except OSError:
+                    return True
+        return False
+
 
 class TabularDataset(_DatasetBase):
     """Rows from CSV, Parquet or JSON-lines files, or a dask DataFrame.
@@ -496,8 +524,12 @@ def _read_rows(spec: MiniBatchSpec, source: dict[str, Any]) -> Any:
 
 
 def _read_files(spec: MiniBatchSpec, source: dict[str, Any]) -> list[str]:
-    """A file mini-batch as local paths (a task of to_dask_bag)."""
-    return _read(spec, source, _scratch_dir())
+    """A file mini-batch as local paths (a task of to_dask_bag).
+
+    The bag's paths go to any code, maybe long after planning, not to a
+    ``run()`` whose exception would reveal a missing file: each is looked for
+    (``listed`` off), so a file gone since planning is a read error here."""
+    return _read(replace(spec, listed=False), source, _scratch_dir())
 
 
 def _resolved(path: Any, storage_options: dict[str, Any] | None):

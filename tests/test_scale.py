@@ -25,7 +25,7 @@ import daskscore as ds
 from daskscore._protocol import MiniBatchSpec
 from daskscore.engine.placement import iter_packs, pack_mini_batches
 from daskscore.engine.records import RecordBook
-from daskscore.storage import list_inputs
+from daskscore.storage import files_clock, list_inputs
 
 # names whose sorted order differs from a folder-by-folder walk
 TRICKY = ["a-b/1.bin", "a/x.bin", "a/y/z.bin", "a0.bin", "a.bin", "b/.hidden", "top"]
@@ -105,12 +105,24 @@ def test_fingerprint_without_file_stats_sees_adds_removes_and_renames(tmp_path):
     os.rename(tmp_path / "in" / "d00" / "new.bin", tmp_path / "in" / "d00" / "z.bin")
     renamed = prints()
     assert renamed[0] not in (first[0], added[0])
-    # rewritten in place: only the content fingerprint (a stat per file) sees it
+    # rewritten in place: only the content fingerprint (a stat per file) sees
+    # it, and the change time a resume looks at (even with the old mtime put back)
     target = tmp_path / "in" / "d01" / "f00003.bin"
+    before = files_clock()  # the rename above is older
+    assert not ds.Dataset.File.from_files(folder).changed_since(before)
+    old_times = (target.stat().st_atime, target.stat().st_mtime)
     target.write_bytes(b"longer content")
     os.utime(target, (time.time() + 5, time.time() + 5))
     rewritten = prints()
     assert rewritten[0] == renamed[0] and rewritten[1] != renamed[1]
+    os.utime(target, old_times)
+    assert ds.Dataset.File.from_files(folder).changed_since(before)
+    # daskscore's own output in the folder is not an input: it changes nothing
+    after = files_clock()
+    (tmp_path / "in" / "out" / ".daskscore").mkdir(parents=True)
+    (tmp_path / "in" / "out" / ".daskscore" / "manifest.json").write_text("{}")
+    (tmp_path / "in" / "out" / "parallel_run_step.txt").write_text("x\n")
+    assert not ds.Dataset.File.from_files(folder).changed_since(after)
     with dask.config.set({"daskscore.plan.stat-files": True}):
         dataset = ds.Dataset.File.from_files(folder)
         assert dataset.content_fingerprint(5) == ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from typing import Any
@@ -28,7 +27,7 @@ from ..output.reports import result_text
 from ..output.store import StateStore, read_record
 from ..progress import JobProgress, ProgressCallback
 from ..result import StepRunResult
-from ..storage import describe_storage_error, is_storage_error
+from ..storage import describe_storage_error, files_clock, is_storage_error
 from ..worker.control import plugin_problem
 from ..worker.plugin import ScoringPlugin
 from ..worker.tasks import started_mini_batches
@@ -43,7 +42,7 @@ from .jobspec import build_job_spec
 from .live import JobBoard, install_dashboard, reap_stale_jobs
 from .placement import choose_workers, workers_wanted
 from .records import RecordBook
-from .resume import load_state, record_content
+from .resume import load_state
 from .scoring import ScoringLoop
 from .summary import finish, write_early_failure
 from .thresholds import Tally
@@ -73,7 +72,6 @@ class Job:
         self.rerun_failed = rerun_failed
         self.wait_for_lock = wait_for_lock
         self.lock: OutputLock | None = None
-        self._content: _ContentPrint | None = None
         self.job_id = job_id or f"{step.name}-{uuid.uuid4().hex[:8]}"
         self.plugin_name = plugin_name(self.job_id)
         self.resource = plugin_name(self.job_id)
@@ -189,6 +187,7 @@ class Job:
             write_early_failure(store, step.name, str(exc), exc.details)
             raise
         t_plan = time.perf_counter()
+        seen_at = files_clock()  # a file changed after this: not what was planned
         specs, plan_print = step.plan()
         plan_seconds = time.perf_counter() - t_plan
         try:
@@ -201,10 +200,10 @@ class Job:
                 rerun_failed=self.rerun_failed,
                 step_name=step.name,
                 settings=step.settings(),
-                content=step.content_fingerprint,
+                changed_since=step.inputs_changed_since,
+                seen_at=seen_at,
             )
             self.records = state.records
-            self._content = _content_print(state, store, step)
         except (DaskScoreError, KeyboardInterrupt):
             self._release_lock()
             raise
@@ -232,7 +231,6 @@ class Job:
             )
 
     def _release_lock(self) -> None:
-        self._content = self._content and self._content.join()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -350,36 +348,6 @@ class Job:
                 error = EntryScriptError(script_display, problem[0], problem[1])
                 write_early_failure(store, self.step.name, str(error), problem[1])
                 raise error
-
-
-class _ContentPrint:
-    """The manifest's content fingerprint (every file stat'ed), computed in a
-    thread while the job scores; joined before the job gives its lock back."""
-
-    def __init__(self, store: StateStore, step: Any) -> None:
-        self.store, self.step = store, step
-        self.thread = threading.Thread(
-            target=self._run, daemon=True, name="daskscore-content-print"
-        )
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            record_content(self.store, self.step.content_fingerprint())
-        except Exception as exc:  # noqa: BLE001 - the next run starts afresh
-            logger.warning(
-                "could not fingerprint the inputs' files (%s); a rerun of this "
-                "step will start afresh instead of resuming",
-                exc,
-            )
-
-    def join(self) -> None:
-        self.thread.join()
-
-
-def _content_print(state: Any, store: StateStore, step: Any) -> _ContentPrint | None:
-    """A fresh start's content fingerprint, computed in a thread (see resume)."""
-    return _ContentPrint(store, step) if state.content_pending else None
 
 
 class _Todo:

@@ -19,7 +19,7 @@ from ..errors import JobError
 from ..output.store import StateStore
 from .records import RecordBook
 
-__all__ = ["ResumeState", "load_state", "record_content"]
+__all__ = ["ResumeState", "load_state"]
 
 
 @dataclass
@@ -27,9 +27,6 @@ class ResumeState:
     """The records kept from earlier runs, by mini-batch id."""
 
     records: RecordBook = field(default_factory=lambda: RecordBook(0))
-    # a fresh start whose manifest still lacks the content fingerprint: the
-    # job computes it while it scores (see load_state)
-    content_pending: bool = False
 
     @property
     def resumed(self) -> int:
@@ -44,7 +41,8 @@ def load_state(
     rerun_failed: bool = False,
     step_name: str = "",
     settings: dict[str, Any] | None = None,
-    content: Callable[[], str] | None = None,
+    changed_since: Callable[[float], bool] | None = None,
+    seen_at: float | None = None,
 ) -> ResumeState:
     """Resume from committed records when nothing changed.
 
@@ -52,18 +50,18 @@ def load_state(
     they are scored again) and the others kept, whatever changed. Otherwise a
     changed fingerprint resets the store and writes a new manifest.
 
-    ``content``: what the fingerprint leaves out because it is slow to compute
-    (every file's size and time, ``step.content_fingerprint``). It is asked for
-    only to resume: the manifest's ``content`` must match it. A fresh start
-    writes the manifest without it (``content_pending``), and the job adds it
-    (:func:`record_content`) while it scores; a job killed before that starts
-    afresh the next time.
+    ``changed_since(t)``: whether an input changed since ``t`` in a way the
+    fingerprint does not see (a local file rewritten in place:
+    ``step.inputs_changed_since``, a stat per file). A fresh start pays
+    nothing: its manifest holds ``inputs_seen_at`` (``seen_at``, when this run
+    began to list its inputs, from ``storage.files_clock``), and only a resume
+    asks whether any input changed since the run that began the records.
     """
     manifest = store.read_manifest()
     same = bool(manifest) and manifest.get("fingerprint") == fingerprint
-    if same and content is not None and not rerun_failed:
-        known = manifest.get("content")
-        same = known is not None and known == content()
+    if same and changed_since is not None and not rerun_failed:
+        since = manifest.get("inputs_seen_at")
+        same = since is not None and not changed_since(float(since))
 
     def write_manifest() -> None:
         store.write_manifest(
@@ -72,8 +70,8 @@ def load_state(
                 "step": step_name,
                 "mini_batches": n_specs,
                 "created": time.time(),
+                "inputs_seen_at": time.time() if seen_at is None else seen_at,
                 "settings": settings or {},
-                "content": None if content is not None else "",
             }
         )
 
@@ -90,7 +88,7 @@ def load_state(
         return ResumeState(book)
     store.reset()
     write_manifest()
-    return ResumeState(book, content_pending=content is not None)
+    return ResumeState(book)
 
 
 def _keep_succeeded(
@@ -115,9 +113,3 @@ def _keep_succeeded(
             kept[index] = record
     return kept
 
-
-def record_content(store: StateStore, content: str) -> None:
-    """Add the content fingerprint to the manifest of a fresh start."""
-    manifest = store.read_manifest() or {}
-    manifest["content"] = content
-    store.write_manifest(manifest)

@@ -44,6 +44,7 @@ from ._errors import (
 from ._listing import (
     FileRun,
     download,
+    files_clock,
     list_file_runs,
     list_files,
     list_inputs,
@@ -61,6 +62,7 @@ __all__ = [
     "StreamRedactor",
     "describe_storage_error",
     "download",
+    "files_clock",
     "is_azure",
     "is_disk_full",
     "is_local",

@@ -6,6 +6,8 @@ import functools
 import logging
 import os
 import re
+import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -395,6 +397,32 @@ def _walk_local(folder: str) -> dict[str, dict[str, Any]]:
         _log_skipped(folder, sorted(skipped))
     return found
 
+
+
+# the coarse clock the kernel stamps most file times with (Linux)
+_COARSE_CLOCK = getattr(
+    time, "CLOCK_REALTIME_COARSE", 5 if sys.platform == "linux" else None
+)
+
+
+def files_clock() -> float:
+    """Now (``time.time()``), returned once the kernel's coarse clock, which
+    stamps local files' change times, has passed it (at most a tick or two,
+    ~4-8 ms): a file changed before the call has an ``st_ctime`` no later than
+    the value returned, one changed after the return a later one.
+
+    A change time is either the coarse clock's (which lags ``time.time()`` by up
+    to a tick) or, for a file whose times were just looked at, a fine one
+    (Linux's multigrain timestamps); neither is later than the moment of the
+    change. Elsewhere than Linux: ``time.time()`` less 50 ms (a file written in
+    those 50 ms counts as changed).
+    """
+    now = time.time()
+    if _COARSE_CLOCK is None:
+        return now - 0.05
+    while time.clock_gettime(_COARSE_CLOCK) <= now:
+        time.sleep(0.0005)
+    return now
 
 # A run of listed files that share a folder: ``(prefix, names, stats)``: each
 # path is ``prefix + name``; ``stats[i]`` is ``(size, mtime)``, or ``stats`` is

@@ -52,3 +52,23 @@ def test_rerun_failed_needs_an_earlier_run_of_the_same_inputs(tmp_path, store):
         load_state(StateStore(str(tmp_path / "empty")), "fp", 4, rerun_failed=True)
     with pytest.raises(JobError, match=r"changed \(4 mini-batches then, 5 now\)"):
         load_state(store, "fp-1", 5, rerun_failed=True)
+
+
+def test_an_input_changed_since_the_first_run_began_starts_afresh(tmp_path):
+    """A fresh start stats nothing: its manifest holds when it began to list
+    its inputs, and only a resume asks whether any input changed since."""
+    s = StateStore(str(tmp_path / "out"))
+    asked: list[float] = []
+
+    def changed(since: float) -> bool:
+        asked.append(since)
+        return len(asked) > 1
+
+    load_state(s, "fp", 4, changed_since=changed, seen_at=1234.5)
+    assert asked == [] and s.read_manifest()["inputs_seen_at"] == 1234.5
+    commit(s, 0, failed=False)
+    assert sorted(load_state(s, "fp", 4, changed_since=changed).records) == [0]
+    assert asked == [1234.5]  # nothing changed since the first run began
+    state = load_state(s, "fp", 4, changed_since=changed, seen_at=99.0)
+    assert state.resumed == 0 and s.load_records() == {}
+    assert s.read_manifest()["inputs_seen_at"] == 99.0

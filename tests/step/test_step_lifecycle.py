@@ -302,3 +302,33 @@ def test_the_embedded_dashboard_serves_daskscore_at_once_and_dasks_pages_on_a_vi
         assert status == 200 and "Workers" in body
     finally:
         release_embedded_cluster(cluster, client, 1, False)
+
+
+def test_a_rerun_resumes_unless_an_input_was_rewritten_in_place(tmp_path,
+                                                              shared_client):
+    """Rewriting a file in place (same name, same size, its old mtime put back)
+    is seen by its change time: the rerun scores everything again."""
+    script = write_script(tmp_path / "src", """
+        def init():
+            pass
+
+        def run(mini_batch):
+            return [open(p).read().strip() for p in mini_batch]
+    """)
+    make_files(tmp_path / "in", 6)
+
+    def rerun():
+        return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                         tmp_path / "out", mini_batch_size="2").run(
+                             client=shared_client)
+
+    first = rerun()
+    assert first.status == "Completed" and first.resumed_mini_batches == 0
+    assert rerun().resumed_mini_batches == 3  # nothing changed: all kept
+    target = tmp_path / "in" / "item-0004.txt"
+    times = (target.stat().st_atime, target.stat().st_mtime)
+    target.write_text("X\n")
+    os.utime(target, times)
+    third = rerun()
+    assert third.status == "Completed" and third.resumed_mini_batches == 0
+    assert read_lines(third.output_file) == ["0", "1", "2", "3", "X", "5"]
