@@ -211,9 +211,9 @@ class ScoringLoop:
         """Count each finished task's records; requeue what a pack left."""
         breach = None
         for future in stream:
-            if future.status == "cancelled":
-                self.lost_scheduler |= _lost_connection(future)
-                continue
+            self.lost_scheduler |= _lost_connection(future)
+            if future.status == "cancelled" and (self.lost_scheduler or self.reason):
+                continue  # by us, or its scheduler is gone (by Dask: scored again)
             records = self._records_of(future)
             future.release()
             with self._lock:
@@ -453,7 +453,11 @@ def _fetched_records(future: Any) -> list[dict[str, Any]] | None:
         OSError, asyncio.CancelledError, concurrent.futures.CancelledError
     ) as exc:
         if not _result_lost(future, exc):
-            raise
+            # Dask dropped a pack whose result died with its worker before it
+            # was fetched: what it committed stays, the rest is scored again
+            logger.info("pack %s was cancelled by Dask (%s); its mini-batches "
+                        "not committed go back into the queue", future.key, exc)
+            return []
         logger.debug("cannot fetch %s: %s", future.key, exc)
         return None
 
