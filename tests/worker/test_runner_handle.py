@@ -119,8 +119,9 @@ def run(mini_batch):
 """
 
 
-def _sleeper(folder: Path) -> RunnerHandle:
-    (folder / "score.py").write_text(textwrap.dedent(SLEEPER))
+def _runner(folder: Path, script: str) -> RunnerHandle:
+    """A started runner of ``script`` (its init() done) in ``folder``."""
+    (folder / "score.py").write_text(textwrap.dedent(script))
     setup = RunnerSetup(
         bundle_dir=str(folder), script_name="score.py", logging_level="INFO",
         agent_name="test", entry_script_log=str(folder / "entry_script.log"),
@@ -132,6 +133,10 @@ def _sleeper(folder: Path) -> RunnerHandle:
     assert handle.wait_imported() is None
     assert handle.wait_ready(60) is None
     return handle
+
+
+def _sleeper(folder: Path) -> RunnerHandle:
+    return _runner(folder, SLEEPER)
 
 
 def _spec():
@@ -176,18 +181,7 @@ def run(mini_batch):
 
 
 def _opener(folder: Path) -> RunnerHandle:
-    (folder / "score.py").write_text(textwrap.dedent(OPENER))
-    setup = RunnerSetup(
-        bundle_dir=str(folder), script_name="score.py", logging_level="INFO",
-        agent_name="test", entry_script_log=str(folder / "entry_script.log"),
-        working_dir=str(folder), parts_url=str(folder / "parts"),
-        output_format="txt", output_action="append_row", return_result=True,
-    )
-    handle = RunnerHandle(setup, dict(os.environ), str(folder),
-                          str(folder / "stdout.txt"), str(folder / "stderr.txt"))
-    assert handle.wait_imported() is None
-    assert handle.wait_ready(60) is None
-    return handle
+    return _runner(folder, OPENER)
 
 
 def test_a_listed_file_deleted_after_planning_is_a_read_error_and_the_rest_scored(
@@ -220,7 +214,7 @@ def test_a_listed_file_deleted_after_planning_is_a_read_error_and_the_rest_score
 
 
 def test_the_peak_memory_of_each_try_is_its_own(tmp_path):
-    (tmp_path / "score.py").write_text(textwrap.dedent("""
+    handle = _runner(tmp_path, """
         def init():
             pass
 
@@ -228,16 +222,7 @@ def test_the_peak_memory_of_each_try_is_its_own(tmp_path):
             blob = bytearray(int(mini_batch[0]) << 20)
             blob[::4096] = b"x" * len(blob[::4096])
             return mini_batch
-    """))
-    setup = RunnerSetup(
-        bundle_dir=str(tmp_path), script_name="score.py", logging_level="INFO",
-        agent_name="test", entry_script_log=str(tmp_path / "entry_script.log"),
-        working_dir=str(tmp_path), parts_url=str(tmp_path / "parts"),
-        output_format="txt", output_action="append_row", return_result=True,
-    )
-    handle = RunnerHandle(setup, dict(os.environ), str(tmp_path),
-                          str(tmp_path / "stdout.txt"), str(tmp_path / "stderr.txt"))
-    assert handle.wait_imported() is None and handle.wait_ready(60) is None
+    """)
     try:
         peaks = [handle.call(_spec(), [mib], 1, run_timeout=60).peak_rss_mib
                  for mib in ("0", "0", "200", "0", "0", "100", "0")]
