@@ -226,9 +226,12 @@ class MiniBatchSpec:
     source
         Which of the step's inputs it comes from (0 = the first).
     listed
-        The files come from walking a local folder (they existed when the job
-        was planned): the runner hands them to ``run()`` without a ``stat``
-        each, and looks for gone ones only when ``run()`` raises.
+        When the files come from walking a local folder: the time that listing
+        began (:func:`~daskscore.storage.files_clock`), else 0. The runner
+        hands them to ``run()`` without a ``stat`` each when none of their
+        folders changed since (one ``stat`` per folder: a file removed or
+        renamed changes its folder), and looks for gone ones when ``run()``
+        raises.
     """
 
     index: int
@@ -241,7 +244,7 @@ class MiniBatchSpec:
     error: str | None = None
     key_values: tuple[tuple[str, Any], ...] = ()
     source: int = 0
-    listed: bool = False
+    listed: float = 0.0
 
     def describe(self) -> str:
         """A short human-readable description of the input, for logs."""

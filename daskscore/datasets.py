@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -43,7 +44,15 @@ from .io.text import (
     typed_frame,
 )
 from .runner.reader import Reader
-from .storage import list_file_runs, list_inputs, local_folder, resolve, url_to_fs
+from .storage import (
+    changed_after,
+    files_clock,
+    list_file_runs,
+    list_inputs,
+    local_folder,
+    resolve,
+    url_to_fs,
+)
 
 logger = logging.getLogger("daskscore")
 
@@ -209,14 +218,16 @@ class FileDataset(_DatasetBase):
             if mini_batch_size is None
             else parse_file_count(mini_batch_size)
         )
+        # a walked local folder's files are known to exist (unless their folder
+        # changed after this): no stat each when read
+        walked = local_folder(self.path, self.storage_options) is not None
+        listed = files_clock() if walked else 0.0
         runs = list_file_runs(
             self.path,
             self.storage_options,
             stat_files=_settings.get("plan.stat-files"),
         )
-        # a walked local folder's files are known to exist: no stat each when read
-        walked = local_folder(self.path, self.storage_options) is not None
-        return plan_file_runs(runs, size, listed=walked)
+        return plan_file_runs(runs, size, listed=listed)
 
     def content_fingerprint(self, mini_batch_size: int | str | None) -> str:
         """A fingerprint of every file's size and time, where :meth:`plan`'s
@@ -237,30 +248,44 @@ class FileDataset(_DatasetBase):
     def changed_since(self, since: float) -> bool:
         """Whether a file of this local folder changed after ``since`` (a time
         from :func:`~daskscore.storage.files_clock`): its ``ctime``, which every
-        write, rename or ``touch`` moves and no one can set back, is later.
-        False where :meth:`plan`'s fingerprint already holds each file's size
-        and time (blob storage, globs, lists, ``daskscore.plan.stat-files``).
-        One stat per file, up to the first changed one; a file gone meanwhile
-        counts as a change.
+        write, rename or ``touch`` moves and no one can set back, is later; for
+        a link, the link's own too (retargeted), and that of each linked folder
+        on the way. False where :meth:`plan`'s fingerprint already holds each
+        file's size and time (blob storage, globs, lists,
+        ``daskscore.plan.stat-files``). One stat per file, up to the first
+        changed one; a file gone meanwhile counts as a change.
 
         The file times come from the clock of the machine that holds the files
         (an NFS server): it must keep time with this one's.
         """
-        if _settings.get("plan.stat-files") or not local_folder(
-            self.path, self.storage_options
-        ):
+        root = local_folder(self.path, self.storage_options)
+        if _settings.get("plan.stat-files") or not root:
             return False
-        stat = os.stat
-        for prefix, names, _stats in list_file_runs(
-            self.path, self.storage_options, stat_files=False
-        ):
-            for name in names:
-                try:
-                    if stat(prefix + name).st_ctime > since:
+        folders: set[str] = set()
+        try:
+            for prefix, names, _stats in list_file_runs(
+                self.path, self.storage_options, stat_files=False
+            ):
+                folder = prefix.rstrip("/")
+                while folder not in folders and len(folder) >= len(root):
+                    folders.add(folder)  # a linked folder retargeted
+                    if os.path.islink(folder) and _moved(folder, since):
                         return True
-                except OSError:
+                    folder = os.path.dirname(folder)
+                if any(_moved(prefix + name, since) for name in names):
                     return True
+        except OSError:  # gone meanwhile
+            return True
         return False
+
+
+def _moved(path: str, since: float) -> bool:
+    """Whether ``path`` (or, for a link, what it points to) changed after
+    ``since``."""
+    st = os.lstat(path)
+    if changed_after(st.st_ctime_ns, since):
+        return True
+    return stat.S_ISLNK(st.st_mode) and changed_after(os.stat(path).st_ctime_ns, since)
 
 
 class TabularDataset(_DatasetBase):
@@ -529,7 +554,7 @@ def _read_files(spec: MiniBatchSpec, source: dict[str, Any]) -> list[str]:
     The bag's paths go to any code, maybe long after planning, not to a
     ``run()`` whose exception would reveal a missing file: each is looked for
     (``listed`` off), so a file gone since planning is a read error here."""
-    return _read(replace(spec, listed=False), source, _scratch_dir())
+    return _read(replace(spec, listed=0.0), source, _scratch_dir())
 
 
 def _resolved(path: Any, storage_options: dict[str, Any] | None):

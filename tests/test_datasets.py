@@ -908,3 +908,40 @@ def test_encoding_survives_a_step_rebuilt_from_its_settings(tmp_path):
     again = ds.ParallelRunStep.from_settings(step.settings())
     assert [d.read_options.get("encoding") for d in again.inputs] == [
         "latin-1", "cp1252"]
+
+
+# -- what a resume looks at: change times (issue 12) ------------------------------
+def test_a_retargeted_link_is_a_change_for_a_resume(tmp_path):
+    """A file link or a folder link pointed elsewhere (same names, same sizes,
+    old times) keeps its targets' change times: the links' own show it."""
+    from daskscore.storage import files_clock
+
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "a.txt").write_text(version)
+    (tmp_path / "in").mkdir()
+    os.symlink(tmp_path / "v1" / "a.txt", tmp_path / "in" / "a.txt")
+    os.symlink(tmp_path / "v1", tmp_path / "current")
+    by_file = ds.Dataset.File.from_files(str(tmp_path / "in"))
+    by_folder = ds.Dataset.File.from_files(str(tmp_path / "current"))
+    since = files_clock()
+    assert not by_file.changed_since(since) and not by_folder.changed_since(since)
+    os.remove(tmp_path / "in" / "a.txt")
+    os.symlink(tmp_path / "v2" / "a.txt", tmp_path / "in" / "a.txt")
+    os.remove(tmp_path / "current")
+    os.symlink(tmp_path / "v2", tmp_path / "current")
+    assert by_file.changed_since(since) and by_folder.changed_since(since)
+
+
+def test_change_times_of_coarse_file_systems_count_within_their_step():
+    """FAT or HFS+ keep whole seconds, some NFS servers microseconds: a change
+    after ``since`` is rounded down below it, and must still count."""
+    from daskscore.storage import changed_after
+
+    since = 1_800_000_000.5  # a files_clock() time
+    assert changed_after(1_800_000_000 * 10**9, since)  # whole s: within 2 s
+    assert not changed_after(1_799_999_997 * 10**9, since)
+    assert changed_after(1_800_000_000_499_999 * 1000, since)  # us, rounded down
+    assert not changed_after(1_800_000_000_499_000 * 1000, since)
+    assert not changed_after(1_800_000_000_400_000_123, since)  # ns: earlier
+    assert changed_after(1_800_000_000_500_000_123, since)

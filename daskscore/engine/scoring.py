@@ -227,7 +227,8 @@ class ScoringLoop:
             with self._lock:  # the cancel watcher requeues packs too
                 pack = self.pending.pop(future.key, [])
                 left = [s for s in pack if s.index not in done]
-                if left and not breach and not self.reason and not self.lost_scheduler:
+                stop = breach or self.reason or self.lost_scheduler
+                if left and not (stop or _scheduler_gone(self.client)):
                     stream.add(self.submit_pack(left, suffix=f"-r{self.serial}"))
             if breach and _stop_for(self, breach):
                 self.cancel()
@@ -235,9 +236,8 @@ class ScoringLoop:
 
     def _records_of(self, future: Any) -> list[dict[str, Any]]:
         if future.status != "error":
-            records = _fetched_records(future)
-            if records is None:  # its scheduler is gone: read at collection
-                self.lost_scheduler = True
+            records = _fetched_records(future, self.pending.get(future.key, []))
+            self.lost_scheduler |= records is None  # read at collection
             return records or []
         try:
             return self._failed_pack(
@@ -443,10 +443,14 @@ def _scheduler_gone(client: Any) -> bool:
     return getattr(client, "status", "running") not in ("running",)
 
 
-def _fetched_records(future: Any) -> list[dict[str, Any]] | None:
+def _fetched_records(
+    future: Any, pack: list[MiniBatchSpec]
+) -> list[dict[str, Any]] | None:
     """A finished pack's records, or None when the scheduler went away before
     they were fetched: they are committed, and are read from the output folder
-    when the job is collected."""
+    when the job is collected. A pack Dask cancelled on its own gives no
+    records (it is scored again), but the dask DataFrame partitions it carried
+    are gone with it: those fail as lost with their worker."""
     try:
         return future.result()
     except (
@@ -457,7 +461,8 @@ def _fetched_records(future: Any) -> list[dict[str, Any]] | None:
             # was fetched: what it committed stays, the rest is scored again
             logger.info("pack %s was cancelled by Dask (%s); its mini-batches "
                         "not committed go back into the queue", future.key, exc)
-            return []
+            gone = RuntimeError("its result was lost with its worker")
+            return [lost_with_worker(s, gone) for s in pack if s.kind == "frame"]
         logger.debug("cannot fetch %s: %s", future.key, exc)
         return None
 

@@ -71,7 +71,7 @@ class FilePlan(Sequence[MiniBatchSpec]):
         size: int,
         first: int = 0,
         source: int = 0,
-        listed: bool = False,
+        listed: float = 0.0,
     ) -> None:
         self._prefixes, self._names, self._starts = prefixes, names, starts
         self.files, self.size = count, size
@@ -132,12 +132,13 @@ class FilePlan(Sequence[MiniBatchSpec]):
 
 
 def plan_file_runs(
-    runs: Iterable[FileRun], size: int, listed: bool = False
+    runs: Iterable[FileRun], size: int, listed: float = 0.0
 ) -> tuple[FilePlan, str]:
     """:func:`plan_files` for a streamed listing (:func:`~daskscore.storage.
     list_file_runs`): the same mini-batches and the same fingerprint, without
     ever holding a path string per file. ``listed``: the runs come from
-    walking a local folder (see :attr:`MiniBatchSpec.listed`)."""
+    walking a local folder, listed from that time on (see
+    :attr:`MiniBatchSpec.listed`)."""
     h = hashlib.sha256()
     for e in ("files", size):  # as fingerprint(entries, "files", size)
         h.update(repr(e).encode())

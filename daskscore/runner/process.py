@@ -116,38 +116,41 @@ class TryMemory:
     """The peak resident memory of each try, at little cost per try.
 
     Linux keeps a peak (``VmHWM``) that ``clear_refs`` resets, which walks the
-    process's page tables. It is reset only when the last try's peak is above
-    what the process holds now (the try freed memory); otherwise the peak a
-    try reads is its own within ``slack_mib``. ``/proc/self/status`` stays
-    open and is read with ``pread``.
+    process's page tables. A try resets it only when the peak is above what the
+    process holds as the try begins (memory was freed since: the last try's
+    data, its answer); otherwise the peak a try reads is its own within
+    ``slack_mib``. ``/proc/self/status`` stays open and is read with ``pread``.
     """
 
     slack_mib = 1.0
 
     def __init__(self) -> None:
-        self.stale = True
         try:
             self._fd: int | None = os.open("/proc/self/status", os.O_RDONLY)
         except OSError:
             self._fd = None
 
-    def start_try(self) -> None:
-        if self.stale:
-            _reset_peak_rss()
-            self.stale = False
-
-    def peak_mib(self) -> float:
-        """The try's peak in MiB (``ru_maxrss`` where /proc is not there)."""
+    def _levels(self) -> tuple[int, int] | None:
+        """``(VmHWM, VmRSS)`` in KiB, or None where /proc cannot tell."""
         if self._fd is None:
-            return peak_rss_mib()
+            return None
         try:
             status = os.pread(self._fd, 8192, 0)
             peak = int(status.split(b"VmHWM:", 1)[1].split(None, 1)[0])
             now = int(status.split(b"VmRSS:", 1)[1].split(None, 1)[0])
         except (OSError, IndexError, ValueError):
-            return peak_rss_mib()
-        self.stale = peak - now > self.slack_mib * 1024
-        return round(peak / 1024, 1)
+            return None
+        return peak, now
+
+    def start_try(self) -> None:
+        levels = self._levels()
+        if levels is None or levels[0] - levels[1] > self.slack_mib * 1024:
+            _reset_peak_rss()
+
+    def peak_mib(self) -> float:
+        """The try's peak in MiB (``ru_maxrss`` where /proc is not there)."""
+        levels = self._levels()
+        return peak_rss_mib() if levels is None else round(levels[0] / 1024, 1)
 
 
 def _reset_peak_rss() -> bool:
@@ -393,7 +396,7 @@ class Runner:
             if outcome.status == TryStatus.RUN_EXCEPTION and _gone_since_planning(
                 spec, frame
             ):  # a listed file was deleted: score the others, as a read error
-                outcome = self._score(replace(spec, listed=False), frame, try_no)
+                outcome = self._score(replace(spec, listed=0.0), frame, try_no)
         except MemoryError as exc:  # our own reading or accounting ran out
             self.restart = unusable_after(exc)
             error = error_line(exc, self.script_path)

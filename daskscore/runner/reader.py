@@ -30,6 +30,7 @@ from ..io.text import (
     parse_text,
     read_text_bytes,
 )
+from ..storage import changed_after
 
 # Mini-batches whose inputs are read ahead from blob storage (see Reader.prefetch)
 _PREFETCHED_KINDS = ("files", "csv", "jsonl", "parquet")
@@ -125,9 +126,14 @@ class Reader:
     # -- formats ----------------------------------------------------------------------
     def _files(self, spec: MiniBatchSpec) -> tuple[list[str], int, str | None]:
         storage = self._storage(spec)
-        if spec.listed and all(plain_local(p, storage) for p in spec.paths):
-            # found by walking a local folder: no stat each (a file deleted
-            # since is looked for only when run() raises, Runner.run_one)
+        if (
+            spec.listed
+            and all(plain_local(p, storage) for p in spec.paths)
+            and not _folders_changed(spec.paths, spec.listed)
+        ):
+            # found by walking a local folder, none of whose entries changed
+            # since: no stat each (one removed while run() runs is looked for
+            # when run() raises, Runner.run_one)
             return list(spec.paths), len(spec.paths), None
         good, missing, remote = split_local(spec.paths, storage)
         if remote:
@@ -239,3 +245,16 @@ def _is_fresh(index: Any) -> bool:
     start = getattr(index, "start", None)
     return (type(index).__name__ == "RangeIndex" and start == 0
             and getattr(index, "step", None) == 1)
+
+
+def _folders_changed(paths: tuple[str, ...], since: float) -> bool:
+    """Whether a folder of ``paths`` had an entry added, removed or renamed
+    after ``since`` (its change time is later): a file listed then may be gone.
+    One ``stat`` per folder."""
+    for folder in {p.rpartition("/")[0] or "/" for p in paths}:
+        try:
+            if changed_after(os.stat(folder).st_ctime_ns, since):
+                return True
+        except OSError:
+            return True
+    return False

@@ -43,6 +43,7 @@ from ._errors import (
 )
 from ._listing import (
     FileRun,
+    changed_after,
     download,
     files_clock,
     list_file_runs,
@@ -58,6 +59,7 @@ __all__ = [
     "MASK",
     "DiskFullError",
     "FileRun",
+    "changed_after",
     "RESOLVED_SECRET_ENV",
     "StreamRedactor",
     "describe_storage_error",

@@ -420,9 +420,29 @@ def files_clock() -> float:
     now = time.time()
     if _COARSE_CLOCK is None:
         return now - 0.05
+    deadline = time.monotonic() + 0.05  # a clock stepped back: do not wait on
     while time.clock_gettime(_COARSE_CLOCK) <= now:
+        if time.monotonic() > deadline:
+            return now - 0.05
         time.sleep(0.0005)
     return now
+
+
+def changed_after(ctime_ns: int, since: float) -> bool:
+    """Whether a change time (``st_ctime_ns``) may be later than ``since`` (a
+    :func:`files_clock` time): errs towards "changed", never the other way.
+
+    ``since`` is a float (1 us is allowed for its rounding). A file system that
+    keeps coarser times than nanoseconds (FAT, HFS+: seconds; some NFS and SMB
+    servers: microseconds) rounds a later change down to its step, which shows
+    in the stamp's trailing zeros: within two steps of ``since`` counts as
+    changed.
+    """
+    limit = int(since * 1e9) - 1000
+    for step in (1_000_000_000, 10_000_000, 1_000):
+        if ctime_ns % step == 0:
+            return ctime_ns > limit - 2 * step
+    return ctime_ns > limit
 
 # A run of listed files that share a folder: ``(prefix, names, stats)``: each
 # path is ``prefix + name``; ``stats[i]`` is ``(size, mtime)``, or ``stats`` is

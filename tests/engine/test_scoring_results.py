@@ -15,6 +15,7 @@ import pytest
 from distributed.client import FutureCancelledError
 from distributed.comm.core import CommClosedError
 
+from daskscore._protocol import MiniBatchSpec
 from daskscore.engine.scoring import ScoringLoop
 
 
@@ -44,11 +45,29 @@ def test_a_result_lost_with_the_scheduler_stops_the_job_as_scheduler_lost(exc):
     assert loop.lost_scheduler
 
 
-def test_another_failure_to_fetch_a_result_is_raised():
+def test_a_pack_dask_cancelled_on_its_own_is_scored_again_but_its_frames_fail():
+    """Its result died with its worker before it was fetched, and Dask cancelled
+    it: no records, so the loop submits what it did not commit again; the dask
+    DataFrame partitions it carried are gone with it and fail as lost."""
     loop = loop_state()
-    exc = FutureCancelledError("step-mb-000003", reason="cancelled by the job")
-    with pytest.raises(FutureCancelledError):
-        ScoringLoop._records_of(loop, FinishedFuture(exc))
+    exc = FutureCancelledError("step-mb-000003", reason="lost dependencies")
+    assert ScoringLoop._records_of(loop, FinishedFuture(exc)) == []
+    assert not loop.lost_scheduler
+    loop.pending = {"step-mb-000003": [
+        MiniBatchSpec(index=3, kind="files", paths=("a",), items=1),
+        MiniBatchSpec(index=4, kind="frame", start=4, stop=5, items=2),
+    ]}
+    records = ScoringLoop._records_of(loop, FinishedFuture(exc))
+    assert [(r["index"], r["status"], r["failed"]) for r in records] == [
+        (4, "WORKER_DIED", 2)]
+    assert "lost with its worker" in records[0]["error"]
+    assert not loop.lost_scheduler
+
+
+def test_a_failure_to_fetch_other_than_a_cancel_or_a_lost_connection_is_raised():
+    loop = loop_state()
+    with pytest.raises(KeyError):
+        ScoringLoop._records_of(loop, FinishedFuture(KeyError("step-mb-000003")))
     assert not loop.lost_scheduler
 
 

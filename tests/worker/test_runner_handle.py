@@ -213,6 +213,45 @@ def test_a_listed_file_deleted_after_planning_is_a_read_error_and_the_rest_score
         handle.kill()
 
 
+def test_a_listed_file_deleted_after_planning_is_a_read_error_though_run_never_opens_it(
+        tmp_path):
+    """run() that only names its files (it would not notice one missing): the
+    folder's change time tells the runner to look for each file."""
+    import daskscore as ds
+
+    data = tmp_path / "in" / "sub"
+    data.mkdir(parents=True)
+    for i in range(3):
+        (data / f"f{i}.txt").write_text(f"v{i}")
+    dataset = ds.Dataset.File.from_files(str(tmp_path / "in"))
+    spec = dataset.plan(3)[0][0]
+    (tmp_path / "src").mkdir()
+    handle = _runner(tmp_path / "src", """
+        import os
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            return [os.path.basename(p) for p in mini_batch]
+    """)
+    try:
+        outcome = handle.call(spec, None, 1, run_timeout=60)
+        assert outcome.status == "RUN_DONE", outcome.error  # nothing changed
+        (data / "f1.txt").unlink()
+        outcome = handle.call(spec, None, 2, run_timeout=60)
+        assert outcome.status == "READ_ERROR", outcome.error
+        assert outcome.error == f"1 file(s) cannot be read: {data / 'f1.txt'}"
+        assert outcome.result == ["f0.txt", "f2.txt"]
+        # planned again after the change: its files are handed over as they are
+        spec = dataset.plan(3)[0][0]
+        assert spec.paths == (str(data / "f0.txt"), str(data / "f2.txt"))
+        outcome = handle.call(spec, None, 3, run_timeout=60)
+        assert outcome.status == "RUN_DONE", outcome.error
+    finally:
+        handle.kill()
+
+
 def test_the_peak_memory_of_each_try_is_its_own(tmp_path):
     handle = _runner(tmp_path, """
         def init():
