@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import sys
 import time
 from typing import Any
@@ -32,6 +33,8 @@ from distributed.core import Status
 from .._protocol import JOBS_KEY, plugin_name, worker_metric_key
 from .metrics import register_metrics
 from .page import PAGE
+
+logger = logging.getLogger("daskscore")
 
 __all__ = [
     "attach_dask_pages",
@@ -212,26 +215,33 @@ def attach_dask_pages(dask_scheduler: Any, prefix: str = "/") -> Any:
         if standin in app.applications:
             app.applications.remove(standin)
 
-    async def load() -> bool:
+    async def load() -> str:
+        """"" once Dask's pages are in, else why they are not."""
         try:  # Bokeh's pages, in a thread: the scheduler goes on meanwhile
             await asyncio.to_thread(
                 importlib.import_module, "distributed.dashboard.scheduler"
             )
         except ImportError:  # no Bokeh: the scheduler has no Dask pages
-            return False
-        if dask_scheduler.status == Status.running:
+            return "this scheduler has no Dask pages (Bokeh is not installed)"
+        if dask_scheduler.status != Status.running:
+            return "this scheduler is closing"
+        try:
             connect()
-        return True
+        except Exception as exc:  # noqa: BLE001 - the daskscore page stays
+            logger.warning("cannot connect Dask's dashboard pages: %s", exc)
+            return f"Dask's pages could not be loaded ({type(exc).__name__}: {exc})"
+        return ""
 
     class FirstVisit(web.RequestHandler):
         async def get(self, *_args: Any) -> None:
             if not loaded:
                 loaded.append(asyncio.ensure_future(load()))
-            if await loaded[0]:
+            problem = await loaded[0]
+            if not problem:
                 self.redirect(self.request.uri)
             else:
-                self.set_status(404)
-                self.write("this scheduler has no Dask pages (Bokeh is not installed)")
+                self.set_status(404 if "Bokeh" in problem else 503)
+                self.write(problem)
 
     standin = web.Application([(r"/.*", FirstVisit)])
     app.add_application(standin)
