@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from azurite import AzureContainer, Azurite, start_azurite
+
+# Started in the background by a shell without job control (`make test &`,
+# `nohup ...`), this process has SIGINT ignored, and so would every command a
+# test starts: Python then never raises KeyboardInterrupt, and the tests that
+# press Ctrl-C on a command would wait for it forever. A handler of our own is
+# reset to the default in the children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # -- default distributed.Client: at most one, and none left behind by a test -----

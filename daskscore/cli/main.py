@@ -26,7 +26,6 @@ from ..progress import TextProgress
 from ..step import ParallelRunStep
 from ..storage import leaving_out, url_to_fs, without_own_files
 from ..v2jobs.spec import read_yaml
-from . import _exit
 from .runs import add_runs_commands, run_runs_command
 from .status import show_status
 from .v2run import is_v2_file, run_v2
@@ -575,7 +574,6 @@ def _remote(args: argparse.Namespace, script_args: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``daskscore`` command; returns the exit code."""
-    _exit.own_process = argv is None  # the daskscore command, not a call
     argv = list(sys.argv[1:] if argv is None else argv)
     script_args: list[str] = []
     if "--" in argv:
@@ -618,9 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "resume",
             file=sys.stderr,
         )
-        code = 143 if terminated else 130
-        _exit.end_within(code)
-        return code
+        return 143 if terminated else 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

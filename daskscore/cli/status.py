@@ -15,7 +15,6 @@ from typing import Any
 
 from .._protocol import FINAL_JOB_STATUSES
 from ..engine import detached as remote
-from ._exit import end_within
 
 __all__ = ["show_status", "status_lines"]
 
@@ -91,7 +90,6 @@ def show_status(client: Any, job_id: str, as_json: bool, once: bool) -> int:
     try:
         return _show(client, job_id, as_json, watch)
     except KeyboardInterrupt:  # Ctrl-C ends the view, not the job
-        end_within(0)
         return 0
 
 

@@ -663,28 +663,3 @@ def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
     assert report["resumed_mini_batches"] == committed >= 3
     assert (tmp_path / "out" / "parallel_run_step.txt").read_text().split() == [
         str(i) for i in range(8)]
-
-
-def test_an_interrupted_command_ends_even_if_an_exit_handler_hangs(tmp_path):
-    """After Ctrl-C the command's own work is done; a library's exit handler
-    that hangs (here one that sleeps 10 minutes) does not keep the process."""
-    code = textwrap.dedent("""
-        import atexit, sys, time
-        from daskscore.cli import _exit
-        atexit.register(time.sleep, 600)
-        _exit.own_process = True
-        _exit.end_within(130, seconds=1.0)
-        sys.exit(130)
-    """)
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], timeout=120)
-    assert proc.returncode == 130
-    assert time.monotonic() - started < 60  # not the handler's 600 s
-
-
-
-def test_main_called_from_python_never_ends_its_callers_process(capsys):
-    from daskscore.cli import _exit
-
-    assert main([]) == 2  # help
-    assert _exit.own_process is False  # end_within() does nothing then
