@@ -36,6 +36,7 @@ from .cluster import (
     embedded_cluster,
     keep_embedded_cluster,
     release_embedded_cluster,
+    shorten_message_log,
     worker_exits,
 )
 from .jobspec import build_job_spec
@@ -338,6 +339,7 @@ class Job:
     ) -> None:
         if store.local:
             os.makedirs(store.path(LOGS_DIR), exist_ok=True)
+        shorten_message_log(getattr(client, "scheduler_comm", None))
         client.register_plugin(
             ScoringPlugin(self.plugin_name, job), name=self.plugin_name
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 
 import dask
@@ -332,3 +333,49 @@ def test_a_rerun_resumes_unless_an_input_was_rewritten_in_place(tmp_path,
     third = rerun()
     assert third.status == "Completed" and third.resumed_mini_batches == 0
     assert read_lines(third.output_file) == ["0", "1", "2", "3", "X", "5"]
+
+
+def _message_logs(dask_scheduler):
+    return {w: s.recent_message_log.maxlen
+            for w, s in dask_scheduler.stream_comms.items()}
+
+
+def test_dasks_message_logs_keep_a_few_batches_not_every_pack(tmp_path, shared_client):
+    """Dask's batched streams keep their last 1,000 batches for debugging, with
+    every pack task (and its paths) in them: 130 MB for 10,000 mini-batches of
+    100 files in the client's process, unless they keep only a few."""
+    from daskscore.engine.cluster import (
+        MESSAGE_LOG_LENGTH,
+        embedded_cluster,
+        release_embedded_cluster,
+    )
+
+    script = write_script(tmp_path / "src", """
+        def init():
+            pass
+
+        def run(mini_batch):
+            return mini_batch
+    """)
+    make_files(tmp_path / "in", 4)
+    result = make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                       tmp_path / "out", mini_batch_size="2").run(client=shared_client)
+    assert result.status == "Completed"
+    # the job's own client; a user's scheduler keeps its own logs
+    assert shared_client.scheduler_comm.recent_message_log.maxlen == MESSAGE_LOG_LENGTH
+    cluster, client, _reused = embedded_cluster(1, None)
+    try:
+        assert set(client.run_on_scheduler(_message_logs).values()) == {
+            MESSAGE_LOG_LENGTH}
+        # a worker started again (killed: its supervisor starts it again) gets
+        # a new stream: short too
+        before = set(client.scheduler_info()["workers"])
+        os.kill(cluster.workers["worker-0"].process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while set(client.scheduler_info()["workers"]) in (before, set()):
+            assert time.monotonic() < deadline, "the worker did not come back"
+            time.sleep(0.1)
+        assert set(client.run_on_scheduler(_message_logs).values()) == {
+            MESSAGE_LOG_LENGTH}
+    finally:
+        release_embedded_cluster(cluster, client, 1, False)
