@@ -27,7 +27,7 @@ from ..output.reports import result_text
 from ..output.store import StateStore, read_record
 from ..progress import JobProgress, ProgressCallback
 from ..result import StepRunResult
-from ..storage import describe_storage_error, files_clock, is_storage_error
+from ..storage import describe_storage_error, is_storage_error
 from ..worker.control import plugin_problem
 from ..worker.plugin import ScoringPlugin
 from ..worker.tasks import started_mini_batches
@@ -188,8 +188,10 @@ class Job:
             write_early_failure(store, step.name, str(exc), exc.details)
             raise
         t_plan = time.perf_counter()
-        seen_at = files_clock()  # a file changed after this: not what was planned
+        before = time.time() - 0.05  # less the coarse file clock's lag
         specs, plan_print = step.plan()
+        # a local file changed after its folder's listing began: not what was planned
+        seen_at = specs.listed_at() or before
         plan_seconds = time.perf_counter() - t_plan
         try:
             store = StateStore(step.output, step.storage_options)

@@ -54,7 +54,7 @@ def load_state(
     fingerprint does not see (a local file rewritten in place:
     ``step.inputs_changed_since``, a stat per file). A fresh start pays
     nothing: its manifest holds ``inputs_seen_at`` (``seen_at``, when this run
-    began to list its inputs, from ``storage.files_clock``), and only a resume
+    began to list its inputs: ``ChainedPlan.listed_at``), and only a resume
     asks whether any input changed since the run that began the records.
     """
     manifest = store.read_manifest()

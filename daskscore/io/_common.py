@@ -70,6 +70,14 @@ class ChainedPlan(Sequence):
     def __len__(self) -> int:
         return self._starts[-1]
 
+    def listed_at(self) -> float | None:
+        """When the earliest listing of a local folder among the parts began
+        (:attr:`MiniBatchSpec.listed`), or None when no part walked one."""
+        return min(
+            (p.listed for p in self._parts if getattr(p, "listed", 0.0)),
+            default=None,
+        )
+
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]

@@ -215,32 +215,33 @@ def attach_dask_pages(dask_scheduler: Any, prefix: str = "/") -> Any:
         if standin in app.applications:
             app.applications.remove(standin)
 
-    async def load() -> str:
-        """"" once Dask's pages are in, else why they are not."""
+    async def load() -> tuple[int, str]:
+        """``(0, "")`` once Dask's pages are in, else an HTTP status and why."""
         try:  # Bokeh's pages, in a thread: the scheduler goes on meanwhile
             await asyncio.to_thread(
                 importlib.import_module, "distributed.dashboard.scheduler"
             )
         except ImportError:  # no Bokeh: the scheduler has no Dask pages
-            return "this scheduler has no Dask pages (Bokeh is not installed)"
+            return 404, "this scheduler has no Dask pages (Bokeh is not installed)"
         if dask_scheduler.status != Status.running:
-            return "this scheduler is closing"
+            return 503, "this scheduler is closing"
         try:
             connect()
         except Exception as exc:  # noqa: BLE001 - the daskscore page stays
             logger.warning("cannot connect Dask's dashboard pages: %s", exc)
-            return f"Dask's pages could not be loaded ({type(exc).__name__}: {exc})"
-        return ""
+            why = f"{type(exc).__name__}: {exc}"
+            return 503, f"Dask's pages could not be loaded ({why})"
+        return 0, ""
 
     class FirstVisit(web.RequestHandler):
         async def get(self, *_args: Any) -> None:
             if not loaded:
                 loaded.append(asyncio.ensure_future(load()))
-            problem = await loaded[0]
-            if not problem:
+            status, problem = await loaded[0]
+            if not status:
                 self.redirect(self.request.uri)
             else:
-                self.set_status(404 if "Bokeh" in problem else 503)
+                self.set_status(status)
                 self.write(problem)
 
     standin = web.Application([(r"/.*", FirstVisit)])
