@@ -341,6 +341,10 @@ class JobSpec:
     # the embedded cluster is kept for the next job of the client's process: a
     # worker keeps its runner (init() done) for a next job of the same script
     keep_runners: bool = False
+    # the mini-batches an earlier run of the step started and never recorded,
+    # with their start marks (``output.commitlog``): a pack of this run counts
+    # the interrupted try even when its log is not the one that has the mark
+    interrupted: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

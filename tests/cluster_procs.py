@@ -357,9 +357,11 @@ def read_report(output: Path) -> dict[str, Any]:
     return json.loads((Path(output) / "logs" / "job_report.json").read_text())
 
 
-def records(output: Path) -> list[Path]:
-    folder = Path(output) / ".daskscore" / "records"
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+def records(output: Path) -> list[int]:
+    """The ids of the mini-batches committed in an output folder, in order."""
+    from daskscore.output.store import StateStore
+
+    return sorted({i for i, _ in StateStore(str(output)).iter_records()})
 
 
 def cli(tracker: ProcessTracker, *args: str, timeout: float = 180,

@@ -140,10 +140,12 @@ def read_lines(path: Path | str) -> list[str]:
     return Path(path).read_text().splitlines()
 
 
-def records_committed(output: Path) -> list[Path]:
-    """Committed per-mini-batch records in the output's state folder."""
-    folder = output / ".daskscore" / "records"
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+def records_committed(output: Path) -> dict[int, dict[str, Any]]:
+    """The committed per-mini-batch records of an output folder, by id (read as
+    a resume reads them: pack logs, or a file each on blob storage)."""
+    from daskscore.output.store import StateStore
+
+    return dict(sorted(StateStore(str(output)).iter_records()))
 
 
 # -- processes ------------------------------------------------------------------------
@@ -240,14 +242,14 @@ class StopGate:
         """First input names of the mini-batches that passed the gate."""
         return sorted(p.name[4:].rsplit("-", 1)[0] for p in self.runs.iterdir())
 
-    def _started(self) -> set[str]:
-        """Mini-batches a worker started (``.started`` marker) and not recorded."""
-        folder = Path(self.output_url) / ".daskscore" / "records"
-        if not folder.is_dir():
-            return set()
-        names = [p.name for p in folder.iterdir()]
-        return {n.split(".")[0] for n in names if n.endswith(".json.started")} - {
-            n.split(".")[0] for n in names if n.endswith(".json")}
+    def _started(self) -> set[int]:
+        """Mini-batches a worker started (a start mark) and not recorded."""
+        from daskscore.output.store import StateStore
+
+        interrupted: dict[int, dict] = {}
+        for _ in StateStore(self.output_url).iter_records(interrupted=interrupted):
+            pass
+        return set(interrupted)
 
     def _watch(self) -> None:
         def job_cancelled(output_url: str, dask_worker=None) -> list[bool]:

@@ -25,6 +25,7 @@ import daskscore as ds
 from daskscore._protocol import MiniBatchSpec
 from daskscore.engine.placement import iter_packs, pack_mini_batches
 from daskscore.engine.records import RecordBook
+from daskscore.output.store import StateStore
 from daskscore.storage import files_clock, list_inputs
 
 # names whose sorted order differs from a folder-by-folder walk
@@ -195,18 +196,18 @@ def test_a_chunked_job_stopped_mid_way_resumes_to_every_item_exactly_once(tmp_pa
            "--input", "data", "--output", "out", "--mini-batch-size", "5",
            "--process-count-per-node", "2", "--no-progress"]
     env = {**os.environ, "DASK_DASKSCORE__PACK__MAX_MINI_BATCHES": "2"}
-    records = tmp_path / "out" / ".daskscore" / "records"
+    store = StateStore(str(tmp_path / "out"))
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     children: list[psutil.Process] = []
     try:
-        _wait_for(lambda: records.is_dir() and len(os.listdir(records)) >= 60,
+        _wait_for(lambda: len(store.load_records()) >= 60,
                   "60 committed mini-batches")
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 143, (proc.returncode, out, err)
-        committed = len([n for n in os.listdir(records) if n.endswith(".json")])
+        committed = len(store.load_records())
         _wait_for(lambda: not _running(children), "the embedded workers to exit", 30)
     finally:
         if proc.poll() is None:

@@ -30,7 +30,6 @@ from ..result import StepRunResult
 from ..storage import describe_storage_error, is_storage_error
 from ..worker.control import plugin_problem
 from ..worker.plugin import ScoringPlugin
-from ..worker.tasks import started_mini_batches
 from .cluster import (
     describe_exit,
     embedded_cluster,
@@ -206,7 +205,7 @@ class Job:
                 changed_since=step.inputs_changed_since,
                 seen_at=seen_at,
             )
-            self.records = state.records
+            self.records, self.interrupted = state.records, state.interrupted
         except (DaskScoreError, KeyboardInterrupt):
             self._release_lock()
             raise
@@ -334,7 +333,7 @@ class Job:
         return build_job_spec(self.step, store, bundle, script_display,
                               self.allowed_names, self.resource,
                               allowed_nodes=self.allowed_nodes, job_id=self.job_id,
-                              keep_runners=keep)
+                              keep_runners=keep, interrupted=self.interrupted)
 
     def _register(
         self, client, job: JobSpec, script_display: str, store: StateStore
@@ -423,9 +422,7 @@ def _stall_details(
     scoring = sorted(set(indices))
     if store is not None and scoring:
         try:
-            started = started_mini_batches(
-                store.fs, store.records, scoring
-            )
+            started = store.started(scoring)
         except Exception:  # noqa: BLE001 - only a detail of the message
             started = []
         scoring = started or scoring[:1]

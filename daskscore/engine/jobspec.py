@@ -39,6 +39,7 @@ def build_job_spec(
     allowed_nodes: dict[str, int | None] | None = None,
     job_id: str = "",
     keep_runners: bool = False,
+    interrupted: dict[int, dict[str, Any]] | None = None,
 ) -> JobSpec:
     """The job spec of one run of ``step``, its output in ``store``.
 
@@ -47,7 +48,8 @@ def build_job_spec(
     ``allowed_nodes`` are their nodes: a worker that joins one of them later (a
     restarted worker) takes a free place (see ``placement.node_limits``).
     ``keep_runners``: the workers keep their runners for a next job of the same
-    script (an embedded cluster kept between jobs).
+    script (an embedded cluster kept between jobs). ``interrupted``: the start
+    marks an earlier run left of mini-batches it never recorded.
     """
     cfg = step.config
     return JobSpec(
@@ -85,6 +87,7 @@ def build_job_spec(
         resource=resource if allowed_names is not None else None,
         run_context=run_context(step, store, job_id),
         keep_runners=keep_runners,
+        interrupted=dict(interrupted or {}),
     )
 
 

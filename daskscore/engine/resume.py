@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._protocol import record_name
 from ..errors import JobError
 from ..output.store import StateStore
 from .records import RecordBook
@@ -27,6 +26,8 @@ class ResumeState:
     """The records kept from earlier runs, by mini-batch id."""
 
     records: RecordBook = field(default_factory=lambda: RecordBook(0))
+    # started and never recorded: their start marks, by id (JobSpec.interrupted)
+    interrupted: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def resumed(self) -> int:
@@ -76,23 +77,28 @@ def load_state(
         )
 
     if rerun_failed:
-        kept = _keep_succeeded(store, manifest, n_specs)
+        interrupted = {}
+        kept = _keep_succeeded(store, manifest, n_specs, interrupted)
         if not same:
             write_manifest()
-        return ResumeState(kept)
+        return ResumeState(kept, interrupted)
     book = RecordBook(n_specs)
     if same:
-        for index, record in store.iter_records():
+        interrupted = {}
+        for index, record in store.iter_records(interrupted=interrupted):
             if index < n_specs:
                 book[index] = record
-        return ResumeState(book)
+        return ResumeState(book, interrupted)
     store.reset()
     write_manifest()
     return ResumeState(book)
 
 
 def _keep_succeeded(
-    store: StateStore, manifest: dict[str, Any] | None, n_specs: int
+    store: StateStore,
+    manifest: dict[str, Any] | None,
+    n_specs: int,
+    interrupted: dict[int, dict[str, Any]],
 ) -> RecordBook:
     """``rerun_failed``: delete the records of failed mini-batches, keep the rest."""
     if not manifest:
@@ -106,10 +112,13 @@ def _keep_succeeded(
             "now); rerun the whole job instead"
         )
     kept = RecordBook(n_specs)
-    for index, record in store.iter_records():
+    failed: set[int] = set()
+    for index, record in store.iter_records(interrupted=interrupted):
         if record.get("failed_mini_batch"):
-            store.fs.rm_file(f"{store.records}/{record_name(index)}")
+            failed.add(index)
         elif index < n_specs:
             kept[index] = record
+    if failed:
+        store.drop_records(failed)
     return kept
 

@@ -10,12 +10,18 @@ Layout inside a step's output folder::
         manifest.json                fingerprint of script, config, arguments, inputs
         parts/000000042.txt          what run() returned for mini-batch 42 (committed;
                                      .csv, or .arrow (Arrow IPC) for a .parquet file)
-        records/000000042.json       the final record of mini-batch 42 (its tries)
+        records/000000040-000000049.pack
+                                     the commit log of the pack of mini-batches
+                                     40-49: a start mark and the final record
+                                     (its tries) of each (see commitlog.py); on
+                                     blob storage 000000042.json.started and
+                                     000000042.json, a file each
         lock.json                    the running job's lock (see lock.py)
 
 A part is written to a temporary name and renamed (or uploaded whole), then its
-record is written the same way. A record means "this mini-batch is done"; a part
-without a record is ignored and redone. Because a part's name is its mini-batch
+record is appended to its pack's log (on blob storage: uploaded, a file each).
+A record means "this mini-batch is done"; a part without a record is ignored
+and redone. Because a part's name is its mini-batch
 id, a mini-batch scored twice (worker death, resume) replaces its own part, so
 every item appears exactly once in the collected file, in input order.
 
@@ -50,10 +56,14 @@ __all__ = [
     "StateStore",
     "is_temp_name",
     "join",
+    "pack_name",
+    "pack_range",
     "read_bytes",
+    "read_pack",
     "read_record",
     "remove_file",
     "remove_quietly",
+    "started_mark_name",
     "temp_name",
     "write_atomic",
     "write_record",
@@ -72,6 +82,66 @@ _TEMP_FOLDERS = (
     LOGS_DIR,
     f"{LOGS_DIR}/user/error",
 )
+
+
+PACK_SUFFIX = ".pack"
+STARTED, RECORD = b"S", b"R"
+
+
+def pack_name(first: int, last: int) -> str:
+    """The file name of the log of the pack of mini-batches ``first..last``."""
+    return f"{first:09d}-{last:09d}{PACK_SUFFIX}"
+
+
+def pack_range(name: str) -> tuple[int, int] | None:
+    """``(first, last)`` of a pack log's file name, or None for anything else."""
+    base = name.rsplit("/", 1)[-1]
+    if not base.endswith(PACK_SUFFIX) or base.startswith("."):
+        return None
+    first, _, last = base[: -len(PACK_SUFFIX)].partition("-")
+    if not (first.isdigit() and last.isdigit()):
+        return None
+    return int(first), int(last)
+
+
+def started_mark_name(index: int) -> str:
+    """The file name of a mini-batch's start mark on blob storage."""
+    return f"{record_name(index)}.started"
+
+
+def read_pack(data: bytes) -> tuple[dict[int, dict], dict[int, dict]]:
+    """The records and the start marks of a pack log's bytes, by mini-batch id.
+
+    Lines that do not parse (torn by a crash) are skipped. Of several marks of
+    one mini-batch, the last one is kept: it carries the tries lost before it.
+    """
+    records: dict[int, dict] = {}
+    starts: dict[int, dict] = {}
+    for line in data.split(b"\n"):
+        kind, body = line[:1], line[2:]
+        if kind not in (STARTED, RECORD):
+            continue
+        try:
+            entry = json.loads(body)
+            index = int(entry["index"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        (records if kind == RECORD else starts)[index] = entry
+    return records, starts
+
+
+def latest_marks(marks: Iterable[dict[int, dict]]) -> dict[int, dict]:
+    """Of several ``{id: start mark}``, the latest mark of each mini-batch (it
+    carries the tries lost before it)."""
+    found: dict[int, dict] = {}
+    for some in marks:
+        for index, mark in some.items():
+            known = found.get(index)
+            if known is None or (mark.get("started_at") or 0) >= (
+                known.get("started_at") or 0
+            ):
+                found[index] = mark
+    return found
 
 
 def join(base: str, *names: str) -> str:
@@ -203,19 +273,80 @@ class StateStore:
         return dict(self.iter_records(known))
 
     def iter_records(
-        self, known: Any = ()
+        self, known: Any = (), interrupted: dict[int, dict] | None = None
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """``(id, record)`` of the records on disk, one at a time, skipping the
-        ids ``in known`` (a set, or a job's record table)."""
+        ids ``in known`` (a set, or a job's record table). A mini-batch scored
+        twice (a worker that went on after Dask gave it up) may come twice: its
+        records are alike, either will do.
+
+        ``interrupted``, a dict, is filled once the iteration ends with the
+        start marks of the mini-batches started and never recorded (an earlier
+        run stopped, or a worker died, while scoring them), by id.
+        """
         skip = known if hasattr(known, "__contains__") else set(known)
+        recorded: set[int] = set()
+        starts: list[dict[int, dict]] = []
         for name in self._record_names():
+            if pack_range(name) is not None:
+                records, marks = read_pack(read_bytes(self.fs, name) or b"")
+                if interrupted is not None:
+                    recorded.update(records)
+                    starts.append(marks)
+                for index, record in records.items():
+                    if index not in skip:
+                        yield index, record
+                continue
             index = record_index(name)
-            if index is None or index in skip:
+            if index is None:
+                if interrupted is not None and name.endswith(".json.started"):
+                    starts.append(_started_mark(self.fs, name))
+                continue
+            recorded.add(index)
+            if index in skip:
                 continue
             try:
                 yield index, json.loads(self.fs.cat_file(name))
             except (ValueError, FileNotFoundError):
                 continue
+        if interrupted is not None:
+            found = latest_marks(starts)
+            interrupted.update((i, m) for i, m in found.items() if i not in recorded)
+
+    def started(self, indices: Iterable[int]) -> list[int]:
+        """Of ``indices``, the mini-batches started and not recorded (being
+        scored, or being scored when their worker died)."""
+        wanted = set(indices)
+        found: set[int] = set()
+        recorded: set[int] = set()
+        for name in self._record_names():
+            span = pack_range(name)
+            if span is not None:
+                if any(span[0] <= i <= span[1] for i in wanted):
+                    records, marks = read_pack(read_bytes(self.fs, name) or b"")
+                    recorded.update(records)
+                    found.update(i for i in marks if i in wanted)
+            elif name.endswith(".json.started"):
+                index = record_index(name[: -len(".started")])
+                record = name[: -len(".started")]
+                if index in wanted and read_bytes(self.fs, record) is None:
+                    found.add(index)
+        return sorted(found - recorded)
+
+    def drop_records(self, indices: set[int]) -> None:
+        """Forget the records (and start marks) of these mini-batches, so that
+        they are scored again (``rerun_failed``)."""
+        for name in list(self._record_names()):
+            if pack_range(name) is not None:
+                data = read_bytes(self.fs, name) or b""
+                kept = [
+                    line for line in data.split(b"\n")
+                    if line and _line_index(line) not in indices
+                ]
+                if len(kept) != data.count(b"\n"):
+                    write_atomic(self.fs, name, b"".join(b"\n" + k for k in kept))
+            elif record_index(name) in indices:
+                remove_file(self.fs, name)
 
     def _record_names(self) -> Iterator[str]:
         """The files of the records folder (local: streamed by ``os.scandir``)."""
@@ -264,6 +395,25 @@ def remove_file(fs, path: str) -> None:
             fs.rm_file(path)
     except FileNotFoundError:
         pass
+
+
+def _started_mark(fs, name: str) -> dict[int, dict]:
+    """``{id: mark}`` of a start-mark file (blob storage), or {}."""
+    index = record_index(name[: -len(".started")])
+    data = read_bytes(fs, name)
+    try:
+        mark = json.loads(data) if data is not None else None
+    except ValueError:
+        mark = None
+    return {index: mark} if index is not None and isinstance(mark, dict) else {}
+
+
+def _line_index(line: bytes) -> int | None:
+    """The mini-batch id of one line of a pack log (None if it does not parse)."""
+    try:
+        return int(json.loads(line[2:])["index"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:

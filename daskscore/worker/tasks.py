@@ -10,7 +10,6 @@ Dask collection through the same plugin, runner and tries, its result returned.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,16 +20,9 @@ from .._protocol import (
     MiniBatchSpec,
     TryOutcome,
     TryStatus,
-    record_name,
 )
 from ..errors import MiniBatchError
-from ..output.store import (
-    read_bytes,
-    read_record,
-    remove_file,
-    write_atomic,
-    write_record,
-)
+from ..output.commitlog import FileLog, PackLog, open_log
 from ..runner.transfer import PartitionRead
 from ..storage import redact, url_to_fs
 from .feed import LiveFeed, live_topic
@@ -39,7 +31,6 @@ __all__ = [
     "score_mini_batch",
     "score_pack",
     "score_partition",
-    "started_mini_batches",
 ]
 
 _TRACEBACK_LIMIT = 20_000
@@ -144,53 +135,27 @@ def _died_every_try(
     ).to_dict()
 
 
-def _marker(records_path: str, index: int) -> str:
-    """Written when a mini-batch starts, replaced by its record when it ends."""
-    return f"{records_path}/{record_name(index)}.started"
-
-
-def started_mini_batches(fs, records_path: str, indices: list[int]) -> list[int]:
-    """Of ``indices``, the mini-batches started and not recorded (being scored)."""
-    out = []
-    for index in indices:
-        if fs.exists(_marker(records_path, index)) and not fs.exists(
-            f"{records_path}/{record_name(index)}"
-        ):
-            out.append(index)
-    return out
-
-
-def _lost_try(
-    fs, records_path: str, index: int, worker: str, run: str
-) -> TryOutcome | None:
-    """Mark this mini-batch as started; return the try an earlier one lost, if any.
-
-    See :func:`_lost_tries`, which this is the last of.
-    """
-    lost = _lost_tries(fs, records_path, index, worker, run)
-    return lost[-1] if lost else None
-
-
 def _lost_tries(
-    fs, records_path: str, index: int, worker: str, run: str
+    log: PackLog | FileLog,
+    index: int,
+    worker: str,
+    run: str,
+    earlier: dict[str, Any] | None = None,
 ) -> list[TryOutcome]:
     """Mark this mini-batch as started; return the tries earlier ones lost.
 
-    The marker is written before scoring and is replaced by the record; finding
-    one without a record means an earlier execution of the task never finished:
-    in this run, its worker died mid-way (Dask then runs the task again, here);
-    in an earlier run (``run`` differs), that run stopped while scoring it (its
-    client was killed, or its output storage became unreachable). The marker
+    The mark is written before scoring and is followed by the record; finding
+    one without a record means an earlier execution never finished: in this
+    run, its worker died mid-way (Dask then runs the task again, here); in an
+    earlier run (``run`` differs), that run stopped while scoring it (its
+    client was killed, or its output storage became unreachable). The mark
     keeps the tries lost in this run, so that each worker death counts as one
-    of the mini-batch's ``run_max_try`` tries.
+    of the mini-batch's ``run_max_try`` tries. ``earlier`` is the mark an
+    earlier run left in another pack's log (``JobSpec.interrupted``), used
+    when this pack's log has none.
     """
-    marker = _marker(records_path, index)
+    earlier = log.mark(index) or earlier
     lost: list[TryOutcome] = []
-    data = read_bytes(fs, marker)
-    try:
-        earlier = None if data is None else json.loads(data)
-    except ValueError:
-        earlier = None
     if earlier is not None:
         where = earlier.get("worker", "")
         if earlier.get("run", run) == run:
@@ -219,7 +184,7 @@ def _lost_tries(
         "started_at": time.time(),
         "lost": [t.to_dict() for t in lost],
     }
-    write_atomic(fs, marker, json.dumps(mark).encode())
+    log.start(index, mark)
     return lost
 
 
@@ -261,41 +226,56 @@ def score_pack(plugin_name: str, specs: Sequence[MiniBatchSpec], *frames: Any) -
     feed = LiveFeed.of(plugin, worker, live_topic(plugin_name), job.live_interval)
     records = []
     with plugin.lock:
-        for position, spec in enumerate(specs):
-            if plugin.cancelled:
-                break
-            done = read_record(fs, records_path, spec.index)
-            if done is not None:  # committed by an earlier execution of this task
-                records.append(done)
-                continue
-            lost = _lost_tries(
-                fs, records_path, spec.index, plugin.agent_name, plugin_name
-            )
-            frame = frames[position] if frames else None
-            if position + 1 < len(specs):
-                plugin.prefetch(specs[position + 1])
-            else:
-                plugin.prefetch_queued()
-
-            def try_once(try_no: int, spec=spec, frame=frame) -> TryOutcome:
-                return _redacted(plugin.try_mini_batch(spec, frame, try_no), job)
-
-            record = score_mini_batch(
-                spec, try_once, job.run_max_try, worker=plugin.agent_name, lost=lost
-            )
-            write_record(fs, records_path, spec.index, record)
-            feed.add(record)  # the client counts it now (progress, thresholds)
-            if getattr(plugin, "activity", None) is not None:
-                plugin.activity.committed(record)
-            stop = job.stop_on_failure and (
-                record["failed"] or record["failed_mini_batch"]
-            )
-            remove_file(fs, _marker(records_path, spec.index))
-            records.append(record)
-            if stop:  # let the client count it now; it requeues the rest
-                break
+        log = open_log(fs, records_path, specs)
+        try:
+            for position, spec in enumerate(specs):
+                if plugin.cancelled:
+                    break
+                record = log.record(spec.index)
+                if record is not None:  # committed by an earlier execution
+                    records.append(record)
+                    continue
+                record = _score_one(plugin, job, log, spec, position, specs, frames)
+                feed.add(record)  # the client counts it now (progress, thresholds)
+                records.append(record)
+                if job.stop_on_failure and (
+                    record["failed"] or record["failed_mini_batch"]
+                ):
+                    break  # let the client count it now; it requeues the rest
+        finally:
+            log.close()
     feed.drop(r["index"] for r in records)  # they travel with the return value
     return records
+
+
+def _score_one(
+    plugin: Any,
+    job: JobSpec,
+    log: PackLog | FileLog,
+    spec: MiniBatchSpec,
+    position: int,
+    specs: Sequence[MiniBatchSpec],
+    frames: Sequence[Any],
+) -> dict[str, Any]:
+    """Score and commit one mini-batch of a pack; return its record."""
+    lost = _lost_tries(log, spec.index, plugin.agent_name, plugin.name,
+                       job.interrupted.get(spec.index))
+    frame = frames[position] if frames else None
+    if position + 1 < len(specs):
+        plugin.prefetch(specs[position + 1])
+    else:
+        plugin.prefetch_queued()
+
+    def try_once(try_no: int) -> TryOutcome:
+        return _redacted(plugin.try_mini_batch(spec, frame, try_no), job)
+
+    record = score_mini_batch(
+        spec, try_once, job.run_max_try, worker=plugin.agent_name, lost=lost
+    )
+    log.commit(spec.index, record)
+    if getattr(plugin, "activity", None) is not None:
+        plugin.activity.committed(record)
+    return record
 
 
 def _plugin_here(plugin_name: str):

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from daskscore.cli import main
+from daskscore.output.store import StateStore
 
 DASKSCORE = Path(sys.executable).with_name("daskscore")
 
@@ -629,18 +630,18 @@ def test_sigterm_stops_like_ctrl_c_and_the_same_command_resumes(tmp_path):
     cmd = [sys.executable, "-m", "daskscore.cli", "run", "--entry-script", "score.py",
            "--input", "data", "--output", "out", "--mini-batch-size", "1",
            "--process-count-per-node", "2", "--no-progress", *env_flags]
-    records = tmp_path / "out" / ".daskscore" / "records"
+    store = StateStore(str(tmp_path / "out"))
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     children: list[psutil.Process] = []
     try:
-        _wait_for(lambda: len(list(records.glob("*.json"))) >= 3,
+        _wait_for(lambda: len(store.load_records()) >= 3,
                   "3 committed mini-batches")
         children = psutil.Process(proc.pid).children(recursive=True)
         assert children
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
-        committed = len(list(records.glob("*.json")))
+        committed = len(store.load_records())
         assert proc.returncode == 143, (proc.returncode, out, err)
         assert "Traceback" not in err, err
         assert err.strip().splitlines()[-1] == (

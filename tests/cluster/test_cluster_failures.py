@@ -174,7 +174,7 @@ def client_killed(fail_cluster, tmp_path_factory):
         runners_of_killed_job = tracker.runner_pids()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-        committed_at_kill = [int(p.name.split(".")[0]) for p in records(tmp / "out")]
+        committed_at_kill = records(tmp / "out")
         scored_at_kill = _scored(env)
     finally:
         open_gate(env)

@@ -480,7 +480,7 @@ def test_broken_entry_script_raises_before_any_data_is_processed(tmp_path,
     assert problem in message
     assert "broken_score.py" in str(info.value.script)
     assert list(marker_dir.iterdir()) == []
-    assert records_committed(out) == []
+    assert records_committed(out) == {}
     assert not (out / "parallel_run_step.txt").exists()
 
 

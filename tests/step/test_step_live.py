@@ -13,6 +13,7 @@ from helpers import counts, make_files, make_step, write_script
 
 import daskscore as ds
 from daskscore import _settings  # noqa: F401 - the defaults before dask.config.set
+from daskscore.output.store import StateStore
 from daskscore.progress import ProgressCallback, TextProgress
 from daskscore.scheduler.dashboard import jobs_state
 
@@ -159,8 +160,7 @@ def test_a_resumed_job_counts_the_committed_mini_batches_from_the_start(
     first = step().run(client=shared_client)
     assert counts(first) == (6, 6, 0)
     # as if the first run had stopped after 4 mini-batches
-    for index in (4, 5):
-        (out / ".daskscore" / "records" / f"{index:09d}.json").unlink()
+    StateStore(str(out)).drop_records({4, 5})
     shutil.rmtree(out / "logs")
 
     recorder, text = Recorder(), io.StringIO()

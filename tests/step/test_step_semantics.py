@@ -29,6 +29,8 @@ from helpers import (
 )
 
 import daskscore as ds
+from daskscore.output.commitlog import PackLog
+from daskscore.output.store import StateStore
 
 pytest_plugins = ["helpers"]
 
@@ -467,6 +469,43 @@ def test_rerun_into_the_same_output_resumes_and_any_change_recomputes(
     assert fifth.resumed_mini_batches == 0, "a changed input must recompute"
     assert len(markers(run_dir, "run")) == 20
     assert read_lines(fifth.output_file)[3] == "item-0003.txt:33"
+
+
+def test_a_mini_batch_an_earlier_run_left_unfinished_shows_its_interrupted_try(
+        tmp_path, shared_client):
+    """What a client killed mid-job leaves: mini-batch 2 started (its start mark
+    in the log of a pack 2-3), never recorded. The rerun packs it differently
+    (on its own) and still records the interrupted try before its own."""
+    script = write_script(tmp_path / "src", RESUME_SCRIPT)
+    run_dir = tmp_path / "runs"
+    run_dir.mkdir()
+    make_files(tmp_path / "in", 10)
+    out = tmp_path / "out"
+
+    def run_step():
+        return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                         out, mini_batch_size="2",
+                         environment_variables={"RUN_DIR": str(run_dir)},
+                         ).run(client=shared_client)
+
+    assert run_step().status == "Completed"
+    store = StateStore(str(out))
+    store.drop_records({2})
+    log = PackLog(store.records, 2, 3)
+    log.start(2, {"worker": "w-gone", "run": "an-earlier-run", "started_at": 1.0,
+                  "lost": []})
+    log.close()
+
+    second = run_step()
+
+    assert second.status == "Completed"
+    assert second.resumed_mini_batches == 4
+    assert len(markers(run_dir, "run")) == 6, "only mini-batch 2 is scored again"
+    tries = tries_by_mini_batch(out)[2]
+    assert [t["status"] for t in tries] == ["INTERRUPTED", "RUN_DONE"]
+    assert tries[0]["worker"] == "w-gone"
+    assert read_lines(second.output_file) == [
+        f"{n}:{i}" for i, n in enumerate(file_names(10))]
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ embedded cluster (``step.run()`` without a client) and it is closed when
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -121,7 +120,7 @@ def test_a_mini_batch_that_kills_its_worker_fails_after_run_max_try(tmp_path):
         assert [t["status"] for t in tries[i]] == ["RUN_DONE"]
     report = read_report(tmp_path / "out")
     assert report["failed_mini_batches"] == 1
-    record = json.loads(records_committed(tmp_path / "out")[killer].read_text())
+    record = records_committed(tmp_path / "out")[killer]
     assert record["status"] == "WORKER_DIED"
     assert "died in each of the 3 tries" in record["error"]
     # the embedded workers were started again: their logs say so

@@ -21,6 +21,8 @@ import pytest
 import yaml
 from examples_data import iris, many_models, mnist
 
+from daskscore.output.store import StateStore
+
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "daskscore.cli"]
 
@@ -318,14 +320,14 @@ def test_sigterm_stops_the_run_and_the_same_command_resumes(tmp_path):
     (tmp_path / "job.yml").write_text(SLOW_JOB)
     env = cli_env()
     env["ITEM_SLEEP"] = "1"
-    records = tmp_path / "azureml-outputs" / "slow-files" / ".daskscore" / "records"
+    store = StateStore(str(tmp_path / "azureml-outputs" / "slow-files"))
     proc = subprocess.Popen([*CLI, "run", "job.yml", "--no-progress"], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         for _ in range(1200):  # at most 2 minutes for two committed mini-batches
             if proc.poll() is not None or (
-                    records.is_dir() and len(list(records.glob("*.json"))) >= 2):
+                    len(store.load_records()) >= 2):
                 break
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)

@@ -260,18 +260,31 @@ def test_recorded_errors_never_hold_a_credential_of_the_job():
     assert got["status"] == "RUN_EXCEPTION"
 
 
-@pytest.mark.parametrize("same_run,status", [(True, "WORKER_DIED"),
-                                             (False, "INTERRUPTED")])
-def test_a_try_that_never_finished_is_told_apart_by_run(tmp_path, same_run, status):
+def _logs(tmp_path):
+    """Both commit logs over one records folder: a local pack log, and the
+    file-per-mark log of blob storage (here over fsspec's local filesystem)."""
     import fsspec
 
-    from daskscore.worker.tasks import _lost_try
+    from daskscore.output.commitlog import FileLog, PackLog
 
     fs = fsspec.filesystem("file")
-    records = str(tmp_path)
-    assert _lost_try(fs, records, 3, "worker-a", "job-run-1") is None  # first try
-    lost = _lost_try(fs, records, 3, "worker-b",
-                     "job-run-1" if same_run else "job-run-2").to_dict()
+    return {
+        "pack": lambda: PackLog(str(tmp_path), 3, 6),
+        "files": lambda: FileLog(fs, str(tmp_path)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["pack", "files"])
+@pytest.mark.parametrize("same_run,status", [(True, "WORKER_DIED"),
+                                             (False, "INTERRUPTED")])
+def test_a_try_that_never_finished_is_told_apart_by_run(
+        tmp_path, same_run, status, kind):
+    from daskscore.worker.tasks import _lost_tries
+
+    log = _logs(tmp_path)[kind]
+    assert _lost_tries(log(), 3, "worker-a", "job-run-1") == []  # first try
+    lost = _lost_tries(log(), 3, "worker-b",
+                       "job-run-1" if same_run else "job-run-2")[-1].to_dict()
     assert lost["status"] == status and lost["try"] == 0
     assert lost["worker"] == "worker-a"
     assert lost["error"].endswith("scored again on worker-b")
@@ -324,22 +337,30 @@ def test_a_mini_batch_whose_worker_died_run_max_try_times_fails_without_run():
     assert "w-1, w-2" in record["error"]
 
 
-def test_the_start_marker_keeps_every_try_lost_in_this_run(tmp_path):
-    import fsspec
+@pytest.mark.parametrize("kind", ["pack", "files"])
+def test_the_start_marker_keeps_every_try_lost_in_this_run(tmp_path, kind):
+    from daskscore.output.store import StateStore
+    from daskscore.worker.tasks import _lost_tries
 
-    from daskscore.worker.tasks import _lost_tries, started_mini_batches
-
-    fs = fsspec.filesystem("file")
-    records = str(tmp_path)
-    assert _lost_tries(fs, records, 5, "w-a", "run-1") == []
-    assert started_mini_batches(fs, records, [4, 5, 6]) == [5]
-    assert [t.worker for t in _lost_tries(fs, records, 5, "w-b", "run-1")] == ["w-a"]
-    lost = _lost_tries(fs, records, 5, "w-c", "run-1")
+    log = _logs(tmp_path)[kind]
+    store = StateStore(str(tmp_path / "out"))
+    store.records = str(tmp_path)
+    assert _lost_tries(log(), 5, "w-a", "run-1") == []
+    assert store.started([4, 5, 6]) == [5]
+    assert [t.worker for t in _lost_tries(log(), 5, "w-b", "run-1")] == ["w-a"]
+    lost = _lost_tries(log(), 5, "w-c", "run-1")
     assert [(t.worker, t.status) for t in lost] == [
         ("w-a", WORKER_DIED), ("w-b", WORKER_DIED)]
     # another run of the step: one INTERRUPTED try, and counting starts afresh
-    again = _lost_tries(fs, records, 5, "w-d", "run-2")
+    again = _lost_tries(log(), 5, "w-d", "run-2")
     assert [(t.worker, t.status) for t in again] == [("w-c", TryStatus.INTERRUPTED)]
     record = score_mini_batch(spec(1, index=5), ScriptedTries(done(1)),
                               run_max_try=1, lost=again)
     assert record["status"] == RUN_DONE
+    committing = log()
+    committing.commit(5, record)
+    committing.close()
+    assert store.started([4, 5, 6]) == []
+    interrupted = {}
+    assert dict(store.iter_records(interrupted=interrupted)) == {5: record}
+    assert interrupted == {}
