@@ -113,13 +113,15 @@ def _gone_since_planning(spec, frame) -> bool:
 
 
 class TryMemory:
-    """The peak resident memory of each try, at little cost per try.
+    """The peak resident memory of each try, at one read of /proc per try.
 
     Linux keeps a peak (``VmHWM``) that ``clear_refs`` resets, which walks the
-    process's page tables. A try resets it only when the peak is above what the
-    process holds as the try begins (memory was freed since: the last try's
-    data, its answer); otherwise the peak a try reads is its own within
-    ``slack_mib``. ``/proc/self/status`` stays open and is read with ``pread``.
+    process's page tables. The peak is read as a try ends, with what the
+    process holds then (``VmRSS``): when the peak is above it by more than
+    ``slack_mib`` (the try freed memory), or the try hands a result back (its
+    answer is pickled after the read), the peak is reset as the next try
+    begins; otherwise that try's peak is its own within ``slack_mib``.
+    ``/proc/self/status`` stays open and is read with ``pread`` (~25 us).
     """
 
     slack_mib = 1.0
@@ -129,6 +131,7 @@ class TryMemory:
             self._fd: int | None = os.open("/proc/self/status", os.O_RDONLY)
         except OSError:
             self._fd = None
+        self._reset_next = True  # init() has left its own peak
 
     def _levels(self) -> tuple[int, int] | None:
         """``(VmHWM, VmRSS)`` in KiB, or None where /proc cannot tell."""
@@ -143,14 +146,20 @@ class TryMemory:
         return peak, now
 
     def start_try(self) -> None:
-        levels = self._levels()
-        if levels is None or levels[0] - levels[1] > self.slack_mib * 1024:
+        if self._reset_next:
             _reset_peak_rss()
+            self._reset_next = False
 
-    def peak_mib(self) -> float:
-        """The try's peak in MiB (``ru_maxrss`` where /proc is not there)."""
+    def peak_mib(self, answers: bool = False) -> float:
+        """The try's peak in MiB (``ru_maxrss`` where /proc is not there);
+        ``answers``: the try's result goes back with its answer."""
         levels = self._levels()
-        return peak_rss_mib() if levels is None else round(levels[0] / 1024, 1)
+        if levels is None:
+            self._reset_next = True
+            return peak_rss_mib()
+        peak, now = levels
+        self._reset_next = answers or peak - now > self.slack_mib * 1024
+        return round(peak / 1024, 1)
 
 
 def _reset_peak_rss() -> bool:
@@ -407,7 +416,7 @@ class Runner:
                 error=f"the runner ran out of memory: {error}"
                 + _memory_hint(self.setup.memory_limit),
             )
-        outcome.peak_rss_mib = self.memory.peak_mib()
+        outcome.peak_rss_mib = self.memory.peak_mib(outcome.result is not None)
         return outcome
 
     def _score(self, spec, frame, try_no: int) -> TryOutcome:
