@@ -288,7 +288,12 @@ class StateStore:
         recorded: set[int] = set()
         starts: list[dict[int, dict]] = []
         for name in self._record_names():
-            if pack_range(name) is not None:
+            span = pack_range(name)
+            if span is not None:
+                if interrupted is None and all(
+                    i in skip for i in range(span[0], span[1] + 1)
+                ):
+                    continue  # known already: not read again
                 records, marks = read_pack(read_bytes(self.fs, name) or b"")
                 if interrupted is not None:
                     recorded.update(records)

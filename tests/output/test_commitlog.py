@@ -141,3 +141,15 @@ def test_blob_storage_keeps_a_file_per_mark_and_record(tmp_path):
     assert not memory.exists("/out/records/000000004.json.started")
     assert isinstance(open_log(fsspec.filesystem("file"), str(tmp_path), [Spec(1)]),
                       PackLog)
+
+
+def test_a_log_whose_every_mini_batch_is_known_is_not_read_again(store):
+    """The end of a job reads the records it has not counted: a log of a pack it
+    counted whole is skipped by its name alone (a million-mini-batch job would
+    read every log again)."""
+    log = PackLog(store.records, 0, 2)
+    for i in range(3):
+        log.commit(i, record(i))
+    log.close()
+    assert list(store.iter_records(known={0, 1, 2})) == []
+    assert list(store.iter_records(known={0, 1})) == [(2, record(2))]
