@@ -100,8 +100,12 @@ def child_daskscore(args: argparse.Namespace) -> dict:
         "mini_batches": result.mini_batches,
         "status": result.status,
         "lines_ok": lines == args.files,
+        "lines": lines,
+        "succeeded_items": result.succeeded_items,
+        "failed_items": result.failed_items,
     }
-    if not args.keep_output:
+    # a failed check keeps its output folder (logs/, .daskscore/) to look into
+    if not args.keep_output and row["lines_ok"]:
         shutil.rmtree(out, ignore_errors=True)
     return row
 

@@ -290,6 +290,7 @@ class Job:
                     self.records.with_output(),
                     cfg.output_format,
                     cfg.output_file_name,
+                    strict=True,
                 )
             self.progress_lines.append(self.progress.line())
             summary, result = finish(

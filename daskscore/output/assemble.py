@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterable
 from typing import Any
 
+from ..errors import JobError
 from ..storage import DiskFullError, is_disk_full, is_local
 from .parts import read_part_table
 from .store import StateStore, remove_quietly, temp_name
@@ -25,21 +26,29 @@ _UPLOAD_BLOCK = 16 * 1024 * 1024
 
 
 def assemble_output(
-    store: StateStore, indices: Iterable[int], fmt: str, file_name: str
+    store: StateStore,
+    indices: Iterable[int],
+    fmt: str,
+    file_name: str,
+    strict: bool = False,
 ) -> tuple[str, int]:
     """Stream the committed parts, in mini-batch order, into the collected file.
 
     Returns the collected file's URL and the number of parts it holds. The parts
-    are read one at a time; the client never holds the whole output.
+    are read one at a time; the client never holds the whole output. A part
+    that is not there is left out; with ``strict`` (``indices`` are mini-batches
+    recorded with output) that is an error instead: their records are dropped,
+    so that the next run scores them again, and no collected file is written.
     """
     fs = store.fs
     final = store.path(file_name)
-    parts = [store.part_path(i, fmt) for i in sorted(indices)]
-    parts = (
-        [p for p in parts if fs.exists(p)]
-        if not store.local
-        else [p for p in parts if os.path.exists(p)]
-    )
+    exists = fs.exists if not store.local else os.path.exists
+    wanted = sorted(indices)
+    parts = [store.part_path(i, fmt) for i in wanted]
+    found = [exists(p) for p in parts]
+    if strict and not all(found):
+        _parts_missing(store, [i for i, f in zip(wanted, found) if not f], fmt)
+    parts = [p for p, f in zip(parts, found) if f]
     tmp = store.path(temp_name(file_name)) if store.local else final
     store.assembly_warnings = []
     try:
@@ -53,6 +62,20 @@ def assemble_output(
                 raise _disk_full(store, parts, file_name, exc) from exc
         raise
     return store.url(final), len(parts)
+
+
+def _parts_missing(store: StateStore, missing: list[int], fmt: str) -> None:
+    """Committed output that is gone: forget those mini-batches, and say so."""
+    store.drop_records(set(missing))
+    shown = ", ".join(str(i) for i in missing[:5])
+    shown += ", ..." if len(missing) > 5 else ""
+    raise JobError(
+        f"{len(missing)} mini-batch(es) recorded as scored have no committed part "
+        f"in {store.url(store.parts)} (mini-batches {shown}; e.g. "
+        f"{store.part_path(missing[0], fmt).rsplit('/', 1)[-1]}): something "
+        "removed them from the output folder; their records were dropped and no "
+        "collected file was written: run the same step again to score them"
+    )
 
 
 def _assemble(fs, parts: list[str], fmt: str, target: str) -> list[str]:

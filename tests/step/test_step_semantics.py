@@ -508,6 +508,41 @@ def test_a_mini_batch_an_earlier_run_left_unfinished_shows_its_interrupted_try(
         f"{n}:{i}" for i, n in enumerate(file_names(10))]
 
 
+def test_a_committed_part_that_is_gone_fails_the_job_and_the_rerun_scores_it(
+        tmp_path, shared_client):
+    """A part removed behind the job's back (its record says it has output): no
+    collected file silently short of its rows; the record is dropped, so the
+    next run scores that mini-batch again and the output is whole."""
+    script = write_script(tmp_path / "src", RESUME_SCRIPT)
+    run_dir = tmp_path / "runs"
+    run_dir.mkdir()
+    make_files(tmp_path / "in", 10)
+    out = tmp_path / "out"
+
+    def run_step():
+        return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
+                         out, mini_batch_size="2",
+                         environment_variables={"RUN_DIR": str(run_dir)},
+                         ).run(client=shared_client)
+
+    expected = [f"{n}:{i}" for i, n in enumerate(file_names(10))]
+    assert read_lines(run_step().output_file) == expected
+    (out / ".daskscore" / "parts" / "000000003.txt").unlink()
+
+    with pytest.raises(ds.JobError) as excinfo:
+        run_step()
+    message = str(excinfo.value)
+    assert "1 mini-batch(es) recorded as scored have no committed part" in message
+    assert "000000003.txt" in message and "run the same step again" in message
+    assert read_lines(out / "parallel_run_step.txt") == expected  # left as it was
+
+    third = run_step()
+    assert third.status == "Completed"
+    assert third.resumed_mini_batches == 4
+    assert len(markers(run_dir, "run")) == 6, "only mini-batch 3 is scored again"
+    assert read_lines(third.output_file) == expected
+
+
 @pytest.mark.slow
 def test_rerun_after_a_cancelled_job_scores_the_rest_exactly_once(tmp_path,
                                                                   shared_client):
