@@ -471,11 +471,9 @@ def test_rerun_into_the_same_output_resumes_and_any_change_recomputes(
     assert read_lines(fifth.output_file)[3] == "item-0003.txt:33"
 
 
-def test_a_mini_batch_an_earlier_run_left_unfinished_shows_its_interrupted_try(
-        tmp_path, shared_client):
-    """What a client killed mid-job leaves: mini-batch 2 started (its start mark
-    in the log of a pack 2-3), never recorded. The rerun packs it differently
-    (on its own) and still records the interrupted try before its own."""
+def _resume_job(tmp_path, client):
+    """A step over 10 files in mini-batches of 2 whose run() leaves a mark per
+    call in RUN_DIR: ``(run_step, run_dir, out)``."""
     script = write_script(tmp_path / "src", RESUME_SCRIPT)
     run_dir = tmp_path / "runs"
     run_dir.mkdir()
@@ -486,7 +484,17 @@ def test_a_mini_batch_an_earlier_run_left_unfinished_shows_its_interrupted_try(
         return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
                          out, mini_batch_size="2",
                          environment_variables={"RUN_DIR": str(run_dir)},
-                         ).run(client=shared_client)
+                         ).run(client=client)
+
+    return run_step, run_dir, out
+
+
+def test_a_mini_batch_an_earlier_run_left_unfinished_shows_its_interrupted_try(
+        tmp_path, shared_client):
+    """What a client killed mid-job leaves: mini-batch 2 started (its start mark
+    in the log of a pack 2-3), never recorded. The rerun packs it differently
+    (on its own) and still records the interrupted try before its own."""
+    run_step, run_dir, out = _resume_job(tmp_path, shared_client)
 
     assert run_step().status == "Completed"
     store = StateStore(str(out))
@@ -513,17 +521,7 @@ def test_a_committed_part_that_is_gone_fails_the_job_and_the_rerun_scores_it(
     """A part removed behind the job's back (its record says it has output): no
     collected file silently short of its rows; the record is dropped, so the
     next run scores that mini-batch again and the output is whole."""
-    script = write_script(tmp_path / "src", RESUME_SCRIPT)
-    run_dir = tmp_path / "runs"
-    run_dir.mkdir()
-    make_files(tmp_path / "in", 10)
-    out = tmp_path / "out"
-
-    def run_step():
-        return make_step(script, ds.Dataset.File.from_files(str(tmp_path / "in")),
-                         out, mini_batch_size="2",
-                         environment_variables={"RUN_DIR": str(run_dir)},
-                         ).run(client=shared_client)
+    run_step, run_dir, out = _resume_job(tmp_path, shared_client)
 
     expected = [f"{n}:{i}" for i, n in enumerate(file_names(10))]
     assert read_lines(run_step().output_file) == expected
