@@ -404,8 +404,9 @@ def _read_late_records(
                     counter.count(record)
             records[index] = record
     # a listing may miss a record just written (a cached blob listing): read
-    # the few still known by their summary only by name
-    for index in list(records.live_ids()):
+    # the few still known by their summary only by name (a local disk's pack
+    # logs were all read above)
+    for index in [] if store.local else list(records.live_ids()):
         record = read_record(store.fs, store.records, index)
         if record is not None:
             records[index] = record

@@ -39,7 +39,7 @@ from .store import (
     STARTED,
     join,
     pack_name,
-    read_bytes,
+    read_json,
     read_pack,
     read_record,
     remove_file,
@@ -109,11 +109,7 @@ class FileLog:
         return read_record(self.fs, self.records_path, index)
 
     def mark(self, index: int) -> dict[str, Any] | None:
-        data = read_bytes(self.fs, join(self.records_path, started_mark_name(index)))
-        try:
-            return None if data is None else json.loads(data)
-        except ValueError:
-            return None
+        return read_json(self.fs, join(self.records_path, started_mark_name(index)))
 
     def start(self, index: int, mark: dict[str, Any]) -> None:
         path = join(self.records_path, started_mark_name(index))
@@ -128,7 +124,9 @@ class FileLog:
 
 
 def open_log(fs: Any, records_path: str, specs: Sequence[Any]) -> PackLog | FileLog:
-    """The commit log of a pack of ``specs``: a :class:`PackLog` on a local disk."""
+    """The commit log of a pack of ``specs``: a :class:`PackLog` on a local disk,
+    named by the pack's lowest and highest id."""
     if is_local(fs):
-        return PackLog(records_path, specs[0].index, specs[-1].index)
+        indices = [s.index for s in specs]
+        return PackLog(records_path, min(indices), max(indices))
     return FileLog(fs, records_path)

@@ -59,6 +59,7 @@ __all__ = [
     "pack_name",
     "pack_range",
     "read_bytes",
+    "read_json",
     "read_pack",
     "read_record",
     "remove_file",
@@ -342,7 +343,10 @@ class StateStore:
         """Forget the records (and start marks) of these mini-batches, so that
         they are scored again (``rerun_failed``)."""
         for name in list(self._record_names()):
-            if pack_range(name) is not None:
+            span = pack_range(name)
+            if span is not None:
+                if not any(span[0] <= i <= span[1] for i in indices):
+                    continue
                 data = read_bytes(self.fs, name) or b""
                 kept = [
                     line for line in data.split(b"\n")
@@ -402,15 +406,22 @@ def remove_file(fs, path: str) -> None:
         pass
 
 
+def read_json(fs, path: str) -> dict[str, Any] | None:
+    """A small JSON object file (a record, a start mark), or None when it is
+    not there or not whole."""
+    data = read_bytes(fs, path)
+    try:
+        value = None if data is None else json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _started_mark(fs, name: str) -> dict[int, dict]:
     """``{id: mark}`` of a start-mark file (blob storage), or {}."""
     index = record_index(name[: -len(".started")])
-    data = read_bytes(fs, name)
-    try:
-        mark = json.loads(data) if data is not None else None
-    except ValueError:
-        mark = None
-    return {index: mark} if index is not None and isinstance(mark, dict) else {}
+    mark = read_json(fs, name)
+    return {index: mark} if index is not None and mark is not None else {}
 
 
 def _line_index(line: bytes) -> int | None:
@@ -422,10 +433,6 @@ def _line_index(line: bytes) -> int | None:
 
 
 def read_record(fs, records_path: str, index: int) -> dict[str, Any] | None:
-    data = read_bytes(fs, join(records_path, record_name(index)))
-    try:
-        return None if data is None else json.loads(data)
-    except ValueError:
-        return None
+    return read_json(fs, join(records_path, record_name(index)))
 
 

@@ -118,8 +118,9 @@ class TryMemory:
     Linux keeps a peak (``VmHWM``) that ``clear_refs`` resets, which walks the
     process's page tables. The peak is read as a try ends, with what the
     process holds then (``VmRSS``): when the peak is above it by more than
-    ``slack_mib`` (the try freed memory), or the try hands a result back (its
-    answer is pickled after the read), the peak is reset as the next try
+    ``slack_mib`` (the try freed memory), or the try was handed a partition or
+    hands a result back (freed, or pickled, after the read), the peak is reset
+    as the next try
     begins; otherwise that try's peak is its own within ``slack_mib``.
     ``/proc/self/status`` stays open and is read with ``pread`` (~25 us).
     """
@@ -416,7 +417,10 @@ class Runner:
                 error=f"the runner ran out of memory: {error}"
                 + _memory_hint(self.setup.memory_limit),
             )
-        outcome.peak_rss_mib = self.memory.peak_mib(outcome.result is not None)
+        # what the try was handed or hands back is freed after the reading
+        outcome.peak_rss_mib = self.memory.peak_mib(
+            outcome.result is not None or frame is not None
+        )
         return outcome
 
     def _score(self, spec, frame, try_no: int) -> TryOutcome:

@@ -154,7 +154,8 @@ def _lost_tries(
     earlier run left in another pack's log (``JobSpec.interrupted``), used
     when this pack's log has none.
     """
-    earlier = log.mark(index) or earlier
+    marks = [m for m in (log.mark(index), earlier) if m is not None]
+    earlier = max(marks, key=lambda m: m.get("started_at") or 0, default=None)
     lost: list[TryOutcome] = []
     if earlier is not None:
         where = earlier.get("worker", "")
