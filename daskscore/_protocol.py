@@ -417,6 +417,11 @@ class TryOutcome:
     # what run() returned, when the job returns results (JobSpec.return_result);
     # never part of a record
     result: Any = field(default=None, repr=False)
+    # where the runner committed run()'s output on a local disk: ``[file,
+    # offset, length]`` of its part in a runner's segment file (see
+    # :mod:`daskscore.output.parts`); None for a part of its own (blob storage).
+    # The record keeps it (``MiniBatchRecord.part``), not the try
+    part: list | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.status = TryStatus(self.status)
@@ -426,7 +431,7 @@ class TryOutcome:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "result":
+            if f.name in ("result", "part"):
                 continue
             if f.name == "try_no":
                 out["try"] = value
@@ -467,6 +472,9 @@ class MiniBatchRecord:
     output_rows: int = 0
     worker: str = ""
     tries: list[TryOutcome] = field(default_factory=list)
+    # the committed output's segment, ``[file, offset, length]`` in the parts
+    # folder; None with a part of its own, ``parts/<id>.<suffix>`` (blob storage)
+    part: list | None = None
 
     def __post_init__(self) -> None:
         self.status = TryStatus(self.status)

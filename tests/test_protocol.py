@@ -29,7 +29,7 @@ TRY_KEYS = [
 RECORD_KEYS = [
     "index", "input", "items", "succeeded", "failed", "status",
     "failed_mini_batch", "error", "warning", "has_output", "output_rows",
-    "worker", "tries",
+    "worker", "tries", "part",
 ]
 
 
@@ -74,6 +74,19 @@ def test_record_round_trip_through_json():
     assert back == record
     assert back.to_dict() == d
     assert isinstance(back.tries[1], TryOutcome)
+
+
+def test_a_part_is_kept_by_the_record_not_by_its_tries():
+    """Where the runner committed the output travels on the try and stays with
+    the record (the collected file reads it); a try's stored dict, a row of
+    processed_mini-batches.csv, does not repeat it."""
+    t = a_try(has_output=True)
+    t.part = ["seg-0123.txt", 40, 12]
+    assert "part" not in t.to_dict()
+    record = a_record(has_output=True, part=list(t.part))
+    back = MiniBatchRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    assert back.part == ["seg-0123.txt", 40, 12]
+    assert MiniBatchRecord.from_dict({"index": 1, "status": "RUN_DONE"}).part is None
 
 
 def test_statuses_serialise_as_their_strings():

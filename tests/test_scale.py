@@ -148,6 +148,23 @@ def test_record_book_reads_like_the_dict_it_replaces():
     book.close()
 
 
+def test_record_book_keeps_where_each_part_is():
+    book = RecordBook(5)
+    book[0] = {"index": 0, "has_output": True}  # a part of its own (blob)
+    assert book.part_of(0) is None
+    book[1] = {"index": 1, "has_output": True, "part": ["seg-a.txt", 0, 10]}
+    book[2] = {"index": 2, "has_output": True, "part": ["seg-b.txt", 0, 4]}
+    book[3] = {"index": 3, "has_output": True, "part": ["seg-a.txt", 10, 7]}
+    book[4] = {"index": 4, "live": True}  # a summary: no output yet
+    assert [book.part_of(i) for i in range(5)] == [
+        None, ("seg-a.txt", 0, 10), ("seg-b.txt", 0, 4), ("seg-a.txt", 10, 7), None]
+    # a mini-batch scored again (a rerun) is found where its last record says
+    book[1] = {"index": 1, "has_output": True, "part": ["seg-c.txt", 3, 2]}
+    book[3] = {"index": 3, "has_output": False, "failed_mini_batch": True}
+    assert book.part_of(1) == ("seg-c.txt", 3, 2) and book.part_of(3) is None
+    book.close()
+
+
 @pytest.mark.parametrize("n, workers", [(0, 2), (1, 2), (100, 2), (1000, 3), (77, 1)])
 def test_packs_cut_from_an_iterator_are_the_packs_of_the_list(n, workers):
     todo = list(range(n))

@@ -285,12 +285,10 @@ class Job:
                 store, self.records, (self.tally, self.board.stats), len(specs)
             )
             if cfg.output_action == OutputAction.APPEND_ROW:
+                records = self.records
                 output_file, _ = assemble_output(
-                    store,
-                    self.records.with_output(),
-                    cfg.output_format,
-                    cfg.output_file_name,
-                    strict=True,
+                    store, records.with_output(), cfg.output_format,
+                    cfg.output_file_name, strict=True, locate=records.part_of,
                 )
             self.progress_lines.append(self.progress.line())
             summary, result = finish(

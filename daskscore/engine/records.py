@@ -3,7 +3,8 @@
 A job of 1,000,000 mini-batches would hold a million record dicts (with their
 tries) in the client, several GB. :class:`RecordBook` keeps each record as one
 JSON line in a local temporary file and, in memory, 13 bytes per mini-batch:
-whether it is recorded, has output or failed, and where its line is. It is read
+whether it is recorded, has output or failed, and where its line is (and, for
+output in a runner's segment file, where that part is: another 20 bytes). It is read
 like the dict it replaces (``index in book``, ``book[index]``, ``len(book)``,
 ``sorted(book)``, ``book.items()`` in id order), so the reports and the
 collected file stream the records in id order from the file.
@@ -34,6 +35,11 @@ class RecordBook:
         self._count = 0
         self._file = tempfile.TemporaryFile(prefix="daskscore-records-")
         self._end = 0
+        # where each part in a segment file is (MiniBatchRecord.part): made on
+        # the first such record; a file's number is its place in _segments
+        self._segments: list[str] = []
+        self._segment_ids: dict[str, int] = {}
+        self._part_at: tuple[array, array, array] | None = None
 
     def __setitem__(self, index: int, record: dict[str, Any]) -> None:
         if not 0 <= index < self.n:
@@ -50,6 +56,37 @@ class RecordBook:
             | (_FAILED if record.get("failed_mini_batch") else 0)
             | (_LIVE if record.get("live") else 0)
         )
+        part = record.get("part")
+        if part or self._part_at is not None:
+            self._keep_part(index, part if record.get("has_output") else None)
+
+    def _keep_part(self, index: int, part: list | None) -> None:
+        if self._part_at is None:
+            n = self.n
+            self._part_at = (
+                array("i", [-1]) * n, array("q", bytes(8 * n)), array("q", bytes(8 * n))
+            )
+        files, offsets, lengths = self._part_at
+        if not part:
+            files[index] = -1
+            return
+        name = part[0]
+        number = self._segment_ids.get(name)
+        if number is None:
+            number = self._segment_ids[name] = len(self._segments)
+            self._segments.append(name)
+        files[index], offsets[index], lengths[index] = number, part[1], part[2]
+
+    def part_of(self, index: int) -> tuple[str, int, int] | None:
+        """Where ``index``'s output is in a segment file, ``(file, offset,
+        length)``; None when it has a part of its own (or none)."""
+        if self._part_at is None or not self._flags[index] & _OUTPUT:
+            return None
+        files, offsets, lengths = self._part_at
+        number = files[index]
+        if number < 0:
+            return None
+        return self._segments[number], offsets[index], lengths[index]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if index not in self:

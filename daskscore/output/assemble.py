@@ -1,8 +1,9 @@
 """The collected file: the committed parts streamed, in input order, into one file.
 
-``.txt`` parts are concatenated; ``.csv`` parts keep one header (the union of
-their columns); Arrow parts become one Parquet file with a unified schema. The
-client reads one part at a time and never holds the whole output.
+``.txt`` parts are concatenated (neighbouring segments of one segment file in
+one copy); ``.csv`` parts keep one header (the union of their columns); Arrow
+parts become one Parquet file with a unified schema. The client reads one part
+at a time and never holds the whole output.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 from ..errors import JobError
 from ..storage import DiskFullError, is_disk_full, is_local
 from .parts import read_part_table
-from .store import StateStore, remove_quietly, temp_name
+from .store import StateStore, join, remove_quietly, temp_name
 
 __all__ = ["assemble_output"]
 
@@ -25,29 +26,41 @@ _COPY_CHUNK = 8 * 1024 * 1024
 _UPLOAD_BLOCK = 16 * 1024 * 1024
 
 
+class Part(NamedTuple):
+    """One mini-batch's committed output: ``length`` bytes at ``offset`` of
+    ``path`` (a segment), or the whole file ``path`` (``length`` None)."""
+
+    index: int
+    path: str
+    offset: int = 0
+    length: int | None = None
+
+
 def assemble_output(
     store: StateStore,
     indices: Iterable[int],
     fmt: str,
     file_name: str,
     strict: bool = False,
+    locate: Callable[[int], tuple[str, int, int] | None] | None = None,
 ) -> tuple[str, int]:
     """Stream the committed parts, in mini-batch order, into the collected file.
 
     Returns the collected file's URL and the number of parts it holds. The parts
-    are read one at a time; the client never holds the whole output. A part
-    that is not there is left out; with ``strict`` (``indices`` are mini-batches
-    recorded with output) that is an error instead: their records are dropped,
-    so that the next run scores them again, and no collected file is written.
+    are read one at a time; the client never holds the whole output. ``locate``
+    gives a mini-batch's segment (``MiniBatchRecord.part``: file name, offset,
+    length) when its part is in a segment file, None when it is a file of its
+    own. A part that is not there is left out; with ``strict`` (``indices`` are
+    mini-batches recorded with output) that is an error instead: their records
+    are dropped, so that the next run scores them again, and no collected file
+    is written.
     """
     fs = store.fs
     final = store.path(file_name)
-    exists = fs.exists if not store.local else os.path.exists
-    wanted = sorted(indices)
-    parts = [store.part_path(i, fmt) for i in wanted]
-    found = [exists(p) for p in parts]
+    parts = _parts(store, sorted(indices), fmt, locate)
+    found = _present(store, parts)
     if strict and not all(found):
-        _parts_missing(store, [i for i, f in zip(wanted, found) if not f], fmt)
+        _parts_missing(store, [p for p, f in zip(parts, found) if not f])
     parts = [p for p, f in zip(parts, found) if f]
     tmp = store.path(temp_name(file_name)) if store.local else final
     store.assembly_warnings = []
@@ -64,40 +77,155 @@ def assemble_output(
     return store.url(final), len(parts)
 
 
-def _parts_missing(store: StateStore, missing: list[int], fmt: str) -> None:
+def _parts(store: StateStore, wanted: list[int], fmt: str, locate) -> list[Part]:
+    parts = []
+    for index in wanted:
+        where = locate(index) if locate is not None else None
+        if where is None:
+            parts.append(Part(index, store.part_path(index, fmt)))
+        else:
+            name, offset, length = where
+            parts.append(Part(index, join(store.parts, name), offset, length))
+    return parts
+
+
+def _present(store: StateStore, parts: list[Part]) -> list[bool]:
+    """Whether each part is there: its file, or a segment file long enough."""
+    fs = store.fs
+    exists = fs.exists if not store.local else os.path.exists
+    sizes: dict[str, int] = {}
+
+    def size(path: str) -> int:
+        if path not in sizes:
+            try:
+                sizes[path] = os.path.getsize(path) if store.local else fs.size(path)
+            except (OSError, FileNotFoundError):
+                sizes[path] = -1
+        return sizes[path]
+
+    return [
+        exists(p.path) if p.length is None else size(p.path) >= p.offset + p.length
+        for p in parts
+    ]
+
+
+def _parts_missing(store: StateStore, missing: list[Part]) -> None:
     """Committed output that is gone: forget those mini-batches, and say so."""
-    store.drop_records(set(missing))
-    shown = ", ".join(str(i) for i in missing[:5])
+    store.drop_records({p.index for p in missing})
+    shown = ", ".join(str(p.index) for p in missing[:5])
     shown += ", ..." if len(missing) > 5 else ""
     raise JobError(
         f"{len(missing)} mini-batch(es) recorded as scored have no committed part "
         f"in {store.url(store.parts)} (mini-batches {shown}; e.g. "
-        f"{store.part_path(missing[0], fmt).rsplit('/', 1)[-1]}): something "
-        "removed them from the output folder; their records were dropped and no "
+        f"{missing[0].path.rsplit('/', 1)[-1]}): something removed or cut "
+        "them in the output folder; their records were dropped and no "
         "collected file was written: run the same step again to score them"
     )
 
 
-def _assemble(fs, parts: list[str], fmt: str, target: str) -> list[str]:
+def _assemble(fs, parts: list[Part], fmt: str, target: str) -> list[str]:
     """Write the collected file ``target``; return the warnings (Parquet)."""
-    if fmt == "parquet":
-        return _assemble_parquet(fs, parts, target)
-    if fmt == "csv":
-        _assemble_csv(fs, parts, target)
-        return []
-    with _open_output(fs, target) as out:
-        for part in parts:
-            with fs.open(part, "rb") as f:
-                while chunk := f.read(_COPY_CHUNK):
-                    out.write(chunk)
+    with _PartReader(fs) as reader:
+        if fmt == "parquet":
+            return _assemble_parquet(reader, parts, target)
+        if fmt == "csv":
+            _assemble_csv(reader, parts, target)
+            return []
+        with _open_output(fs, target) as out:
+            for path, offset, length in _runs(parts):
+                reader.copy(path, offset, length, out)
     return []
 
 
+def _runs(parts: list[Part]) -> Iterator[tuple[str, int, int | None]]:
+    """The byte ranges to copy: neighbouring segments of one file as one."""
+    run: list | None = None
+    for p in parts:
+        if (
+            run is not None
+            and p.length is not None
+            and run[2] is not None
+            and p.path == run[0]
+            and p.offset == run[1] + run[2]
+        ):
+            run[2] += p.length
+            continue
+        if run is not None:
+            yield tuple(run)
+        run = [p.path, p.offset, p.length]
+    if run is not None:
+        yield tuple(run)
+
+
+class _PartReader:
+    """Reads parts; a segment file stays open while its parts are read."""
+
+    def __init__(self, fs) -> None:
+        self.fs = fs
+        self._open: dict[str, Any] = {}
+
+    def __enter__(self) -> _PartReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for f in self._open.values():
+            f.close()
+        self._open.clear()
+
+    def _segment_file(self, path: str):
+        f = self._open.get(path)
+        if f is None:
+            f = self._open[path] = self.fs.open(path, "rb")
+        return f
+
+    def read(self, part: Part) -> bytes:
+        """The whole part."""
+        if part.length is None:
+            return self.fs.cat_file(part.path)
+        f = self._segment_file(part.path)
+        f.seek(part.offset)
+        return f.read(part.length)
+
+    def open(self, part: Part):
+        """The part as a file (a segment's bytes are read whole)."""
+        if part.length is None:
+            return self.fs.open(part.path, "rb")
+        return io.BytesIO(self.read(part))
+
+    def copy(self, path: str, offset: int, length: int | None, out) -> None:
+        """Copy ``length`` bytes at ``offset`` of ``path`` (all of it: None)."""
+        if length is None:
+            with self.fs.open(path, "rb") as f:
+                while chunk := f.read(_COPY_CHUNK):
+                    out.write(chunk)
+            return
+        f = self._segment_file(path)
+        f.seek(offset)
+        while length > 0:
+            chunk = f.read(min(length, _COPY_CHUNK))
+            if not chunk:
+                raise OSError(f"{path} ends before its committed part")
+            out.write(chunk)
+            length -= len(chunk)
+
+    def table(self, part: Part):
+        """A Parquet-output part (Arrow IPC) as a ``pyarrow.Table``."""
+        import pyarrow as pa
+
+        if part.length is None:
+            return read_part_table(self.fs, part.path)
+        return pa.ipc.open_file(pa.BufferReader(self.read(part))).read_all()
+
+
 def _disk_full(
-    store: StateStore, parts: list[str], file_name: str, exc: BaseException
+    store: StateStore, parts: list[Part], file_name: str, exc: BaseException
 ) -> DiskFullError:
     """The full disk, with about how much the collected file needs (the parts')."""
-    needed = sum(os.path.getsize(p) for p in parts if os.path.exists(p))
+    needed = sum(
+        os.path.getsize(p.path) if p.length is None else p.length
+        for p in parts
+        if p.length is not None or os.path.exists(p.path)
+    )
     try:
         free: int | None = shutil.disk_usage(store.root).free
     except OSError:
@@ -134,7 +262,7 @@ def _csv_header(line: bytes) -> list[str]:
     return next(csv.reader([line.decode("utf-8").rstrip("\r\n")]), [])
 
 
-def _assemble_csv(fs, parts: list[str], target: str) -> None:
+def _assemble_csv(reader: _PartReader, parts: list[Part], target: str) -> None:
     """Concatenate CSV parts under one header: the union of their columns.
 
     Parts whose header is the union are copied byte for byte; the others are
@@ -145,14 +273,14 @@ def _assemble_csv(fs, parts: list[str], target: str) -> None:
 
     headers: list[bytes] = []
     for part in parts:
-        with fs.open(part, "rb") as f:
+        with reader.open(part) as f:
             headers.append(f.readline())
     columns: list[str] = []
     for line in headers:
         for name in _csv_header(line):
             if name not in columns:
                 columns.append(name)
-    with _open_output(fs, target) as out:
+    with _open_output(reader.fs, target) as out:
         if not parts:
             return
         union = io.StringIO()
@@ -160,7 +288,7 @@ def _assemble_csv(fs, parts: list[str], target: str) -> None:
         union_line = union.getvalue().encode("utf-8")
         out.write(union_line)
         for part, line in zip(parts, headers):
-            with fs.open(part, "rb") as f:
+            with reader.open(part) as f:
                 f.readline()
                 if _csv_header(line) == columns:
                     while chunk := f.read(_COPY_CHUNK):
@@ -269,23 +397,23 @@ def _dictionary_columns(table) -> list[str]:
     return chosen
 
 
-def _assemble_parquet(fs, parts: list[str], target: str) -> list[str]:
+def _assemble_parquet(reader: _PartReader, parts: list[Part], target: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schemas = []
     for part in parts:
-        with fs.open(part, "rb") as f:
+        with reader.open(part) as f:
             schemas.append(pa.ipc.open_file(f).schema)
     warnings: list[str] = []
     if schemas:
         schema, warnings = _unified_schema(schemas)
     else:
         schema = pa.schema([("result", pa.string())])
-    with _open_output(fs, target) as out:
+    with _open_output(reader.fs, target) as out:
         writer = None
         for part in parts:
-            table = read_part_table(fs, part)
+            table = reader.table(part)
             if table.num_rows == 0:
                 continue
             columns = []

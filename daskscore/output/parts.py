@@ -1,16 +1,28 @@
-"""Parts: what ``run()`` returned for one mini-batch, committed under its id.
+"""Parts: what ``run()`` returned for one mini-batch, committed by its runner.
 
 A part is encoded for the collected file's format (``.txt`` lines, ``.csv`` with
-a header, or Arrow IPC for a ``.parquet`` file) and written atomically to
-``.daskscore/parts/<id>`` by the runner that scored it.
+a header, or Arrow IPC for a ``.parquet`` file). On a local disk the runner
+appends it to its own *segment file*, ``.daskscore/parts/seg-<token>.<suffix>``
+(one per runner process, so no two processes ever write one file), and the
+mini-batch's record keeps where: ``part = [file, offset, length]``. One
+``write`` to a file kept open replaces a file created and renamed per
+mini-batch, and collecting reads a few files instead of one per mini-batch. A
+segment counts only once its record is committed: what a killed runner or a
+failed write left behind is never referenced (a failed write is cut off again).
+
+On blob storage (no appends) each part is a blob of its own,
+``parts/<id>.<suffix>``, uploaded whole; its record has no ``part``.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import secrets
 import sys
 from typing import Any
 
-from .._protocol import part_name
+from .._protocol import PART_SUFFIX, part_name
 from ..storage import is_local, url_to_fs
 from .store import join, write_atomic
 
@@ -20,6 +32,7 @@ __all__ = [
     "is_dataframe",
     "read_part_table",
     "result_frame",
+    "segment_name",
 ]
 
 
@@ -81,7 +94,7 @@ def read_part_table(fs, path: str):
 
 
 class PartWriter:
-    """Commits what ``run()`` returned under the mini-batch's id (runner side)."""
+    """Commits what ``run()`` returned (runner side; see the module)."""
 
     def __init__(
         self, parts_url: str, fmt: str, storage_options: dict[str, Any], enabled: bool
@@ -89,16 +102,59 @@ class PartWriter:
         self.fmt = fmt
         self.enabled = enabled
         self.fs, self.parts_path = url_to_fs(parts_url, storage_options)
+        self.segments = enabled and is_local(self.fs)
+        self.segment_name = segment_name(fmt)
+        self._fd: int | None = None
+        self._end = 0
 
-    def commit(self, index: int, result: Any) -> bool:
-        """Write the part; return whether there is one (False for summary_only)."""
+    def commit(self, index: int, result: Any) -> tuple[bool, list | None]:
+        """Write the part; return whether there is one (False for
+        summary_only) and its segment ``[file, offset, length]`` (None for a
+        part of its own)."""
         if not self.enabled:
-            return False
+            return False, None
         data = encode_result(result, self.fmt)
+        if self.segments:
+            return True, self._append(data)
         write_atomic(self.fs, join(self.parts_path, part_name(index, self.fmt)), data)
-        return True
+        return True, None
+
+    def _append(self, data: bytes) -> list:
+        if self._fd is None:
+            path = os.path.join(self.parts_path, self.segment_name)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            try:
+                self._fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:  # the folder first
+                os.makedirs(self.parts_path, exist_ok=True)
+                self._fd = os.open(path, flags, 0o644)
+            self._end = os.fstat(self._fd).st_size
+        start = self._end
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                if written <= 0:  # pragma: no cover - os.write raises instead
+                    raise OSError(errno.EIO, "short write", self.segment_name)
+                view = view[written:]
+        except BaseException:
+            try:  # what a full disk took of it: cut off, its space given back
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass
+            raise
+        self._end = start + len(data)
+        return [self.segment_name, start, len(data)]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
+def segment_name(fmt: str) -> str:
+    """A new segment file's name: ``seg-<token>.<suffix>``, unique to its writer."""
+    return f"seg-{secrets.token_hex(8)}.{PART_SUFFIX.get(fmt, fmt)}"
 
 
 def result_frame(result: Any):

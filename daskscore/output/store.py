@@ -8,8 +8,12 @@ Layout inside a step's output folder::
       logs/                          reports, see reports.py
       .daskscore/
         manifest.json                fingerprint of script, config, arguments, inputs
-        parts/000000042.txt          what run() returned for mini-batch 42 (committed;
-                                     .csv, or .arrow (Arrow IPC) for a .parquet file)
+        parts/seg-<token>.txt        what run() returned, appended by one runner
+                                     process: each mini-batch's part is a segment
+                                     whose place its record keeps (see parts.py;
+                                     .csv, or .arrow (Arrow IPC) for a .parquet
+                                     file); on blob storage parts/000000042.txt,
+                                     a file per mini-batch
         records/000000040-000000049.pack
                                      the commit log of the pack of mini-batches
                                      40-49: a start mark and the final record
@@ -18,12 +22,13 @@ Layout inside a step's output folder::
                                      000000042.json, a file each
         lock.json                    the running job's lock (see lock.py)
 
-A part is written to a temporary name and renamed (or uploaded whole), then its
-record is appended to its pack's log (on blob storage: uploaded, a file each).
-A record means "this mini-batch is done"; a part without a record is ignored
-and redone. Because a part's name is its mini-batch
-id, a mini-batch scored twice (worker death, resume) replaces its own part, so
-every item appears exactly once in the collected file, in input order.
+A part is appended to its runner's segment file (on blob storage: uploaded
+whole under its mini-batch id), then its record is appended to its pack's log
+(on blob storage: uploaded, a file each). A record means "this mini-batch is
+done" and names its part; a part without a record is ignored and redone. The
+collected file takes, for each recorded mini-batch, the part its record names,
+so a mini-batch scored twice (worker death, resume) still appears exactly once,
+in input order.
 
 On the local disk those temporary names are ``.tmp-<hex>`` (and
 ``.<file>.tmp-<hex>`` for the collected file); a write that fails removes its

@@ -395,6 +395,8 @@ class Runner:
         entry_script.STEP_MODEL_OPTIONS.update(setup.model_options)
         _configure_logging(setup)
         self.reader = Reader(setup.sources, setup.working_dir)
+        if self.writer is not None:
+            self.writer.close()
         self.writer = _part_writer(setup)
 
     def run_one(self, spec, frame, try_no: int) -> TryOutcome:
@@ -514,7 +516,9 @@ class Runner:
             if self.writer is None:
                 outcome.result, outcome.has_output = result, True
             else:
-                outcome.has_output = self.writer.commit(spec.index, result)
+                outcome.has_output, outcome.part = self.writer.commit(
+                    spec.index, result
+                )
         except Exception as exc:  # noqa: BLE001 - user values that cannot be written
             self.restart = unusable_after(exc)
             outcome.status = TryStatus.RUN_EXCEPTION

@@ -110,6 +110,7 @@ def _final_record(
         output_rows=last.output_rows,
         worker=worker,
         tries=tries,
+        part=last.part if last.has_output else None,
     ).to_dict()
 
 

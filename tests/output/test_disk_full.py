@@ -105,18 +105,43 @@ def test_write_atomic_on_a_full_disk_removes_its_temp_file(small_disk):
     assert (disk / "records" / "000000001.json").read_bytes() == b"y" * 100_000
 
 
+def test_a_part_that_does_not_fit_is_cut_off_its_segment_file(small_disk):
+    """A runner's part write that fills the disk: its bytes are cut off again
+    (the space comes back, the file holds only whole parts) and the next part
+    that fits goes right after the last whole one."""
+    disk = small_disk(1024)
+    store = StateStore(str(disk / "out"))
+    store.makedirs()
+    writer = PartWriter(store.parts_url, "txt", {}, enabled=True)
+    has_output, first = writer.commit(0, ["a" * 100] * 100)
+    assert has_output and first[1] == 0
+    segment = disk / "out" / ".daskscore" / "parts" / first[0]
+
+    with pytest.raises(OSError) as excinfo:
+        writer.commit(1, ["b" * 1000] * 2_000)  # 2 MB on a 1 MB disk
+
+    assert excinfo.value.errno == errno.ENOSPC
+    assert segment.stat().st_size == first[2]
+    has_output, third = writer.commit(2, ["c"])
+    assert third == [first[0], first[2], 2]
+    assert segment.read_bytes()[third[1]:] == b"c\n"
+    writer.close()
+
+
 def test_collecting_on_a_full_disk_says_so_and_cleans_up(small_disk):
     disk = small_disk(1024)
     store = StateStore(str(disk / "out"))
     store.makedirs()
     writer = PartWriter(store.parts_url, "csv", {}, enabled=True)
     rows = [{"id": i, "text": f"row {i:07d} " + "x" * 40} for i in range(2_000)]
+    parts = {}
     for index in range(5):  # ~620 KB of parts: the collected copy cannot fit
-        assert writer.commit(index, rows)
+        has_output, parts[index] = writer.commit(index, rows)
+        assert has_output
     needed = sum(p.stat().st_size for p in (disk / "out/.daskscore/parts").iterdir())
 
     with pytest.raises(OSError) as excinfo:
-        assemble_output(store, range(5), "csv", "scores.csv")
+        assemble_output(store, range(5), "csv", "scores.csv", locate=parts.get)
 
     assert temp_files(disk) == []
     assert not (disk / "out" / "scores.csv").exists()
@@ -130,7 +155,7 @@ def test_collecting_on_a_full_disk_says_so_and_cleans_up(small_disk):
 
     # grown to what the collected file needs (no room for a leftover copy)
     resize(disk, math.ceil((used_bytes(disk) + needed) / 1024) + 64)
-    url, n = assemble_output(store, range(5), "csv", "scores.csv")
+    url, n = assemble_output(store, range(5), "csv", "scores.csv", locate=parts.get)
     assert n == 5
     lines = Path(url).read_text().splitlines()
     assert lines[0] == "id,text" and len(lines) == 1 + 5 * 2_000
@@ -228,7 +253,11 @@ def test_disk_full_then_grown_disk_recovers_with_a_clean_runs_space(
     assert "check the URL" not in lines[0]
     assert temp_files(disk) == []
     parts = sorted((out / ".daskscore" / "parts").iterdir())
-    assert len(parts) >= N_FILES  # everything was scored; only collecting failed
+    # everything was scored and committed; only collecting failed
+    records = StateStore(str(out)).load_records()
+    assert sum(r["succeeded"] for r in records.values() if r["has_output"]) == (
+        N_FILES * ROWS
+    )
     # what runners killed mid-write would have left (a rerun removes it)
     for folder in ("parts", "records"):
         leftover = out / ".daskscore" / folder / f".tmp-{uuid.uuid4().hex}"

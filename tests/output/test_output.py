@@ -110,9 +110,22 @@ def store(tmp_path) -> StateStore:
     return s
 
 
-def commit(store: StateStore, fmt: str, index: int, result) -> None:
-    writer = PartWriter(store.parts_url, fmt, {}, enabled=True)
-    assert writer.commit(index, result) is True
+def commit(store: StateStore, fmt: str, index: int, result) -> list:
+    """Commit a part as one runner does (its segment file, one per format);
+    return its segment, which the test's records keep for :func:`collect`."""
+    writers = store.__dict__.setdefault("test_writers", {})
+    if fmt not in writers:
+        writers[fmt] = PartWriter(store.parts_url, fmt, {}, enabled=True)
+    has_output, part = writers[fmt].commit(index, result)
+    assert has_output is True
+    store.__dict__.setdefault("test_parts", {})[index] = part
+    return part
+
+
+def collect(store: StateStore, indices, fmt: str, name: str, **kwargs):
+    """assemble_output over the parts :func:`commit` wrote, as the job calls it."""
+    parts = store.__dict__.get("test_parts", {})
+    return assemble_output(store, indices, fmt, name, locate=parts.get, **kwargs)
 
 
 def no_temp_files(folder) -> bool:
@@ -121,20 +134,32 @@ def no_temp_files(folder) -> bool:
 
 def test_part_writer_disabled_writes_nothing(store):
     writer = PartWriter(store.parts_url, "txt", {}, enabled=False)
-    assert writer.commit(0, ["x"]) is False
+    assert writer.commit(0, ["x"]) == (False, None)
     assert os.listdir(store.parts) == []
 
 
-def test_part_is_named_by_mini_batch_id(store):
-    commit(store, "csv", 42, ["x"])
-    assert os.listdir(store.parts) == ["000000042.csv"]
+def test_parts_of_one_runner_are_segments_of_one_file(store):
+    first = commit(store, "csv", 42, ["x"])
+    second = commit(store, "csv", 7, ["yy", "zz"])
+    (name,) = os.listdir(store.parts)
+    assert name.startswith("seg-") and name.endswith(".csv")
+    assert first == [name, 0, len(encode_result(["x"], "csv"))]
+    assert second == [name, first[2], len(encode_result(["yy", "zz"], "csv"))]
+    data = open(os.path.join(store.parts, name), "rb").read()
+    assert data[second[1]:second[1] + second[2]] == encode_result(["yy", "zz"], "csv")
+    # another runner (a new writer) never appends to this one's file
+    other = PartWriter(store.parts_url, "csv", {}, enabled=True)
+    assert other.commit(1, ["w"])[1][0] != name
+
+
+def test_a_part_on_blob_storage_is_named_by_mini_batch_id(store):
     assert store.part_path(42, "csv") == os.path.join(store.parts, "000000042.csv")
 
 
 def test_txt_parts_streamed_in_index_order(store):
     for index in (3, 0, 2, 1):  # committed out of order, as workers finish
         commit(store, "txt", index, [f"mb{index}-a", f"mb{index}-b"])
-    url, count = assemble_output(store, [2, 0, 3, 1], "txt", "parallel_run_step.txt")
+    url, count = collect(store, [2, 0, 3, 1], "txt", "parallel_run_step.txt")
     assert count == 4
     assert url == os.path.join(store.root, "parallel_run_step.txt")
     with open(url) as f:
@@ -147,7 +172,7 @@ def test_txt_parts_streamed_in_index_order(store):
 def test_missing_parts_are_ignored(store):
     commit(store, "txt", 0, ["zero"])
     commit(store, "txt", 2, ["two"])
-    url, count = assemble_output(store, range(5), "txt", "out.txt")
+    url, count = collect(store, range(5), "txt", "out.txt")
     assert count == 2
     with open(url) as f:
         assert f.read() == "zero\ntwo\n"
@@ -156,7 +181,7 @@ def test_missing_parts_are_ignored(store):
 def test_only_listed_parts_are_assembled(store):
     for index in range(3):
         commit(store, "txt", index, [str(index)])
-    url, count = assemble_output(store, [0, 2], "txt", "out.txt")
+    url, count = collect(store, [0, 2], "txt", "out.txt")
     assert count == 2
     with open(url) as f:
         assert f.read() == "0\n2\n"
@@ -167,7 +192,7 @@ def test_part_written_twice_appears_once(store):
     commit(store, "txt", 1, ["first try"])
     commit(store, "txt", 1, ["second try"])  # a retried / re-run mini-batch
     commit(store, "txt", 2, ["c"])
-    url, count = assemble_output(store, [0, 1, 2], "txt", "out.txt")
+    url, count = collect(store, [0, 1, 2], "txt", "out.txt")
     assert count == 3
     with open(url) as f:
         assert f.read() == "a\nsecond try\nc\n"
@@ -177,7 +202,7 @@ def test_part_written_twice_appears_once_parquet(store):
     commit(store, "parquet", 0, pd.DataFrame({"id": [1, 2]}))
     commit(store, "parquet", 0, pd.DataFrame({"id": [1, 2]}))
     commit(store, "parquet", 1, pd.DataFrame({"id": [3]}))
-    url, _ = assemble_output(store, [0, 1], "parquet", "out.parquet")
+    url, _ = collect(store, [0, 1], "parquet", "out.parquet")
     assert pq.read_table(url).column("id").to_pylist() == [1, 2, 3]
 
 
@@ -185,7 +210,7 @@ def test_csv_header_written_once(store):
     for index in range(3):
         commit(store, "csv", index, pd.DataFrame({"id": [index * 2, index * 2 + 1],
                                                   "label": ["a", "b"]}))
-    url, count = assemble_output(store, range(3), "csv", "out.csv")
+    url, count = collect(store, range(3), "csv", "out.csv")
     assert count == 3
     with open(url) as f:
         lines = f.read().splitlines()
@@ -200,7 +225,7 @@ def test_csv_parts_with_other_column_order_are_realigned(store):
     commit(store, "csv", 0, pd.DataFrame({"a": [1], "b": ["x"], "c": [0.5]}))
     commit(store, "csv", 1, pd.DataFrame({"c": [1.5], "a": [2], "b": ["y"]}))
     commit(store, "csv", 2, pd.DataFrame({"b": ["z"], "c": [2.5], "a": [3]}))
-    url, _ = assemble_output(store, range(3), "csv", "out.csv")
+    url, _ = collect(store, range(3), "csv", "out.csv")
     with open(url) as f:
         assert f.readline() == "a,b,c\n"
     got = pd.read_csv(url)
@@ -213,7 +238,7 @@ def test_csv_realigned_values_are_kept_as_written(store):
     # realigning reorders fields; it must not re-type them ("008" is an id, not 8)
     commit(store, "csv", 0, pd.DataFrame({"id": ["007"], "v": ["1.50"], "n": ["NA"]}))
     commit(store, "csv", 1, pd.DataFrame({"v": ["2.50"], "n": ["NA"], "id": ["008"]}))
-    url, _ = assemble_output(store, range(2), "csv", "out.csv")
+    url, _ = collect(store, range(2), "csv", "out.csv")
     with open(url) as f:
         assert f.read() == "id,v,n\n007,1.50,NA\n008,2.50,NA\n"
 
@@ -221,7 +246,7 @@ def test_csv_realigned_values_are_kept_as_written(store):
 def test_csv_part_missing_a_column_gets_empty_values(store):
     commit(store, "csv", 0, pd.DataFrame({"a": [1], "b": ["x"]}))
     commit(store, "csv", 1, pd.DataFrame({"a": [2]}))
-    url, _ = assemble_output(store, range(2), "csv", "out.csv")
+    url, _ = collect(store, range(2), "csv", "out.csv")
     got = pd.read_csv(url)
     assert got["a"].tolist() == [1, 2]
     assert got["b"].iloc[0] == "x" and pd.isna(got["b"].iloc[1])
@@ -230,7 +255,7 @@ def test_csv_part_missing_a_column_gets_empty_values(store):
 def test_csv_from_lists_of_scalars(store):
     commit(store, "csv", 0, ["a", "b"])
     commit(store, "csv", 1, ["c"])
-    url, _ = assemble_output(store, range(2), "csv", "out.csv")
+    url, _ = collect(store, range(2), "csv", "out.csv")
     with open(url) as f:
         assert f.read() == "result\na\nb\nc\n"
 
@@ -240,7 +265,7 @@ def test_parquet_parts_in_order(store):
         commit(store, "parquet", index,
                pd.DataFrame({"id": [index * 10, index * 10 + 1],
                              "v": [float(index)] * 2}))
-    url, count = assemble_output(store, range(3), "parquet", "out.parquet")
+    url, count = collect(store, range(3), "parquet", "out.parquet")
     assert count == 3
     got = pq.read_table(url).to_pandas()
     assert got["id"].tolist() == [0, 1, 10, 11, 20, 21]
@@ -255,7 +280,7 @@ def test_parquet_parts_with_compatible_schemas_are_unified(store):
         "extra": [0.5], "id": pd.Series([3], dtype="int32"), "name": ["c"]}))
     # a batch where a column is all None (pyarrow null type)
     commit(store, "parquet", 2, pd.DataFrame({"id": [4], "name": [None]}))
-    url, count = assemble_output(store, range(3), "parquet", "out.parquet")
+    url, count = collect(store, range(3), "parquet", "out.parquet")
     assert count == 3
     table = pq.read_table(url)
     assert set(table.column_names) == {"id", "name", "extra"}
@@ -275,24 +300,24 @@ def test_parquet_empty_parts_skipped(store):
     commit(store, "parquet", 0, pd.DataFrame({"id": [1]}))
     commit(store, "parquet", 1, pd.DataFrame({"id": pd.Series([], dtype="int64")}))
     commit(store, "parquet", 2, pd.DataFrame({"id": [3]}))
-    url, _ = assemble_output(store, range(3), "parquet", "out.parquet")
+    url, _ = collect(store, range(3), "parquet", "out.parquet")
     assert pq.read_table(url).column("id").to_pylist() == [1, 3]
 
 
 def test_no_parts_gives_an_empty_but_valid_file(store):
-    url, count = assemble_output(store, [], "parquet", "out.parquet")
+    url, count = collect(store, [], "parquet", "out.parquet")
     assert count == 0
     assert pq.read_table(url).num_rows == 0
-    url, count = assemble_output(store, [0, 1], "txt", "out.txt")
+    url, count = collect(store, [0, 1], "txt", "out.txt")
     assert count == 0
     assert os.path.getsize(url) == 0
 
 
 def test_assembling_again_replaces_the_file(store):
     commit(store, "txt", 0, ["old"])
-    assemble_output(store, [0], "txt", "out.txt")
+    collect(store, [0], "txt", "out.txt")
     commit(store, "txt", 0, ["new"])
-    url, _ = assemble_output(store, [0], "txt", "out.txt")
+    url, _ = collect(store, [0], "txt", "out.txt")
     with open(url) as f:
         assert f.read() == "new\n"
 
@@ -340,8 +365,8 @@ def test_state_store_layout(tmp_path):
 
 
 def test_parquet_output_parts_are_arrow_ipc(store):
-    commit(store, "parquet", 7, pd.DataFrame({"id": [1, 2]}))
-    assert os.listdir(store.parts) == ["000000007.arrow"]
+    part = commit(store, "parquet", 7, pd.DataFrame({"id": [1, 2]}))
+    assert os.listdir(store.parts) == [part[0]] and part[0].endswith(".arrow")
     assert store.part_path(7, "parquet").endswith("000000007.arrow")
 
 
@@ -353,7 +378,7 @@ def test_collected_parquet_dictionary_encodes_only_repeating_columns(store):
             "label": [f"class-{i % 7}" for i in range(n)],      # repeats
             "score": [i / n for i in range(n)],                 # unique
         }))
-    url, _ = assemble_output(store, range(2), "parquet", "out.parquet")
+    url, _ = collect(store, range(2), "parquet", "out.parquet")
     meta = pq.ParquetFile(url).metadata
     encodings = {
         meta.schema.column(i).path: meta.row_group(0).column(i).encodings
@@ -371,6 +396,6 @@ def test_collected_parquet_keeps_nested_columns(store):
     commit(store, "parquet", 0, pd.DataFrame({
         "id": [1, 2], "probs": [[0.1, 0.9], [0.8, 0.2]],
         "meta": [{"a": "x"}, {"a": "y"}]}))
-    url, _ = assemble_output(store, range(1), "parquet", "out.parquet")
+    url, _ = collect(store, range(1), "parquet", "out.parquet")
     got = pq.read_table(url).to_pylist()
     assert got[1] == {"id": 2, "probs": [0.8, 0.2], "meta": {"a": "y"}}

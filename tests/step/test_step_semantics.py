@@ -518,26 +518,30 @@ def test_a_mini_batch_an_earlier_run_left_unfinished_shows_its_interrupted_try(
 
 def test_a_committed_part_that_is_gone_fails_the_job_and_the_rerun_scores_it(
         tmp_path, shared_client):
-    """A part removed behind the job's back (its record says it has output): no
-    collected file silently short of its rows; the record is dropped, so the
-    next run scores that mini-batch again and the output is whole."""
+    """Output cut behind the job's back (the segment file holding mini-batch 3's
+    part is truncated there): no collected file silently short of its rows; the
+    records of the parts that are gone are dropped, so the next run scores those
+    mini-batches again and the output is whole."""
     run_step, run_dir, out = _resume_job(tmp_path, shared_client)
 
     expected = [f"{n}:{i}" for i, n in enumerate(file_names(10))]
     assert read_lines(run_step().output_file) == expected
-    (out / ".daskscore" / "parts" / "000000003.txt").unlink()
+    records = StateStore(str(out)).load_records()
+    name, offset, _ = records[3]["part"]
+    cut = [i for i, r in records.items() if r["part"][0] == name and r["part"][1] >= offset]
+    os.truncate(out / ".daskscore" / "parts" / name, offset)
 
     with pytest.raises(ds.JobError) as excinfo:
         run_step()
     message = str(excinfo.value)
-    assert "1 mini-batch(es) recorded as scored have no committed part" in message
-    assert "000000003.txt" in message and "run the same step again" in message
+    assert f"{len(cut)} mini-batch(es) recorded as scored have no committed part" in message
+    assert name in message and "run the same step again" in message
     assert read_lines(out / "parallel_run_step.txt") == expected  # left as it was
 
     third = run_step()
     assert third.status == "Completed"
-    assert third.resumed_mini_batches == 4
-    assert len(markers(run_dir, "run")) == 6, "only mini-batch 3 is scored again"
+    assert third.resumed_mini_batches == 5 - len(cut)
+    assert len(markers(run_dir, "run")) == 5 + len(cut), "only the cut ones again"
     assert read_lines(third.output_file) == expected
 
 
