@@ -11,12 +11,13 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
+from .._protocol import PART_SUFFIX
 from ..errors import JobError
 from ..storage import DiskFullError, is_disk_full, is_local
-from .parts import read_part_table
 from .store import StateStore, join, remove_quietly, temp_name
 
 __all__ = ["assemble_output"]
@@ -58,7 +59,7 @@ def assemble_output(
     fs = store.fs
     final = store.path(file_name)
     parts = _parts(store, sorted(indices), fmt, locate)
-    found = _present(store, parts)
+    found = _present(store, parts, fmt)
     if strict and not all(found):
         _parts_missing(store, [p for p, f in zip(parts, found) if not f])
     parts = [p for p, f in zip(parts, found) if f]
@@ -89,9 +90,11 @@ def _parts(store: StateStore, wanted: list[int], fmt: str, locate) -> list[Part]
     return parts
 
 
-def _present(store: StateStore, parts: list[Part]) -> list[bool]:
-    """Whether each part is there: its file, or a segment file long enough."""
+def _present(store: StateStore, parts: list[Part], fmt: str) -> list[bool]:
+    """Whether each part is there: its file, or a segment file long enough, of
+    this output's format (a rerun with another format finds none of the old)."""
     fs = store.fs
+    suffix = "." + PART_SUFFIX.get(fmt, fmt)
     exists = fs.exists if not store.local else os.path.exists
     sizes: dict[str, int] = {}
 
@@ -104,7 +107,9 @@ def _present(store: StateStore, parts: list[Part]) -> list[bool]:
         return sizes[path]
 
     return [
-        exists(p.path) if p.length is None else size(p.path) >= p.offset + p.length
+        exists(p.path)
+        if p.length is None
+        else p.path.endswith(suffix) and size(p.path) >= p.offset + p.length
         for p in parts
     ]
 
@@ -158,11 +163,15 @@ def _runs(parts: list[Part]) -> Iterator[tuple[str, int, int | None]]:
 
 
 class _PartReader:
-    """Reads parts; a segment file stays open while its parts are read."""
+    """Reads parts. A few segment files stay open while their parts are read
+    (at most ``keep_open``, the least recently used closed first: a folder
+    resumed many times holds a segment file per runner of every run)."""
+
+    keep_open = 32
 
     def __init__(self, fs) -> None:
         self.fs = fs
-        self._open: dict[str, Any] = {}
+        self._open: OrderedDict[str, Any] = OrderedDict()
 
     def __enter__(self) -> _PartReader:
         return self
@@ -172,10 +181,22 @@ class _PartReader:
             f.close()
         self._open.clear()
 
-    def _segment_file(self, path: str):
-        f = self._open.get(path)
-        if f is None:
-            f = self._open[path] = self.fs.open(path, "rb")
+    def _segment_file(self, path: str, mapped: bool = False):
+        """The open segment ``path`` (a pyarrow memory map with ``mapped``)."""
+        key = f"{'map:' if mapped else ''}{path}"
+        f = self._open.get(key)
+        if f is not None:
+            self._open.move_to_end(key)
+            return f
+        if len(self._open) >= self.keep_open:
+            self._open.popitem(last=False)[1].close()
+        if mapped:
+            import pyarrow as pa
+
+            f = pa.memory_map(path)
+        else:
+            f = self.fs.open(path, "rb")
+        self._open[key] = f
         return f
 
     def read(self, part: Part) -> bytes:
@@ -191,6 +212,15 @@ class _PartReader:
         if part.length is None:
             return self.fs.open(part.path, "rb")
         return io.BytesIO(self.read(part))
+
+    def first_line(self, part: Part) -> bytes:
+        """The part's first line (a CSV header), without reading the rest."""
+        if part.length is None:
+            with self.fs.open(part.path, "rb") as f:
+                return f.readline()
+        f = self._segment_file(part.path)
+        f.seek(part.offset)
+        return f.readline(part.length)
 
     def copy(self, path: str, offset: int, length: int | None, out) -> None:
         """Copy ``length`` bytes at ``offset`` of ``path`` (all of it: None)."""
@@ -208,13 +238,22 @@ class _PartReader:
             out.write(chunk)
             length -= len(chunk)
 
-    def table(self, part: Part):
-        """A Parquet-output part (Arrow IPC) as a ``pyarrow.Table``."""
+    def arrow(self, part: Part):
+        """A Parquet-output part (Arrow IPC) opened: its schema, its batches.
+
+        A segment on a local disk is read through a memory map, without a copy.
+        """
         import pyarrow as pa
 
         if part.length is None:
-            return read_part_table(self.fs, part.path)
-        return pa.ipc.open_file(pa.BufferReader(self.read(part))).read_all()
+            if is_local(self.fs):
+                return pa.ipc.open_file(self._segment_file(part.path, mapped=True))
+            return pa.ipc.open_file(pa.BufferReader(self.fs.cat_file(part.path)))
+        if is_local(self.fs):
+            mapped = self._segment_file(part.path, mapped=True)
+            mapped.seek(part.offset)
+            return pa.ipc.open_file(mapped.read_buffer(part.length))
+        return pa.ipc.open_file(pa.BufferReader(self.read(part)))
 
 
 def _disk_full(
@@ -273,8 +312,7 @@ def _assemble_csv(reader: _PartReader, parts: list[Part], target: str) -> None:
 
     headers: list[bytes] = []
     for part in parts:
-        with reader.open(part) as f:
-            headers.append(f.readline())
+        headers.append(reader.first_line(part))
     columns: list[str] = []
     for line in headers:
         for name in _csv_header(line):
@@ -403,8 +441,7 @@ def _assemble_parquet(reader: _PartReader, parts: list[Part], target: str) -> li
 
     schemas = []
     for part in parts:
-        with reader.open(part) as f:
-            schemas.append(pa.ipc.open_file(f).schema)
+        schemas.append(reader.arrow(part).schema)
     warnings: list[str] = []
     if schemas:
         schema, warnings = _unified_schema(schemas)
@@ -413,7 +450,7 @@ def _assemble_parquet(reader: _PartReader, parts: list[Part], target: str) -> li
     with _open_output(reader.fs, target) as out:
         writer = None
         for part in parts:
-            table = reader.table(part)
+            table = reader.arrow(part).read_all()
             if table.num_rows == 0:
                 continue
             columns = []

@@ -8,7 +8,9 @@ mini-batch's record keeps where: ``part = [file, offset, length]``. One
 ``write`` to a file kept open replaces a file created and renamed per
 mini-batch, and collecting reads a few files instead of one per mini-batch. A
 segment counts only once its record is committed: what a killed runner or a
-failed write left behind is never referenced (a failed write is cut off again).
+failed write left behind is never referenced (a failed write is cut off again,
+and the runner goes on in a new segment file). Such bytes stay until the
+output folder starts afresh.
 
 On blob storage (no appends) each part is a blob of its own,
 ``parts/<id>.<suffix>``, uploaded whole; its record has no ``part``.
@@ -30,7 +32,6 @@ __all__ = [
     "PartWriter",
     "encode_result",
     "is_dataframe",
-    "read_part_table",
     "result_frame",
     "segment_name",
 ]
@@ -83,16 +84,6 @@ def encode_result(result: Any, fmt: str) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def read_part_table(fs, path: str):
-    """A committed Parquet-output part (Arrow IPC) as a ``pyarrow.Table``."""
-    import pyarrow as pa
-
-    if is_local(fs):
-        with pa.memory_map(path) as source:
-            return pa.ipc.open_file(source).read_all()
-    return pa.ipc.open_file(pa.BufferReader(fs.cat_file(path))).read_all()
-
-
 class PartWriter:
     """Commits what ``run()`` returned (runner side; see the module)."""
 
@@ -122,7 +113,7 @@ class PartWriter:
     def _append(self, data: bytes) -> list:
         if self._fd is None:
             path = os.path.join(self.parts_path, self.segment_name)
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            flags = os.O_WRONLY | os.O_CREAT
             try:
                 self._fd = os.open(path, flags, 0o644)
             except FileNotFoundError:  # the folder first
@@ -132,19 +123,28 @@ class PartWriter:
         start = self._end
         view = memoryview(data)
         try:
-            while view:
-                written = os.write(self._fd, view)
-                if written <= 0:  # pragma: no cover - os.write raises instead
+            at = start
+            while view:  # this writer alone writes its file: at a known offset
+                written = os.pwrite(self._fd, view, at)
+                if written <= 0:  # pragma: no cover - os.pwrite raises instead
                     raise OSError(errno.EIO, "short write", self.segment_name)
-                view = view[written:]
+                view, at = view[written:], at + written
         except BaseException:
-            try:  # what a full disk took of it: cut off, its space given back
-                os.ftruncate(self._fd, start)
-            except OSError:
-                pass
+            self._cut(start)
             raise
         self._end = start + len(data)
         return [self.segment_name, start, len(data)]
+
+    def _cut(self, start: int) -> None:
+        """After a failed write: give back what it took (a full disk), and go
+        on in a new segment file, so that no part ever follows bytes of unknown
+        length."""
+        try:
+            os.ftruncate(self._fd, start)
+        except OSError:
+            pass
+        self.close()
+        self.segment_name = segment_name(self.fmt)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -107,8 +107,9 @@ def test_write_atomic_on_a_full_disk_removes_its_temp_file(small_disk):
 
 def test_a_part_that_does_not_fit_is_cut_off_its_segment_file(small_disk):
     """A runner's part write that fills the disk: its bytes are cut off again
-    (the space comes back, the file holds only whole parts) and the next part
-    that fits goes right after the last whole one."""
+    (the space comes back, the file holds only whole parts) and the runner goes
+    on in a new segment file, so that no part ever follows bytes of unknown
+    length."""
     disk = small_disk(1024)
     store = StateStore(str(disk / "out"))
     store.makedirs()
@@ -123,8 +124,8 @@ def test_a_part_that_does_not_fit_is_cut_off_its_segment_file(small_disk):
     assert excinfo.value.errno == errno.ENOSPC
     assert segment.stat().st_size == first[2]
     has_output, third = writer.commit(2, ["c"])
-    assert third == [first[0], first[2], 2]
-    assert segment.read_bytes()[third[1]:] == b"c\n"
+    assert third[0] != first[0] and third[1:] == [0, 2]
+    assert (segment.parent / third[0]).read_bytes() == b"c\n"
     writer.close()
 
 

@@ -152,6 +152,40 @@ def test_parts_of_one_runner_are_segments_of_one_file(store):
     assert other.commit(1, ["w"])[1][0] != name
 
 
+def test_parts_of_many_segment_files_are_collected_with_few_open(store, monkeypatch):
+    """A folder resumed many times holds a segment file per runner of every
+    run; collecting keeps only a few open at a time."""
+    from daskscore.output import assemble
+
+    monkeypatch.setattr(assemble._PartReader, "keep_open", 3)
+    parts = {}
+    writers = [PartWriter(store.parts_url, "txt", {}, enabled=True) for _ in range(8)]
+    for index in range(40):  # interleaved: each file is needed again and again
+        parts[index] = writers[index % 8].commit(index, [f"line {index}"])[1]
+    for w in writers:
+        w.close()
+    url, count = assemble_output(store, range(40), "txt", "out.txt", locate=parts.get)
+    assert count == 40
+    assert open(url).read().splitlines() == [f"line {i}" for i in range(40)]
+    assert len(os.listdir(store.parts)) == 8
+    before = len(os.listdir("/proc/self/fd"))
+    assemble_output(store, range(40), "txt", "again.txt", locate=parts.get)
+    assert len(os.listdir("/proc/self/fd")) == before  # none left open
+
+
+def test_segments_of_another_format_are_no_part_of_this_output(store):
+    """A rerun with another output format: the old format's segments are
+    missing parts (strict: the job says so and scores them again), never bytes
+    of another format spliced into this file."""
+    from daskscore.errors import JobError
+
+    part = commit(store, "txt", 0, ["old text"])
+    with pytest.raises(JobError, match="1 mini-batch"):
+        assemble_output(store, [0], "csv", "out.csv", strict=True,
+                        locate={0: part}.get)
+    assert not os.path.exists(store.path("out.csv"))
+
+
 def test_a_part_on_blob_storage_is_named_by_mini_batch_id(store):
     assert store.part_path(42, "csv") == os.path.join(store.parts, "000000042.csv")
 
