@@ -240,12 +240,13 @@ class Run(metaclass=V1Class):
     def download_file(self, name: str, output_file_path: str | None = None,
                       **kwargs: Any) -> None:
         log = self._require_log("download_file")
-        source = log.fetch(self.id, name, tempfile.mkdtemp(prefix="daskscore-run-"))
         target = output_file_path or os.path.basename(name)
         if os.path.isdir(target):
             target = os.path.join(target, os.path.basename(name))
-        with open(source, "rb") as src, open(target, "wb") as dst:
-            dst.write(src.read())
+        with tempfile.TemporaryDirectory(prefix="daskscore-run-") as folder:
+            source = log.fetch(self.id, name, folder)
+            with open(source, "rb") as src, open(target, "wb") as dst:
+                dst.write(src.read())
 
     def register_model(self, model_name: str, model_path: str | None = None,
                        tags: Any = None, properties: Any = None,
@@ -255,12 +256,14 @@ class Run(metaclass=V1Class):
         """Register what this run uploaded as ``model_path`` (a file, or a folder
         prefix of uploaded files) in the workspace's model registry."""
         log = self._require_log("register_model")
-        local = log.fetch(self.id, model_path or model_name,
-                          tempfile.mkdtemp(prefix="daskscore-model-"))
-        return Model.register(self._where.workspace(), local, model_name, tags=tags,
-                              properties=properties, description=description,
-                              model_framework=model_framework,
-                              model_framework_version=model_framework_version)
+        # fetched into a folder of its own, removed once the registry has its copy
+        with tempfile.TemporaryDirectory(prefix="daskscore-model-") as folder:
+            local = log.fetch(self.id, model_path or model_name, folder)
+            return Model.register(self._where.workspace(), local, model_name,
+                                  tags=tags, properties=properties,
+                                  description=description,
+                                  model_framework=model_framework,
+                                  model_framework_version=model_framework_version)
 
     def _require_log(self, what: str) -> RunLog:
         if self._where.log is None:

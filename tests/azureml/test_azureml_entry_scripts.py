@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import glob
+import os
 import pickle
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -326,7 +329,15 @@ def _oj_sales(folder: Path) -> pd.DataFrame:
     return frame
 
 
+def _fetched_folders() -> set[str]:
+    """The folders run.register_model() and download_file() fetch into."""
+    temp = tempfile.gettempdir()
+    return {*glob.glob(os.path.join(temp, "daskscore-model-*")),
+            *glob.glob(os.path.join(temp, "daskscore-run-*"))}
+
+
 def test_many_models_train_then_forecast(tmp_path, shared_client, capsys):
+    fetched_before = _fetched_folders()
     frame = _oj_sales(tmp_path / "oj")
     src = tmp_path / "src"
     _write(src, "train.py", MM_TRAIN)
@@ -368,6 +379,8 @@ def test_many_models_train_then_forecast(tmp_path, shared_client, capsys):
     assert models["model_1001_dominicks"].tags == {
         "Store": "1001", "Brand": "dominicks", "ModelType": "lr"}
     assert models["model_1001_dominicks"].properties["model_framework"] == "sklearn"
+    # what register_model() fetched is gone once the registry holds its copy
+    assert _fetched_folders() <= fetched_before
     out = pd.read_csv(run.find_step_run("many-models-forecast")[0].output_file)
     merged = out.merge(frame, on=["WeekStarting", "Store", "Brand"])
     assert len(merged) == len(frame)
