@@ -13,6 +13,7 @@ import hashlib
 import os
 from array import array
 from collections.abc import Iterable, Sequence
+from itertools import accumulate
 from typing import Any
 
 from .._protocol import MiniBatchSpec
@@ -56,8 +57,9 @@ class FilePlan(Sequence[MiniBatchSpec]):
     """The mini-batches of a FileDataset, each made only when asked for.
 
     The listing is held compactly: per run of files sharing a folder, the
-    folder once and the names as one Arrow string array (about 20 bytes a file
-    instead of a Python string per path and a tuple per mini-batch). ``plan[i]``
+    folder once and the names as one string (:class:`PackedNames`, about
+    the names' characters and 4 bytes a file instead of a Python string per path
+    and a tuple per mini-batch). ``plan[i]``
     is the :class:`MiniBatchSpec` of mini-batch ``i``, ``len(plan)`` how many
     there are; :meth:`renumbered` numbers them from another first index.
     """
@@ -108,7 +110,6 @@ class FilePlan(Sequence[MiniBatchSpec]):
             end = min(stop, self._starts[run + 1])
             names = self._names[run][start - offset : end - offset]
             prefix = self._prefixes[run]
-            names = names if isinstance(names, tuple) else names.to_pylist()
             out.extend(prefix + name for name in names)
             start, run = end, run + 1
         return tuple(out)
@@ -154,22 +155,48 @@ def plan_file_runs(
     return plan, h.hexdigest()[:32]
 
 
-# a folder of fewer names stays a tuple: importing pyarrow (and the pandas it
-# pulls in, ~0.5 s) would cost a small job more than the strings do
-_ARROW_NAMES_FROM = 4096
+# a folder of fewer names stays a tuple (a string each costs ~50 bytes more
+# than its characters, which only matters for big folders)
+_PACKED_NAMES_FROM = 4096
 
 
-def _compact(run: list[str]) -> Any:
-    """One folder's names: an Arrow string array (about 20 bytes a name) for a
-    big folder, a tuple for a small one or for names that are not UTF-8."""
-    if len(run) < _ARROW_NAMES_FROM:
+class PackedNames:
+    """A folder's names as one string and the offsets between them: about a
+    byte a character and 4 bytes a name (a Python string per name costs ~50
+    bytes more). Any name Python can hold (non-UTF-8 bytes as surrogates) is
+    kept as it is; ``names[a:b]`` is the list of those names."""
+
+    __slots__ = ("_text", "_ends")
+
+    def __init__(self, names: list[str]) -> None:
+        self._text = "".join(names)
+        self._ends = array("I", accumulate(map(len, names), initial=0))
+
+    def __len__(self) -> int:
+        return len(self._ends) - 1
+
+    def __getitem__(self, i: Any) -> Any:
+        if not isinstance(i, slice):
+            if not 0 <= i < len(self):
+                raise IndexError(i)
+            return self._text[self._ends[i] : self._ends[i + 1]]
+        start, stop, _ = i.indices(len(self))
+        text, ends = self._text, self._ends
+        return [text[ends[j] : ends[j + 1]] for j in range(start, stop)]
+
+    def __getstate__(self) -> tuple[str, array]:
+        return self._text, self._ends
+
+    def __setstate__(self, state: tuple[str, array]) -> None:
+        self._text, self._ends = state
+
+
+def _compact(run: list[str]) -> tuple[str, ...] | PackedNames:
+    """One folder's names: :class:`PackedNames` for a big folder, a tuple for a
+    small one."""
+    if len(run) < _PACKED_NAMES_FROM:
         return tuple(run)
-    import pyarrow as pa
-
-    try:
-        return pa.array(run, type=pa.string())
-    except (UnicodeEncodeError, pa.ArrowException):  # names not in UTF-8
-        return tuple(run)
+    return PackedNames(run)
 
 
 def fingerprint_runs(runs: Iterable[FileRun], size: int) -> str:
