@@ -10,8 +10,8 @@ where the runner's import hook resolves their imports to daskscore.
 from __future__ import annotations
 
 import argparse
-import json
 import glob
+import json
 import os
 import pickle
 import tempfile

@@ -528,13 +528,15 @@ def test_a_committed_part_that_is_gone_fails_the_job_and_the_rerun_scores_it(
     assert read_lines(run_step().output_file) == expected
     records = StateStore(str(out)).load_records()
     name, offset, _ = records[3]["part"]
-    cut = [i for i, r in records.items() if r["part"][0] == name and r["part"][1] >= offset]
+    cut = [i for i, r in records.items()
+           if r["part"][0] == name and r["part"][1] >= offset]
     os.truncate(out / ".daskscore" / "parts" / name, offset)
 
     with pytest.raises(ds.JobError) as excinfo:
         run_step()
     message = str(excinfo.value)
-    assert f"{len(cut)} mini-batch(es) recorded as scored have no committed part" in message
+    assert (f"{len(cut)} mini-batch(es) recorded as scored have no committed part"
+            in message)
     assert name in message and "run the same step again" in message
     assert read_lines(out / "parallel_run_step.txt") == expected  # left as it was
 
